@@ -1,0 +1,74 @@
+import Foundation
+
+/// The YAML document as written by users: every key optional, snake_case as in the contract.
+/// `ConfigLoader` turns it into a validated `StagerConfig`.
+struct ConfigFile: Decodable {
+    struct Server: Decodable {
+        var listen: String?
+        var max_body_bytes: Int?
+    }
+    struct Webhook: Decodable {
+        var secret_env: String?
+        var secret_file: String?
+    }
+    struct GitHub: Decodable {
+        var api_url: String?
+        var token_env: String?
+        var token_file: String?
+        var deployments: Bool?
+        var request_timeout: String?
+        var max_attempts: Int?
+    }
+    struct Preview: Decodable {
+        var domain: String?
+        var scheme: String?
+        var public_port: Int?
+    }
+    struct Nginx: Decodable {
+        var sites_dir: String?
+        var listen: String?
+        var test_command: [String]?
+        var reload_command: [String]?
+        var confirm_timeout: String?
+    }
+    struct Docker: Decodable {
+        var command: [String]?
+    }
+    struct Repo: Decodable {
+        var image: String?
+        var command: [String]?
+        var port: Int?
+        var health_path: String?
+        var health_timeout: String?
+        var env: [String: String]?
+        var allow_forks: Bool?
+        var memory: String?
+        var cpus: String?
+        var pids: Int?
+        var build: AnyDecodable?
+    }
+    /// Accepts any YAML value; used for keys whose features are not built yet.
+    struct AnyDecodable: Decodable {
+        init(from decoder: any Decoder) throws {}
+    }
+    struct Limits: Decodable {
+        var max_environments: Int?
+        var memory: String?
+        var cpus: String?
+        var pids: Int?
+        var concurrent_deploys: Int?
+    }
+
+    var server: Server?
+    var data_dir: String?
+    var instance: String?
+    var reconcile_interval: String?
+    var templates_dir: String?
+    var webhook: Webhook?
+    var github: GitHub?
+    var preview: Preview?
+    var nginx: Nginx?
+    var docker: Docker?
+    var repos: [String: Repo]?
+    var limits: Limits?
+}

@@ -1,0 +1,135 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// What the controller needs from the world, gathered so tests can build one with other parts.
+public struct ControllerDependencies: Sendable {
+    public var config: StagerConfig
+    public var store: Store
+    public var runtime: any ContainerRuntime
+    public var frontDoor: NginxFrontDoor
+    public var publisher: any CommentPublisher
+    public var templates: Templates
+    public var probe: HTTPProbe
+    public var metrics: StagerMetrics
+    public var logger: Logger
+
+    public init(config: StagerConfig, store: Store, runtime: any ContainerRuntime, frontDoor: NginxFrontDoor,
+                publisher: any CommentPublisher, templates: Templates, probe: HTTPProbe, metrics: StagerMetrics, logger: Logger) {
+        self.config = config
+        self.store = store
+        self.runtime = runtime
+        self.frontDoor = frontDoor
+        self.publisher = publisher
+        self.templates = templates
+        self.probe = probe
+        self.metrics = metrics
+        self.logger = logger
+    }
+}
+
+/// Converges each PR's environment to its newest desired state: one worker per PR at a time, different
+/// PRs in parallel up to `limits.concurrent_deploys`, and a reconciler at start-up and every interval.
+public final class Controller: Service, Sendable {
+    public let queue = WorkQueue()
+    private let deps: ControllerDependencies
+    private let retries = RetryBook()
+
+    public init(_ deps: ControllerDependencies) {
+        self.deps = deps
+    }
+
+    public func enqueue(_ key: PullRequestKey) async {
+        await queue.enqueue(key)
+        deps.metrics.queueDepth(await queue.depth)
+    }
+
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<self.deps.config.limits.concurrentDeploys {
+                    group.addTask { await self.work() }
+                }
+                group.addTask { try await self.reconcileForever() }
+                defer { group.cancelAll() }
+                try await withTaskCancellationHandler {
+                    try await group.next()
+                } onCancel: {
+                    Task { await self.queue.close() }
+                }
+            }
+        }
+    }
+
+    private func work() async {
+        while let key = await queue.next() {
+            await converge(key)
+            await queue.done(key)
+            deps.metrics.queueDepth(await queue.depth)
+        }
+    }
+
+    private func reconcileForever() async throws {
+        while !Task.isCancelled {
+            do {
+                _ = try await Reconciler(deps: deps, controller: self).reconcile()
+            } catch is CancellationError {
+                return
+            } catch {
+                deps.logger.error("reconcile failed", metadata: ["error": "\(error)"])
+            }
+            try await Task.sleep(for: deps.config.reconcileInterval)
+        }
+    }
+
+    // MARK: Converging one PR
+
+    /// Runs the plan for the PR's newest desired state until nothing is left to do, starting over when
+    /// a newer intent arrives mid-way. A transient failure (engine down, GitHub unreachable) is retried
+    /// later with backoff; the accepted intent stays in the store meanwhile.
+    func converge(_ key: PullRequestKey) async {
+        var logger = deps.logger
+        logger[metadataKey: "pr"] = "\(key)"
+        while !Task.isCancelled {
+            let started = ContinuousClock.now
+            do {
+                guard let env = try deps.store.environment(key) else { return }
+                logger[metadataKey: "delivery"] = "\(env.lastDeliveryID ?? "-")"
+                var execution = Execution(deps: deps, env: env, logger: logger)
+                let finished = try await execution.run()
+                guard finished else { continue }
+                try deps.store.markApplied(key, version: env.desiredVersion)
+                await retries.clear(key)
+                deps.metrics.converged(outcome: execution.outcome, duration: ContinuousClock.now - started)
+                if try deps.store.desiredVersion(key) == env.desiredVersion { return }
+            } catch is CancellationError {
+                return
+            } catch {
+                let delay = await retries.nextDelay(key)
+                logger.error("converging failed; will retry", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
+                try? deps.store.audit(key, kind: "error", message: "\(error)")
+                deps.metrics.converged(outcome: "error", duration: ContinuousClock.now - started)
+                Task {
+                    try await Task.sleep(for: delay)
+                    await self.enqueue(key)
+                }
+                return
+            }
+        }
+    }
+}
+
+/// Backoff per PR for transient failures: 1 s doubling to 60 s.
+actor RetryBook {
+    private var attempts: [PullRequestKey: Int] = [:]
+
+    func nextDelay(_ key: PullRequestKey) -> Duration {
+        let attempt = attempts[key, default: 0]
+        attempts[key] = attempt + 1
+        return .seconds(min(60, 1 << min(attempt, 6)))
+    }
+
+    func clear(_ key: PullRequestKey) {
+        attempts[key] = nil
+    }
+}

@@ -1,0 +1,255 @@
+import Foundation
+import Logging
+
+/// Carries out the plan for one PR once: observes, plans, and runs the steps, checking before each one
+/// that no newer intent has arrived.
+struct Execution {
+    let deps: ControllerDependencies
+    let env: Environment
+    var logger: Logger
+    /// The container the plan started or adopted.
+    private var candidate: ContainerInfo?
+    private(set) var outcome = "noop"
+
+    init(deps: ControllerDependencies, env: Environment, logger: Logger) {
+        self.deps = deps
+        self.env = env
+        self.logger = logger
+    }
+
+    private var key: PullRequestKey { env.key }
+    private var store: Store { deps.store }
+
+    /// True when the plan ran to its end (or ended in a recorded failure); false when superseded.
+    mutating func run() async throws -> Bool {
+        let observed = try await Self.observe(env, deps: deps)
+        let steps = Planner.plan(desired: env.desiredState, observed: observed)
+        if !steps.isEmpty {
+            logger.info("converging", metadata: ["desired": "\(env.desiredState)", "steps": "\(steps.count)"])
+        }
+        for step in steps {
+            guard try store.desiredVersion(key) == env.desiredVersion else {
+                logger.info("superseded by a newer intent")
+                return false
+            }
+            guard try await perform(step) else { return true }
+        }
+        return true
+    }
+
+    static func observe(_ env: Environment, deps: ControllerDependencies) async throws -> Observation {
+        Observation(
+            containers: try await deps.runtime.list(for: env.key),
+            routedContainer: await deps.frontDoor.routedContainer(slug: env.slug),
+            status: env.status,
+            failedSha: env.failedSha,
+            hasComment: env.commentID != nil,
+            commentPending: env.commentPending
+        )
+    }
+
+    /// Runs one step; false when the deploy failed and the rest of the plan must not run.
+    private mutating func perform(_ step: Step) async throws -> Bool {
+        switch step {
+        case .startContainer(let sha):
+            try setStatus(.deploying)
+            outcome = "deployed"
+            do {
+                candidate = try await startContainer(sha: sha)
+            } catch let error as CommandError {
+                guard case .failed = error else { throw error }
+                // The engine answered but refused this container (bad image, bad option): a real failure.
+                try await fail(sha: sha, reason: "docker could not start the container: \(error)")
+                return false
+            } catch let error as ImageReference.Failure {
+                try await fail(sha: sha, reason: error.description)
+                return false
+            }
+        case .adoptContainer(let container):
+            try setStatus(.deploying)
+            outcome = "deployed"
+            candidate = container
+        case .awaitHealthy:
+            guard let candidate else { return false }
+            guard try await awaitHealthy(candidate) else {
+                let seconds = deps.config.repo(env.repo)?.healthTimeout.components.seconds ?? 0
+                try await fail(sha: candidate.sha, reason: "the container did not answer \(healthPath) below 500 within \(seconds)s")
+                return false
+            }
+        case .routeToCandidate:
+            guard let candidate, let port = candidate.hostPort else { return false }
+            let route = Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: port, containerName: candidate.name, sha: candidate.sha)
+            do {
+                try await deps.frontDoor.apply(route)
+                deps.metrics.nginxReload()
+            } catch let error as NginxError {
+                try await fail(sha: candidate.sha, reason: error.description)
+                return false
+            }
+            try await confirmRouted(to: candidate.name)
+        case .removeContainer(let container):
+            try await deps.runtime.remove(container.id)
+            logger.info("removed container", metadata: ["container": "\(container.name)"])
+        case .announceReady:
+            try await announceReady()
+        case .removeVhost:
+            try setStatus(.removing)
+            outcome = "removed"
+            try await deps.frontDoor.remove(slug: env.slug)
+            deps.metrics.nginxReload()
+            try await confirmUnrouted()
+        case .deleteComment:
+            let commentID = try store.environment(key)?.commentID
+            try await deps.publisher.remove(on: key, knownID: commentID)
+            try store.update(key) { $0.commentID = nil; $0.commentBody = nil; $0.commentPending = false }
+        case .markRemoved:
+            outcome = "removed"
+            try store.update(key) {
+                $0.status = .removed
+                $0.containerID = nil
+                $0.containerName = nil
+                $0.hostPort = nil
+                $0.deployedSha = nil
+            }
+            try store.audit(key, kind: "teardown", message: "environment removed")
+            logger.info("environment removed")
+        }
+        return true
+    }
+
+    // MARK: Steps
+
+    private var hostName: String { "\(env.slug).\(deps.config.preview.domain)" }
+    private var url: String { deps.config.preview.url(forSlug: env.slug) }
+    private var healthPath: String { deps.config.repo(env.repo)?.healthPath ?? "/" }
+
+    private func setStatus(_ status: EnvironmentStatus) throws {
+        try store.update(key) { $0.status = status }
+    }
+
+    private func startContainer(sha: String) async throws -> ContainerInfo {
+        guard let repo = deps.config.repo(env.repo) else {
+            throw ImageReference.Failure.invalid("(repository \(env.repo) is no longer configured)")
+        }
+        let image = try ImageReference.render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug)
+        let limits = deps.config.limits
+        // A random tail keeps names unique even when an exited container of the same sha lingers.
+        let name = "stager-\(deps.config.instance)-\(env.slug.prefix(40))-\(sha.prefix(7))-\(UUID().uuidString.prefix(4).lowercased())"
+        let spec = ContainerSpec(
+            name: name, image: image, command: repo.command, containerPort: repo.port,
+            labels: [
+                ContainerLabels.managed: "true", ContainerLabels.instance: deps.config.instance,
+                ContainerLabels.repo: env.repo, ContainerLabels.pr: String(env.number),
+                ContainerLabels.branch: env.branch, ContainerLabels.sha: sha, ContainerLabels.slug: env.slug,
+            ],
+            environment: repo.env.merging([
+                "STAGER_REPO": env.repo, "STAGER_PR": String(env.number), "STAGER_BRANCH": env.branch,
+                "STAGER_SHA": sha, "STAGER_URL": url,
+            ]) { _, stager in stager },
+            memory: repo.memory ?? limits.memory, cpus: repo.cpus ?? limits.cpus, pids: repo.pids ?? limits.pids
+        )
+        let started = try await deps.runtime.start(spec)
+        logger.info("started container", metadata: ["container": "\(name)", "image": "\(image)", "port": "\(started.hostPort)"])
+        try store.audit(key, kind: "deploy", message: "started \(name) from \(image) at \(sha.prefix(12))")
+        return ContainerInfo(id: started.id, name: name, repo: env.repo, number: env.number, sha: sha, slug: env.slug,
+                             running: true, hostPort: started.hostPort)
+    }
+
+    private func awaitHealthy(_ container: ContainerInfo) async throws -> Bool {
+        guard let port = container.hostPort else { return false }
+        let timeout = deps.config.repo(env.repo)?.healthTimeout ?? .seconds(60)
+        let probe = deps.probe
+        let path = healthPath
+        return try await Poller().until(timeout: timeout) {
+            guard let answer = try? await probe.get(host: "127.0.0.1", port: port, path: path) else { return false }
+            return answer.status < 500
+        }
+    }
+
+    /// nginx's reload returns before its new workers serve: ask nginx itself, with the environment's
+    /// Host header, until the answer comes from the new container.
+    private func confirmRouted(to containerName: String) async throws {
+        let confirmed = try await pollNginx { $0 == containerName }
+        guard confirmed else { throw NginxError.reloadFailed("nginx did not route \(hostName) to \(containerName) in time") }
+    }
+
+    private func confirmUnrouted() async throws {
+        _ = try await pollNginx { $0 == nil }
+    }
+
+    private func pollNginx(_ accept: @escaping @Sendable (String?) -> Bool) async throws -> Bool {
+        let nginx = deps.config.nginx
+        let host = ["0.0.0.0", "*", "::"].contains(nginx.listenHost) ? "127.0.0.1" : nginx.listenHost
+        let probe = deps.probe
+        let hostHeader = hostName
+        return try await Poller(first: .milliseconds(5), longest: .milliseconds(100)).until(timeout: nginx.confirmTimeout) {
+            guard let answer = try? await probe.get(host: host, port: nginx.listenPort, path: "/", hostHeader: hostHeader) else { return false }
+            return accept(answer.headers["x-stager-upstream"])
+        }
+    }
+
+    private func announceReady() async throws {
+        guard let serving = try await Self.observe(env, deps: deps).containers.first(where: { $0.running && $0.sha == env.desiredSha }) ?? candidate else {
+            return
+        }
+        let body = renderComment(["ready": true, "url": url, "sha": serving.sha, "branch": env.branch, "updated": Self.timestamp()])
+        let updated = try store.update(key) {
+            $0.status = .ready
+            $0.deployedSha = serving.sha
+            $0.containerID = serving.id
+            $0.containerName = serving.name
+            $0.hostPort = serving.hostPort
+            $0.failureReason = nil
+            $0.failedSha = nil
+            $0.commentBody = body
+            $0.commentPending = true
+        }
+        try store.audit(key, kind: "ready", message: "\(url) serves \(serving.sha.prefix(12))")
+        logger.info("environment ready", metadata: ["url": "\(url)", "sha": "\(serving.sha)"])
+        try await publish(body, knownID: updated?.commentID)
+    }
+
+    /// Records a failed deploy: the candidate goes (with its log tail kept for the comment), whatever
+    /// served before keeps serving, and the same sha is not retried until a newer intent arrives.
+    private mutating func fail(sha: String, reason: String) async throws {
+        outcome = "failed"
+        var log = ""
+        let routed = await deps.frontDoor.routedContainer(slug: env.slug)
+        let stillServing = routed != nil && routed != candidate?.name ? try store.environment(key)?.deployedSha : nil
+        if let candidate {
+            log = (try? await deps.runtime.logTail(candidate.id, lines: 30)) ?? ""
+            try await deps.runtime.remove(candidate.id)
+            self.candidate = nil
+        }
+        let body = renderComment([
+            "failed": true, "sha": sha, "reason": reason, "log": String(log.suffix(4000)), "url": url,
+            "serving": stillServing.map { String($0.prefix(12)) } ?? "", "updated": Self.timestamp(),
+        ])
+        let updated = try store.update(key) {
+            $0.status = .failed
+            $0.failureReason = reason
+            $0.failedSha = sha
+            $0.commentBody = body
+            $0.commentPending = true
+        }
+        try store.audit(key, kind: "failure", message: reason)
+        logger.warning("deploy failed", metadata: ["reason": "\(reason)"])
+        try await publish(body, knownID: updated?.commentID)
+    }
+
+    private func publish(_ body: String, knownID: Int64?) async throws {
+        let id = try await deps.publisher.publish(body, on: key, knownID: knownID)
+        try store.update(key) {
+            $0.commentID = id ?? $0.commentID
+            $0.commentPending = false
+        }
+    }
+
+    private func renderComment(_ context: [String: Any]) -> String {
+        deps.templates.comment.render(context).trimmingCharacters(in: .whitespacesAndNewlines) + "\n"
+    }
+
+    private static func timestamp() -> String {
+        ISO8601DateFormatter().string(from: Date())
+    }
+}

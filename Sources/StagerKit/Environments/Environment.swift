@@ -1,0 +1,80 @@
+import Foundation
+
+/// Identifies one pull request of one repository: the unit of desired state.
+public struct PullRequestKey: Hashable, Sendable, Codable, CustomStringConvertible {
+    public var repo: String
+    public var number: Int
+
+    public init(repo: String, number: Int) {
+        self.repo = repo
+        self.number = number
+    }
+
+    /// Parses `OWNER/NAME#N`.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: "#")
+        guard parts.count == 2, let number = Int(parts[1]), number > 0, parts[0].split(separator: "/").count == 2 else { return nil }
+        self.init(repo: String(parts[0]), number: number)
+    }
+
+    public var description: String { "\(repo)#\(number)" }
+}
+
+public enum EnvironmentStatus: String, Sendable, Codable, CaseIterable {
+    /// Accepted, waiting for the controller.
+    case queued
+    case deploying
+    case ready
+    case failed
+    case removing
+    /// Torn down; the row stays so an older redelivery cannot bring it back.
+    case removed
+}
+
+/// What the PR should look like: running `sha`, or nothing at all.
+public enum DesiredState: Sendable, Equatable {
+    case present(sha: String)
+    case absent
+}
+
+/// One environment as Stager records it: the PR's desired state, and what was last done about it.
+public struct Environment: Sendable, Equatable, Codable {
+    public var repo: String
+    public var number: Int
+    public var slug: String
+    public var branch: String
+    public var title: String
+    public var author: String
+    public var headRepo: String
+
+    /// "present" or "absent".
+    public var desired: String
+    public var desiredSha: String
+    /// Bumped by every accepted intent; the controller converges until `appliedVersion` catches up.
+    public var desiredVersion: Int
+    public var appliedVersion: Int
+    /// `pull_request.updated_at` of the newest applied delivery; older deliveries never roll state back.
+    public var sourceUpdatedAt: String
+
+    public var status: EnvironmentStatus
+    public var deployedSha: String?
+    public var containerID: String?
+    public var containerName: String?
+    public var hostPort: Int?
+    public var failureReason: String?
+    /// The sha whose deploy failed; not retried until a newer intent arrives.
+    public var failedSha: String?
+    public var commentID: Int64?
+    public var commentBody: String?
+    /// The comment should show the current status but GitHub has not taken it yet.
+    public var commentPending: Bool
+    public var lastDeliveryID: String?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
+
+    public var desiredState: DesiredState {
+        desired == "present" ? .present(sha: desiredSha) : .absent
+    }
+}

@@ -1,0 +1,109 @@
+/// A container of one PR as the engine reports it.
+public struct ContainerInfo: Sendable, Equatable, Hashable {
+    public var id: String
+    public var name: String
+    public var repo: String
+    public var number: Int
+    public var sha: String
+    public var slug: String
+    public var running: Bool
+    public var hostPort: Int?
+
+    public init(id: String, name: String, repo: String, number: Int, sha: String, slug: String, running: Bool, hostPort: Int?) {
+        self.id = id
+        self.name = name
+        self.repo = repo
+        self.number = number
+        self.sha = sha
+        self.slug = slug
+        self.running = running
+        self.hostPort = hostPort
+    }
+}
+
+/// What the world looks like for one PR right now.
+public struct Observation: Sendable, Equatable {
+    /// Containers labelled with this PR, running or not.
+    public var containers: [ContainerInfo]
+    /// The container the vhost file routes to, nil when there is no vhost file.
+    public var routedContainer: String?
+    public var status: EnvironmentStatus
+    public var failedSha: String?
+    public var hasComment: Bool
+    public var commentPending: Bool
+
+    public init(containers: [ContainerInfo], routedContainer: String?, status: EnvironmentStatus,
+                failedSha: String? = nil, hasComment: Bool = false, commentPending: Bool = false) {
+        self.containers = containers
+        self.routedContainer = routedContainer
+        self.status = status
+        self.failedSha = failedSha
+        self.hasComment = hasComment
+        self.commentPending = commentPending
+    }
+}
+
+/// One thing the controller does. Steps after `startContainer` or `adoptContainer` act on that container,
+/// the candidate.
+public enum Step: Sendable, Equatable {
+    case startContainer(sha: String)
+    case adoptContainer(ContainerInfo)
+    case awaitHealthy
+    /// Write the vhost for the candidate, test, reload, and confirm through nginx.
+    case routeToCandidate
+    case removeContainer(ContainerInfo)
+    /// Mark ready and create or edit the sticky comment.
+    case announceReady
+    case removeVhost
+    case deleteComment
+    case markRemoved
+}
+
+/// Desired state + observation in, steps out. Pure: no process, no clock, no I/O.
+public enum Planner {
+    public static func plan(desired: DesiredState, observed: Observation) -> [Step] {
+        switch desired {
+        case .absent:
+            return planAbsent(observed)
+        case .present(let sha):
+            return planPresent(sha: sha, observed)
+        }
+    }
+
+    private static func planAbsent(_ observed: Observation) -> [Step] {
+        var steps: [Step] = []
+        if observed.routedContainer != nil { steps.append(.removeVhost) }
+        steps += observed.containers.map(Step.removeContainer)
+        if observed.hasComment || observed.commentPending { steps.append(.deleteComment) }
+        if observed.status != .removed { steps.append(.markRemoved) }
+        return steps
+    }
+
+    private static func planPresent(sha: String, _ observed: Observation) -> [Step] {
+        let serving = observed.containers.first { $0.running && $0.name == observed.routedContainer }
+
+        if let serving, serving.sha == sha {
+            var steps = observed.containers.filter { $0 != serving }.map(Step.removeContainer)
+            if observed.status != .ready || observed.commentPending { steps.append(.announceReady) }
+            return steps
+        }
+
+        // This sha already failed: keep whatever still serves, and wait for a newer intent.
+        if observed.failedSha == sha {
+            return observed.containers.filter { $0 != serving && !$0.running }.map(Step.removeContainer)
+        }
+
+        var steps: [Step] = []
+        let candidate = observed.containers.first { $0.running && $0.sha == sha && $0 != serving }
+        if let candidate {
+            steps.append(.adoptContainer(candidate))
+        } else {
+            steps.append(.startContainer(sha: sha))
+        }
+        steps += [.awaitHealthy, .routeToCandidate]
+        // The old containers go only once the new one serves, so a redeploy never leaves the URL dark.
+        steps += observed.containers.filter { $0 != candidate }.map(Step.removeContainer)
+        steps.append(.announceReady)
+        return steps
+    }
+}

@@ -1,0 +1,68 @@
+import Logging
+
+/// Where the sticky PR comment goes: GitHub when a token is configured, else only the log (the dashboard
+/// shows the body from the store either way).
+public protocol CommentPublisher: Sendable {
+    /// Creates or edits the one comment carrying the marker; returns its id when it has one.
+    func publish(_ body: String, on key: PullRequestKey, knownID: Int64?) async throws -> Int64?
+    func remove(on key: PullRequestKey, knownID: Int64?) async throws
+}
+
+public enum CommentMarker {
+    public static let marker = "<!-- stager -->"
+}
+
+public struct GitHubCommentPublisher: CommentPublisher {
+    private let client: GitHubClient
+
+    public init(client: GitHubClient) {
+        self.client = client
+    }
+
+    public func publish(_ body: String, on key: PullRequestKey, knownID: Int64?) async throws -> Int64? {
+        if let knownID {
+            do {
+                return try await client.updateComment(key, id: knownID, body: body).id
+            } catch GitHubError.status(404, _) {
+                // Deleted by someone: fall through and find or create it again.
+            }
+        }
+        // Look for the marker first, so a retry that raced a success never posts a second comment.
+        if let existing = try await findSticky(key) {
+            return try await client.updateComment(key, id: existing, body: body).id
+        }
+        return try await client.createComment(key, body: body).id
+    }
+
+    public func remove(on key: PullRequestKey, knownID: Int64?) async throws {
+        if let knownID {
+            try await client.deleteComment(key, id: knownID)
+        }
+        // Bounded: a comment that keeps reappearing is someone else's problem, not a reason to spin.
+        for _ in 0..<5 {
+            guard let stray = try await findSticky(key) else { return }
+            try await client.deleteComment(key, id: stray)
+        }
+    }
+
+    private func findSticky(_ key: PullRequestKey) async throws -> Int64? {
+        try await client.listComments(key).first { $0.body?.contains(CommentMarker.marker) ?? false }?.id
+    }
+}
+
+public struct LogCommentPublisher: CommentPublisher {
+    private let logger: Logger
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    public func publish(_ body: String, on key: PullRequestKey, knownID: Int64?) async throws -> Int64? {
+        logger.info("PR comment (no GitHub token configured)", metadata: ["pr": "\(key)", "comment": "\(body)"])
+        return nil
+    }
+
+    public func remove(on key: PullRequestKey, knownID: Int64?) async throws {
+        logger.info("PR comment removed (no GitHub token configured)", metadata: ["pr": "\(key)"])
+    }
+}

@@ -1,0 +1,237 @@
+import Foundation
+import Logging
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+public enum GitHubError: Error, CustomStringConvertible, Equatable {
+    /// GitHub answered with a status Stager does not retry (401, 404, 410, 422…).
+    case status(Int, String)
+    /// Still rate limited or failing after every attempt.
+    case gaveUp(String)
+    case badResponse(String)
+
+    public var statusCode: Int? {
+        if case .status(let code, _) = self { return code }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .status(let code, let message): return "GitHub answered \(code): \(message)"
+        case .gaveUp(let reason): return "GitHub did not answer after retrying: \(reason)"
+        case .badResponse(let reason): return "unexpected answer from GitHub: \(reason)"
+        }
+    }
+}
+
+/// Sleeps; injected so retry tests do not wait for real.
+public protocol Sleeper: Sendable {
+    func sleep(for duration: Duration) async throws
+}
+
+public struct TaskSleeper: Sleeper {
+    public init() {}
+    public func sleep(for duration: Duration) async throws { try await Task.sleep(for: duration) }
+}
+
+/// The one place that talks to GitHub's REST API: auth headers, pagination, retries with backoff that
+/// honour rate-limit headers.
+public struct GitHubClient: Sendable {
+    public struct Comment: Sendable, Decodable, Equatable {
+        public var id: Int64
+        public var body: String?
+    }
+
+    static let userAgent = "stager/0.1 (+https://github.com/stager)"
+    /// A rate-limit wait longer than this gives up instead, and the caller retries later.
+    static let longestWait: Duration = .seconds(60)
+
+    private let baseURL: URL
+    private let token: String
+    private let session: URLSession
+    private let maxAttempts: Int
+    private let sleeper: any Sleeper
+    private let logger: Logger
+
+    public init(baseURL: URL, token: String, timeout: Duration, maxAttempts: Int, sleeper: any Sleeper = TaskSleeper(), logger: Logger) {
+        self.baseURL = baseURL
+        self.token = token
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        configuration.connectionProxyDictionary = [:]
+        self.session = URLSession(configuration: configuration)
+        self.maxAttempts = maxAttempts
+        self.sleeper = sleeper
+        self.logger = logger
+    }
+
+    // MARK: Issue comments
+
+    /// All comments of an issue or PR, following `Link: rel="next"`.
+    public func listComments(_ key: PullRequestKey) async throws -> [Comment] {
+        var comments: [Comment] = []
+        var next: URL? = url(key.repoPath + ["issues", String(key.number), "comments"], query: "per_page=100")
+        while let page = next {
+            let (data, response) = try await send("GET", page, body: nil, expecting: [200])
+            comments += try decode([Comment].self, data)
+            next = Self.nextLink(response.value(forHTTPHeaderField: "Link"))
+        }
+        return comments
+    }
+
+    public func createComment(_ key: PullRequestKey, body: String) async throws -> Comment {
+        let (data, _) = try await send("POST", url(key.repoPath + ["issues", String(key.number), "comments"]),
+                                       body: ["body": body], expecting: [201])
+        return try decode(Comment.self, data)
+    }
+
+    public func updateComment(_ key: PullRequestKey, id: Int64, body: String) async throws -> Comment {
+        let (data, _) = try await send("PATCH", url(key.repoPath + ["issues", "comments", String(id)]),
+                                       body: ["body": body], expecting: [200])
+        return try decode(Comment.self, data)
+    }
+
+    /// Deleting a comment that is already gone counts as done.
+    public func deleteComment(_ key: PullRequestKey, id: Int64) async throws {
+        do {
+            _ = try await send("DELETE", url(key.repoPath + ["issues", "comments", String(id)]), body: nil, expecting: [204])
+        } catch GitHubError.status(404, _) {
+            return
+        }
+    }
+
+    // MARK: Transport
+
+    private func url(_ segments: [String], query: String? = nil) -> URL {
+        var path = baseURL.absoluteString
+        for segment in segments {
+            path += "/" + (segment.addingPercentEncoding(withAllowedCharacters: .urlPathSegmentAllowed) ?? segment)
+        }
+        if let query { path += "?" + query }
+        // Every segment was percent-encoded above, so this cannot fail for a valid base URL.
+        return URL(string: path) ?? baseURL
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: data)
+        } catch {
+            throw GitHubError.badResponse("cannot decode \(type): \(error)")
+        }
+    }
+
+    private func send(_ method: String, _ url: URL, body: [String: String]?, expecting: Set<Int>) async throws -> (Data, HTTPURLResponse) {
+        var request = URLRequest(url: url)
+        request.httpMethod = method
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        request.setValue("application/vnd.github+json", forHTTPHeaderField: "Accept")
+        request.setValue("2022-11-28", forHTTPHeaderField: "X-GitHub-Api-Version")
+        request.setValue(Self.userAgent, forHTTPHeaderField: "User-Agent")
+        if let body {
+            request.httpBody = try JSONEncoder().encode(body)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+
+        var lastProblem = ""
+        for attempt in 1...maxAttempts {
+            let wait: Duration
+            do {
+                let (data, response) = try await session.data(for: request)
+                guard let http = response as? HTTPURLResponse else { throw GitHubError.badResponse("not HTTP") }
+                if expecting.contains(http.statusCode) { return (data, http) }
+                let message = Self.message(data)
+                switch RetryPolicy.decide(status: http.statusCode, headers: http.headerLookup, attempt: attempt) {
+                case .fail:
+                    throw GitHubError.status(http.statusCode, message)
+                case .retry(after: let delay):
+                    lastProblem = "\(http.statusCode) \(message)"
+                    wait = delay
+                }
+            } catch let error as GitHubError {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                lastProblem = "\(error)"
+                wait = RetryPolicy.backoff(attempt: attempt)
+            }
+            guard attempt < maxAttempts else { break }
+            guard wait <= Self.longestWait else {
+                throw GitHubError.gaveUp("rate limited for \(wait) (\(lastProblem))")
+            }
+            logger.warning("GitHub \(method) \(url.path) failed, retrying", metadata: ["attempt": "\(attempt)", "problem": "\(lastProblem)", "wait": "\(wait)"])
+            try await sleeper.sleep(for: wait)
+        }
+        throw GitHubError.gaveUp(lastProblem)
+    }
+
+    private static func message(_ data: Data) -> String {
+        struct Body: Decodable { var message: String? }
+        return (try? JSONDecoder().decode(Body.self, from: data))?.message ?? String(decoding: data.prefix(200), as: UTF8.self)
+    }
+
+    static func nextLink(_ header: String?) -> URL? {
+        guard let header else { return nil }
+        for part in header.split(separator: ",") {
+            let pieces = part.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard pieces.count >= 2, pieces.dropFirst().contains("rel=\"next\""),
+                  pieces[0].hasPrefix("<"), pieces[0].hasSuffix(">") else { continue }
+            return URL(string: String(pieces[0].dropFirst().dropLast()))
+        }
+        return nil
+    }
+}
+
+/// When to retry a GitHub answer, and after how long (GitHub's documented rate-limit rules).
+public enum RetryPolicy {
+    public enum Decision: Equatable {
+        case retry(after: Duration)
+        case fail
+    }
+
+    public static func decide(status: Int, headers: (String) -> String?, attempt: Int, now: Date = Date()) -> Decision {
+        switch status {
+        case 403, 429:
+            if let retryAfter = headers("retry-after").flatMap(Int.init) {
+                return .retry(after: .seconds(max(retryAfter, 0)))
+            }
+            if headers("x-ratelimit-remaining") == "0", let reset = headers("x-ratelimit-reset").flatMap(Double.init) {
+                return .retry(after: .milliseconds(max(Int64((reset - now.timeIntervalSince1970) * 1000), 0) + 1000))
+            }
+            // A 403 without rate-limit headers is a permission problem, not a limit.
+            return status == 429 ? .retry(after: backoff(attempt: attempt)) : .fail
+        case 500...599:
+            return .retry(after: backoff(attempt: attempt))
+        default:
+            return .fail
+        }
+    }
+
+    /// Capped exponential backoff with jitter: about 0.5 s, 1 s, 2 s … up to 30 s.
+    public static func backoff(attempt: Int) -> Duration {
+        let base = min(500.0 * pow(2.0, Double(attempt - 1)), 30_000)
+        return .milliseconds(Int64(base * Double.random(in: 0.5...1.0)))
+    }
+}
+
+extension HTTPURLResponse {
+    var headerLookup: (String) -> String? {
+        { name in self.value(forHTTPHeaderField: name) }
+    }
+}
+
+extension PullRequestKey {
+    var repoPath: [String] {
+        let parts = repo.split(separator: "/", maxSplits: 1).map(String.init)
+        return ["repos"] + parts
+    }
+}
+
+extension CharacterSet {
+    static let urlPathSegmentAllowed: CharacterSet = {
+        var set = CharacterSet.urlPathAllowed
+        set.remove("/")
+        return set
+    }()
+}

@@ -1,0 +1,99 @@
+import Foundation
+
+/// The parts of a `pull_request` delivery Stager uses. Decoding fails, naming the field, when a required
+/// one is missing.
+public struct PullRequestEvent: Sendable, Decodable, Equatable {
+    public struct Repository: Sendable, Decodable, Equatable {
+        public var full_name: String
+        public var clone_url: String?
+    }
+    public struct Ref: Sendable, Decodable, Equatable {
+        public var ref: String
+        public var sha: String
+        /// null when the fork was deleted.
+        public var repo: Repository?
+    }
+    public struct User: Sendable, Decodable, Equatable {
+        public var login: String
+    }
+    public struct PullRequest: Sendable, Decodable, Equatable {
+        public var head: Ref
+        public var title: String?
+        public var user: User?
+        public var updated_at: String?
+        public var state: String?
+        public var merged: Bool?
+    }
+
+    public var action: String
+    public var number: Int
+    public var pull_request: PullRequest
+    public var repository: Repository
+    public var sender: User?
+
+    public var key: PullRequestKey { PullRequestKey(repo: repository.full_name, number: number) }
+}
+
+/// What a delivery asks of an environment.
+public enum Intent: Sendable, Equatable {
+    case deploy(sha: String)
+    case teardown
+
+    /// opened/reopened/synchronize deploy, closed tears down; nil for every other action.
+    public init?(action: String, sha: String) {
+        switch action {
+        case "opened", "reopened", "synchronize": self = .deploy(sha: sha)
+        case "closed": self = .teardown
+        default: return nil
+        }
+    }
+}
+
+public enum WebhookPayload {
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        case notJSON
+        case missingField(String)
+        case notForm
+
+        public var description: String {
+            switch self {
+            case .notJSON: return "the body is not a JSON object"
+            case .missingField(let field): return "the payload has no valid \(field)"
+            case .notForm: return "the form body has no payload parameter"
+            }
+        }
+    }
+
+    /// The JSON document of a delivery: the body itself, or the `payload` form field when GitHub is set to
+    /// send `application/x-www-form-urlencoded`.
+    public static func json(body: Data, contentType: String?) throws -> Data {
+        let isForm = contentType?.lowercased().hasPrefix("application/x-www-form-urlencoded") ?? false
+        guard isForm else { return body }
+        guard let text = String(data: body, encoding: .utf8) else { throw Failure.notForm }
+        for pair in text.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, parts[0] == "payload" else { continue }
+            let value = parts[1].replacingOccurrences(of: "+", with: " ")
+            guard let decoded = value.removingPercentEncoding else { throw Failure.notForm }
+            return Data(decoded.utf8)
+        }
+        throw Failure.notForm
+    }
+
+    public static func decodePullRequest(_ json: Data) throws -> PullRequestEvent {
+        guard (try? JSONSerialization.jsonObject(with: json)) is [String: Any] else { throw Failure.notJSON }
+        do {
+            let event = try JSONDecoder().decode(PullRequestEvent.self, from: json)
+            guard !event.action.isEmpty else { throw Failure.missingField("action") }
+            guard event.number > 0 else { throw Failure.missingField("number") }
+            guard !event.pull_request.head.ref.isEmpty else { throw Failure.missingField("pull_request.head.ref") }
+            guard event.pull_request.head.sha.count >= 7, event.pull_request.head.sha.allSatisfy(\.isHexDigit) else {
+                throw Failure.missingField("pull_request.head.sha")
+            }
+            guard event.repository.full_name.split(separator: "/").count == 2 else { throw Failure.missingField("repository.full_name") }
+            return event
+        } catch let error as DecodingError {
+            throw Failure.missingField(error.keyPath)
+        }
+    }
+}

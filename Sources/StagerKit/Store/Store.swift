@@ -1,0 +1,282 @@
+import Foundation
+import GRDB
+
+/// The outcome of offering a delivery to the store.
+public enum AcceptOutcome: Sendable, Equatable {
+    /// Stored; the PR's desired state moved to `version`.
+    case accepted(version: Int)
+    /// This `X-GitHub-Delivery` was stored before; nothing changed.
+    case duplicate
+    /// Older than what was already applied for the PR (by `pull_request.updated_at`); recorded, ignored.
+    case stale
+}
+
+/// A delivery as the webhook hands it to the store.
+public struct IncomingDelivery: Sendable {
+    public var id: String
+    public var event: PullRequestEvent
+    public var intent: Intent
+    public var receivedAt: Date
+
+    public init(id: String, event: PullRequestEvent, intent: Intent, receivedAt: Date) {
+        self.id = id
+        self.event = event
+        self.intent = intent
+        self.receivedAt = receivedAt
+    }
+}
+
+/// One line of the audit trail.
+public struct AuditEvent: Sendable, Codable, Equatable {
+    public var id: Int64?
+    public var repo: String
+    public var number: Int
+    public var kind: String
+    public var message: String
+    public var deliveryID: String?
+    public var at: Date
+}
+
+/// The one place that touches SQLite: deliveries, desired and applied state per PR, and the audit trail.
+public final class Store: Sendable {
+    private let db: DatabasePool
+
+    public init(path: URL) throws {
+        try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        db = try DatabasePool(path: path.path, configuration: configuration)
+        try Self.migrator.migrate(db)
+        // The database holds delivery payload facts and comment bodies: keep it to its owner.
+        for suffix in ["", "-wal", "-shm"] {
+            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path.path + suffix)
+        }
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "delivery") { t in
+                t.primaryKey("id", .text)
+                t.column("event", .text).notNull()
+                t.column("action", .text).notNull()
+                t.column("repo", .text).notNull()
+                t.column("number", .integer).notNull()
+                t.column("outcome", .text).notNull()
+                t.column("receivedAt", .datetime).notNull()
+            }
+            try db.create(table: "environment") { t in
+                t.column("repo", .text).notNull()
+                t.column("number", .integer).notNull()
+                t.primaryKey(["repo", "number"])
+                t.column("slug", .text).notNull()
+                t.column("branch", .text).notNull()
+                t.column("title", .text).notNull()
+                t.column("author", .text).notNull()
+                t.column("headRepo", .text).notNull()
+                t.column("desired", .text).notNull()
+                t.column("desiredSha", .text).notNull()
+                t.column("desiredVersion", .integer).notNull()
+                t.column("appliedVersion", .integer).notNull()
+                t.column("sourceUpdatedAt", .text).notNull()
+                t.column("status", .text).notNull()
+                t.column("deployedSha", .text)
+                t.column("containerID", .text)
+                t.column("containerName", .text)
+                t.column("hostPort", .integer)
+                t.column("failureReason", .text)
+                t.column("failedSha", .text)
+                t.column("commentID", .integer)
+                t.column("commentBody", .text)
+                t.column("commentPending", .boolean).notNull()
+                t.column("lastDeliveryID", .text)
+                t.column("createdAt", .datetime).notNull()
+                t.column("updatedAt", .datetime).notNull()
+            }
+            try db.create(index: "environment_slug", on: "environment", columns: ["slug"])
+            try db.create(table: "auditEvent") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("repo", .text).notNull()
+                t.column("number", .integer).notNull()
+                t.column("kind", .text).notNull()
+                t.column("message", .text).notNull()
+                t.column("deliveryID", .text)
+                t.column("at", .datetime).notNull()
+            }
+        }
+        return migrator
+    }
+
+    // MARK: Deliveries
+
+    /// Records the delivery and moves the PR's desired state, in one transaction. Once this returns
+    /// `.accepted`, a crash loses nothing: the controller finds the version ahead of the applied one.
+    public func accept(_ delivery: IncomingDelivery) throws -> AcceptOutcome {
+        try db.write { db in
+            if try DeliveryRow.exists(db, key: delivery.id) { return .duplicate }
+            let event = delivery.event
+            let key = event.key
+            let updatedAt = event.pull_request.updated_at ?? ""
+            var outcome: AcceptOutcome
+            var environment = try EnvironmentRow.fetchOne(db, key: ["repo": key.repo, "number": key.number])?.environment
+
+            if let current = environment, !updatedAt.isEmpty, updatedAt < current.sourceUpdatedAt {
+                outcome = .stale
+            } else {
+                var env = try environment ?? Self.newEnvironment(db, event: event, at: delivery.receivedAt)
+                let wasGone = env.status == .removed && env.desired == "absent"
+                switch delivery.intent {
+                case .deploy(let sha):
+                    if wasGone {
+                        // A reopened PR may have lost its slug to another environment meanwhile.
+                        env.slug = try Self.freeSlug(db, branch: event.pull_request.head.ref, key: key)
+                    }
+                    env.desired = "present"
+                    env.desiredSha = sha
+                    env.status = .queued
+                    // A new intent deserves a new attempt, even at a sha that failed before.
+                    env.failedSha = nil
+                case .teardown:
+                    env.desired = "absent"
+                    if env.status != .removed { env.status = .removing }
+                }
+                env.branch = event.pull_request.head.ref
+                env.title = event.pull_request.title ?? env.title
+                env.author = event.pull_request.user?.login ?? env.author
+                env.headRepo = event.pull_request.head.repo?.full_name ?? env.headRepo
+                if !updatedAt.isEmpty { env.sourceUpdatedAt = updatedAt }
+                env.desiredVersion += 1
+                env.lastDeliveryID = delivery.id
+                env.updatedAt = delivery.receivedAt
+                try EnvironmentRow(env).save(db)
+                environment = env
+                outcome = .accepted(version: env.desiredVersion)
+            }
+            try DeliveryRow(
+                id: delivery.id, event: "pull_request", action: event.action, repo: key.repo, number: key.number,
+                outcome: outcome == .stale ? "stale" : "accepted", receivedAt: delivery.receivedAt
+            ).insert(db)
+            var audit = AuditRow(AuditEvent(
+                repo: key.repo, number: key.number, kind: "webhook",
+                message: outcome == .stale ? "\(event.action) ignored: older than the applied state" : "\(event.action) at \(event.pull_request.head.sha.prefix(12))",
+                deliveryID: delivery.id, at: delivery.receivedAt
+            ))
+            try audit.insert(db)
+            return outcome
+        }
+    }
+
+    public func deliveryCount() throws -> Int {
+        try db.read { try DeliveryRow.fetchCount($0) }
+    }
+
+    // MARK: Environments
+
+    public func environment(_ key: PullRequestKey) throws -> Environment? {
+        try db.read { try EnvironmentRow.fetchOne($0, key: ["repo": key.repo, "number": key.number])?.environment }
+    }
+
+    /// Every environment, the removed ones included, oldest first.
+    public func allEnvironments() throws -> [Environment] {
+        try db.read { try EnvironmentRow.order(Column("createdAt"), Column("repo"), Column("number")).fetchAll($0).map(\.environment) }
+    }
+
+    /// Applies `change` to the stored environment in a transaction and returns the result.
+    @discardableResult
+    public func update(_ key: PullRequestKey, _ change: @Sendable (inout Environment) -> Void) throws -> Environment? {
+        try db.write { db in
+            guard var env = try EnvironmentRow.fetchOne(db, key: ["repo": key.repo, "number": key.number])?.environment else { return nil }
+            change(&env)
+            env.updatedAt = Date()
+            try EnvironmentRow(env).update(db)
+            return env
+        }
+    }
+
+    /// Records that the controller converged the PR to `version`, unless a newer intent arrived meanwhile.
+    public func markApplied(_ key: PullRequestKey, version: Int) throws {
+        try db.write { db in
+            try db.execute(
+                sql: "UPDATE environment SET appliedVersion = ? WHERE repo = ? AND number = ? AND appliedVersion < ?",
+                arguments: [version, key.repo, key.number, version]
+            )
+        }
+    }
+
+    public func desiredVersion(_ key: PullRequestKey) throws -> Int? {
+        try db.read { db in
+            try Int.fetchOne(db, sql: "SELECT desiredVersion FROM environment WHERE repo = ? AND number = ?", arguments: [key.repo, key.number])
+        }
+    }
+
+    // MARK: Audit
+
+    public func audit(_ key: PullRequestKey, kind: String, message: String, deliveryID: String? = nil) throws {
+        try db.write { db in
+            var row = AuditRow(AuditEvent(repo: key.repo, number: key.number, kind: kind, message: message, deliveryID: deliveryID, at: Date()))
+            try row.insert(db)
+        }
+    }
+
+    public func auditEvents(for key: PullRequestKey? = nil, limit: Int = 100) throws -> [AuditEvent] {
+        try db.read { db in
+            var request = AuditRow.order(Column("id").desc).limit(limit)
+            if let key { request = request.filter(Column("repo") == key.repo && Column("number") == key.number) }
+            return try request.fetchAll(db).map(\.event)
+        }
+    }
+
+    // MARK: Helpers
+
+    private static func newEnvironment(_ db: Database, event: PullRequestEvent, at date: Date) throws -> Environment {
+        Environment(
+            repo: event.repository.full_name, number: event.number,
+            slug: try freeSlug(db, branch: event.pull_request.head.ref, key: event.key),
+            branch: event.pull_request.head.ref, title: event.pull_request.title ?? "",
+            author: event.pull_request.user?.login ?? "", headRepo: event.pull_request.head.repo?.full_name ?? "",
+            desired: "absent", desiredSha: event.pull_request.head.sha, desiredVersion: 0, appliedVersion: 0,
+            sourceUpdatedAt: "", status: .queued, commentPending: false, createdAt: date, updatedAt: date
+        )
+    }
+
+    private static func freeSlug(_ db: Database, branch: String, key: PullRequestKey) throws -> String {
+        try Slug.make(branch: branch, repo: key.repo, number: key.number) { candidate in
+            try EnvironmentRow
+                .filter(Column("slug") == candidate)
+                .filter(!(Column("repo") == key.repo && Column("number") == key.number))
+                .filter(Column("status") != EnvironmentStatus.removed.rawValue || Column("desired") == "present")
+                .fetchCount(db) > 0
+        }
+    }
+}
+
+// MARK: Rows
+
+private struct DeliveryRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "delivery"
+    var id: String
+    var event: String
+    var action: String
+    var repo: String
+    var number: Int
+    var outcome: String
+    var receivedAt: Date
+}
+
+private struct EnvironmentRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "environment"
+    var environment: Environment
+
+    init(_ environment: Environment) { self.environment = environment }
+    init(from decoder: any Decoder) throws { environment = try Environment(from: decoder) }
+    func encode(to encoder: any Encoder) throws { try environment.encode(to: encoder) }
+}
+
+private struct AuditRow: Codable, FetchableRecord, MutablePersistableRecord {
+    static let databaseTableName = "auditEvent"
+    var event: AuditEvent
+
+    init(_ event: AuditEvent) { self.event = event }
+    init(from decoder: any Decoder) throws { event = try AuditEvent(from: decoder) }
+    func encode(to encoder: any Encoder) throws { try event.encode(to: encoder) }
+}

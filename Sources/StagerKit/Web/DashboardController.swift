@@ -1,0 +1,44 @@
+import Foundation
+import Hummingbird
+
+/// The read side: dashboard, JSON API, metrics and health.
+public struct DashboardController: Sendable {
+    let config: StagerConfig
+    let store: Store
+    let templates: Templates
+    let metrics: StagerMetrics
+
+    public func addRoutes(to router: Router<some RequestContext>) {
+        router.get("/healthz") { _, _ in "ok\n" }
+        router.get("/api/environments") { _, _ in
+            try self.json(self.views())
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: self.metrics.render())))
+        }
+        router.get("/") { _, _ in
+            let rows: [[String: Any]] = try self.views().map { view in
+                [
+                    "repo": view.repo, "number": view.number, "title": view.title, "branch": view.branch,
+                    "status": view.status, "url": view.url ?? "", "short_sha": String(view.sha.prefix(12)),
+                    "updated_at": view.updated_at, "failure_reason": view.failure_reason ?? "",
+                    "comment_body": view.comment_body ?? "",
+                ]
+            }
+            let html = self.templates.dashboard.render(["environments": rows, "has_environments": !rows.isEmpty])
+            return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: html)))
+        }
+    }
+
+    /// Environments that exist or are on their way; removed ones are history.
+    func views() throws -> [EnvironmentView] {
+        try store.allEnvironments().filter { $0.status != .removed }.map { EnvironmentView($0, preview: config.preview) }
+    }
+
+    private func json(_ value: some Encodable) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: try encoder.encode(value))))
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+import Hummingbird
+import Logging
+
+/// `POST /webhook`: signature over the raw body first, then the event header, then decoding, then one
+/// store transaction, and only then the answer.
+public struct WebhookController: Sendable {
+    let signature: WebhookSignature
+    let maxBodyBytes: Int
+    let config: StagerConfig
+    let store: Store
+    let controller: Controller
+    let metrics: StagerMetrics
+    let logger: Logger
+
+    public func addRoutes(to router: Router<some RequestContext>) {
+        router.post("/webhook") { request, context in
+            try await self.handle(request)
+        }
+    }
+
+    func handle(_ request: Request) async throws -> Response {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: maxBodyBytes)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            return reply(.contentTooLarge, "body is larger than \(maxBodyBytes) bytes", event: "unknown", outcome: "too_large")
+        }
+        let bytes = Data(body.readableBytesView)
+        let eventName = request.headers.value(named: "x-github-event") ?? ""
+
+        guard signature.isValid(header: request.headers.value(named: "x-hub-signature-256"), body: bytes) else {
+            return reply(.unauthorized, "missing or invalid X-Hub-Signature-256", event: eventName, outcome: "bad_signature")
+        }
+
+        switch eventName {
+        case "ping":
+            return reply(.ok, "pong", event: eventName, outcome: "ping")
+        case "pull_request":
+            break
+        case "":
+            return reply(.badRequest, "missing X-GitHub-Event header", event: "unknown", outcome: "bad_request")
+        default:
+            return reply(.ok, "ignored: event \(eventName) is not handled", event: eventName, outcome: "ignored")
+        }
+
+        let event: PullRequestEvent
+        do {
+            let json = try WebhookPayload.json(body: bytes, contentType: request.headers[.contentType])
+            event = try WebhookPayload.decodePullRequest(json)
+        } catch let failure as WebhookPayload.Failure {
+            return reply(.badRequest, failure.description, event: eventName, outcome: "bad_request")
+        }
+
+        guard config.repo(event.repository.full_name) != nil else {
+            return reply(.ok, "ignored: repository \(event.repository.full_name) is not configured", event: eventName, outcome: "ignored")
+        }
+        guard let intent = Intent(action: event.action, sha: event.pull_request.head.sha) else {
+            return reply(.ok, "ignored: action \(event.action) needs nothing", event: eventName, outcome: "ignored")
+        }
+        guard let deliveryID = request.headers.value(named: "x-github-delivery"), !deliveryID.isEmpty, deliveryID.count <= 200 else {
+            return reply(.badRequest, "missing X-GitHub-Delivery header", event: eventName, outcome: "bad_request")
+        }
+
+        let outcome = try store.accept(IncomingDelivery(id: deliveryID, event: event, intent: intent, receivedAt: Date()))
+        switch outcome {
+        case .duplicate:
+            return reply(.ok, "duplicate delivery \(deliveryID): already recorded", event: eventName, outcome: "duplicate")
+        case .stale:
+            return reply(.ok, "ignored: delivery is older than the state already recorded for \(event.key)", event: eventName, outcome: "stale")
+        case .accepted(let version):
+            logger.info("accepted", metadata: ["pr": "\(event.key)", "action": "\(event.action)", "delivery": "\(deliveryID)", "version": "\(version)"])
+            await controller.enqueue(event.key)
+            return reply(.accepted, "accepted: \(event.action) for \(event.key)", event: eventName, outcome: "accepted")
+        }
+    }
+
+    private func reply(_ status: HTTPResponse.Status, _ message: String, event: String, outcome: String) -> Response {
+        metrics.webhook(event: event.isEmpty ? "unknown" : event, outcome: outcome)
+        return Response(
+            status: status,
+            headers: [.contentType: "text/plain; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: message + "\n"))
+        )
+    }
+}
+
+extension HTTPFields {
+    /// The first value of a header, by its lower-case name (header names are case-insensitive).
+    func value(named lowercasedName: String) -> String? {
+        first { $0.name.canonicalName == lowercasedName }?.value
+    }
+}

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Foundation
+import StagerKit
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List environments.")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Flag(name: .long, help: "Print a JSON array instead of a table.")
+    var json = false
+
+    func run() async throws {
+        let config = try options.load()
+        let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
+        let views = try store.allEnvironments().filter { $0.status != .removed }.map { EnvironmentView($0, preview: config.preview) }
+        print(json ? try EnvironmentTable.json(views) : EnvironmentTable.text(views, now: Date()))
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate the configuration and check the engine, nginx, the sites folder and the GitHub token."
+    )
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        let results = await Preflight(config: config, runner: SubprocessRunner()).run()
+        for result in results { print(result.line) }
+        if results.contains(where: { !$0.passed }) { throw ExitCode.failure }
+    }
+}

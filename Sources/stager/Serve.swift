@@ -1,0 +1,21 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import StagerKit
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Receive webhooks, converge environments, serve the dashboard; stops gracefully on SIGTERM/SIGINT."
+    )
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        let logger = options.logger()
+        let app = try StagerApp(config: config, logger: logger)
+        try await app.buildApplication { port in
+            logger.notice("stager serving", metadata: ["webhook": "http://\(config.server.host):\(port)/webhook", "dashboard": "http://\(config.server.host):\(port)/"])
+        }.runService()
+    }
+}

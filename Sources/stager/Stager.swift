@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import Logging
+import StagerKit
+
+@main
+struct Stager: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stager",
+        abstract: "Per-pull-request preview environments: docker containers behind nginx, driven by GitHub webhooks.",
+        subcommands: [Serve.self, List.self, Check.self]
+    )
+
+    /// Exit status per the contract: 0 done, 1 failed, 2 bad usage or bad configuration.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as ConfigError {
+            FileHandle.standardError.write(Data("stager: \(error)\n".utf8))
+            Foundation.exit(2)
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data("\(fullMessage(for: error))\n".utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "Configuration file (default: $STAGER_CONFIG, then ./stager.yml).")
+    var config: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func load() throws -> StagerConfig {
+        let loader = ConfigLoader()
+        return try loader.load(file: loader.resolvePath(config))
+    }
+
+    func logger() -> Logger {
+        var logger = Logger(label: "stager")
+        logger.logLevel = logLevel
+        return logger
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
