@@ -43,10 +43,21 @@ let package = Package(
             ],
             resources: [.embedInCode("Templates")]
         ),
+        // The GitHub stand-in and helpers both test suites share.
+        .target(
+            name: "StagerTestSupport",
+            dependencies: [
+                "StagerKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            path: "Tests/StagerTestSupport"
+        ),
         .testTarget(
             name: "StagerKitTests",
             dependencies: [
                 "StagerKit",
+                "StagerTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
@@ -54,7 +65,8 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "StagerKit",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                "StagerTestSupport",
+                .product(name: "Subprocess", package: "swift-subprocess"),
             ]
         ),
     ]

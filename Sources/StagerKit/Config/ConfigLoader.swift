@@ -276,7 +276,10 @@ extension DecodingError {
     var keyPath: String {
         let path: [any CodingKey]
         switch self {
-        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context), .dataCorrupted(let context):
+        case .keyNotFound(let key, let context):
+            // The context's path stops at the parent; the missing key completes it.
+            path = context.codingPath + [key]
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
             path = context.codingPath
         @unknown default:
             path = []

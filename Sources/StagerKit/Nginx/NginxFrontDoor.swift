@@ -10,6 +10,15 @@ public struct Route: Sendable, Equatable {
     public var upstreamPort: Int
     public var containerName: String
     public var sha: String
+
+    public init(key: PullRequestKey, slug: String, hostName: String, upstreamPort: Int, containerName: String, sha: String) {
+        self.key = key
+        self.slug = slug
+        self.hostName = hostName
+        self.upstreamPort = upstreamPort
+        self.containerName = containerName
+        self.sha = sha
+    }
 }
 
 public enum NginxError: Error, CustomStringConvertible, Equatable {

@@ -1,0 +1,137 @@
+import Foundation
+import StagerKit
+import StagerTestSupport
+import Testing
+
+@Suite("Configuration")
+struct ConfigTests {
+    let dir: URL
+
+    init() throws {
+        dir = try TestConfig.temporaryDirectory("config")
+    }
+
+    @Test func embeddedDefaults() throws {
+        let config = try TestConfig.load("repos:\n  acme/web:\n    image: \"acme/web:pr-{{number}}\"\n", in: dir)
+        #expect(config.server.host == "127.0.0.1" && config.server.port == 8080)
+        #expect(config.instance == "default")
+        #expect(config.reconcileInterval == .seconds(60))
+        #expect(config.server.maxBodyBytes == 5 * 1024 * 1024)
+        #expect(config.nginx.listen == "127.0.0.1:8088")
+        #expect(config.nginx.sitesDir.path == "/etc/nginx/stager")
+        #expect(config.dataDir.path == dir.appendingPathComponent(".stager").path)
+        #expect(config.preview.url(forSlug: "feature") == "http://feature.preview.localhost:8088")
+        #expect(config.github.token == nil)
+        #expect(config.repo("acme/web")?.port == 8080)
+        #expect(config.repo("acme/web")?.healthPath == "/")
+        #expect(config.limits.memory == "512m")
+    }
+
+    @Test func theContractsExampleLoads() throws {
+        let yaml = """
+        server:
+          listen: "127.0.0.1:8080"
+        data_dir: ".stager"
+        instance: "default"
+        reconcile_interval: "60s"
+        webhook:
+          secret_env: STAGER_WEBHOOK_SECRET
+        github:
+          api_url: "https://api.github.com"
+          token_env: STAGER_GITHUB_TOKEN
+          deployments: true
+        preview:
+          domain: "preview.localhost"
+          scheme: "http"
+          public_port: 80
+        nginx:
+          sites_dir: "/etc/nginx/stager"
+          listen: "127.0.0.1:8088"
+          test_command: ["nginx", "-t"]
+          reload_command: ["nginx", "-s", "reload"]
+        docker:
+          command: ["docker"]
+        repos:
+          "acme/web":
+            image: "acme/web:pr-{{number}}"
+            command: []
+            port: 8080
+            health_path: "/"
+            env: {}
+            allow_forks: false
+        limits:
+          max_environments: 100
+          memory: "512m"
+          cpus: "1"
+          pids: 256
+        forks:
+          label: "stager:deploy"
+        build:
+          allowed_hosts: ["github.com"]
+          allow_file_urls: false
+        """
+        let config = try TestConfig.load(yaml, in: dir, environment: ["STAGER_GITHUB_TOKEN": "t0ken"])
+        #expect(config.github.token == "t0ken")
+        #expect(config.preview.url(forSlug: "x") == "http://x.preview.localhost")
+    }
+
+    @Test(arguments: [
+        ("server:\n  listen: \"nowhere\"\n", "server.listen"),
+        ("instance: \"Bad Name\"\n", "instance"),
+        ("reconcile_interval: \"soon\"\n", "reconcile_interval"),
+        ("github:\n  api_url: \"ftp://x\"\n", "github.api_url"),
+        ("preview:\n  domain: \"bad_domain!\"\n", "preview.domain"),
+        ("nginx:\n  test_command: []\n", "nginx.test_command"),
+        ("repos:\n  acme/web:\n    port: 8080\n", "repos.acme/web.image"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    port: 99999\n", "repos.acme/web.port"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    health_path: \"health\"\n", "repos.acme/web.health_path"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    env: {STAGER_PR: \"1\"}\n", "repos.acme/web.env.STAGER_PR"),
+        ("repos:\n  not-a-repo:\n    image: \"x\"\n", "repos.not-a-repo"),
+        ("limits:\n  memory: \"lots\"\n", "limits.memory"),
+        ("limits:\n  cpus: \"0\"\n", "limits.cpus"),
+        ("sever:\n  listen: \"127.0.0.1:1\"\n", "sever"),
+        ("nginx:\n  sites: \"/x\"\n", "nginx.sites"),
+        ("server:\n  listen: [1, 2]\n", "server.listen"),
+    ])
+    func errorsNameTheKey(yaml: String, key: String) {
+        do {
+            _ = try TestConfig.load(yaml, in: dir)
+            Issue.record("expected an error for \(key)")
+        } catch let error as ConfigError {
+            #expect(error.key == key)
+            #expect(error.file.hasSuffix("stager.yml"))
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test func missingSecretSaysWhichVariable() throws {
+        let file = dir.appendingPathComponent("stager.yml")
+        try "webhook:\n  secret_env: MY_SECRET\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.self) { try ConfigLoader(environment: [:]).load(file: file) }
+        do {
+            _ = try ConfigLoader(environment: [:]).load(file: file)
+        } catch let error as ConfigError {
+            #expect(error.key == "webhook.secret_env")
+            #expect(error.message.contains("MY_SECRET"))
+        }
+        #expect(try ConfigLoader(environment: ["MY_SECRET": "x"]).load(file: file).webhookSecret == "x")
+    }
+
+    @Test func secretFromAFile() throws {
+        try "from-file\n".write(to: dir.appendingPathComponent("secret"), atomically: true, encoding: .utf8)
+        let config = try TestConfig.load("webhook:\n  secret_file: secret\n", in: dir)
+        #expect(config.webhookSecret == "from-file")
+    }
+
+    @Test func configPathResolution() {
+        #expect(ConfigLoader(environment: [:]).resolvePath("/a.yml").path == "/a.yml")
+        #expect(ConfigLoader(environment: ["STAGER_CONFIG": "/b.yml"]).resolvePath(nil).path == "/b.yml")
+        #expect(ConfigLoader(environment: [:]).resolvePath(nil).lastPathComponent == "stager.yml")
+    }
+
+    @Test(arguments: [("250ms", Duration.milliseconds(250)), ("60s", .seconds(60)), ("5m", .seconds(300)), ("72h", .seconds(259_200))])
+    func durations(text: String, duration: Duration) {
+        #expect(DurationParser.parse(text) == duration)
+    }
+}

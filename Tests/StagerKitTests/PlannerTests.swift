@@ -1,0 +1,113 @@
+import StagerKit
+import Testing
+
+@Suite("Planner")
+struct PlannerTests {
+    static func container(_ name: String, sha: String, running: Bool = true) -> ContainerInfo {
+        ContainerInfo(id: "id-\(name)", name: name, repo: "acme/web", number: 1, sha: sha, slug: "feature", running: running, hostPort: 40000)
+    }
+
+    let old = container("old", sha: "sha1")
+    let new = container("new", sha: "sha2")
+
+    @Test func nothingToPresent() {
+        let steps = Planner.plan(desired: .present(sha: "sha1"), observed: Observation(containers: [], routedContainer: nil, status: .queued))
+        #expect(steps == [.startContainer(sha: "sha1"), .awaitHealthy, .routeToCandidate, .announceReady])
+    }
+
+    @Test func alreadyServingTheDesiredSha() {
+        let observed = Observation(containers: [old], routedContainer: "old", status: .ready)
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed) == [])
+    }
+
+    @Test func servingButNotAnnouncedYet() {
+        let observed = Observation(containers: [old], routedContainer: "old", status: .deploying)
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed) == [.announceReady])
+        let pending = Observation(containers: [old], routedContainer: "old", status: .ready, commentPending: true)
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: pending) == [.announceReady])
+    }
+
+    @Test func redeployStartsBesideTheOldAndRemovesItAfterTheSwitch() {
+        let observed = Observation(containers: [old], routedContainer: "old", status: .ready)
+        #expect(Planner.plan(desired: .present(sha: "sha2"), observed: observed) ==
+            [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .removeContainer(old), .announceReady])
+    }
+
+    @Test func aRunningContainerOfTheDesiredShaIsAdopted() {
+        // After a crash between `docker run` and the vhost switch.
+        let observed = Observation(containers: [old, new], routedContainer: "old", status: .deploying)
+        #expect(Planner.plan(desired: .present(sha: "sha2"), observed: observed) ==
+            [.adoptContainer(new), .awaitHealthy, .routeToCandidate, .removeContainer(old), .announceReady])
+    }
+
+    @Test func anExitedContainerIsReplacedNotAdopted() {
+        let dead = Self.container("dead", sha: "sha2", running: false)
+        let observed = Observation(containers: [dead], routedContainer: nil, status: .deploying)
+        #expect(Planner.plan(desired: .present(sha: "sha2"), observed: observed) ==
+            [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .removeContainer(dead), .announceReady])
+    }
+
+    @Test func routedContainerGoneIsRedeployed() {
+        let observed = Observation(containers: [], routedContainer: "old", status: .ready)
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed) ==
+            [.startContainer(sha: "sha1"), .awaitHealthy, .routeToCandidate, .announceReady])
+    }
+
+    @Test func extraContainersBesideTheServingOneAreRemoved() {
+        let stray = Self.container("stray", sha: "sha0")
+        let observed = Observation(containers: [old, stray], routedContainer: "old", status: .ready)
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed) == [.removeContainer(stray)])
+    }
+
+    @Test func aFailedShaIsNotRetriedAndTheOldKeepsServing() {
+        let deadNew = Self.container("new", sha: "sha2", running: false)
+        let observed = Observation(containers: [old, deadNew], routedContainer: "old", status: .failed, failedSha: "sha2")
+        #expect(Planner.plan(desired: .present(sha: "sha2"), observed: observed) == [.removeContainer(deadNew)])
+        let clean = Observation(containers: [old], routedContainer: "old", status: .failed, failedSha: "sha2")
+        #expect(Planner.plan(desired: .present(sha: "sha2"), observed: clean) == [])
+    }
+
+    @Test func absentRemovesEverythingInOrder() {
+        let observed = Observation(containers: [old, new], routedContainer: "old", status: .ready, hasComment: true)
+        #expect(Planner.plan(desired: .absent, observed: observed) ==
+            [.removeVhost, .removeContainer(old), .removeContainer(new), .deleteComment, .markRemoved])
+    }
+
+    @Test func absentAndAlreadyGone() {
+        #expect(Planner.plan(desired: .absent, observed: Observation(containers: [], routedContainer: nil, status: .removed)) == [])
+        #expect(Planner.plan(desired: .absent, observed: Observation(containers: [], routedContainer: nil, status: .removing)) == [.markRemoved])
+    }
+
+    /// Every combination of the observation's parts: the plan is never empty while the world differs from
+    /// the desired state, and applying it leaves nothing to do.
+    @Test(arguments: [true, false], [true, false])
+    func exhaustiveCombinations(oldRunning: Bool, newRunning: Bool) {
+        let containerSets: [[ContainerInfo]] = [
+            [], [Self.container("old", sha: "sha1", running: oldRunning)],
+            [Self.container("new", sha: "sha2", running: newRunning)],
+            [Self.container("old", sha: "sha1", running: oldRunning), Self.container("new", sha: "sha2", running: newRunning)],
+        ]
+        for containers in containerSets {
+            for routed in [nil, "old", "new"] {
+                for status in EnvironmentStatus.allCases {
+                    for hasComment in [false, true] {
+                        let observed = Observation(containers: containers, routedContainer: routed, status: status, hasComment: hasComment)
+                        let absent = Planner.plan(desired: .absent, observed: observed)
+                        #expect(absent.isEmpty == (containers.isEmpty && routed == nil && !hasComment && status == .removed))
+                        let present = Planner.plan(desired: .present(sha: "sha2"), observed: observed)
+                        let serving = containers.contains { $0.name == routed && $0.running && $0.sha == "sha2" }
+                        if serving {
+                            #expect(!present.contains(.routeToCandidate))
+                            #expect(present.allSatisfy { if case .removeContainer(let c) = $0 { return c.name != routed } else { return $0 == .announceReady } })
+                        } else {
+                            #expect(present.contains(.routeToCandidate) && present.last == .announceReady)
+                            // Nothing that serves is removed before the switch.
+                            let switchIndex = present.firstIndex(of: .routeToCandidate) ?? 0
+                            #expect(!present.prefix(switchIndex).contains { if case .removeContainer = $0 { return true } else { return false } })
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Crypto
+import Foundation
+import StagerKit
+
+/// Where the repository and the shared GitHub fixtures are, and signed payloads built from them.
+public enum Fixtures {
+    /// The repository's root, found from this file's path.
+    public static let repoRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// `../shared/fixtures/github` beside the repository; nil in a clone without it.
+    public static var shared: URL? {
+        let url = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/fixtures/github")
+        return FileManager.default.fileExists(atPath: url.path) ? url : nil
+    }
+
+    /// The repository's own sample payload (examples/), always present.
+    public static var samplePayload: Data {
+        get throws { try Data(contentsOf: repoRoot.appendingPathComponent("examples/pull_request.opened.json")) }
+    }
+
+    /// A `pull_request` delivery built from the sample payload with the given fields replaced.
+    public static func pullRequest(action: String, repo: String, number: Int, branch: String, sha: String,
+                                   updatedAt: String = "2026-11-24T09:00:00Z") throws -> Data {
+        guard var root = try JSONSerialization.jsonObject(with: samplePayload) as? [String: Any],
+              var pr = root["pull_request"] as? [String: Any], var head = pr["head"] as? [String: Any],
+              var repository = root["repository"] as? [String: Any] else {
+            throw CocoaError(.fileReadCorruptFile)
+        }
+        root["action"] = action
+        root["number"] = number
+        head["ref"] = branch
+        head["sha"] = sha
+        repository["full_name"] = repo
+        repository["name"] = repo.split(separator: "/").last.map(String.init) ?? repo
+        var headRepo = repository
+        headRepo["clone_url"] = "https://github.com/\(repo).git"
+        head["repo"] = headRepo
+        pr["head"] = head
+        pr["number"] = number
+        pr["updated_at"] = updatedAt
+        pr["state"] = action == "closed" ? "closed" : "open"
+        root["pull_request"] = pr
+        root["repository"] = repository
+        return try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
+    }
+
+    /// A 40-hex sha made from a seed, so tests can name commits readably.
+    public static func sha(_ seed: String) -> String {
+        SHA256.hash(data: Data(seed.utf8)).map { String(format: "%02x", $0) }.joined().prefix(40).description
+    }
+}

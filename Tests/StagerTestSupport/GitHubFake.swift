@@ -1,0 +1,243 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import StagerKit
+
+/// An in-process stand-in for GitHub's REST API, on a real socket. It answers and checks the way GitHub
+/// does: bearer token, User-Agent, API version header, required body fields, status codes, pagination.
+/// Tests script failures (5xx, rate limits) and read back what it holds.
+public actor GitHubFake {
+    public struct Comment: Sendable, Codable, Equatable {
+        public var id: Int64
+        public var body: String
+        public var repo: String
+        public var issue: Int
+    }
+
+    public struct Recorded: Sendable {
+        public var method: String
+        public var path: String
+        public var status: Int
+    }
+
+    /// A canned answer served instead of the real one for the next matching requests.
+    public struct Fault: Sendable {
+        public var status: Int
+        public var headers: [String: String]
+        public var body: String
+        public init(status: Int, headers: [String: String] = [:], body: String = "{\"message\":\"Server Error\"}") {
+            self.status = status
+            self.headers = headers
+            self.body = body
+        }
+    }
+
+    public let token: String
+    public private(set) var comments: [Int64: Comment] = [:]
+    public private(set) var requests: [Recorded] = []
+    private var nextID: Int64 = 1000
+    private var faults: [Fault] = []
+
+    public init(token: String) {
+        self.token = token
+    }
+
+    public func inject(_ fault: Fault, times: Int = 1) {
+        faults += Array(repeating: fault, count: times)
+    }
+
+    public func comments(on repo: String, issue: Int) -> [Comment] {
+        comments.values.filter { $0.repo == repo && $0.issue == issue }.sorted { $0.id < $1.id }
+    }
+
+    public func count(_ method: String, pathSuffix: String = "") -> Int {
+        requests.filter { $0.method == method && $0.path.hasSuffix(pathSuffix) }.count
+    }
+
+    public func seedComment(repo: String, issue: Int, body: String) -> Int64 {
+        nextID += 1
+        comments[nextID] = Comment(id: nextID, body: body, repo: repo, issue: issue)
+        return nextID
+    }
+
+    // MARK: Serving
+
+    /// Starts the stand-in on 127.0.0.1 and returns its base URL and the task serving it.
+    public func start() async throws -> (url: URL, server: Task<Void, any Error>) {
+        let router = Router()
+        router.add(middleware: GitHubChecks(fake: self))
+        router.get("/repos/:owner/:repo/issues/:number/comments") { request, context in
+            try await self.list(request, context)
+        }
+        router.post("/repos/:owner/:repo/issues/:number/comments") { request, context in
+            try await self.create(request, context)
+        }
+        router.patch("/repos/:owner/:repo/issues/comments/:id") { request, context in
+            try await self.update(request, context)
+        }
+        router.delete("/repos/:owner/:repo/issues/comments/:id") { request, context in
+            try await self.delete(request, context)
+        }
+        let port = PortBox()
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "github-fake"),
+            onServerRunning: { channel in await port.set(channel.localAddress?.port ?? 0) },
+            logger: .init(label: "github-fake")
+        )
+        let server = Task { try await app.run() }
+        let bound = try await port.wait()
+        guard let url = URL(string: "http://127.0.0.1:\(bound)") else { throw URLError(.badURL) }
+        return (url, server)
+    }
+
+    func takeFault() -> Fault? {
+        faults.isEmpty ? nil : faults.removeFirst()
+    }
+
+    func record(_ method: String, _ path: String, _ status: Int) {
+        requests.append(Recorded(method: method, path: path, status: status))
+    }
+
+    private func repo(_ context: some RequestContext) -> String {
+        "\(context.parameters.get("owner") ?? "")/\(context.parameters.get("repo") ?? "")"
+    }
+
+    private func list(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let repo = repo(context)
+        let issue = Int(context.parameters.get("number") ?? "") ?? 0
+        let perPage = min(request.uri.queryParameters.get("per_page", as: Int.self) ?? 30, 100)
+        let page = max(request.uri.queryParameters.get("page", as: Int.self) ?? 1, 1)
+        let all = comments(on: repo, issue: issue)
+        let slice = Array(all.dropFirst((page - 1) * perPage).prefix(perPage))
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if page * perPage < all.count {
+            headers[HTTPFields.Element.Name("Link")!] = "<http://\(request.head.authority ?? "127.0.0.1")/repos/\(repo)/issues/\(issue)/comments?per_page=\(perPage)&page=\(page + 1)>; rel=\"next\""
+        }
+        return try json(slice.map(Self.render), status: .ok, headers: headers)
+    }
+
+    private func create(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        guard let body = try await Self.bodyField(request) else { return Self.validationFailed() }
+        nextID += 1
+        let comment = Comment(id: nextID, body: body, repo: repo(context), issue: Int(context.parameters.get("number") ?? "") ?? 0)
+        comments[comment.id] = comment
+        return try json(Self.render(comment), status: .created, headers: [.location: "/repos/\(comment.repo)/issues/comments/\(comment.id)"])
+    }
+
+    private func update(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        guard let id = Int64(context.parameters.get("id") ?? ""), var comment = comments[id], comment.repo == repo(context) else {
+            return Self.notFound()
+        }
+        guard let body = try await Self.bodyField(request) else { return Self.validationFailed() }
+        comment.body = body
+        comments[id] = comment
+        return try json(Self.render(comment), status: .ok, headers: [:])
+    }
+
+    private func delete(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        guard let id = Int64(context.parameters.get("id") ?? ""), comments[id]?.repo == repo(context) else { return Self.notFound() }
+        comments[id] = nil
+        return Response(status: .noContent)
+    }
+
+    private static func bodyField(_ request: Request) async throws -> String? {
+        var request = request
+        let buffer = try await request.collectBody(upTo: 1 << 20)
+        let object = try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any]
+        return object?["body"] as? String
+    }
+
+    private static func render(_ comment: Comment) -> [String: String] {
+        ["id": String(comment.id), "body": comment.body, "html_url": "https://github.com/\(comment.repo)/pull/\(comment.issue)#issuecomment-\(comment.id)"]
+    }
+
+    private func json(_ value: Any, status: HTTPResponse.Status, headers: HTTPFields) throws -> Response {
+        // ids are numbers in GitHub's JSON: turn the rendered strings back into integers.
+        let fixed: Any
+        if let list = value as? [[String: String]] {
+            fixed = list.map(Self.numbered)
+        } else if let one = value as? [String: String] {
+            fixed = Self.numbered(one)
+        } else {
+            fixed = value
+        }
+        var headers = headers
+        headers[.contentType] = "application/json; charset=utf-8"
+        let data = try JSONSerialization.data(withJSONObject: fixed)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(data: data)))
+    }
+
+    private static func numbered(_ rendered: [String: String]) -> [String: Any] {
+        var out: [String: Any] = rendered
+        if let id = rendered["id"].flatMap(Int64.init) { out["id"] = id }
+        return out
+    }
+
+    static func notFound() -> Response {
+        message(.notFound, "Not Found")
+    }
+
+    static func validationFailed() -> Response {
+        message(.unprocessableContent, "Invalid request.\n\n\"body\" wasn't supplied.")
+    }
+
+    static func message(_ status: HTTPResponse.Status, _ text: String, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json; charset=utf-8"
+        let data = (try? JSONSerialization.data(withJSONObject: ["message": text])) ?? Data()
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(data: data)))
+    }
+}
+
+/// GitHub's checks on every request, and the scripted faults.
+struct GitHubChecks<Context: RequestContext>: RouterMiddleware {
+    let fake: GitHubFake
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let response = try await check(request, context: context, next: next)
+        await fake.record(request.method.rawValue, request.uri.path, Int(response.status.code))
+        return response
+    }
+
+    private func check(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let agent = request.headers[.userAgent], !agent.isEmpty else {
+            return GitHubFake.message(.forbidden, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header")
+        }
+        guard request.headers[.authorization] == "Bearer \(fake.token)" else {
+            return GitHubFake.message(.unauthorized, "Bad credentials")
+        }
+        guard request.headers[.accept] == "application/vnd.github+json" else {
+            return GitHubFake.message(.badRequest, "Stager must ask for application/vnd.github+json")
+        }
+        if let version = request.headers[HTTPFields.Element.Name("X-GitHub-Api-Version")!], version != "2022-11-28" {
+            return GitHubFake.message(.badRequest, "Unsupported 'X-GitHub-Api-Version' header")
+        }
+        if let fault = await fake.takeFault() {
+            var headers = HTTPFields()
+            for (name, value) in fault.headers { headers[HTTPFields.Element.Name(name)!] = value }
+            headers[.contentType] = "application/json; charset=utf-8"
+            return Response(status: .init(code: fault.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: fault.body)))
+        }
+        return try await next(request, context)
+    }
+}
+
+/// Hands the bound port from `onServerRunning` to whoever waits for it.
+public actor PortBox {
+    private var port: Int?
+    private var waiters: [CheckedContinuation<Int, Never>] = []
+
+    public init() {}
+
+    public func set(_ value: Int) {
+        port = value
+        for waiter in waiters { waiter.resume(returning: value) }
+        waiters.removeAll()
+    }
+
+    public func wait() async throws -> Int {
+        if let port { return port }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+}
