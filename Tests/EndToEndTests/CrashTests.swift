@@ -1,0 +1,126 @@
+import Foundation
+import StagerKit
+import StagerTestSupport
+import Subprocess
+import Testing
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+/// `stager serve` as a separate process, so it can be killed with SIGKILL mid-deploy and started again.
+final class StagerProcess: @unchecked Sendable {
+    private let pid = PortBox()
+    private let task: Task<Void, any Error>
+
+    static var binary: String {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("stager").path
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return Fixtures.repoRoot.appendingPathComponent(".build/debug/stager").path
+    }
+
+    init(config: URL, environment: [String: String], log: URL) throws {
+        let box = pid
+        let logFD = try FileDescriptor.open(FilePath(log.path), .writeOnly, options: [.create, .append], permissions: [.ownerReadWrite])
+        var env: [Subprocess.Environment.Key: String?] = [:]
+        for (key, value) in environment { if let name = Subprocess.Environment.Key(rawValue: key) { env[name] = value } }
+        let variables = env
+        task = Task {
+            _ = try await Subprocess.run(
+                .path(FilePath(Self.binary)), arguments: ["serve", "--config", config.path],
+                environment: .inherit.updating(variables),
+                input: .none,
+                output: .fileDescriptor(logFD, closeAfterSpawningProcess: false),
+                error: .fileDescriptor(logFD, closeAfterSpawningProcess: true)
+            ) { execution in
+                await box.set(Int(execution.processIdentifier.value))
+            }
+        }
+    }
+
+    func kill9() async throws {
+        let value = try await pid.wait()
+        kill(pid_t(value), SIGKILL)
+        _ = try? await task.value
+    }
+
+    func terminate() async throws {
+        let value = try await pid.wait()
+        kill(pid_t(value), SIGTERM)
+        _ = try? await task.value
+    }
+}
+
+@Suite("End to end: faults", .serialized, .enabled(if: E2EHarness.available))
+struct CrashTests {
+    /// kill -9 while the container is starting (it takes a second to listen), then a restart: the accepted
+    /// intent is finished with exactly one container, and a closed PR ends with none.
+    @Test func killedMidDeployFinishesAfterRestart() async throws {
+        try await E2EHarness.run(name: "crash", extraRepos: """
+          acme/slow:
+            image: "\(E2EHarness.image)"
+            command: ["/bin/busybox", "sh", "-c", "sleep 2; echo \\"sha=$STAGER_SHA\\" > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]
+            port: 8080
+            health_timeout: "30s"
+        """, start: false) { harness in
+            let port = try E2EHarness.freePort()
+            _ = try harness.loadConfig(port: port)
+            let log = harness.dir.appendingPathComponent("serve.log")
+            let first = try StagerProcess(config: harness.configFile, environment: harness.environment, log: log)
+            #expect(try await harness.waitUntil { (try? await harness.probeHealth(port: port)) == true })
+
+            let sha = Fixtures.sha("slow")
+            #expect(try await harness.send("opened", number: 20, branch: "slow", sha: sha, repo: "acme/slow", port: port).0 == 202)
+            #expect(try await harness.send("opened", number: 21, branch: "gone", sha: Fixtures.sha("gone"), repo: "acme/slow", port: port).0 == 202)
+            #expect(try await harness.send("closed", number: 21, branch: "gone", sha: Fixtures.sha("gone"), updatedAt: "2026-11-24T09:01:00Z",
+                                           repo: "acme/slow", port: port).0 == 202)
+            // Kill once the container exists but before it is healthy and routed.
+            #expect(try await harness.waitUntil(timeout: .seconds(15)) { try await harness.containers().contains { $0.number == 20 } })
+            try await first.kill9()
+            #expect(harness.vhosts().isEmpty)
+
+            let second = try StagerProcess(config: harness.configFile, environment: harness.environment, log: log)
+            #expect(try await harness.waitUntil(timeout: .seconds(40)) {
+                await harness.throughNginx(slug: "slow")?.body.contains("sha=\(sha)") == true
+            })
+            #expect(try await harness.waitUntil(timeout: .seconds(10)) {
+                try await harness.containers().filter { $0.number == 20 }.count == 1
+            })
+            #expect(try await harness.containers().filter { $0.number == 21 }.isEmpty)
+            #expect(try await harness.waitUntil(timeout: .seconds(10)) { await harness.github.comments(on: "acme/slow", issue: 20).count == 1 })
+            try await second.terminate()
+        }
+    }
+
+    /// A container removed by hand comes back; one started by hand with our labels but no environment goes.
+    @Test func reconcilerRepairsDrift() async throws {
+        try await E2EHarness.run(name: "drift", reconcileInterval: "1s") { harness in
+            try await harness.send("opened", number: 30, branch: "drift", sha: Fixtures.sha("drift"))
+            #expect(try await harness.waitUntil { try harness.environment(30)?.status == .ready })
+            let original = try #require(try await harness.containers().first)
+            _ = try await SubprocessRunner().check(Command("docker", ["rm", "-f", original.id]))
+            let stray = try await SubprocessRunner().check(Command("docker", [
+                "run", "-d", "--label", "stager.managed=true", "--label", "stager.instance=\(harness.instance)",
+                "--label", "stager.repo=acme/web", "--label", "stager.pr=999", "--", E2EHarness.image,
+            ])).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                let containers = try await harness.containers()
+                return containers.count == 1 && containers.first?.id != original.id && !containers.contains { $0.id == stray }
+            })
+            #expect(try await harness.waitUntil { await harness.throughNginx(slug: "drift")?.status == 200 })
+            #expect(await harness.github.comments(on: "acme/web", issue: 30).count == 1)
+        }
+    }
+
+    /// GitHub failing three times with 500 still ends with exactly one comment.
+    @Test func githubErrorsStillYieldOneComment() async throws {
+        try await E2EHarness.run(name: "gh500") { harness in
+            await harness.github.inject(.init(status: 500), times: 3)
+            try await harness.send("opened", number: 40, branch: "gh", sha: Fixtures.sha("gh"))
+            #expect(try await harness.waitUntil(timeout: .seconds(40)) { await harness.github.comments(on: "acme/web", issue: 40).count == 1 })
+            #expect(try harness.environment(40)?.status == .ready)
+            #expect(try harness.environment(40)?.commentPending == false)
+        }
+    }
+}

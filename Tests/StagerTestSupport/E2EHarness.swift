@@ -1,0 +1,198 @@
+import Foundation
+import Hummingbird
+import Logging
+import StagerKit
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A whole Stager on real parts: the real Docker engine, a private nginx on a free loopback port, SQLite
+/// in a temporary folder, the HTTP server on a real socket, and the GitHub stand-in. Everything it creates
+/// carries its own instance label and is removed by `shutdown()`.
+public final class E2EHarness: @unchecked Sendable {
+    public static let image = "stager/busybox:local"
+    /// Writes the sha into the page, then serves it: each deploy's content tells which sha answers.
+    public static let servingCommand = #"["/bin/busybox", "sh", "-c", "echo \"sha=$STAGER_SHA branch=$STAGER_BRANCH\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"]"#
+
+    /// Whether the engine and nginx are here (CI's scripts/setup makes sure they are).
+    public static var available: Bool {
+        FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") &&
+            (FileManager.default.fileExists(atPath: "/var/run/docker.sock") || FileManager.default.fileExists(atPath: "/run/docker.sock"))
+    }
+
+    public let dir: URL
+    public let instance: String
+    public let nginxPort: Int
+    public let github: GitHubFake
+    public let configYAML: String
+    public let configFile: URL
+    public let token = "ghp_e2e_token"
+    public private(set) var app: StagerApp?
+    public private(set) var port = 0
+    private var server: Task<Void, any Error>?
+    private var githubServer: Task<Void, any Error>?
+    private let runner = SubprocessRunner()
+    private let probe = HTTPProbe()
+
+    public init(name: String, extraRepos: String = "", reconcileInterval: String = "60s") async throws {
+        dir = try TestConfig.temporaryDirectory("e2e-\(name)")
+        instance = "e2e-\(UUID().uuidString.prefix(8).lowercased())"
+        nginxPort = try Self.freePort()
+        github = GitHubFake(token: token)
+        let (githubURL, githubTask) = try await github.start()
+        githubServer = githubTask
+        let nginxDir = dir.appendingPathComponent("nginx").path
+        let script = Fixtures.repoRoot.appendingPathComponent("scripts/private-nginx").path
+        try await runner.check(Command(script, ["start", nginxDir, "127.0.0.1:\(nginxPort)"]))
+        let nginxArgs = try await runner.check(Command(script, ["args", nginxDir])).standardOutput
+            .split(separator: "\n").map { "\"\($0)\"" }.joined(separator: ", ")
+        configYAML = """
+        server:
+          listen: "127.0.0.1:0"
+        data_dir: data
+        instance: "\(instance)"
+        reconcile_interval: "\(reconcileInterval)"
+        github:
+          api_url: "\(githubURL.absoluteString)"
+          token_env: E2E_GITHUB_TOKEN
+          max_attempts: 5
+        preview:
+          domain: "preview.localhost"
+        nginx:
+          sites_dir: "\(nginxDir)/sites"
+          listen: "127.0.0.1:\(nginxPort)"
+          test_command: [\(nginxArgs), "-t", "-q"]
+          reload_command: [\(nginxArgs), "-s", "reload"]
+          confirm_timeout: "10s"
+        limits:
+          memory: "64m"
+          cpus: "0.5"
+          pids: 64
+        repos:
+          acme/web:
+            image: "\(Self.image)"
+            command: \(Self.servingCommand)
+            port: 8080
+            health_timeout: "20s"
+        \(extraRepos)
+        """
+        configFile = dir.appendingPathComponent("stager.yml")
+        try configYAML.write(to: configFile, atomically: true, encoding: .utf8)
+    }
+
+    /// Runs `body` with a fresh harness and always cleans up after it, whether it passed, failed or threw.
+    public static func run(name: String, extraRepos: String = "", reconcileInterval: String = "60s", start: Bool = true,
+                           _ body: (E2EHarness) async throws -> Void) async throws {
+        let harness = try await E2EHarness(name: name, extraRepos: extraRepos, reconcileInterval: reconcileInterval)
+        do {
+            if start { try await harness.start() }
+            try await body(harness)
+        } catch {
+            await harness.shutdown()
+            throw error
+        }
+        await harness.shutdown()
+    }
+
+    public var environment: [String: String] {
+        ["STAGER_WEBHOOK_SECRET": TestConfig.secret, "E2E_GITHUB_TOKEN": token]
+    }
+
+    public func loadConfig(port: Int = 0) throws -> StagerConfig {
+        let yaml = configYAML.replacingOccurrences(of: "127.0.0.1:0\"", with: "127.0.0.1:\(port)\"")
+        try yaml.write(to: configFile, atomically: true, encoding: .utf8)
+        return try ConfigLoader(environment: environment).load(file: configFile)
+    }
+
+    /// Starts Stager in this process on a free port.
+    public func start() async throws {
+        let app = try StagerApp(config: loadConfig(), logger: Logger(label: "stager-e2e"))
+        let box = PortBox()
+        let application = app.buildApplication { port in await box.set(port) }
+        server = Task { try await application.run() }
+        port = try await box.wait()
+        self.app = app
+    }
+
+    /// Stops the in-process Stager (as a graceful shutdown would).
+    public func stop() async {
+        server?.cancel()
+        _ = try? await server?.value
+        server = nil
+    }
+
+    public func shutdown() async {
+        await stop()
+        githubServer?.cancel()
+        if let containers = try? await containers() {
+            for container in containers { _ = try? await runner.run(Command("docker", ["rm", "-f", container.id])) }
+        }
+        _ = try? await runner.run(Command(Fixtures.repoRoot.appendingPathComponent("scripts/private-nginx").path, ["stop", dir.appendingPathComponent("nginx").path]))
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    // MARK: Acting
+
+    @discardableResult
+    public func send(_ action: String, number: Int, branch: String, sha: String, updatedAt: String = "2026-11-24T09:00:00Z",
+                     repo: String = "acme/web", delivery: String = UUID().uuidString, port: Int? = nil) async throws -> (Int, String) {
+        let body = try Fixtures.pullRequest(action: action, repo: repo, number: number, branch: branch, sha: sha, updatedAt: updatedAt)
+        guard let url = URL(string: "http://127.0.0.1:\(port ?? self.port)/webhook") else { throw URLError(.badURL) }
+        var request = URLRequest(url: url)
+        request.httpMethod = "POST"
+        request.httpBody = body
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue("pull_request", forHTTPHeaderField: "X-GitHub-Event")
+        request.setValue(delivery, forHTTPHeaderField: "X-GitHub-Delivery")
+        request.setValue(WebhookSignature(secret: TestConfig.secret).header(for: body), forHTTPHeaderField: "X-Hub-Signature-256")
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    // MARK: Looking
+
+    public func probeHealth(port: Int) async throws -> Bool {
+        try await probe.get(host: "127.0.0.1", port: port, path: "/healthz").status == 200
+    }
+
+    public func containers() async throws -> [ContainerInfo] {
+        try await DockerCLI(command: ["docker"], instance: instance, runner: runner).list(for: nil)
+    }
+
+    public func vhosts() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("nginx/sites").path)) ?? [])
+            .filter { $0.hasSuffix(".conf") }.sorted()
+    }
+
+    /// GET / through nginx with the environment's Host header.
+    public func throughNginx(slug: String) async -> ProbeAnswer? {
+        try? await probe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost")
+    }
+
+    public func environment(_ number: Int, repo: String = "acme/web") throws -> StagerKit.Environment? {
+        try app?.store.environment(PullRequestKey(repo: repo, number: number))
+    }
+
+    /// Waits until `condition` holds; false after `timeout`.
+    public func waitUntil(timeout: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
+        try await Poller(first: .milliseconds(20), longest: .milliseconds(250)).until(timeout: timeout) {
+            (try? await condition()) ?? false
+        }
+    }
+
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EMFILE) }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw POSIXError(.EADDRINUSE) }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
