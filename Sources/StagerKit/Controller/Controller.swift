@@ -45,6 +45,14 @@ public final class Controller: Service, Sendable {
     }
 
     public func run() async throws {
+        do {
+            try await converging()
+        } catch is CancellationError {
+            // A graceful shutdown: whatever was mid-way is finished by the next start's reconcile.
+        }
+    }
+
+    private func converging() async throws {
         try await cancelWhenGracefulShutdown {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<self.deps.config.limits.concurrentDeploys {

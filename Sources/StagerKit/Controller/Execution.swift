@@ -177,16 +177,24 @@ struct Execution {
         _ = try await pollNginx { $0 == nil }
     }
 
+    /// nginx's old workers keep accepting for a moment after a reload, so one good answer is not proof:
+    /// it takes several in a row, each on a fresh connection.
     private func pollNginx(_ accept: @escaping @Sendable (String?) -> Bool) async throws -> Bool {
         let nginx = deps.config.nginx
         let host = ["0.0.0.0", "*", "::"].contains(nginx.listenHost) ? "127.0.0.1" : nginx.listenHost
-        let probe = deps.probe
-        let hostHeader = hostName
-        return try await Poller(first: .milliseconds(5), longest: .milliseconds(100)).until(timeout: nginx.confirmTimeout) {
-            guard let answer = try? await probe.get(host: host, port: nginx.listenPort, path: "/", hostHeader: hostHeader) else { return false }
-            return accept(answer.headers["x-stager-upstream"])
+        let clock = ContinuousClock()
+        let deadline = clock.now + nginx.confirmTimeout
+        var streak = 0
+        while clock.now < deadline {
+            let answer = try? await deps.probe.get(host: host, port: nginx.listenPort, path: "/", hostHeader: hostName)
+            streak = answer.map { accept($0.headers["x-stager-upstream"]) } == true ? streak + 1 : 0
+            if streak >= Self.confirmations { return true }
+            try await Task.sleep(for: .milliseconds(streak > 0 ? 2 : 10))
         }
+        return false
     }
+
+    static let confirmations = 5
 
     private func announceReady() async throws {
         guard let serving = try await Self.observe(env, deps: deps).containers.first(where: { $0.running && $0.sha == env.desiredSha }) ?? candidate else {

@@ -1,0 +1,8 @@
+#!/bin/sh
+cat > /www/index.html <<HTML
+<!doctype html>
+<title>Preview of $STAGER_REPO#$STAGER_PR</title>
+<h1>Preview of $STAGER_REPO#$STAGER_PR</h1>
+<p>Branch <code>$STAGER_BRANCH</code> at <code>$STAGER_SHA</code>, served by Stager at $STAGER_URL</p>
+HTML
+exec /bin/busybox httpd -f -p 8080 -h /www
