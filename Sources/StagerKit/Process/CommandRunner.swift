@@ -58,7 +58,9 @@ public enum CommandError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .failed(let command, let result):
-            return "`\(command.executable) \(command.arguments.first ?? "")` exited \(result.exitCode): \(result.message.suffix(2000))"
+            // Only the head of the command: enough to tell which one failed, never a long argument list.
+            let head = ([command.executable] + command.arguments.prefix(3)).joined(separator: " ")
+            return "`\(head)` exited \(result.exitCode): \(result.message.suffix(2000))"
         case .couldNotStart(let command, let reason):
             return "could not start `\(command.executable)`: \(reason)"
         }
@@ -113,8 +115,8 @@ public struct SubprocessRunner: CommandRunner {
             }
             return CommandResult(
                 exitCode: code,
-                standardOutput: result.standardOutput ?? "",
-                standardError: result.standardError ?? ""
+                standardOutput: result.standardOutput,
+                standardError: result.standardError
             )
         } catch let error as SubprocessError {
             throw CommandError.couldNotStart(command, "\(error)")

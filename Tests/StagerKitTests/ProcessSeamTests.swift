@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+@testable import StagerKit
+import StagerTestSupport
+import Testing
+
+@Suite("Commands Stager runs")
+struct ProcessSeamTests {
+    @Test func dockerRunIsArgvWithLabelsLimitsAndLoopbackOnly() async throws {
+        let runner = RecordingRunner { command in
+            command.arguments.contains("port") ? CommandResult(exitCode: 0, standardOutput: "127.0.0.1:49153\n")
+                : CommandResult(exitCode: 0, standardOutput: "abc123\n")
+        }
+        let docker = DockerCLI(command: ["docker", "--context", "x"], instance: "default", runner: runner)
+        let spec = ContainerSpec(name: "stager-default-feat-abc1234-0000", image: "acme/web:pr-1", command: ["serve", "--port", "8080"],
+                                 containerPort: 8080, labels: ["stager.managed": "true", "stager.branch": "a;b $(x)"],
+                                 environment: ["STAGER_BRANCH": "a;b $(x)"], memory: "256m", cpus: "0.5", pids: 64)
+        let started = try await docker.start(spec)
+        #expect(started.id == "abc123" && started.hostPort == 49153)
+        let run = try #require(runner.commands.first)
+        #expect(run.executable == "docker")
+        #expect(Array(run.arguments.prefix(3)) == ["--context", "x", "run"])
+        #expect(run.arguments.contains("127.0.0.1::8080"))
+        #expect(run.arguments.contains("stager.branch=a;b $(x)"))
+        #expect(run.arguments.contains("STAGER_BRANCH=a;b $(x)"))
+        for (flag, value) in [("--memory", "256m"), ("--cpus", "0.5"), ("--pids-limit", "64")] {
+            let index = try #require(run.arguments.firstIndex(of: flag))
+            #expect(run.arguments[index + 1] == value)
+        }
+        let dashDash = try #require(run.arguments.firstIndex(of: "--"))
+        #expect(Array(run.arguments[(dashDash + 1)...]) == ["acme/web:pr-1", "serve", "--port", "8080"])
+        #expect(runner.commands[1].arguments.suffix(3) == ["port", "abc123", "8080/tcp"])
+    }
+
+    @Test func dockerPsOutputIsParsed() {
+        let output = "id1\tstager-default-a\trunning\tacme/web\t7\tsha1\ta\t127.0.0.1:49153->8080/tcp\n" +
+            "id2\tstager-default-b\texited\tacme/web\t8\tsha2\tb\t\nbroken line\n"
+        let containers = DockerCLI.parseList(output)
+        #expect(containers.count == 2)
+        #expect(containers[0] == ContainerInfo(id: "id1", name: "stager-default-a", repo: "acme/web", number: 7, sha: "sha1", slug: "a", running: true, hostPort: 49153))
+        #expect(containers[1].running == false && containers[1].hostPort == nil)
+    }
+
+    /// nginx rejecting a vhost: the file is rolled back (here: removed, as there was none), nothing is reloaded.
+    @Test func rejectedVhostIsRolledBack() async throws {
+        let dir = try TestConfig.temporaryDirectory("rollback")
+        let config = try TestConfig.load("nginx:\n  sites_dir: sites\n", in: dir)
+        let runner = RecordingRunner { command in
+            command.arguments.contains("-t") ? CommandResult(exitCode: 1, standardError: "nginx: [emerg] unexpected \"}\"") : CommandResult(exitCode: 0)
+        }
+        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
+        let route = Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "feat", hostName: "feat.preview.localhost",
+                          upstreamPort: 40000, containerName: "c1", sha: "abc")
+        await #expect(throws: NginxError.rejected("nginx: [emerg] unexpected \"}\"")) { try await door.apply(route) }
+        #expect(!FileManager.default.fileExists(atPath: config.nginx.sitesDir.appendingPathComponent("feat.conf").path))
+        #expect(runner.commands.map(\.arguments) == [["-t"]])
+        #expect(await door.reloadCount == 0)
+    }
+
+    @Test func acceptedVhostIsTestedThenReloaded() async throws {
+        let dir = try TestConfig.temporaryDirectory("reload")
+        let config = try TestConfig.load("nginx:\n  sites_dir: sites\n", in: dir)
+        let runner = RecordingRunner()
+        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
+        let route = Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "feat", hostName: "feat.preview.localhost",
+                          upstreamPort: 40000, containerName: "c1", sha: "abc")
+        try await door.apply(route)
+        #expect(runner.commands.map { [$0.executable] + $0.arguments } == [["nginx", "-t"], ["nginx", "-s", "reload"]])
+        #expect(await door.routedContainer(slug: "feat") == "c1")
+        let inventory = await door.inventory()
+        #expect(inventory.managed == ["feat"])
+        // Another tool's file in the folder is never Stager's.
+        try "server {}".write(to: config.nginx.sitesDir.appendingPathComponent("other.conf"), atomically: true, encoding: .utf8)
+        #expect(await door.inventory().foreign == ["other.conf"])
+        try await door.remove(slug: "feat")
+        #expect(await door.routedContainer(slug: "feat") == nil)
+        await #expect(throws: NginxError.self) { try await door.remove(slug: "../etc/passwd") }
+    }
+}
