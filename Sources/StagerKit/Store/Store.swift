@@ -111,8 +111,9 @@ public final class Store: Sendable {
 
     /// Records the delivery and moves the PR's desired state, in one transaction. Once this returns
     /// `.accepted`, a crash loses nothing: the controller finds the version ahead of the applied one.
-    public func accept(_ delivery: IncomingDelivery) throws -> AcceptOutcome {
-        try db.write { db in
+    public func accept(_ delivery: IncomingDelivery) async throws -> AcceptOutcome {
+        // Async, so the HTTP server's event loop never blocks on SQLite.
+        try await db.write { db in
             if try DeliveryRow.exists(db, key: delivery.id) { return .duplicate }
             let event = delivery.event
             let key = event.key

@@ -63,7 +63,7 @@ public struct WebhookController: Sendable {
             return reply(.badRequest, "missing X-GitHub-Delivery header", event: eventName, outcome: "bad_request")
         }
 
-        let outcome = try store.accept(IncomingDelivery(id: deliveryID, event: event, intent: intent, receivedAt: Date()))
+        let outcome = try await store.accept(IncomingDelivery(id: deliveryID, event: event, intent: intent, receivedAt: Date()))
         switch outcome {
         case .duplicate:
             return reply(.ok, "duplicate delivery \(deliveryID): already recorded", event: eventName, outcome: "duplicate")
