@@ -97,7 +97,7 @@ struct CrashTests {
     @Test func reconcilerRepairsDrift() async throws {
         try await E2EHarness.run(name: "drift", reconcileInterval: "1s") { harness in
             try await harness.send("opened", number: 30, branch: "drift", sha: Fixtures.sha("drift"))
-            #expect(try await harness.waitUntil { try harness.environment(30)?.status == .ready })
+            #expect(try await harness.waitSettled(30, status: .ready))
             let original = try #require(try await harness.containers().first)
             _ = try await SubprocessRunner().check(Command("docker", ["rm", "-f", original.id]))
             let stray = try await SubprocessRunner().check(Command("docker", [
@@ -119,8 +119,7 @@ struct CrashTests {
             await harness.github.inject(.init(status: 500), times: 3)
             try await harness.send("opened", number: 40, branch: "gh", sha: Fixtures.sha("gh"))
             #expect(try await harness.waitUntil(timeout: .seconds(40)) { await harness.github.comments(on: "acme/web", issue: 40).count == 1 })
-            #expect(try harness.environment(40)?.status == .ready)
-            #expect(try harness.environment(40)?.commentPending == false)
+            #expect(try await harness.waitSettled(40, status: .ready))
         }
     }
 }

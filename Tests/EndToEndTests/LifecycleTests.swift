@@ -12,7 +12,7 @@ struct LifecycleTests {
 
             let (status, _) = try await harness.send("opened", number: 1, branch: "feature/Login-Page", sha: sha1)
             #expect(status == 202)
-            #expect(try await harness.waitUntil { try harness.environment(1)?.status == .ready })
+            #expect(try await harness.waitSettled(1, status: .ready))
             // Ready means the URL already answers through nginx with this PR's content, and the comment exists.
             let page = await harness.throughNginx(slug: "feature-login-page")
             #expect(page?.status == 200)
@@ -28,7 +28,8 @@ struct LifecycleTests {
             #expect(harness.vhosts() == ["feature-login-page.conf"])
 
             try await harness.send("synchronize", number: 1, branch: "feature/Login-Page", sha: sha2, updatedAt: "2026-11-24T09:05:00Z")
-            #expect(try await harness.waitUntil { try harness.environment(1)?.deployedSha == sha2 && harness.environment(1)?.status == .ready })
+            #expect(try await harness.waitUntil { try harness.environment(1)?.deployedSha == sha2 })
+            #expect(try await harness.waitSettled(1, status: .ready))
             #expect(await harness.throughNginx(slug: "feature-login-page")?.body.contains("sha=\(sha2)") == true)
             let edited = await harness.github.comments(on: "acme/web", issue: 1)
             #expect(edited.map(\.id) == [comment.id])
@@ -64,9 +65,10 @@ struct LifecycleTests {
             try await harness.send("synchronize", number: 4, branch: "burst-two", sha: Fixtures.sha("c2"), updatedAt: "2026-11-24T09:00:01Z")
 
             #expect(try await harness.waitUntil {
-                try harness.environment(3)?.status == .removed && harness.environment(4)?.status == .ready
-                    && harness.environment(2)?.status == .ready
+                try harness.environment(3)?.status == .removed
             })
+            #expect(try await harness.waitSettled(4, status: .ready))
+            #expect(try await harness.waitSettled(2, status: .ready))
             let containers = try await harness.containers()
             #expect(containers.filter { $0.number == 3 }.isEmpty)
             #expect(containers.filter { $0.number == 4 }.map(\.sha) == [Fixtures.sha("c2")])
@@ -86,7 +88,7 @@ struct LifecycleTests {
             health_timeout: "3s"
         """) { harness in
             try await harness.send("opened", number: 5, branch: "sick", sha: Fixtures.sha("s1"), repo: "acme/sick")
-            #expect(try await harness.waitUntil { try harness.environment(5, repo: "acme/sick")?.status == .failed })
+            #expect(try await harness.waitSettled(5, repo: "acme/sick", status: .failed))
             let env = try #require(try harness.environment(5, repo: "acme/sick"))
             #expect(env.failureReason?.contains("did not answer") == true)
             #expect(try await harness.containers().isEmpty)
@@ -102,7 +104,9 @@ struct LifecycleTests {
             for number in 10..<14 {
                 try await harness.send("opened", number: number, branch: "par-\(number)", sha: Fixtures.sha("p\(number)"))
         }
-        #expect(try await harness.waitUntil { try (10..<14).allSatisfy { try harness.environment($0)?.status == .ready } })
+        for number in 10..<14 {
+                #expect(try await harness.waitSettled(number, status: .ready))
+            }
         for number in 10..<14 {
             #expect(await harness.throughNginx(slug: "par-\(number)")?.body.contains(Fixtures.sha("p\(number)")) == true)
         }

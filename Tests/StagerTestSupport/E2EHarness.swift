@@ -173,6 +173,14 @@ public final class E2EHarness: @unchecked Sendable {
         try app?.store.environment(PullRequestKey(repo: repo, number: number))
     }
 
+    /// Waits until the environment has `status` and its comment is published (the comment follows the status).
+    public func waitSettled(_ number: Int, repo: String = "acme/web", status: EnvironmentStatus, timeout: Duration = .seconds(30)) async throws -> Bool {
+        try await waitUntil(timeout: timeout) {
+            guard let env = try self.environment(number, repo: repo) else { return false }
+            return env.status == status && !env.commentPending
+        }
+    }
+
     /// Waits until `condition` holds; false after `timeout`.
     public func waitUntil(timeout: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
         try await Poller(first: .milliseconds(20), longest: .milliseconds(250)).until(timeout: timeout) {

@@ -38,14 +38,8 @@ struct Execution {
     }
 
     static func observe(_ env: Environment, deps: ControllerDependencies) async throws -> Observation {
-        Observation(
-            containers: try await deps.runtime.list(for: env.key),
-            routedContainer: await deps.frontDoor.routedContainer(slug: env.slug),
-            status: env.status,
-            failedSha: env.failedSha,
-            hasComment: env.commentID != nil,
-            commentPending: env.commentPending
-        )
+        Observation(of: env, containers: try await deps.runtime.list(for: env.key),
+                    routedContainer: await deps.frontDoor.routedContainer(slug: env.slug))
     }
 
     /// Runs one step; false when the deploy failed and the rest of the plan must not run.

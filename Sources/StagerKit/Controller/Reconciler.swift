@@ -27,10 +27,9 @@ struct Reconciler {
             known.insert(env.key)
             if env.status != .removed || env.desired == "present" { liveSlugs.insert(env.slug) }
             let observed = Observation(
+                of: env,
                 containers: containers.filter { $0.repo == env.repo && $0.number == env.number },
-                routedContainer: inventory.managed.contains(env.slug) ? await deps.frontDoor.routedContainer(slug: env.slug) : nil,
-                status: env.status, failedSha: env.failedSha,
-                hasComment: env.commentID != nil, commentPending: env.commentPending
+                routedContainer: inventory.managed.contains(env.slug) ? await deps.frontDoor.routedContainer(slug: env.slug) : nil
             )
             let behind = env.desiredVersion > env.appliedVersion
             if behind || !Planner.plan(desired: env.desiredState, observed: observed).isEmpty {

@@ -43,6 +43,14 @@ public struct Observation: Sendable, Equatable {
     }
 }
 
+extension Observation {
+    /// What is known of an environment, with what the engine and the sites folder say.
+    public init(of env: Environment, containers: [ContainerInfo], routedContainer: String?) {
+        self.init(containers: containers, routedContainer: routedContainer, status: env.status, failedSha: env.failedSha,
+                  hasComment: env.commentID != nil, commentPending: env.commentPending)
+    }
+}
+
 /// One thing the controller does. Steps after `startContainer` or `adoptContainer` act on that container,
 /// the candidate.
 public enum Step: Sendable, Equatable {
