@@ -13,7 +13,7 @@ struct List: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
-        let views = try store.allEnvironments().filter { $0.status != .removed }.map { EnvironmentView($0, preview: config.preview) }
+        let views = try EnvironmentView.current(in: store, preview: config.preview)
         print(json ? try EnvironmentTable.json(views) : EnvironmentTable.text(views, now: Date()))
     }
 }

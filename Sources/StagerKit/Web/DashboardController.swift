@@ -31,9 +31,8 @@ public struct DashboardController: Sendable {
         }
     }
 
-    /// Environments that exist or are on their way; removed ones are history.
     func views() throws -> [EnvironmentView] {
-        try store.allEnvironments().filter { $0.status != .removed }.map { EnvironmentView($0, preview: config.preview) }
+        try EnvironmentView.current(in: store, preview: config.preview)
     }
 
     private func json(_ value: some Encodable) throws -> Response {

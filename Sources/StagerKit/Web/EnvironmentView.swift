@@ -20,6 +20,11 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
     public var created_at: String
     public var updated_at: String
 
+    /// Environments that exist or are on their way; removed ones are history.
+    public static func current(in store: Store, preview: StagerConfig.Preview) throws -> [EnvironmentView] {
+        try store.allEnvironments().filter { $0.status != .removed }.map { EnvironmentView($0, preview: preview) }
+    }
+
     public init(_ env: Environment, preview: StagerConfig.Preview) {
         let formatter = ISO8601DateFormatter()
         repo = env.repo
