@@ -191,7 +191,13 @@ struct Execution {
     static let confirmations = 5
 
     private func announceReady() async throws {
-        guard let serving = try await Self.observe(env, deps: deps).containers.first(where: { $0.running && $0.sha == env.desiredSha }) ?? candidate else {
+        // The candidate when this plan deployed one; only a plan that merely re-announces asks the engine again.
+        let serving: ContainerInfo
+        if let candidate {
+            serving = candidate
+        } else if let running = try await Self.observe(env, deps: deps).containers.first(where: { $0.running && $0.sha == env.desiredSha }) {
+            serving = running
+        } else {
             return
         }
         let body = renderComment(["ready": true, "url": url, "sha": serving.sha, "branch": env.branch, "updated": Self.timestamp()])
