@@ -13,8 +13,15 @@ struct List: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
-        let views = try EnvironmentView.current(in: store, preview: config.preview)
-        print(json ? try EnvironmentTable.json(views) : EnvironmentTable.text(views, now: Date()))
+        // Ask the engine too: while it does not answer, the statuses are only the last ones known.
+        var degraded: String?
+        do {
+            try await DockerCLI(command: config.dockerCommand, instance: config.instance, runner: SubprocessRunner()).ping()
+        } catch {
+            degraded = "\(error)"
+        }
+        let views = try EnvironmentView.current(in: store, preview: config.preview, degraded: degraded)
+        print(json ? try EnvironmentTable.json(views) : EnvironmentTable.text(views, now: Date(), degraded: degraded))
     }
 }
 

@@ -12,7 +12,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let logger = options.logger()
+        let logger = options.logger(default: .info)
         let app = try StagerApp(config: config, logger: logger)
         try await app.buildApplication { port in
             logger.notice("stager serving", metadata: ["webhook": "http://\(config.server.host):\(port)/webhook", "dashboard": "http://\(config.server.host):\(port)/"])

@@ -8,7 +8,7 @@ struct Stager: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stager",
         abstract: "Per-pull-request preview environments: docker containers behind nginx, driven by GitHub webhooks.",
-        subcommands: [Serve.self, List.self, Check.self]
+        subcommands: [Serve.self, List.self, GarbageCollect.self, Sync.self, Deploy.self, Destroy.self, Check.self]
     )
 
     /// Exit status per the contract: 0 done, 1 failed, 2 bad usage or bad configuration.
@@ -23,6 +23,12 @@ struct Stager: AsyncParsableCommand {
         } catch let error as ConfigError {
             FileHandle.standardError.write(Data("stager: \(error)\n".utf8))
             Foundation.exit(2)
+        } catch let error as CommandFailure {
+            FileHandle.standardError.write(Data("stager: \(error)\n".utf8))
+            Foundation.exit(1)
+        } catch let error as ManualControlError {
+            FileHandle.standardError.write(Data("stager: \(error)\n".utf8))
+            Foundation.exit(1)
         } catch {
             if exitCode(for: error) == .validationFailure {
                 FileHandle.standardError.write(Data("\(fullMessage(for: error))\n".utf8))
@@ -37,17 +43,17 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "Configuration file (default: $STAGER_CONFIG, then ./stager.yml).")
     var config: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (default: info for serve, warning otherwise).")
+    var logLevel: Logger.Level?
 
     func load() throws -> StagerConfig {
         let loader = ConfigLoader()
         return try loader.load(file: loader.resolvePath(config))
     }
 
-    func logger() -> Logger {
+    func logger(default level: Logger.Level = .warning) -> Logger {
         var logger = Logger(label: "stager")
-        logger.logLevel = logLevel
+        logger.logLevel = logLevel ?? level
         return logger
     }
 }

@@ -25,11 +25,28 @@ public actor GitHubFake {
         public var status: Int
         public var headers: [String: String]
         public var body: String
-        public init(status: Int, headers: [String: String] = [:], body: String = "{\"message\":\"Server Error\"}") {
+        /// Only requests whose path contains this (and, when set, with this method) get the fault.
+        public var pathContains: String
+        public var method: String?
+        public init(status: Int, headers: [String: String] = [:], body: String = "{\"message\":\"Server Error\"}",
+                    pathContains: String = "", method: String? = nil) {
             self.status = status
             self.headers = headers
             self.body = body
+            self.pathContains = pathContains
+            self.method = method
         }
+    }
+
+    /// A pull request as the stand-in holds it.
+    public struct Pull: Sendable {
+        public var repo: String
+        public var number: Int
+        public var branch: String
+        public var sha: String
+        public var state: String
+        public var merged: Bool
+        public var updatedAt: String
     }
 
     public let token: String
@@ -37,6 +54,7 @@ public actor GitHubFake {
     public private(set) var requests: [Recorded] = []
     private var nextID: Int64 = 1000
     private var faults: [Fault] = []
+    public private(set) var pulls: [String: Pull] = [:]
 
     public init(token: String) {
         self.token = token
@@ -54,6 +72,11 @@ public actor GitHubFake {
         requests.filter { $0.method == method && $0.path.hasSuffix(pathSuffix) }.count
     }
 
+    public func setPull(repo: String = "acme/web", number: Int, branch: String, sha: String, state: String = "open",
+                        merged: Bool = false, updatedAt: String = "2026-11-24T09:00:00Z") {
+        pulls["\(repo)#\(number)"] = Pull(repo: repo, number: number, branch: branch, sha: sha, state: state, merged: merged, updatedAt: updatedAt)
+    }
+
     public func seedComment(repo: String, issue: Int, body: String) -> Int64 {
         nextID += 1
         comments[nextID] = Comment(id: nextID, body: body, repo: repo, issue: issue)
@@ -68,6 +91,12 @@ public actor GitHubFake {
         router.add(middleware: GitHubChecks(fake: self))
         router.get("/repos/:owner/:repo/issues/:number/comments") { request, context in
             try await self.list(request, context)
+        }
+        router.get("/repos/:owner/:repo/pulls") { request, context in
+            try await self.listPulls(request, context)
+        }
+        router.get("/repos/:owner/:repo/pulls/:number") { request, context in
+            try await self.getPull(request, context)
         }
         router.post("/repos/:owner/:repo/issues/:number/comments") { request, context in
             try await self.create(request, context)
@@ -91,8 +120,11 @@ public actor GitHubFake {
         return (url, server)
     }
 
-    func takeFault() -> Fault? {
-        faults.isEmpty ? nil : faults.removeFirst()
+    func takeFault(method: String, path: String) -> Fault? {
+        guard let index = faults.firstIndex(where: { (path.contains($0.pathContains) || $0.pathContains.isEmpty) && ($0.method == nil || $0.method == method) }) else {
+            return nil
+        }
+        return faults.remove(at: index)
     }
 
     func record(_ method: String, _ path: String, _ status: Int) {
@@ -115,6 +147,35 @@ public actor GitHubFake {
             headers[HTTPFields.Element.Name("Link")!] = "<http://\(request.head.authority ?? "127.0.0.1")/repos/\(repo)/issues/\(issue)/comments?per_page=\(perPage)&page=\(page + 1)>; rel=\"next\""
         }
         return try json(slice.map(Self.render), status: .ok, headers: headers)
+    }
+
+    private func listPulls(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let repo = repo(context)
+        let state = request.uri.queryParameters.get("state") ?? "open"
+        guard ["open", "closed", "all"].contains(state) else { return Self.message(.unprocessableContent, "Validation Failed") }
+        let perPage = min(request.uri.queryParameters.get("per_page", as: Int.self) ?? 30, 100)
+        let page = max(request.uri.queryParameters.get("page", as: Int.self) ?? 1, 1)
+        let all = pulls.values.filter { $0.repo == repo && (state == "all" || $0.state == state) }.sorted { $0.number > $1.number }
+        let slice = Array(all.dropFirst((page - 1) * perPage).prefix(perPage))
+        var headers: HTTPFields = [:]
+        if page * perPage < all.count {
+            headers[HTTPFields.Element.Name("Link")!] = "<http://\(request.head.authority ?? "127.0.0.1")/repos/\(repo)/pulls?state=\(state)&per_page=\(perPage)&page=\(page + 1)>; rel=\"next\""
+        }
+        return try json(slice.map(Self.render), status: .ok, headers: headers)
+    }
+
+    private func getPull(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        guard let pull = pulls["\(repo(context))#\(context.parameters.get("number") ?? "")"] else { return Self.notFound() }
+        return try json(Self.render(pull), status: .ok, headers: [:])
+    }
+
+    private static func render(_ pull: Pull) -> [String: Any] {
+        [
+            "number": pull.number, "state": pull.state, "merged": pull.merged, "title": "PR \(pull.number)",
+            "updated_at": pull.updatedAt, "user": ["login": "octocat"],
+            "head": ["ref": pull.branch, "sha": pull.sha, "repo": ["full_name": pull.repo]],
+            "base": ["ref": "main", "repo": ["full_name": pull.repo]],
+        ]
     }
 
     private func create(_ request: Request, _ context: some RequestContext) async throws -> Response {
@@ -213,7 +274,7 @@ struct GitHubChecks<Context: RequestContext>: RouterMiddleware {
         if let version = request.headers[HTTPFields.Element.Name("X-GitHub-Api-Version")!], version != "2022-11-28" {
             return GitHubFake.message(.badRequest, "Unsupported 'X-GitHub-Api-Version' header")
         }
-        if let fault = await fake.takeFault() {
+        if let fault = await fake.takeFault(method: request.method.rawValue, path: request.uri.path) {
             var headers = HTTPFields()
             for (name, value) in fault.headers { headers[HTTPFields.Element.Name(name)!] = value }
             headers[.contentType] = "application/json; charset=utf-8"

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// `stager check`: one line per check, each saying what is wrong and how to fix it.
 public struct Preflight: Sendable {
@@ -34,10 +35,48 @@ public struct Preflight: Sendable {
             let message = test?.message ?? "could not run it"
             results.append(Result(name: "nginx", passed: false, detail: "`\(config.nginx.testCommand.joined(separator: " "))` fails: \(message); fix nginx.test_command or nginx's configuration"))
         }
-        results.append(Result(
-            name: "github", passed: true,
-            detail: config.github.token == nil ? "no token: PR comments go to the log and dashboard only" : "token set for \(config.github.apiURL.absoluteString)"
-        ))
+        if let included = await sitesIncluded() { results.append(included) }
+        results += await github()
+        return results
+    }
+
+    /// `nginx -T` prints the whole configuration: the sites folder must be included in it, or vhosts are
+    /// written and nginx never reads them.
+    private func sitesIncluded() async -> Result? {
+        guard let flag = config.nginx.testCommand.firstIndex(of: "-t") else { return nil }
+        var dump = config.nginx.testCommand
+        dump[flag] = "-T"
+        guard let result = try? await runner.run(Command(argv: dump)), result.succeeded else { return nil }
+        let dir = config.nginx.sitesDir.standardizedFileURL.path
+        let relative = dir.hasPrefix("/etc/nginx/") ? String(dir.dropFirst("/etc/nginx/".count)) : dir
+        let included = result.standardOutput.split(separator: "\n").contains { line in
+            let text = line.trimmingCharacters(in: .whitespaces)
+            return text.hasPrefix("include") && (text.contains(dir + "/") || text.contains(" " + relative + "/"))
+        }
+        return included
+            ? Result(name: "nginx include", passed: true, detail: "nginx reads \(dir)")
+            : Result(name: "nginx include", passed: false, detail: "nginx's configuration does not include \(dir); add `include \(dir)/*.conf;` to its http block")
+    }
+
+    /// The token can read each configured repository's pull requests.
+    private func github() async -> [Result] {
+        guard let token = config.github.token else {
+            return [Result(name: "github", passed: true, detail: "no token: PR comments go to the log and dashboard only")]
+        }
+        var logger = Logger(label: "stager-check")
+        logger.logLevel = .critical
+        let client = GitHubClient(baseURL: config.github.apiURL, token: token, timeout: config.github.requestTimeout, maxAttempts: 2, logger: logger)
+        var results: [Result] = []
+        for repo in config.repos.keys.sorted() {
+            do {
+                try await client.canReadPullRequests(repo)
+                results.append(Result(name: "github \(repo)", passed: true, detail: "the token reads its pull requests"))
+            } catch {
+                results.append(Result(name: "github \(repo)", passed: false,
+                                      detail: "\(error); give the token access to \(repo) (pull requests: read, issues: write) or fix github.api_url"))
+            }
+        }
+        if results.isEmpty { results.append(Result(name: "github", passed: true, detail: "token set; no repositories configured")) }
         return results
     }
 

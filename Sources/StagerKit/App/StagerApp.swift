@@ -10,12 +10,18 @@ public struct StagerApp: Sendable {
     public let store: Store
     public let controller: Controller
     public let deps: ControllerDependencies
+    /// nil when no token is configured.
+    public let github: GitHubClient?
 
     public init(config: StagerConfig, runner: any CommandRunner = SubprocessRunner(), publisher: (any CommentPublisher)? = nil, logger: Logger) throws {
         self.config = config
         let templates = try Templates.load(overrideDir: config.templatesDir)
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
-        let publisher = publisher ?? Self.makePublisher(config: config, logger: logger)
+        let github = config.github.token.map { token in
+            GitHubClient(baseURL: config.github.apiURL, token: token, timeout: config.github.requestTimeout,
+                         maxAttempts: config.github.maxAttempts, logger: logger)
+        }
+        let publisher: any CommentPublisher = publisher ?? github.map(GitHubCommentPublisher.init) ?? LogCommentPublisher(logger: logger)
         let deps = ControllerDependencies(
             config: config,
             store: store,
@@ -29,14 +35,8 @@ public struct StagerApp: Sendable {
         )
         self.store = store
         self.deps = deps
+        self.github = github
         self.controller = Controller(deps)
-    }
-
-    static func makePublisher(config: StagerConfig, logger: Logger) -> any CommentPublisher {
-        guard let token = config.github.token else { return LogCommentPublisher(logger: logger) }
-        let client = GitHubClient(baseURL: config.github.apiURL, token: token, timeout: config.github.requestTimeout,
-                                  maxAttempts: config.github.maxAttempts, logger: logger)
-        return GitHubCommentPublisher(client: client)
     }
 
     public func buildRouter() -> Router<BasicRequestContext> {
@@ -45,7 +45,8 @@ public struct StagerApp: Sendable {
             signature: WebhookSignature(secret: config.webhookSecret), maxBodyBytes: config.server.maxBodyBytes,
             config: config, store: store, controller: controller, metrics: deps.metrics, logger: deps.logger
         ).addRoutes(to: router)
-        DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics).addRoutes(to: router)
+        DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics, engineHealth: deps.engineHealth)
+            .addRoutes(to: router)
         return router
     }
 

@@ -45,6 +45,7 @@ struct ConfigFile: Decodable {
         var memory: String?
         var cpus: String?
         var pids: Int?
+        var max_environments: Int?
         var build: AnyDecodable?
     }
     /// Accepts any YAML value; used for keys whose features are not built yet.
@@ -57,6 +58,7 @@ struct ConfigFile: Decodable {
         var cpus: String?
         var pids: Int?
         var concurrent_deploys: Int?
+        var idle_ttl: String?
     }
 
     var server: Server?

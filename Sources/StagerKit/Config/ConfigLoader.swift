@@ -153,7 +153,8 @@ private struct Validator {
             memory: doc.limits?.memory ?? "512m",
             cpus: doc.limits?.cpus ?? "1",
             pids: doc.limits?.pids ?? 256,
-            concurrentDeploys: doc.limits?.concurrent_deploys ?? 4
+            concurrentDeploys: doc.limits?.concurrent_deploys ?? 4,
+            idleTTL: try doc.limits?.idle_ttl.map { try duration($0, key: "limits.idle_ttl", default: .zero) }
         )
         guard limits.maxEnvironments > 0 else { throw fail("limits.max_environments", "must be positive") }
         guard limits.concurrentDeploys > 0 else { throw fail("limits.concurrent_deploys", "must be positive") }
@@ -229,6 +230,7 @@ private struct Validator {
         if let memory = repo.memory { try checkMemory(memory, key: "\(key).memory") }
         if let cpus = repo.cpus { try checkCPUs(cpus, key: "\(key).cpus") }
         if let pids = repo.pids, pids <= 0 { throw fail("\(key).pids", "must be positive") }
+        if let max = repo.max_environments, max <= 0 { throw fail("\(key).max_environments", "must be positive") }
         return StagerConfig.Repo(
             name: name,
             image: image,
@@ -240,7 +242,8 @@ private struct Validator {
             allowForks: repo.allow_forks ?? false,
             memory: repo.memory,
             cpus: repo.cpus,
-            pids: repo.pids
+            pids: repo.pids,
+            maxEnvironments: repo.max_environments
         )
     }
 

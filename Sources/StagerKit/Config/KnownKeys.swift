@@ -12,7 +12,7 @@ enum KnownKeys {
     static let repo: Shape = .mapping([
         "image": .leaf, "command": .leaf, "port": .leaf, "health_path": .leaf, "health_timeout": .leaf,
         "env": .anyKeys(.leaf), "allow_forks": .leaf, "memory": .leaf, "cpus": .leaf, "pids": .leaf,
-        "build": .mapping(["context": .leaf, "dockerfile": .leaf, "args": .anyKeys(.leaf), "target": .leaf]),
+        "max_environments": .leaf, "build": .mapping(["context": .leaf, "dockerfile": .leaf, "args": .anyKeys(.leaf), "target": .leaf]),
         "clone_url": .leaf,
     ])
 

@@ -55,6 +55,8 @@ public struct StagerConfig: Sendable {
         public var pids: Int
         /// Different pull requests converged at the same time.
         public var concurrentDeploys: Int
+        /// `stager gc` removes environments with no webhook event, manual action or deploy for this long; nil: never.
+        public var idleTTL: Duration?
     }
 
     public struct Repo: Sendable {
@@ -70,6 +72,8 @@ public struct StagerConfig: Sendable {
         public var memory: String?
         public var cpus: String?
         public var pids: Int?
+        /// This repository's share of `limits.max_environments`; nil: only the global limit applies.
+        public var maxEnvironments: Int?
     }
 
     public var configFile: URL?

@@ -12,6 +12,7 @@ public struct ControllerDependencies: Sendable {
     public var templates: Templates
     public var probe: HTTPProbe
     public var metrics: StagerMetrics
+    public var engineHealth: EngineHealth
     public var logger: Logger
 
     public init(config: StagerConfig, store: Store, runtime: any ContainerRuntime, frontDoor: NginxFrontDoor,
@@ -24,6 +25,7 @@ public struct ControllerDependencies: Sendable {
         self.templates = templates
         self.probe = probe
         self.metrics = metrics
+        self.engineHealth = EngineHealth()
         self.logger = logger
     }
 }
@@ -44,6 +46,13 @@ public final class Controller: Service, Sendable {
         deps.metrics.queueDepth(await queue.depth)
     }
 
+    /// Room freed up: PRs waiting under `max_environments` try again, oldest first.
+    func enqueueWaiting() async {
+        for key in (try? deps.store.waitingKeys()) ?? [] { await enqueue(key) }
+    }
+
+    public var engineHealth: EngineHealth { deps.engineHealth }
+
     public func run() async throws {
         do {
             try await converging()
@@ -59,6 +68,7 @@ public final class Controller: Service, Sendable {
                     group.addTask { await self.work() }
                 }
                 group.addTask { try await self.reconcileForever() }
+                group.addTask { try await self.watchStore() }
                 defer { group.cancelAll() }
                 try await withTaskCancellationHandler {
                     try await group.next()
@@ -81,14 +91,41 @@ public final class Controller: Service, Sendable {
         while !Task.isCancelled {
             do {
                 _ = try await Reconciler(deps: deps, controller: self).reconcile()
+                await engineHealth.answered()
             } catch is CancellationError {
                 return
+            } catch let error as EngineUnavailable {
+                await engineHealth.failed(error.message)
+                deps.logger.error("reconcile failed", metadata: ["error": "\(error)"])
             } catch {
                 deps.logger.error("reconcile failed", metadata: ["error": "\(error)"])
             }
             try await Task.sleep(for: deps.config.reconcileInterval)
         }
     }
+
+    /// `stager deploy`, `destroy`, `sync` and `gc` run as other processes and change desired state in the
+    /// store; this notices within a second, and keeps a heartbeat those commands read to know serve is up.
+    private func watchStore() async throws {
+        var seen = try deps.store.pendingVersions()
+        var lastBeat = ContinuousClock.now - Self.heartbeatEvery
+        while !Task.isCancelled {
+            if ContinuousClock.now - lastBeat >= Self.heartbeatEvery {
+                try? deps.store.setFact(Self.heartbeatFact, "pid \(ProcessInfo.processInfo.processIdentifier)")
+                lastBeat = ContinuousClock.now
+            }
+            if let pending = try? deps.store.pendingVersions() {
+                let changed = pending.filter { seen[$0.key] != $0.value }.keys
+                for key in changed.sorted(by: { $0.description < $1.description }) { await enqueue(key) }
+                if !changed.isEmpty { await enqueueWaiting() }
+                seen = pending
+            }
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    public static let heartbeatFact = "serve.heartbeat"
+    static let heartbeatEvery: Duration = .seconds(5)
 
     // MARK: Converging one PR
 
@@ -104,15 +141,20 @@ public final class Controller: Service, Sendable {
                 guard let env = try deps.store.environment(key) else { return }
                 logger[metadataKey: "delivery"] = "\(env.lastDeliveryID ?? "-")"
                 var execution = Execution(deps: deps, env: env, logger: logger)
-                let finished = try await execution.run()
-                guard finished else { continue }
-                try deps.store.markApplied(key, version: env.desiredVersion)
+                let ending = try await execution.run()
+                await engineHealth.answered()
+                if ending == .superseded { continue }
                 await retries.clear(key)
                 deps.metrics.converged(outcome: execution.outcome, duration: ContinuousClock.now - started)
+                // A waiting PR stays behind its desired version; freed room or the reconciler brings it back.
+                if ending == .waiting { return }
+                try deps.store.markApplied(key, version: env.desiredVersion)
+                if execution.outcome == "removed" { await enqueueWaiting() }
                 if try deps.store.desiredVersion(key) == env.desiredVersion { return }
             } catch is CancellationError {
                 return
             } catch {
+                if let unavailable = error as? EngineUnavailable { await engineHealth.failed(unavailable.message) }
                 let delay = await retries.nextDelay(key)
                 logger.error("converging failed; will retry", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
                 try? deps.store.audit(key, kind: "error", message: "\(error)")

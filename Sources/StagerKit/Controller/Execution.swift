@@ -20,8 +20,17 @@ struct Execution {
     private var key: PullRequestKey { env.key }
     private var store: Store { deps.store }
 
-    /// True when the plan ran to its end (or ended in a recorded failure); false when superseded.
-    mutating func run() async throws -> Bool {
+    enum Ending: Equatable {
+        /// The plan ran to its end, or ended in a recorded failure.
+        case finished
+        /// A newer intent arrived mid-way.
+        case superseded
+        /// `max_environments` is reached; the PR waits for room.
+        case waiting
+    }
+
+    mutating func run() async throws -> Ending {
+        if env.desired == "present", !env.admitted, try await !admit() { return .waiting }
         let observed = try await Self.observe(env, deps: deps)
         let steps = Planner.plan(desired: env.desiredState, observed: observed)
         if !steps.isEmpty {
@@ -30,11 +39,32 @@ struct Execution {
         for step in steps {
             guard try store.desiredVersion(key) == env.desiredVersion else {
                 logger.info("superseded by a newer intent")
-                return false
+                return .superseded
             }
-            guard try await perform(step) else { return true }
+            guard try await perform(step) else { return .finished }
         }
-        return true
+        return .finished
+    }
+
+    /// Takes one of the `max_environments` places, or records the PR as waiting and says so on the PR once.
+    private mutating func admit() async throws -> Bool {
+        let limits = deps.config.limits
+        let admission = try await store.admit(key, limit: limits.maxEnvironments, repoLimit: deps.config.repo(env.repo)?.maxEnvironments)
+        guard case .waiting(let position, let inUse, let limit, let scope) = admission else { return true }
+        outcome = "waiting"
+        guard env.status != .waiting else { return false }
+        let body = renderComment([
+            "waiting": true, "position": position, "in_use": inUse, "limit": limit, "scope": scope, "updated": Self.timestamp(),
+        ])
+        let updated = try store.update(key) {
+            $0.status = .waiting
+            $0.commentBody = body
+            $0.commentPending = true
+        }
+        try store.audit(key, kind: "waiting", message: "\(inUse) of \(limit) environments in use (\(scope)); position \(position)")
+        logger.info("waiting for room", metadata: ["position": "\(position)", "limit": "\(scope)=\(limit)"])
+        try await publish(body, knownID: updated?.commentID)
+        return false
     }
 
     static func observe(_ env: Environment, deps: ControllerDependencies) async throws -> Observation {
@@ -100,6 +130,8 @@ struct Execution {
             outcome = "removed"
             try store.update(key) {
                 $0.status = .removed
+                $0.admitted = false
+                $0.waitingSince = nil
                 $0.containerID = nil
                 $0.containerName = nil
                 $0.hostPort = nil
@@ -203,6 +235,7 @@ struct Execution {
         let body = renderComment(["ready": true, "url": url, "sha": serving.sha, "branch": env.branch, "updated": Self.timestamp()])
         let updated = try store.update(key) {
             $0.status = .ready
+            $0.lastActivityAt = Date()
             $0.deployedSha = serving.sha
             $0.containerID = serving.id
             $0.containerName = serving.name

@@ -52,6 +52,22 @@ public struct DockerCLI: ContainerRuntime {
         Command(argv: docker, appending: arguments)
     }
 
+    /// Runs docker; an engine that does not answer is `EngineUnavailable`, any other refusal `CommandError`.
+    @discardableResult
+    private func run(_ arguments: [String], allowFailure: Bool = false) async throws -> CommandResult {
+        let result: CommandResult
+        do {
+            result = try await runner.run(command(arguments))
+        } catch CommandError.couldNotStart(_, let reason) {
+            throw EngineUnavailable(message: "cannot run \(docker.joined(separator: " ")): \(reason)")
+        }
+        if !result.succeeded, EngineUnavailable.matches(result.message) {
+            throw EngineUnavailable(message: String(result.message.prefix(500)))
+        }
+        guard result.succeeded || allowFailure else { throw CommandError.failed(command(arguments), result) }
+        return result
+    }
+
     public static func runArguments(_ spec: ContainerSpec) -> [String] {
         var args = ["run", "--detach", "--name", spec.name,
                     "--publish", "127.0.0.1::\(spec.containerPort)",
@@ -68,9 +84,9 @@ public struct DockerCLI: ContainerRuntime {
     }
 
     public func start(_ spec: ContainerSpec) async throws -> (id: String, hostPort: Int) {
-        let result = try await runner.check(command(Self.runArguments(spec)))
+        let result = try await run(Self.runArguments(spec))
         let id = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
-        let port = try await runner.check(command(["port", id, "\(spec.containerPort)/tcp"]))
+        let port = try await run(["port", id, "\(spec.containerPort)/tcp"])
         guard let hostPort = Self.parsePort(port.standardOutput) else {
             throw CommandError.failed(command(["port", id]), port)
         }
@@ -100,8 +116,7 @@ public struct DockerCLI: ContainerRuntime {
             args += ["--filter", "label=\(ContainerLabels.repo)=\(key.repo)", "--filter", "label=\(ContainerLabels.pr)=\(key.number)"]
         }
         args += ["--format", Self.listFormat]
-        let result = try await runner.check(command(args))
-        return Self.parseList(result.standardOutput)
+        return Self.parseList(try await run(args).standardOutput)
     }
 
     static func parseList(_ output: String) -> [ContainerInfo] {
@@ -119,7 +134,7 @@ public struct DockerCLI: ContainerRuntime {
     }
 
     public func remove(_ idOrName: String) async throws {
-        let result = try await runner.run(command(["rm", "--force", "--volumes", idOrName]))
+        let result = try await run(["rm", "--force", "--volumes", idOrName], allowFailure: true)
         // Already gone is what we wanted.
         guard result.succeeded || result.message.contains("No such container") else {
             throw CommandError.failed(command(["rm", idOrName]), result)
@@ -127,11 +142,11 @@ public struct DockerCLI: ContainerRuntime {
     }
 
     public func logTail(_ idOrName: String, lines: Int) async throws -> String {
-        let result = try await runner.check(command(["logs", "--tail", String(lines), idOrName]))
+        let result = try await run(["logs", "--tail", String(lines), idOrName])
         return (result.standardOutput + result.standardError).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     public func ping() async throws {
-        try await runner.check(command(["version", "--format", "{{.Server.Version}}"]))
+        try await run(["version", "--format", "{{.Server.Version}}"])
     }
 }

@@ -23,6 +23,8 @@ public struct PullRequestKey: Hashable, Sendable, Codable, CustomStringConvertib
 public enum EnvironmentStatus: String, Sendable, Codable, CaseIterable {
     /// Accepted, waiting for the controller.
     case queued
+    /// Waiting for room under `max_environments`; deployed when an environment frees up.
+    case waiting
     case deploying
     case ready
     case failed
@@ -71,6 +73,12 @@ public struct Environment: Sendable, Equatable, Codable {
     public var lastDeliveryID: String?
     public var createdAt: Date
     public var updatedAt: Date
+    /// The last webhook event, manual action or deploy: what `limits.idle_ttl` measures from.
+    public var lastActivityAt: Date?
+    /// Holds one of the `max_environments` places.
+    public var admitted: Bool
+    /// When the PR started waiting for a place; nil when it is not waiting.
+    public var waitingSince: Date?
 
     public var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
 

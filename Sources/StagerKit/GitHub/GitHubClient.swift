@@ -70,14 +70,7 @@ public struct GitHubClient: Sendable {
 
     /// All comments of an issue or PR, following `Link: rel="next"`.
     public func listComments(_ key: PullRequestKey) async throws -> [Comment] {
-        var comments: [Comment] = []
-        var next: URL? = url(key.repoPath + ["issues", String(key.number), "comments"], query: "per_page=100")
-        while let page = next {
-            let (data, response) = try await send("GET", page, body: nil, expecting: [200])
-            comments += try decode([Comment].self, data)
-            next = Self.nextLink(response.value(forHTTPHeaderField: "Link"))
-        }
-        return comments
+        try await paginate(url(key.repoPath + ["issues", String(key.number), "comments"], query: "per_page=100"))
     }
 
     public func createComment(_ key: PullRequestKey, body: String) async throws -> Comment {
@@ -101,7 +94,50 @@ public struct GitHubClient: Sendable {
         }
     }
 
+    // MARK: Pull requests
+
+    /// A pull request as `pulls/get` and `pulls/list` answer it.
+    public struct PullRequest: Sendable, Decodable, Equatable {
+        public var number: Int
+        public var state: String
+        public var merged: Bool?
+        public var title: String?
+        public var updated_at: String?
+        public var head: PullRequestEvent.Ref
+        public var user: PullRequestEvent.User?
+
+        public var isOpen: Bool { state == "open" }
+    }
+
+    public func pullRequest(_ key: PullRequestKey) async throws -> PullRequest {
+        let (data, _) = try await send("GET", url(key.repoPath + ["pulls", String(key.number)]), body: nil, expecting: [200])
+        return try decode(PullRequest.self, data)
+    }
+
+    /// Every open pull request of `repo`, following `Link: rel="next"`.
+    public func openPullRequests(_ repo: String) async throws -> [PullRequest] {
+        try await paginate(url(Self.repoPath(repo) + ["pulls"], query: "state=open&per_page=100"))
+    }
+
+    /// Whether the token can read `repo`'s pull requests (one small request, for `stager check`).
+    public func canReadPullRequests(_ repo: String) async throws {
+        _ = try await send("GET", url(Self.repoPath(repo) + ["pulls"], query: "state=open&per_page=1"),
+                           body: nil, expecting: [200])
+    }
+
     // MARK: Transport
+
+    /// Every page of a list, following `Link: rel="next"` rather than building page URLs.
+    private func paginate<Item: Decodable>(_ first: URL) async throws -> [Item] {
+        var items: [Item] = []
+        var next: URL? = first
+        while let page = next {
+            let (data, response) = try await send("GET", page, body: nil, expecting: [200])
+            items += try decode([Item].self, data)
+            next = Self.nextLink(response.value(forHTTPHeaderField: "Link"))
+        }
+        return items
+    }
 
     private func url(_ segments: [String], query: String? = nil) -> URL {
         var path = baseURL.absoluteString
@@ -221,11 +257,14 @@ extension HTTPURLResponse {
     }
 }
 
-extension PullRequestKey {
-    var repoPath: [String] {
-        let parts = repo.split(separator: "/", maxSplits: 1).map(String.init)
-        return ["repos"] + parts
+extension GitHubClient {
+    static func repoPath(_ repo: String) -> [String] {
+        ["repos"] + repo.split(separator: "/", maxSplits: 1).map(String.init)
     }
+}
+
+extension PullRequestKey {
+    var repoPath: [String] { GitHubClient.repoPath(repo) }
 }
 
 extension CharacterSet {

@@ -17,13 +17,23 @@ public struct IncomingDelivery: Sendable {
     public var event: PullRequestEvent
     public var intent: Intent
     public var receivedAt: Date
+    /// Who asked: `pull_request` for a webhook, else the command (`sync`, `deploy`, `destroy`, `gc`).
+    public var source: String
 
-    public init(id: String, event: PullRequestEvent, intent: Intent, receivedAt: Date) {
+    public init(id: String, event: PullRequestEvent, intent: Intent, receivedAt: Date, source: String = "pull_request") {
         self.id = id
         self.event = event
         self.intent = intent
         self.receivedAt = receivedAt
+        self.source = source
     }
+}
+
+/// Whether a PR may take an environment now, or waits for room (`max_environments`).
+public enum Admission: Sendable, Equatable {
+    case admitted
+    /// `position` counts from 1 among the waiting PRs; `scope` names the limit that is full.
+    case waiting(position: Int, inUse: Int, limit: Int, scope: String)
 }
 
 /// One line of the audit trail.
@@ -104,6 +114,20 @@ public final class Store: Sendable {
                 t.column("at", .datetime).notNull()
             }
         }
+        migrator.registerMigration("v2: activity, admission, facts") { db in
+            try db.alter(table: "environment") { t in
+                t.add(column: "lastActivityAt", .datetime)
+                t.add(column: "admitted", .boolean).notNull().defaults(to: false)
+                t.add(column: "waitingSince", .datetime)
+            }
+            try db.execute(sql: "UPDATE environment SET lastActivityAt = updatedAt, admitted = (desired = 'present')")
+            // Small facts shared between processes: serve's heartbeat, the engine's state.
+            try db.create(table: "fact") { t in
+                t.primaryKey("name", .text)
+                t.column("value", .text).notNull()
+                t.column("at", .datetime).notNull()
+            }
+        }
         return migrator
     }
 
@@ -128,6 +152,7 @@ public final class Store: Sendable {
                 let wasGone = env.status == .removed && env.desired == "absent"
                 switch delivery.intent {
                 case .deploy(let sha):
+                    env.lastActivityAt = delivery.receivedAt
                     if wasGone {
                         // A reopened PR may have lost its slug to another environment meanwhile.
                         env.slug = try Self.freeSlug(db, branch: event.pull_request.head.ref, key: key)
@@ -154,11 +179,11 @@ public final class Store: Sendable {
                 outcome = .accepted(version: env.desiredVersion)
             }
             try DeliveryRow(
-                id: delivery.id, event: "pull_request", action: event.action, repo: key.repo, number: key.number,
+                id: delivery.id, event: delivery.source, action: event.action, repo: key.repo, number: key.number,
                 outcome: outcome == .stale ? "stale" : "accepted", receivedAt: delivery.receivedAt
             ).insert(db)
             var audit = AuditRow(AuditEvent(
-                repo: key.repo, number: key.number, kind: "webhook",
+                repo: key.repo, number: key.number, kind: delivery.source == "pull_request" ? "webhook" : delivery.source,
                 message: outcome == .stale ? "\(event.action) ignored: older than the applied state" : "\(event.action) at \(event.pull_request.head.sha.prefix(12))",
                 deliveryID: delivery.id, at: delivery.receivedAt
             ))
@@ -210,6 +235,77 @@ public final class Store: Sendable {
         }
     }
 
+    /// PRs whose desired version is ahead of the applied one, with that version.
+    public func pendingVersions() throws -> [PullRequestKey: Int] {
+        try db.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT repo, number, desiredVersion FROM environment WHERE desiredVersion > appliedVersion")
+            return Dictionary(rows.map { (PullRequestKey(repo: $0["repo"], number: $0["number"]), $0["desiredVersion"]) }) { first, _ in first }
+        }
+    }
+
+    // MARK: Admission (max_environments)
+
+    /// Admits the PR when the global and per-repo limits leave room and no PR that waits longer could take
+    /// that room; otherwise records it as waiting. Oldest waiting first.
+    public func admit(_ key: PullRequestKey, limit: Int, repoLimit: Int?, at date: Date = Date()) async throws -> Admission {
+        try await db.write { db in
+            guard var env = try EnvironmentRow.fetchOne(db, key: ["repo": key.repo, "number": key.number])?.environment,
+                  env.desired == "present", !env.admitted else { return .admitted }
+            let holders = try EnvironmentRow.filter(Column("desired") == "present" && Column("admitted") == true).fetchAll(db).map(\.environment)
+            let inUse = holders.count
+            func repoFits(_ repo: String) -> Bool {
+                guard let repoLimit else { return true }
+                return holders.filter { $0.repo == repo }.count < repoLimit
+            }
+            let waiters = try EnvironmentRow
+                .filter(Column("desired") == "present" && Column("admitted") == false && Column("waitingSince") != nil)
+                .order(Column("waitingSince"), Column("createdAt"))
+                .fetchAll(db).map(\.environment)
+            let since = env.waitingSince ?? date
+            let olderEligible = waiters.contains { other in
+                other.key != key && (other.waitingSince ?? date, other.createdAt) < (since, env.createdAt) && repoFits(other.repo)
+            }
+            if inUse < limit, repoFits(key.repo), !olderEligible {
+                env.admitted = true
+                env.waitingSince = nil
+                try EnvironmentRow(env).update(db)
+                return .admitted
+            }
+            env.waitingSince = since
+            try EnvironmentRow(env).update(db)
+            let position = (waiters.firstIndex { $0.key == key } ?? waiters.count) + 1
+            if inUse >= limit { return .waiting(position: position, inUse: inUse, limit: limit, scope: "limits.max_environments") }
+            let repoInUse = holders.filter { $0.repo == key.repo }.count
+            return .waiting(position: position, inUse: repoInUse, limit: repoLimit ?? limit, scope: "repos.\(key.repo).max_environments")
+        }
+    }
+
+    /// PRs waiting for room, oldest first.
+    public func waitingKeys() throws -> [PullRequestKey] {
+        try db.read { db in
+            try EnvironmentRow
+                .filter(Column("desired") == "present" && Column("admitted") == false && Column("waitingSince") != nil)
+                .order(Column("waitingSince"), Column("createdAt"))
+                .fetchAll(db).map(\.environment.key)
+        }
+    }
+
+    // MARK: Facts
+
+    public func setFact(_ name: String, _ value: String, at date: Date = Date()) throws {
+        try db.write { db in
+            try db.execute(sql: "INSERT INTO fact (name, value, at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value, at = excluded.at",
+                           arguments: [name, value, date])
+        }
+    }
+
+    public func fact(_ name: String) throws -> (value: String, at: Date)? {
+        try db.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT value, at FROM fact WHERE name = ?", arguments: [name]) else { return nil }
+            return (row["value"], row["at"])
+        }
+    }
+
     // MARK: Audit
 
     public func audit(_ key: PullRequestKey, kind: String, message: String, deliveryID: String? = nil) throws {
@@ -236,7 +332,8 @@ public final class Store: Sendable {
             branch: event.pull_request.head.ref, title: event.pull_request.title ?? "",
             author: event.pull_request.user?.login ?? "", headRepo: event.pull_request.head.repo?.full_name ?? "",
             desired: "absent", desiredSha: event.pull_request.head.sha, desiredVersion: 0, appliedVersion: 0,
-            sourceUpdatedAt: "", status: .queued, commentPending: false, createdAt: date, updatedAt: date
+            sourceUpdatedAt: "", status: .queued, commentPending: false, createdAt: date, updatedAt: date,
+            lastActivityAt: date, admitted: false, waitingSince: nil
         )
     }
 

@@ -7,18 +7,19 @@ public struct DashboardController: Sendable {
     let store: Store
     let templates: Templates
     let metrics: StagerMetrics
+    let engineHealth: EngineHealth
 
     public func addRoutes(to router: Router<some RequestContext>) {
         router.get("/healthz") { _, _ in "ok\n" }
         router.get("/api/environments") { _, _ in
-            try self.json(self.views())
+            try self.json(await self.views())
         }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: self.metrics.render())))
         }
         router.get("/") { _, _ in
-            let rows: [[String: Any]] = try self.views().map { view in
+            let rows: [[String: Any]] = try await self.views().map { view in
                 [
                     "repo": view.repo, "number": view.number, "title": view.title, "branch": view.branch,
                     "status": view.status, "url": view.url ?? "", "short_sha": String(view.sha.prefix(12)),
@@ -31,8 +32,9 @@ public struct DashboardController: Sendable {
         }
     }
 
-    func views() throws -> [EnvironmentView] {
-        try EnvironmentView.current(in: store, preview: config.preview)
+    func views() async throws -> [EnvironmentView] {
+        let degraded = await engineHealth.down.map { EngineHealth.describe($0) }
+        return try EnvironmentView.current(in: store, preview: config.preview, degraded: degraded)
     }
 
     private func json(_ value: some Encodable) throws -> Response {

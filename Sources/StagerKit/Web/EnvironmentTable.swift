@@ -8,16 +8,19 @@ public enum EnvironmentTable {
         return String(decoding: try encoder.encode(views), as: UTF8.self)
     }
 
-    public static func text(_ views: [EnvironmentView], now: Date) -> String {
-        let header = ["REPO", "PR", "BRANCH", "URL", "STATUS", "SHA", "AGE"]
+    public static func text(_ views: [EnvironmentView], now: Date, degraded: String? = nil) -> String {
+        let header = ["REPO", "PR", "BRANCH", "URL", "STATUS", "SHA", "AGE", "IDLE", "CONTAINER"]
         let formatter = ISO8601DateFormatter()
+        let since = { (stamp: String) in formatter.date(from: stamp).map { Self.age(now.timeIntervalSince($0)) } ?? "-" }
         let rows = views.map { view -> [String] in
-            let age = formatter.date(from: view.created_at).map { Self.age(now.timeIntervalSince($0)) } ?? "-"
-            return [view.repo, "#\(view.number)", view.branch, view.url ?? "-", view.status, String(view.sha.prefix(12)), age]
+            [view.repo, "#\(view.number)", view.branch, view.url ?? "-", view.status, String(view.sha.prefix(12)),
+             since(view.created_at), since(view.last_activity_at), view.container_id.map { String($0.prefix(12)) } ?? "-"]
         }
-        guard !rows.isEmpty else { return "no environments" }
+        // The engine's state comes first: without it the statuses below are only the last ones known.
+        let warning = degraded.map { "WARNING: \($0); statuses are the last known\n" } ?? ""
+        guard !rows.isEmpty else { return warning + "no environments" }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
-        return ([header] + rows).map { row in
+        return warning + ([header] + rows).map { row in
             row.enumerated().map { index, cell in
                 index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")

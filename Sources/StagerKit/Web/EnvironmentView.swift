@@ -19,13 +19,17 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
     public var comment_body: String?
     public var created_at: String
     public var updated_at: String
+    /// The last webhook event, manual action or deploy (what `limits.idle_ttl` counts from).
+    public var last_activity_at: String
+    /// Set while the Docker engine does not answer: the status shown is the last one known.
+    public var degraded: String?
 
     /// Environments that exist or are on their way; removed ones are history.
-    public static func current(in store: Store, preview: StagerConfig.Preview) throws -> [EnvironmentView] {
-        try store.allEnvironments().filter { $0.status != .removed }.map { EnvironmentView($0, preview: preview) }
+    public static func current(in store: Store, preview: StagerConfig.Preview, degraded: String? = nil) throws -> [EnvironmentView] {
+        try store.allEnvironments().filter { $0.status != .removed }.map { EnvironmentView($0, preview: preview, degraded: degraded) }
     }
 
-    public init(_ env: Environment, preview: StagerConfig.Preview) {
+    public init(_ env: Environment, preview: StagerConfig.Preview, degraded: String? = nil) {
         let formatter = ISO8601DateFormatter()
         repo = env.repo
         number = env.number
@@ -44,5 +48,7 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
         comment_body = env.commentBody
         created_at = formatter.string(from: env.createdAt)
         updated_at = formatter.string(from: env.updatedAt)
+        last_activity_at = formatter.string(from: env.lastActivityAt ?? env.updatedAt)
+        self.degraded = degraded
     }
 }

@@ -1,0 +1,265 @@
+import Foundation
+import Logging
+
+/// One line of what `stager gc` did or would do.
+public struct GcItem: Sendable, Codable, Equatable {
+    public enum Action: String, Sendable, Codable {
+        case removed
+        case wouldRemove = "would remove"
+        case kept
+        case reported
+        case failed
+    }
+
+    public enum Kind: String, Sendable, Codable {
+        case environment
+        case container
+        case vhost
+        case file
+        case pullRequest = "pull request"
+    }
+
+    public var action: Action
+    public var kind: Kind
+    /// `OWNER/NAME#N`, a container name or a file name.
+    public var item: String
+    public var reason: String
+}
+
+/// What `stager gc` removes, decided from facts gathered before anything changes. Pure.
+public struct GcPlan: Sendable, Equatable {
+    public struct Removal: Sendable, Equatable {
+        public var env: Environment
+        public var reason: String
+        /// GitHub's `updated_at` of the closed PR, so older redeliveries stay ignored afterwards.
+        public var closedAt: String?
+    }
+
+    public var environments: [Removal] = []
+    public var containers: [ContainerInfo] = []
+    /// Slugs of vhost files Stager wrote that belong to no environment.
+    public var vhosts: [String] = []
+    /// Live environments kept; the unknown ones (GitHub gave no definite answer) carry the reason.
+    public var kept: [(env: Environment, unknown: String?)] = []
+    /// Files in the sites folder Stager did not write: reported, never deleted.
+    public var foreignFiles: [String] = []
+    /// Open PRs with no environment (`stager sync` creates them).
+    public var missing: [PullRequestKey] = []
+
+    public static func == (lhs: GcPlan, rhs: GcPlan) -> Bool {
+        lhs.environments == rhs.environments && lhs.containers == rhs.containers && lhs.vhosts == rhs.vhosts
+            && lhs.kept.map(\.env) == rhs.kept.map(\.env) && lhs.kept.map(\.unknown) == rhs.kept.map(\.unknown)
+            && lhs.foreignFiles == rhs.foreignFiles && lhs.missing == rhs.missing
+    }
+
+    public struct Facts: Sendable {
+        public var environments: [Environment]
+        public var containers: [ContainerInfo]
+        public var managedVhosts: [String]
+        public var foreignFiles: [String]
+        public var states: [PullRequestKey: PullRequestState]
+        public var missing: [PullRequestKey]
+        public var configuredRepos: Set<String>
+        public var idleTTL: Duration?
+        public var now: Date
+    }
+
+    public init() {}
+
+    public init(_ facts: Facts) {
+        let live = facts.environments.filter { $0.status != .removed || $0.desired == "present" }
+        for env in live {
+            if let reason = Self.removalReason(env, facts: facts) {
+                var closedAt: String?
+                if case .closed(_, let updatedAt) = facts.states[env.key] { closedAt = updatedAt }
+                environments.append(Removal(env: env, reason: reason, closedAt: closedAt))
+            } else if case .unknown(let why) = facts.states[env.key] {
+                kept.append((env, "PR state unknown (\(why))"))
+            } else {
+                kept.append((env, nil))
+            }
+        }
+        let keptKeys = Set(kept.map(\.env.key))
+        // Only this instance's containers of configured repositories: another tool's are not ours to judge.
+        let liveKeys = Set(live.map(\.key))
+        containers = facts.containers.filter { facts.configuredRepos.contains($0.repo) && !liveKeys.contains($0.key) }
+        let keptSlugs = Set(kept.map(\.env.slug))
+        let removedSlugs = Set(environments.map(\.env.slug))
+        vhosts = facts.managedVhosts.filter { !keptSlugs.contains($0) && !removedSlugs.contains($0) }
+        foreignFiles = facts.foreignFiles
+        missing = facts.missing.filter { !keptKeys.contains($0) }
+    }
+
+    private static func removalReason(_ env: Environment, facts: Facts) -> String? {
+        if env.desired == "absent" { return "torn down, but the teardown did not finish" }
+        if case .closed(let merged, _) = facts.states[env.key] { return merged ? "PR merged on GitHub" : "PR closed on GitHub" }
+        if let ttl = facts.idleTTL {
+            let idle = facts.now.timeIntervalSince(env.lastActivityAt ?? env.updatedAt)
+            if idle > ttl.seconds {
+                return "idle for \(EnvironmentTable.age(idle)) (limits.idle_ttl: no event or deploy for \(EnvironmentTable.age(ttl.seconds)))"
+            }
+        }
+        return nil
+    }
+}
+
+extension ContainerInfo {
+    var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// `stager gc`: gathers the facts (engine, sites folder, store, GitHub), plans, and removes what leaked,
+/// reporting each item as it goes. nginx is reloaded once, and only files of removed environments and
+/// orphans change, so every live environment keeps serving.
+public struct GarbageCollector: Sendable {
+    public struct Summary: Sendable, Codable, Equatable {
+        public var environments = 0
+        public var containers = 0
+        public var vhosts = 0
+        public var kept = 0
+        public var unknown = 0
+        public var missing = 0
+        public var failed = 0
+        public var dryRun = false
+
+        public var line: String {
+            let verb = dryRun ? "would remove" : "removed"
+            var text = "gc: \(verb) \(Self.count(environments, "environment")), \(Self.count(containers, "container")), \(Self.count(vhosts, "vhost")); kept \(kept)"
+            if unknown > 0 { text += " (\(unknown) unknown)" }
+            if missing > 0 { text += "; \(Self.count(missing, "open PR")) without an environment (stager sync)" }
+            if failed > 0 { text += "; \(failed) failed" }
+            return text
+        }
+
+        static func count(_ number: Int, _ noun: String) -> String {
+            "\(number) \(noun)\(number == 1 ? "" : "s")"
+        }
+    }
+
+    let deps: ControllerDependencies
+    let github: GitHubClient?
+
+    public init(deps: ControllerDependencies, github: GitHubClient?) {
+        self.deps = deps
+        self.github = github
+    }
+
+    /// Reads the world. Containers and vhosts are listed before the store, so anything created meanwhile
+    /// already has its environment and is never mistaken for a leak.
+    public func plan(now: Date = Date()) async throws -> GcPlan {
+        let containers = try await deps.runtime.list(for: nil)
+        let inventory = await deps.frontDoor.inventory()
+        let environments = try deps.store.allEnvironments()
+        let repos = deps.config.repos.keys.sorted()
+        let lookup = PullRequestStates(client: github)
+        let open = await lookup.openPullRequests(repos)
+        let live = environments.filter { $0.status != .removed || $0.desired == "present" }
+        let states = await lookup.states(of: live.filter { $0.desired == "present" }.map(\.key), open: open)
+        var missing: [PullRequestKey] = []
+        for repo in repos {
+            guard case .success(let pulls) = open[repo] else { continue }
+            missing += PullRequestStates.missing(open: pulls, repo: repo, environments: environments).map { PullRequestKey(repo: repo, number: $0.number) }
+        }
+        return GcPlan(.init(
+            environments: environments, containers: containers, managedVhosts: inventory.managed, foreignFiles: inventory.foreign,
+            states: states, missing: missing, configuredRepos: Set(repos), idleTTL: deps.config.limits.idleTTL, now: now
+        ))
+    }
+
+    /// Carries out `plan` (or only reports it when `dryRun`), calling `report` for each item as it is done.
+    public func run(_ plan: GcPlan, dryRun: Bool, report: (GcItem) -> Void) async -> Summary {
+        var summary = Summary(kept: plan.kept.count, unknown: plan.kept.filter { $0.unknown != nil }.count,
+                              missing: plan.missing.count, dryRun: dryRun)
+        let removing: GcItem.Action = dryRun ? .wouldRemove : .removed
+        for (env, unknown) in plan.kept {
+            if let unknown { report(GcItem(action: .kept, kind: .environment, item: env.key.description, reason: unknown)) }
+        }
+        for key in plan.missing {
+            report(GcItem(action: .reported, kind: .pullRequest, item: key.description, reason: "open on GitHub without an environment; `stager sync` creates it"))
+        }
+        for file in plan.foreignFiles {
+            report(GcItem(action: .reported, kind: .file, item: file, reason: "in the sites folder but not written by Stager; left alone"))
+        }
+
+        if dryRun {
+            for removal in plan.environments {
+                report(GcItem(action: removing, kind: .environment, item: "\(removal.env.key) (\(removal.env.slug))", reason: removal.reason))
+            }
+            for slug in plan.vhosts { report(GcItem(action: removing, kind: .vhost, item: "\(slug).conf", reason: "belongs to no environment")) }
+            for container in plan.containers { report(Self.orphanItem(container, action: removing)) }
+            summary.environments = plan.environments.count
+            summary.vhosts = plan.vhosts.count
+            summary.containers = plan.containers.count
+            return summary
+        }
+
+        // 1. Record the teardowns first, so a running `stager serve` does not bring them back meanwhile.
+        var teardowns: [(GcPlan.Removal, Environment)] = []
+        for removal in plan.environments {
+            do {
+                _ = try await deps.store.accept(Intents.teardown(removal.env, updatedAt: removal.closedAt, source: "gc"))
+                if let env = try deps.store.environment(removal.env.key) { teardowns.append((removal, env)) }
+            } catch {
+                summary.failed += 1
+                report(GcItem(action: .failed, kind: .environment, item: removal.env.key.description, reason: "\(error)"))
+            }
+        }
+
+        // 2. Every vhost that goes, in one test and one reload.
+        let inventory = await deps.frontDoor.inventory()
+        let slugs = plan.vhosts + teardowns.map(\.1.slug).filter { inventory.managed.contains($0) }
+        var vhostError: String?
+        do {
+            try await deps.frontDoor.remove(slugs: slugs)
+            if !slugs.isEmpty { deps.metrics.nginxReload() }
+        } catch {
+            vhostError = "\(error)"
+        }
+        for slug in plan.vhosts {
+            if let vhostError {
+                summary.failed += 1
+                report(GcItem(action: .failed, kind: .vhost, item: "\(slug).conf", reason: vhostError))
+            } else {
+                summary.vhosts += 1
+                report(GcItem(action: .removed, kind: .vhost, item: "\(slug).conf", reason: "belongs to no environment"))
+            }
+        }
+
+        // 3. Each environment's containers and comment, through the controller's own steps.
+        for (removal, env) in teardowns {
+            var logger = deps.logger
+            logger[metadataKey: "pr"] = "\(env.key)"
+            var execution = Execution(deps: deps, env: env, logger: logger)
+            do {
+                guard vhostError == nil || !slugs.contains(env.slug) else { throw NginxError.reloadFailed(vhostError ?? "") }
+                if try await execution.run() == .finished { try deps.store.markApplied(env.key, version: env.desiredVersion) }
+                summary.environments += 1
+                report(GcItem(action: .removed, kind: .environment, item: "\(env.key) (\(env.slug))", reason: removal.reason))
+            } catch {
+                summary.failed += 1
+                report(GcItem(action: .failed, kind: .environment, item: "\(env.key) (\(env.slug))", reason: "\(error)"))
+            }
+        }
+
+        // 4. Containers that belong to no environment.
+        for container in plan.containers {
+            do {
+                try await deps.runtime.remove(container.id)
+                summary.containers += 1
+                report(Self.orphanItem(container, action: .removed))
+            } catch {
+                summary.failed += 1
+                report(GcItem(action: .failed, kind: .container, item: container.name, reason: "\(error)"))
+            }
+        }
+        return summary
+    }
+
+    private static func orphanItem(_ container: ContainerInfo, action: GcItem.Action) -> GcItem {
+        GcItem(action: action, kind: .container, item: container.name,
+               reason: "\(container.running ? "running" : "exited"), labelled \(container.repo)#\(container.number), no environment")
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+
+/// Why a manual command could not do what was asked (exit status 1, the message says what to do).
+public struct ManualControlError: Error, CustomStringConvertible, Equatable {
+    public var message: String
+    public var description: String { message }
+}
+
+/// `stager deploy`, `destroy` and `sync`: they record desired state through `Store.accept`, like a
+/// webhook, and a running `stager serve` converges it within a second.
+public struct ManualControl: Sendable {
+    let deps: ControllerDependencies
+    let github: GitHubClient?
+
+    public init(deps: ControllerDependencies, github: GitHubClient?) {
+        self.deps = deps
+        self.github = github
+    }
+
+    private var store: Store { deps.store }
+
+    /// Records a deploy of the PR's head (read from GitHub), or of `sha`. Without a token only a PR Stager
+    /// already knows can be redeployed.
+    public func deploy(_ key: PullRequestKey, sha: String?) async throws -> (env: Environment, version: Int) {
+        try requireConfigured(key)
+        let delivery: IncomingDelivery
+        if let github {
+            let pull: GitHubClient.PullRequest
+            do {
+                pull = try await github.pullRequest(key)
+            } catch GitHubError.status(404, _) {
+                throw ManualControlError(message: "\(key): GitHub knows no such pull request, or the token cannot read it")
+            }
+            guard pull.isOpen else { throw ManualControlError(message: "\(key) is \(pull.merged == true ? "merged" : "closed") on GitHub; only open pull requests are deployed") }
+            delivery = Intents.deploy(pull, repo: key.repo, sha: sha, source: "deploy")
+        } else if let env = try store.environment(key) {
+            delivery = Intents.redeploy(env, sha: sha ?? env.desiredSha, source: "deploy")
+        } else {
+            throw ManualControlError(message: "\(key): Stager has no environment for it and no GitHub token to read it (set github.token_env)")
+        }
+        return try await record(delivery)
+    }
+
+    /// Records a teardown of the PR's environment. A later push to the PR deploys it again.
+    public func destroy(_ key: PullRequestKey) async throws -> (env: Environment, version: Int) {
+        guard let env = try store.environment(key), env.status != .removed || env.desired == "present" else {
+            throw ManualControlError(message: "\(key) has no environment")
+        }
+        return try await record(Intents.teardown(env, source: "destroy"))
+    }
+
+    public struct SyncLine: Sendable, Equatable {
+        public var key: PullRequestKey
+        public var branch: String
+        public var sha: String
+    }
+
+    /// Creates the desired state of every open PR of the configured repositories that has no environment
+    /// (its `opened` event was lost). Returns what was queued and the repositories GitHub did not answer for.
+    public func sync() async throws -> (queued: [SyncLine], failures: [String: String]) {
+        guard github != nil else {
+            throw ManualControlError(message: "sync asks GitHub for open pull requests: set a token (github.token_env or github.token_file)")
+        }
+        let repos = deps.config.repos.keys.sorted()
+        let open = await PullRequestStates(client: github).openPullRequests(repos)
+        let environments = try store.allEnvironments()
+        var queued: [SyncLine] = []
+        var failures: [String: String] = [:]
+        for repo in repos {
+            switch open[repo] {
+            case .success(let pulls):
+                for pull in PullRequestStates.missing(open: pulls, repo: repo, environments: environments) {
+                    if case .accepted = try await store.accept(Intents.deploy(pull, repo: repo, source: "sync")) {
+                        queued.append(SyncLine(key: PullRequestKey(repo: repo, number: pull.number), branch: pull.head.ref, sha: pull.head.sha))
+                    }
+                }
+            case .failure(let failure):
+                failures[repo] = failure.reason
+            case .none:
+                break
+            }
+        }
+        return (queued, failures)
+    }
+
+    /// Whether a `stager serve` on this data folder beat its heart recently.
+    public func serveIsRunning(now: Date = Date()) -> Bool {
+        guard let beat = try? store.fact(Controller.heartbeatFact) else { return false }
+        return now.timeIntervalSince(beat.at) < 3 * Controller.heartbeatEvery.seconds
+    }
+
+    /// Waits until serve has applied `version` (ready, failed or removed), or the PR waits for room.
+    public func waitApplied(_ key: PullRequestKey, version: Int, timeout: Duration) async throws -> Environment? {
+        let store = self.store
+        _ = try await Poller(first: .milliseconds(50), longest: .milliseconds(500)).until(timeout: timeout) {
+            guard let env = try? store.environment(key) else { return false }
+            return env.appliedVersion >= version || env.status == .waiting
+        }
+        return try store.environment(key)
+    }
+
+    private func requireConfigured(_ key: PullRequestKey) throws {
+        guard deps.config.repo(key.repo) != nil else {
+            let known = deps.config.repos.keys.sorted().joined(separator: ", ")
+            throw ManualControlError(message: "\(key.repo) is not a configured repository (configured: \(known.isEmpty ? "none" : known))")
+        }
+    }
+
+    private func record(_ delivery: IncomingDelivery) async throws -> (env: Environment, version: Int) {
+        let outcome = try await store.accept(delivery)
+        guard case .accepted(let version) = outcome, let env = try store.environment(delivery.event.key) else {
+            throw ManualControlError(message: "\(delivery.event.key): a newer event is already applied; nothing changed")
+        }
+        return (env, version)
+    }
+}

@@ -1,0 +1,189 @@
+import ArgumentParser
+import Foundation
+import StagerKit
+
+struct GarbageCollect: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc",
+        abstract: "Remove leaked and stale environments, containers and vhosts; reload nginx once.",
+        discussion: "Exit status: 0 done, 1 something could not be removed (each failure is listed), 2 bad configuration."
+    )
+
+    @OptionGroup var options: ConfigOptions
+
+    @Flag(name: .long, help: "Print the plan without changing anything.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Print JSON lines (one per item, then the summary) instead of a table.")
+    var json = false
+
+    func run() async throws {
+        let app = try StagerApp(config: options.load(), logger: options.logger())
+        let collector = GarbageCollector(deps: app.deps, github: app.github)
+        let plan: GcPlan
+        do {
+            plan = try await collector.plan()
+        } catch {
+            throw CommandFailure("gc: cannot read the current state: \(error)")
+        }
+        let printer = GcPrinter(json: json)
+        let summary = await collector.run(plan, dryRun: dryRun) { printer.print($0) }
+        printer.finish(summary)
+        if summary.failed > 0 { throw ExitCode.failure }
+    }
+}
+
+/// gc's output: aligned rows printed as each item is done, or JSON lines.
+struct GcPrinter {
+    let json: Bool
+    private static let widths = [13, 13, 44]
+
+    init(json: Bool) {
+        self.json = json
+        if !json { emit(Self.row(["ACTION", "KIND", "ITEM", "REASON"])) }
+    }
+
+    func print(_ item: GcItem) {
+        emit(json ? Self.encode(item) : Self.row([item.action.rawValue, item.kind.rawValue, item.item, item.reason]))
+    }
+
+    func finish(_ summary: GarbageCollector.Summary) {
+        struct Line: Encodable { var summary: GarbageCollector.Summary; var line: String }
+        emit(json ? Self.encode(Line(summary: summary, line: summary.line)) : summary.line)
+    }
+
+    private func emit(_ line: String) {
+        // Unbuffered: each item shows up as soon as it is done, even through a pipe.
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    private static func row(_ cells: [String]) -> String {
+        cells.enumerated().map { index, cell in
+            index < widths.count ? cell.padding(toLength: max(widths[index], cell.count), withPad: " ", startingAt: 0) : cell
+        }.joined(separator: " ")
+    }
+
+    private static func encode(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
+    }
+}
+
+struct Sync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create the environments of open pull requests whose webhook was lost (asks GitHub)."
+    )
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let app = try StagerApp(config: options.load(), logger: options.logger())
+        let control = ManualControl(deps: app.deps, github: app.github)
+        let (queued, failures) = try await control.sync()
+        for line in queued {
+            print("queued \(line.key) (\(line.branch)) at \(line.sha.prefix(12))")
+        }
+        for (repo, reason) in failures.sorted(by: { $0.key < $1.key }) {
+            print("FAIL \(repo): \(reason)")
+        }
+        print("sync: queued \(queued.count); \(Self.applying(control))")
+        if !failures.isEmpty { throw ExitCode.failure }
+    }
+
+    static func applying(_ control: ManualControl) -> String {
+        control.serveIsRunning() ? "stager serve is applying it" : "stager serve is not running: it applies this when it starts"
+    }
+}
+
+struct PullRequestArgument: ExpressibleByArgument {
+    var key: PullRequestKey
+
+    init?(argument: String) {
+        guard let key = PullRequestKey(parsing: argument) else { return nil }
+        self.key = key
+    }
+}
+
+/// Options shared by deploy and destroy: wait for serve to apply the change.
+struct WaitOptions: ParsableArguments {
+    @Flag(name: .long, help: "Return once the change is recorded instead of waiting for stager serve to apply it.")
+    var noWait = false
+
+    @Option(name: .long, help: "How long to wait for stager serve, e.g. 120s.")
+    var timeout: String = "300s"
+
+    func report(_ control: ManualControl, key: PullRequestKey, version: Int, preview: StagerConfig.Preview) async throws {
+        guard !noWait, control.serveIsRunning() else {
+            print(noWait ? "recorded" : Sync.applying(control))
+            return
+        }
+        guard let limit = DurationParser.parse(timeout) else { throw ValidationError("--timeout: expected a duration such as 120s") }
+        guard let env = try await control.waitApplied(key, version: version, timeout: limit) else { return }
+        let view = EnvironmentView(env, preview: preview)
+        print("\(key): \(view.status)\(view.url.map { " at \($0)" } ?? "")\(view.failure_reason.map { " (\($0))" } ?? "")")
+        if env.appliedVersion < version, env.status != .waiting {
+            throw CommandFailure("\(key): stager serve did not finish within \(timeout)")
+        }
+        if env.status == .failed { throw ExitCode.failure }
+    }
+}
+
+struct Deploy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Deploy a pull request by hand (reads it from GitHub); --sha redeploys an earlier commit."
+    )
+
+    @OptionGroup var options: ConfigOptions
+    @OptionGroup var wait: WaitOptions
+
+    @Argument(help: "The pull request, as OWNER/NAME#N.")
+    var pullRequest: PullRequestArgument
+
+    @Option(name: .long, help: "The commit to deploy (default: the PR's head).")
+    var sha: String?
+
+    func validate() throws {
+        if let sha, !(7...40).contains(sha.count) || !sha.allSatisfy(\.isHexDigit) {
+            throw ValidationError("--sha: expected 7 to 40 hexadecimal characters, got \"\(sha)\"")
+        }
+    }
+
+    func run() async throws {
+        let config = try options.load()
+        let app = try StagerApp(config: config, logger: options.logger())
+        let control = ManualControl(deps: app.deps, github: app.github)
+        let key = pullRequest.key
+        let (env, version) = try await control.deploy(key, sha: sha?.lowercased())
+        print("deploy \(key) (\(env.branch)) at \(env.desiredSha.prefix(12)) recorded")
+        try await wait.report(control, key: key, version: version, preview: config.preview)
+    }
+}
+
+struct Destroy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Tear a pull request's environment down by hand (a later push deploys it again)."
+    )
+
+    @OptionGroup var options: ConfigOptions
+    @OptionGroup var wait: WaitOptions
+
+    @Argument(help: "The pull request, as OWNER/NAME#N.")
+    var pullRequest: PullRequestArgument
+
+    func run() async throws {
+        let config = try options.load()
+        let app = try StagerApp(config: config, logger: options.logger())
+        let control = ManualControl(deps: app.deps, github: app.github)
+        let key = pullRequest.key
+        let (_, version) = try await control.destroy(key)
+        print("destroy \(key) recorded")
+        try await wait.report(control, key: key, version: version, preview: config.preview)
+    }
+}
+
+/// A failure with its message: printed to stderr, exit status 1.
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
