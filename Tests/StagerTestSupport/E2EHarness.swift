@@ -34,7 +34,9 @@ public final class E2EHarness: @unchecked Sendable {
     private let runner = SubprocessRunner()
     private let probe = HTTPProbe()
 
-    public init(name: String, extraRepos: String = "", reconcileInterval: String = "60s") async throws {
+    /// `extraLimits`: lines under `limits:`; `extraConfig`: more top-level keys (`templates_dir`, `docker`…).
+    public init(name: String, extraRepos: String = "", reconcileInterval: String = "60s", extraLimits: String = "",
+                extraConfig: String = "") async throws {
         dir = try TestConfig.temporaryDirectory("e2e-\(name)")
         instance = "e2e-\(UUID().uuidString.prefix(8).lowercased())"
         nginxPort = try Self.freePort()
@@ -68,6 +70,8 @@ public final class E2EHarness: @unchecked Sendable {
           memory: "64m"
           cpus: "0.5"
           pids: 64
+        \(extraLimits)
+        \(extraConfig)
         repos:
           acme/web:
             image: "\(Self.image)"
@@ -81,9 +85,10 @@ public final class E2EHarness: @unchecked Sendable {
     }
 
     /// Runs `body` with a fresh harness and always cleans up after it, whether it passed, failed or threw.
-    public static func run(name: String, extraRepos: String = "", reconcileInterval: String = "60s", start: Bool = true,
-                           _ body: (E2EHarness) async throws -> Void) async throws {
-        let harness = try await E2EHarness(name: name, extraRepos: extraRepos, reconcileInterval: reconcileInterval)
+    public static func run(name: String, extraRepos: String = "", reconcileInterval: String = "60s", extraLimits: String = "",
+                           extraConfig: String = "", start: Bool = true, _ body: (E2EHarness) async throws -> Void) async throws {
+        let harness = try await E2EHarness(name: name, extraRepos: extraRepos, reconcileInterval: reconcileInterval,
+                                           extraLimits: extraLimits, extraConfig: extraConfig)
         do {
             if start { try await harness.start() }
             try await body(harness)

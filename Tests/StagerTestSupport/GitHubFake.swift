@@ -77,6 +77,10 @@ public actor GitHubFake {
         pulls["\(repo)#\(number)"] = Pull(repo: repo, number: number, branch: branch, sha: sha, state: state, merged: merged, updatedAt: updatedAt)
     }
 
+    public func removePull(repo: String = "acme/web", number: Int) {
+        pulls["\(repo)#\(number)"] = nil
+    }
+
     public func seedComment(repo: String, issue: Int, body: String) -> Int64 {
         nextID += 1
         comments[nextID] = Comment(id: nextID, body: body, repo: repo, issue: issue)

@@ -1,0 +1,172 @@
+import Foundation
+import Logging
+@testable import StagerKit
+import StagerTestSupport
+import Testing
+
+private func environment(_ number: Int, slug: String, repo: String = "acme/web", desired: String = "present",
+                         status: EnvironmentStatus = .ready, lastActivity: Date = Date()) -> Environment {
+    Environment(
+        repo: repo, number: number, slug: slug, branch: slug, title: "", author: "", headRepo: repo, desired: desired,
+        desiredSha: Fixtures.sha(slug), desiredVersion: 1, appliedVersion: 1, sourceUpdatedAt: "2026-11-24T09:00:00Z",
+        status: status, commentPending: false, createdAt: lastActivity, updatedAt: lastActivity,
+        lastActivityAt: lastActivity, admitted: desired == "present", waitingSince: nil
+    )
+}
+
+private func container(_ number: Int, repo: String = "acme/web") -> ContainerInfo {
+    ContainerInfo(id: "id\(number)", name: "c\(number)", repo: repo, number: number, sha: "s", slug: "s\(number)", running: true, hostPort: 1)
+}
+
+@Suite("gc plan")
+struct GcPlanTests {
+    let now = Date()
+
+    func facts(_ environments: [Environment], containers: [ContainerInfo] = [], vhosts: [String] = [], foreign: [String] = [],
+               states: [PullRequestKey: PullRequestState] = [:], idleTTL: Duration? = nil) -> GcPlan.Facts {
+        GcPlan.Facts(environments: environments, containers: containers, managedVhosts: vhosts, foreignFiles: foreign,
+                     states: states, missing: [], configuredRepos: ["acme/web"], idleTTL: idleTTL, now: now)
+    }
+
+    @Test func onlyADefiniteClosedAnswerRemoves() {
+        let open = environment(1, slug: "open"), closed = environment(2, slug: "closed"), merged = environment(3, slug: "merged")
+        let unknown = environment(4, slug: "unknown")
+        let plan = GcPlan(facts([open, closed, merged, unknown], vhosts: ["open", "closed", "merged", "unknown"], states: [
+            open.key: .open, closed.key: .closed(merged: false, updatedAt: "2026-11-24T10:00:00Z"),
+            merged.key: .closed(merged: true, updatedAt: nil), unknown.key: .unknown("GitHub answered 401: Bad credentials"),
+        ]))
+        #expect(plan.environments.map(\.env.number) == [2, 3])
+        #expect(plan.environments.map(\.reason) == ["PR closed on GitHub", "PR merged on GitHub"])
+        #expect(plan.environments.first?.closedAt == "2026-11-24T10:00:00Z")
+        #expect(plan.kept.map(\.env.number) == [1, 4])
+        #expect(plan.kept.last?.unknown?.contains("401") == true)
+        // The removed environments' vhosts go with them, not as orphans.
+        #expect(plan.vhosts.isEmpty)
+    }
+
+    @Test func orphansAreThoseOfNoLiveEnvironmentInConfiguredRepos() {
+        let live = environment(1, slug: "live")
+        let gone = environment(2, slug: "gone", desired: "absent", status: .removed)
+        let plan = GcPlan(facts([live, gone], containers: [container(1), container(2), container(3), container(4, repo: "other/repo")],
+                                vhosts: ["live", "gone", "stray"], foreign: ["README"], states: [live.key: .open]))
+        #expect(plan.containers.map(\.number) == [2, 3])
+        #expect(plan.vhosts == ["gone", "stray"])
+        #expect(plan.foreignFiles == ["README"])
+        #expect(plan.environments.isEmpty)
+    }
+
+    @Test func idleEnvironmentsGoOnlyWhenATimeToLiveIsSet() {
+        let idle = environment(1, slug: "idle", lastActivity: now.addingTimeInterval(-4 * 86400))
+        let busy = environment(2, slug: "busy", lastActivity: now.addingTimeInterval(-3600))
+        let states: [PullRequestKey: PullRequestState] = [idle.key: .open, busy.key: .open]
+        #expect(GcPlan(facts([idle, busy], states: states)).environments.isEmpty)
+        let plan = GcPlan(facts([idle, busy], states: states, idleTTL: .seconds(72 * 3600)))
+        #expect(plan.environments.map(\.env.number) == [1])
+        #expect(plan.environments.first?.reason.hasPrefix("idle for 4d") == true)
+    }
+
+    @Test func anUnfinishedTeardownIsFinished() {
+        let stuck = environment(1, slug: "stuck", desired: "absent", status: .removing)
+        #expect(GcPlan(facts([stuck])).environments.map(\.reason) == ["torn down, but the teardown did not finish"])
+    }
+
+    @Test func summaryLineCountsAndPluralizes() {
+        var summary = GarbageCollector.Summary(environments: 3, containers: 2, vhosts: 1, kept: 12)
+        #expect(summary.line == "gc: removed 3 environments, 2 containers, 1 vhost; kept 12")
+        summary.failed = 1
+        summary.dryRun = true
+        #expect(summary.line == "gc: would remove 3 environments, 2 containers, 1 vhost; kept 12; 1 failed")
+    }
+
+    @Test func missingMeansOpenWithoutAnEnvironmentAndNewerThanTheTeardown() throws {
+        func pull(_ number: Int, updated: String) -> GitHubClient.PullRequest {
+            GitHubClient.PullRequest(number: number, state: "open", merged: false, title: nil, updated_at: updated,
+                                     head: .init(ref: "b\(number)", sha: Fixtures.sha("\(number)"), repo: nil), user: nil)
+        }
+        let live = environment(1, slug: "live")
+        let destroyed = environment(2, slug: "destroyed", desired: "absent", status: .removed)
+        let reopened = environment(3, slug: "reopened", desired: "absent", status: .removed)
+        let missing = PullRequestStates.missing(
+            open: [pull(1, updated: "2026-11-24T12:00:00Z"), pull(2, updated: "2026-11-24T09:00:00Z"),
+                   pull(3, updated: "2026-11-24T12:00:00Z"), pull(4, updated: "2026-11-24T12:00:00Z")],
+            repo: "acme/web", environments: [live, destroyed, reopened]
+        )
+        #expect(missing.map(\.number) == [3, 4])
+    }
+}
+
+@Suite("max_environments admission")
+struct AdmissionTests {
+    func store() throws -> Store {
+        try Store(path: TestConfig.temporaryDirectory("admission").appendingPathComponent("stager.sqlite"))
+    }
+
+    func open(_ store: Store, _ number: Int, repo: String = "acme/web", at date: Date = Date()) async throws {
+        let event = try WebhookPayload.decodePullRequest(Fixtures.pullRequest(action: "opened", repo: repo, number: number,
+                                                                              branch: "b\(number)", sha: Fixtures.sha("\(number)")))
+        _ = try await store.accept(IncomingDelivery(id: UUID().uuidString, event: event, intent: .deploy(sha: event.pull_request.head.sha), receivedAt: date))
+    }
+
+    @Test func oldestWaitingIsAdmittedFirst() async throws {
+        let store = try store()
+        for number in 1...3 { try await open(store, number) }
+        let key = { PullRequestKey(repo: "acme/web", number: $0) }
+        #expect(try await store.admit(key(1), limit: 1, repoLimit: nil) == .admitted)
+        #expect(try await store.admit(key(2), limit: 1, repoLimit: nil) == .waiting(position: 1, inUse: 1, limit: 1, scope: "limits.max_environments"))
+        #expect(try await store.admit(key(3), limit: 1, repoLimit: nil) == .waiting(position: 2, inUse: 1, limit: 1, scope: "limits.max_environments"))
+        #expect(try store.waitingKeys() == [key(2), key(3)])
+        // Room frees up: the third may not jump the queue, the second goes.
+        try store.update(key(1)) { $0.desired = "absent"; $0.admitted = false }
+        #expect(try await store.admit(key(3), limit: 1, repoLimit: nil) != .admitted)
+        #expect(try await store.admit(key(2), limit: 1, repoLimit: nil) == .admitted)
+        #expect(try store.waitingKeys() == [key(3)])
+    }
+
+    @Test func aFullRepositoryDoesNotBlockAnother() async throws {
+        let store = try store()
+        try await open(store, 1)
+        try await open(store, 2)
+        try await open(store, 3, repo: "acme/api")
+        #expect(try await store.admit(PullRequestKey(repo: "acme/web", number: 1), limit: 10, repoLimit: 1) == .admitted)
+        #expect(try await store.admit(PullRequestKey(repo: "acme/web", number: 2), limit: 10, repoLimit: 1)
+            == .waiting(position: 1, inUse: 1, limit: 1, scope: "repos.acme/web.max_environments"))
+        #expect(try await store.admit(PullRequestKey(repo: "acme/api", number: 3), limit: 10, repoLimit: 1) == .admitted)
+    }
+}
+
+@Suite("engine faults and GitHub pull requests")
+struct OpsSeamTests {
+    @Test func anEngineThatDoesNotAnswerIsUnavailableNotAFailedDeploy() async throws {
+        let down = RecordingRunner { _ in
+            CommandResult(exitCode: 1, standardError: "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
+        }
+        let docker = DockerCLI(command: ["docker"], instance: "t", runner: down)
+        await #expect(throws: EngineUnavailable.self) { try await docker.list(for: nil) }
+        await #expect(throws: EngineUnavailable.self) { try await docker.remove("x") }
+        let refused = RecordingRunner { _ in CommandResult(exitCode: 125, standardError: "Unable to find image 'nope:latest' locally") }
+        await #expect(throws: CommandError.self) { try await DockerCLI(command: ["docker"], instance: "t", runner: refused).list(for: nil) }
+    }
+
+    @Test func openPullRequestsFollowPagesAndAClosedPRIsSeenAsClosed() async throws {
+        let fake = GitHubFake(token: "ghp_test")
+        let (url, server) = try await fake.start()
+        defer { server.cancel() }
+        for number in 1...150 { await fake.setPull(number: number, branch: "b\(number)", sha: Fixtures.sha("\(number)")) }
+        await fake.setPull(number: 151, branch: "done", sha: Fixtures.sha("done"), state: "closed", merged: true)
+        let client = GitHubClient(baseURL: url, token: "ghp_test", timeout: .seconds(5), maxAttempts: 2, logger: Logger(label: "t"))
+        let open = try await client.openPullRequests("acme/web")
+        #expect(open.count == 150 && Set(open.map(\.number)).count == 150)
+        #expect(await fake.count("GET", pathSuffix: "/pulls") == 2)
+        let states = await PullRequestStates(client: client).states(
+            of: [PullRequestKey(repo: "acme/web", number: 151), PullRequestKey(repo: "acme/web", number: 152), PullRequestKey(repo: "acme/web", number: 3)],
+            open: ["acme/web": .success(open)]
+        )
+        #expect(states[PullRequestKey(repo: "acme/web", number: 151)] == .closed(merged: true, updatedAt: "2026-11-24T09:00:00Z"))
+        #expect(states[PullRequestKey(repo: "acme/web", number: 3)] == .open)
+        guard case .unknown(let why) = states[PullRequestKey(repo: "acme/web", number: 152)] else {
+            Issue.record("a 404 must be unknown")
+            return
+        }
+        #expect(why.contains("404"))
+    }
+}
