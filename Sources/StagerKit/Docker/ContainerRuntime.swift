@@ -135,8 +135,8 @@ public struct DockerCLI: ContainerRuntime {
 
     public func remove(_ idOrName: String) async throws {
         let result = try await run(["rm", "--force", "--volumes", idOrName], allowFailure: true)
-        // Already gone is what we wanted.
-        guard result.succeeded || result.message.contains("No such container") else {
+        // Already gone is what we wanted; so is a removal someone else (serve beside gc) already started.
+        guard result.succeeded || result.message.contains("No such container") || result.message.contains("is already in progress") else {
             throw CommandError.failed(command(["rm", idOrName]), result)
         }
     }
