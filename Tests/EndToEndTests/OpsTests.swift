@@ -87,6 +87,38 @@ struct OpsTests {
         }
     }
 
+    /// With `gc.remove_images`, the per-PR image of a removed environment goes too; a shared one never does.
+    @Test func gcRemovesPerPullRequestImages() async throws {
+        let repository = "stager/e2e-gc-\(UUID().uuidString.prefix(8).lowercased())"
+        try await E2EHarness.run(name: "gc-images", extraRepos: """
+          acme/tagged:
+            image: "\(repository):pr-{{number}}"
+            command: \(E2EHarness.servingCommand)
+            port: 8080
+        """, extraConfig: "gc:\n  remove_images: true") { harness in
+            let runner = SubprocessRunner()
+            for number in [70, 71] {
+                try await runner.check(Command("docker", ["tag", E2EHarness.image, "\(repository):pr-\(number)"]))
+                await harness.github.setPull(repo: "acme/tagged", number: number, branch: "tagged-\(number)", sha: Fixtures.sha("t\(number)"))
+                #expect(try await harness.send("opened", number: number, branch: "tagged-\(number)", sha: Fixtures.sha("t\(number)"), repo: "acme/tagged").0 == 202)
+                #expect(try await harness.waitSettled(number, repo: "acme/tagged", status: .ready))
+            }
+            try await harness.open(1, branch: "shared-image")
+            #expect(try await harness.waitSettled(1, status: .ready))
+            await harness.github.setPull(repo: "acme/tagged", number: 70, branch: "tagged-70", sha: Fixtures.sha("t70"), state: "closed")
+            await harness.github.setPull(number: 1, branch: "shared-image", sha: Fixtures.sha("shared-image"), state: "closed")
+
+            let gc = try await harness.stager(["gc"])
+            #expect(gc.exitCode == 0, "\(gc.standardError)")
+            #expect(gc.standardOutput.contains("gc: removed 2 environments, 0 containers, 0 vhosts, 1 image; kept 1"), "\(gc.standardOutput)")
+            let images = try await runner.check(Command("docker", ["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])).standardOutput
+            #expect(!images.contains("\(repository):pr-70"))
+            #expect(images.contains("\(repository):pr-71"))
+            #expect(images.contains(E2EHarness.image))
+            _ = try? await runner.run(Command("docker", ["image", "rm", "\(repository):pr-71"]))
+        }
+    }
+
     /// Lost `opened` events: gc reports the open PR, `sync` creates it, and the running serve deploys it.
     @Test func syncCatchesUpOnLostOpenedEvents() async throws {
         try await E2EHarness.run(name: "sync") { harness in

@@ -73,4 +73,9 @@ struct ConfigFile: Decodable {
     var docker: Docker?
     var repos: [String: Repo]?
     var limits: Limits?
+    var gc: GC?
+
+    struct GC: Decodable {
+        var remove_images: Bool?
+    }
 }

@@ -193,7 +193,8 @@ private struct Validator {
             dockerCommand: try command(doc.docker?.command, key: "docker.command", default: ["docker"]),
             repos: repos,
             limits: limits,
-            templatesDir: doc.templates_dir.map(path)
+            templatesDir: doc.templates_dir.map(path),
+            gcRemovesImages: doc.gc?.remove_images ?? false
         )
     }
 

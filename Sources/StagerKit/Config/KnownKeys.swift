@@ -41,6 +41,7 @@ enum KnownKeys {
         // example configuration loads.
         "forks": .mapping(["label": .leaf]),
         "build": .mapping(["allowed_hosts": .leaf, "allow_file_urls": .leaf]),
+        "gc": .mapping(["remove_images": .leaf]),
     ])
 
     static func check(_ node: Node, file: String) throws {

@@ -89,6 +89,8 @@ public struct StagerConfig: Sendable {
     public var repos: [String: Repo]
     public var limits: Limits
     public var templatesDir: URL?
+    /// `stager gc` also removes the images of the environments it removes (per-PR image tags only).
+    public var gcRemovesImages: Bool
 
     public func repo(_ fullName: String) -> Repo? {
         repos[fullName]

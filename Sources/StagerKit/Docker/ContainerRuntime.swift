@@ -21,6 +21,8 @@ public protocol ContainerRuntime: Sendable {
     func list(for key: PullRequestKey?) async throws -> [ContainerInfo]
     func remove(_ idOrName: String) async throws
     func logTail(_ idOrName: String, lines: Int) async throws -> String
+    /// Removes an image unless a container still uses it; false when one does.
+    func removeImage(_ reference: String) async throws -> Bool
     /// Whether the engine answers at all.
     func ping() async throws
 }
@@ -144,6 +146,13 @@ public struct DockerCLI: ContainerRuntime {
     public func logTail(_ idOrName: String, lines: Int) async throws -> String {
         let result = try await run(["logs", "--tail", String(lines), idOrName])
         return (result.standardOutput + result.standardError).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    public func removeImage(_ reference: String) async throws -> Bool {
+        let result = try await run(["image", "rm", "--", reference], allowFailure: true)
+        if result.succeeded || result.message.contains("No such image") { return true }
+        if result.message.contains("is using its referenced image") || result.message.contains("image is being used") { return false }
+        throw CommandError.failed(command(["image", "rm", reference]), result)
     }
 
     public func ping() async throws {

@@ -23,6 +23,13 @@ public enum ImageReference {
         return image
     }
 
+    /// The image an environment ran, when the repository's template names one per PR (a shared image such as
+    /// `acme/web:latest` is never garbage).
+    public static func perPullRequest(_ env: Environment, repo: StagerConfig.Repo) -> String? {
+        guard repo.image.contains("{{") else { return nil }
+        return try? render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: env.deployedSha ?? env.desiredSha, slug: env.slug)
+    }
+
     static func isValid(_ image: String) -> Bool {
         guard let first = image.first, first.isLetter || first.isNumber, image.count <= 255 else { return false }
         return image.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-/:@".contains($0)) }

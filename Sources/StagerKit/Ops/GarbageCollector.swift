@@ -17,6 +17,7 @@ public struct GcItem: Sendable, Codable, Equatable {
         case vhost
         case file
         case pullRequest = "pull request"
+        case image
     }
 
     public var action: Action
@@ -45,11 +46,13 @@ public struct GcPlan: Sendable, Equatable {
     public var foreignFiles: [String] = []
     /// Open PRs with no environment (`stager sync` creates them).
     public var missing: [PullRequestKey] = []
+    /// Per-PR images of the removed environments that no kept environment uses (`gc.remove_images`).
+    public var images: [String] = []
 
     public static func == (lhs: GcPlan, rhs: GcPlan) -> Bool {
         lhs.environments == rhs.environments && lhs.containers == rhs.containers && lhs.vhosts == rhs.vhosts
             && lhs.kept.map(\.env) == rhs.kept.map(\.env) && lhs.kept.map(\.unknown) == rhs.kept.map(\.unknown)
-            && lhs.foreignFiles == rhs.foreignFiles && lhs.missing == rhs.missing
+            && lhs.foreignFiles == rhs.foreignFiles && lhs.missing == rhs.missing && lhs.images == rhs.images
     }
 
     public struct Facts: Sendable {
@@ -60,6 +63,8 @@ public struct GcPlan: Sendable, Equatable {
         public var states: [PullRequestKey: PullRequestState]
         public var missing: [PullRequestKey]
         public var configuredRepos: Set<String>
+        /// Each environment's per-PR image, when gc is configured to remove images.
+        public var images: [PullRequestKey: String] = [:]
         public var idleTTL: Duration?
         public var now: Date
     }
@@ -88,6 +93,9 @@ public struct GcPlan: Sendable, Equatable {
         vhosts = facts.managedVhosts.filter { !keptSlugs.contains($0) && !removedSlugs.contains($0) }
         foreignFiles = facts.foreignFiles
         missing = facts.missing.filter { !keptKeys.contains($0) }
+        let keptImages = Set(kept.compactMap { facts.images[$0.env.key] })
+        var seen = Set<String>()
+        images = environments.compactMap { facts.images[$0.env.key] }.filter { !keptImages.contains($0) && seen.insert($0).inserted }
     }
 
     private static func removalReason(_ env: Environment, facts: Facts) -> String? {
@@ -122,12 +130,15 @@ public struct GarbageCollector: Sendable {
         public var kept = 0
         public var unknown = 0
         public var missing = 0
+        public var images = 0
         public var failed = 0
         public var dryRun = false
 
         public var line: String {
             let verb = dryRun ? "would remove" : "removed"
-            var text = "gc: \(verb) \(Self.count(environments, "environment")), \(Self.count(containers, "container")), \(Self.count(vhosts, "vhost")); kept \(kept)"
+            var text = "gc: \(verb) \(Self.count(environments, "environment")), \(Self.count(containers, "container")), \(Self.count(vhosts, "vhost"))"
+            if images > 0 { text += ", \(Self.count(images, "image"))" }
+            text += "; kept \(kept)"
             if unknown > 0 { text += " (\(unknown) unknown)" }
             if missing > 0 { text += "; \(Self.count(missing, "open PR")) without an environment (stager sync)" }
             if failed > 0 { text += "; \(failed) failed" }
@@ -163,9 +174,15 @@ public struct GarbageCollector: Sendable {
             guard case .success(let pulls) = open[repo] else { continue }
             missing += PullRequestStates.missing(open: pulls, repo: repo, environments: environments).map { PullRequestKey(repo: repo, number: $0.number) }
         }
+        var images: [PullRequestKey: String] = [:]
+        if deps.config.gcRemovesImages {
+            for env in live {
+                if let repo = deps.config.repo(env.repo) { images[env.key] = ImageReference.perPullRequest(env, repo: repo) }
+            }
+        }
         return GcPlan(.init(
             environments: environments, containers: containers, managedVhosts: inventory.managed, foreignFiles: inventory.foreign,
-            states: states, missing: missing, configuredRepos: Set(repos), idleTTL: deps.config.limits.idleTTL, now: now
+            states: states, missing: missing, configuredRepos: Set(repos), images: images, idleTTL: deps.config.limits.idleTTL, now: now
         ))
     }
 
@@ -190,6 +207,8 @@ public struct GarbageCollector: Sendable {
             }
             for slug in plan.vhosts { report(GcItem(action: removing, kind: .vhost, item: "\(slug).conf", reason: "belongs to no environment")) }
             for container in plan.containers { report(Self.orphanItem(container, action: removing)) }
+            for image in plan.images { report(GcItem(action: removing, kind: .image, item: image, reason: Self.imageReason)) }
+            summary.images = plan.images.count
             summary.environments = plan.environments.count
             summary.vhosts = plan.vhosts.count
             summary.containers = plan.containers.count
@@ -270,8 +289,25 @@ public struct GarbageCollector: Sendable {
                 report(item)
             }
         }
+
+        // 5. Images of the removed environments, once their containers are gone.
+        for image in plan.images {
+            do {
+                if try await deps.runtime.removeImage(image) {
+                    summary.images += 1
+                    report(GcItem(action: .removed, kind: .image, item: image, reason: Self.imageReason))
+                } else {
+                    report(GcItem(action: .kept, kind: .image, item: image, reason: "a container still uses it"))
+                }
+            } catch {
+                summary.failed += 1
+                report(GcItem(action: .failed, kind: .image, item: image, reason: "\(error)"))
+            }
+        }
         return summary
     }
+
+    static let imageReason = "the image of a removed environment (gc.remove_images)"
 
     /// docker removes one container in a few hundred milliseconds, mostly waiting: a few at once is faster
     /// without loading the engine.
