@@ -19,7 +19,8 @@ public struct DashboardController: Sendable {
                      body: .init(byteBuffer: ByteBuffer(string: self.metrics.render())))
         }
         router.get("/") { _, _ in
-            let rows: [[String: Any]] = try await self.views().map { view in
+            let views = try await self.views()
+            let rows: [[String: Any]] = views.map { view in
                 [
                     "repo": view.repo, "number": view.number, "title": view.title, "branch": view.branch,
                     "status": view.status, "url": view.url ?? "", "short_sha": String(view.sha.prefix(12)),
@@ -27,7 +28,9 @@ public struct DashboardController: Sendable {
                     "comment_body": view.comment_body ?? "",
                 ]
             }
-            let html = self.templates.dashboard.render(["environments": rows, "has_environments": !rows.isEmpty])
+            let html = self.templates.dashboard.render([
+                "environments": rows, "has_environments": !rows.isEmpty, "degraded": views.first?.degraded ?? "",
+            ])
             return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: html)))
         }
     }
