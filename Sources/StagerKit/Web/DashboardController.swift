@@ -19,7 +19,8 @@ public struct DashboardController: Sendable {
                      body: .init(byteBuffer: ByteBuffer(string: self.metrics.render())))
         }
         router.get("/") { _, _ in
-            let views = try await self.views()
+            let degraded = await self.degraded()
+            let views = try EnvironmentView.current(in: self.store, preview: self.config.preview, degraded: degraded)
             let rows: [[String: Any]] = views.map { view in
                 [
                     "repo": view.repo, "number": view.number, "title": view.title, "branch": view.branch,
@@ -29,15 +30,18 @@ public struct DashboardController: Sendable {
                 ]
             }
             let html = self.templates.dashboard.render([
-                "environments": rows, "has_environments": !rows.isEmpty, "degraded": views.first?.degraded ?? "",
+                "environments": rows, "has_environments": !rows.isEmpty, "degraded": degraded ?? "",
             ])
             return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: html)))
         }
     }
 
     func views() async throws -> [EnvironmentView] {
-        let degraded = await engineHealth.down.map { EngineHealth.describe($0) }
-        return try EnvironmentView.current(in: store, preview: config.preview, degraded: degraded)
+        try EnvironmentView.current(in: store, preview: config.preview, degraded: await degraded())
+    }
+
+    func degraded() async -> String? {
+        await engineHealth.down.map { EngineHealth.describe($0) }
     }
 
     private func json(_ value: some Encodable) throws -> Response {
