@@ -78,8 +78,7 @@ struct Sync: AsyncParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() async throws {
-        let app = try StagerApp(config: options.load(), logger: options.logger())
-        let control = ManualControl(deps: app.deps, github: app.github)
+        let (_, control) = try options.manualControl()
         let (queued, failures) = try await control.sync()
         for line in queued {
             print("queued \(line.key) (\(line.branch)) at \(line.sha.prefix(12))")
@@ -129,16 +128,23 @@ struct WaitOptions: ParsableArguments {
     }
 }
 
-struct Deploy: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Deploy a pull request by hand (reads it from GitHub); --sha redeploys an earlier commit."
-    )
-
+/// What deploy and destroy share: the configuration, the PR, and waiting for serve.
+struct ManualTarget: ParsableArguments {
     @OptionGroup var options: ConfigOptions
     @OptionGroup var wait: WaitOptions
 
     @Argument(help: "The pull request, as OWNER/NAME#N.")
     var pullRequest: PullRequestArgument
+
+    var key: PullRequestKey { pullRequest.key }
+}
+
+struct Deploy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Deploy a pull request by hand (reads it from GitHub); --sha redeploys an earlier commit."
+    )
+
+    @OptionGroup var target: ManualTarget
 
     @Option(name: .long, help: "The commit to deploy (default: the PR's head).")
     var sha: String?
@@ -150,13 +156,10 @@ struct Deploy: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let config = try options.load()
-        let app = try StagerApp(config: config, logger: options.logger())
-        let control = ManualControl(deps: app.deps, github: app.github)
-        let key = pullRequest.key
-        let (env, version) = try await control.deploy(key, sha: sha?.lowercased())
-        print("deploy \(key) (\(env.branch)) at \(env.desiredSha.prefix(12)) recorded")
-        try await wait.report(control, key: key, version: version, preview: config.preview)
+        let (config, control) = try target.options.manualControl()
+        let (env, version) = try await control.deploy(target.key, sha: sha?.lowercased())
+        print("deploy \(target.key) (\(env.branch)) at \(env.desiredSha.prefix(12)) recorded")
+        try await target.wait.report(control, key: target.key, version: version, preview: config.preview)
     }
 }
 
@@ -165,20 +168,21 @@ struct Destroy: AsyncParsableCommand {
         abstract: "Tear a pull request's environment down by hand (a later push deploys it again)."
     )
 
-    @OptionGroup var options: ConfigOptions
-    @OptionGroup var wait: WaitOptions
-
-    @Argument(help: "The pull request, as OWNER/NAME#N.")
-    var pullRequest: PullRequestArgument
+    @OptionGroup var target: ManualTarget
 
     func run() async throws {
-        let config = try options.load()
-        let app = try StagerApp(config: config, logger: options.logger())
-        let control = ManualControl(deps: app.deps, github: app.github)
-        let key = pullRequest.key
-        let (_, version) = try await control.destroy(key)
-        print("destroy \(key) recorded")
-        try await wait.report(control, key: key, version: version, preview: config.preview)
+        let (config, control) = try target.options.manualControl()
+        let (_, version) = try await control.destroy(target.key)
+        print("destroy \(target.key) recorded")
+        try await target.wait.report(control, key: target.key, version: version, preview: config.preview)
+    }
+}
+
+extension ConfigOptions {
+    func manualControl() throws -> (StagerConfig, ManualControl) {
+        let config = try load()
+        let app = try StagerApp(config: config, logger: logger())
+        return (config, ManualControl(deps: app.deps, github: app.github))
     }
 }
 

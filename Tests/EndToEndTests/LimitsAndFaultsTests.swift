@@ -104,6 +104,7 @@ struct LimitsAndFaultsTests {
                 return views.first?.degraded?.contains("Cannot connect to the Docker daemon") == true
             })
             #expect(try harness.environment(60)?.status != .failed)
+            #expect(try await probe.get(host: "127.0.0.1", port: harness.port, path: "/").body.contains("Degraded:"))
             let list = try await harness.stager(["ls"])
             #expect(list.standardOutput.hasPrefix("WARNING: the Docker engine is unavailable"), "\(list.standardOutput)")
 
