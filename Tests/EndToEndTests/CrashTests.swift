@@ -113,6 +113,27 @@ struct CrashTests {
         }
     }
 
+    /// A container the engine restarts comes back on a new loopback port (as after a dockerd restart with
+    /// Stager down): the reconciler points the vhost at it again, so the URL answers without a new event.
+    @Test func aRestartedContainerIsRoutedAgain() async throws {
+        try await E2EHarness.run(name: "restart") { harness in
+            try await harness.open(31, branch: "restarted")
+            #expect(try await harness.waitSettled(31, status: .ready))
+            let before = try #require(try await harness.containers().first)
+            await harness.stop()
+            _ = try await SubprocessRunner().check(Command("docker", ["restart", "--time", "0", before.id]))
+            try await harness.start()
+            let after = try #require(try await harness.containers().first)
+            #expect(after.id == before.id && after.hostPort != before.hostPort)
+            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                try String(contentsOf: harness.dir.appendingPathComponent("nginx/sites/restarted.conf"), encoding: .utf8)
+                    .contains("port=\(after.hostPort ?? 0)")
+            })
+            #expect(try await harness.waitUntil(timeout: .seconds(10)) { await harness.throughNginx(slug: "restarted")?.status == 200 })
+            #expect(try harness.environment(31)?.hostPort == after.hostPort)
+        }
+    }
+
     /// GitHub failing three times with 500 still ends with exactly one comment.
     @Test func githubErrorsStillYieldOneComment() async throws {
         try await E2EHarness.run(name: "gh500") { harness in

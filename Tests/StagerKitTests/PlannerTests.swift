@@ -20,6 +20,14 @@ struct PlannerTests {
         #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed) == [])
     }
 
+    @Test func aContainerRestartedOnANewPortIsRoutedAgain() {
+        // dockerd (or the restart policy) brought the container back on another loopback port.
+        let moved = Observation(containers: [old], routedContainer: "old", routedPort: 39999, status: .ready)
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: moved) == [.adoptContainer(old), .awaitHealthy, .routeToCandidate, .announceReady])
+        let same = Observation(containers: [old], routedContainer: "old", routedPort: 40000, status: .ready)
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: same) == [])
+    }
+
     @Test func servingButNotAnnouncedYet() {
         let observed = Observation(containers: [old], routedContainer: "old", status: .deploying)
         #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed) == [.announceReady])

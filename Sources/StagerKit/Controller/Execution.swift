@@ -68,8 +68,7 @@ struct Execution {
     }
 
     static func observe(_ env: Environment, deps: ControllerDependencies) async throws -> Observation {
-        Observation(of: env, containers: try await deps.runtime.list(for: env.key),
-                    routedContainer: await deps.frontDoor.routedContainer(slug: env.slug))
+        Observation(of: env, containers: try await deps.runtime.list(for: env.key), routed: await deps.frontDoor.routed(slug: env.slug))
     }
 
     /// Runs one step; false when the deploy failed and the rest of the plan must not run.
@@ -195,17 +194,19 @@ struct Execution {
     /// nginx's reload returns before its new workers serve: ask nginx itself, with the environment's
     /// Host header, until the answer comes from the new container.
     private func confirmRouted(to containerName: String) async throws {
-        let confirmed = try await pollNginx { $0 == containerName }
+        // The header alone is not proof when the container keeps its name (re-routed to a new port): nginx
+        // adds it to its own 502 too, so the answer must come from the container.
+        let confirmed = try await pollNginx { $0.headers["x-stager-upstream"] == containerName && ![502, 504].contains($0.status) }
         guard confirmed else { throw NginxError.reloadFailed("nginx did not route \(hostName) to \(containerName) in time") }
     }
 
     private func confirmUnrouted() async throws {
-        _ = try await pollNginx { $0 == nil }
+        _ = try await pollNginx { $0.headers["x-stager-upstream"] == nil }
     }
 
     /// nginx's old workers keep accepting for a moment after a reload, so one good answer is not proof:
     /// it takes several in a row, each on a fresh connection.
-    private func pollNginx(_ accept: @escaping @Sendable (String?) -> Bool) async throws -> Bool {
+    private func pollNginx(_ accept: @escaping @Sendable (ProbeAnswer) -> Bool) async throws -> Bool {
         let nginx = deps.config.nginx
         let host = ["0.0.0.0", "*", "::"].contains(nginx.listenHost) ? "127.0.0.1" : nginx.listenHost
         let clock = ContinuousClock()
@@ -213,7 +214,7 @@ struct Execution {
         var streak = 0
         while clock.now < deadline {
             let answer = try? await deps.probe.get(host: host, port: nginx.listenPort, path: "/", hostHeader: hostName)
-            streak = answer.map { accept($0.headers["x-stager-upstream"]) } == true ? streak + 1 : 0
+            streak = answer.map(accept) == true ? streak + 1 : 0
             if streak >= Self.confirmations { return true }
             try await Task.sleep(for: .milliseconds(streak > 0 ? 2 : 10))
         }

@@ -29,7 +29,7 @@ struct Reconciler {
             let observed = Observation(
                 of: env,
                 containers: containers.filter { $0.repo == env.repo && $0.number == env.number },
-                routedContainer: inventory.managed.contains(env.slug) ? await deps.frontDoor.routedContainer(slug: env.slug) : nil
+                routed: inventory.managed.contains(env.slug) ? await deps.frontDoor.routed(slug: env.slug) : nil
             )
             let behind = env.desiredVersion > env.appliedVersion
             if behind || !Planner.plan(desired: env.desiredState, observed: observed).isEmpty {

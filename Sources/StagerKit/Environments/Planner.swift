@@ -27,15 +27,18 @@ public struct Observation: Sendable, Equatable {
     public var containers: [ContainerInfo]
     /// The container the vhost file routes to, nil when there is no vhost file.
     public var routedContainer: String?
+    /// The loopback port the vhost file routes to.
+    public var routedPort: Int?
     public var status: EnvironmentStatus
     public var failedSha: String?
     public var hasComment: Bool
     public var commentPending: Bool
 
-    public init(containers: [ContainerInfo], routedContainer: String?, status: EnvironmentStatus,
+    public init(containers: [ContainerInfo], routedContainer: String?, routedPort: Int? = nil, status: EnvironmentStatus,
                 failedSha: String? = nil, hasComment: Bool = false, commentPending: Bool = false) {
         self.containers = containers
         self.routedContainer = routedContainer
+        self.routedPort = routedPort
         self.status = status
         self.failedSha = failedSha
         self.hasComment = hasComment
@@ -45,9 +48,9 @@ public struct Observation: Sendable, Equatable {
 
 extension Observation {
     /// What is known of an environment, with what the engine and the sites folder say.
-    public init(of env: Environment, containers: [ContainerInfo], routedContainer: String?) {
-        self.init(containers: containers, routedContainer: routedContainer, status: env.status, failedSha: env.failedSha,
-                  hasComment: env.commentID != nil, commentPending: env.commentPending)
+    public init(of env: Environment, containers: [ContainerInfo], routed: RoutedUpstream?) {
+        self.init(containers: containers, routedContainer: routed?.container, routedPort: routed?.port, status: env.status,
+                  failedSha: env.failedSha, hasComment: env.commentID != nil, commentPending: env.commentPending)
     }
 }
 
@@ -91,7 +94,13 @@ public enum Planner {
         let serving = observed.containers.first { $0.running && $0.name == observed.routedContainer }
 
         if let serving, serving.sha == sha {
-            var steps = observed.containers.filter { $0 != serving }.map(Step.removeContainer)
+            let others = observed.containers.filter { $0 != serving }.map(Step.removeContainer)
+            // The engine restarted the container (its own restart or dockerd's) on a new loopback port:
+            // the vhost must follow it before the URL works again.
+            if let routedPort = observed.routedPort, serving.hostPort != routedPort {
+                return [.adoptContainer(serving), .awaitHealthy, .routeToCandidate] + others + [.announceReady]
+            }
+            var steps = others
             if observed.status != .ready || observed.commentPending { steps.append(.announceReady) }
             return steps
         }

@@ -21,6 +21,12 @@ public struct Route: Sendable, Equatable {
     }
 }
 
+/// Where a vhost sends its requests, as its first line records it.
+public struct RoutedUpstream: Sendable, Equatable {
+    public var container: String
+    public var port: Int?
+}
+
 public enum NginxError: Error, CustomStringConvertible, Equatable {
     /// The test command refused the configuration; the vhost was rolled back.
     case rejected(String)
@@ -59,8 +65,14 @@ public actor NginxFrontDoor {
 
     /// The container the slug's vhost routes to, nil when Stager has no vhost for it.
     public func routedContainer(slug: String) -> String? {
-        guard let text = try? String(contentsOf: file(slug), encoding: .utf8) else { return nil }
-        return Self.marker(in: text)?["container"]
+        routed(slug: slug)?.container
+    }
+
+    /// The container and loopback port the vhost sends the slug's requests to; nil without a vhost file.
+    public func routed(slug: String) -> RoutedUpstream? {
+        guard let text = try? String(contentsOf: file(slug), encoding: .utf8), let marker = Self.marker(in: text),
+              let container = marker["container"] else { return nil }
+        return RoutedUpstream(container: container, port: marker["port"].flatMap(Int.init))
     }
 
     /// Slugs of the vhost files Stager wrote, and names of the other files it leaves alone.
