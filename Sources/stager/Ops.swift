@@ -119,6 +119,10 @@ struct WaitOptions: ParsableArguments {
         }
         guard let limit = DurationParser.parse(timeout) else { throw ValidationError("--timeout: expected a duration such as 120s") }
         guard let env = try await control.waitApplied(key, version: version, timeout: limit) else { return }
+        if env.appliedVersion < version, !control.serveIsRunning() {
+            print("stager serve stopped: it applies this when it starts again")
+            return
+        }
         let view = EnvironmentView(env, preview: preview)
         print("\(key): \(view.status)\(view.url.map { " at \($0)" } ?? "")\(view.failure_reason.map { " (\($0))" } ?? "")")
         if env.appliedVersion < version, env.status != .waiting {

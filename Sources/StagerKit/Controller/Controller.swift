@@ -59,6 +59,8 @@ public final class Controller: Service, Sendable {
         } catch is CancellationError {
             // A graceful shutdown: whatever was mid-way is finished by the next start's reconcile.
         }
+        // Commands waiting for this serve learn at once that it is gone.
+        try? deps.store.setFact(Self.heartbeatFact, "stopped", at: .distantPast)
     }
 
     private func converging() async throws {

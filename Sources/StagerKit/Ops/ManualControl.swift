@@ -89,12 +89,14 @@ public struct ManualControl: Sendable {
         return now.timeIntervalSince(beat.at) < 3 * Controller.heartbeatEvery.seconds
     }
 
-    /// Waits until serve has applied `version` (ready, failed or removed), or the PR waits for room.
+    /// Waits until serve has applied `version` (ready, failed or removed), the PR waits for room, or serve
+    /// stops beating.
     public func waitApplied(_ key: PullRequestKey, version: Int, timeout: Duration) async throws -> Environment? {
         let store = self.store
+        let control = self
         _ = try await Poller(first: .milliseconds(50), longest: .milliseconds(500)).until(timeout: timeout) {
             guard let env = try? store.environment(key) else { return false }
-            return env.appliedVersion >= version || env.status == .waiting
+            return env.appliedVersion >= version || env.status == .waiting || !control.serveIsRunning()
         }
         return try store.environment(key)
     }
