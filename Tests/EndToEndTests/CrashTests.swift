@@ -130,7 +130,7 @@ struct CrashTests {
                     .contains("port=\(after.hostPort ?? 0)")
             })
             #expect(try await harness.waitUntil(timeout: .seconds(10)) { await harness.throughNginx(slug: "restarted")?.status == 200 })
-            #expect(try harness.environment(31)?.hostPort == after.hostPort)
+            #expect(try await harness.waitUntil(timeout: .seconds(10)) { try harness.environment(31)?.hostPort == after.hostPort })
         }
     }
 

@@ -92,6 +92,15 @@ struct ConfigTests {
         ("sever:\n  listen: \"127.0.0.1:1\"\n", "sever"),
         ("nginx:\n  sites: \"/x\"\n", "nginx.sites"),
         ("server:\n  listen: [1, 2]\n", "server.listen"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    privileged: true\n", "repos.acme/web.privileged"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    privileged: false\n", "repos.acme/web.privileged"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    cap_add: [\"ALL\"]\n", "repos.acme/web.cap_add"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    cap_add: [\"sys_admin\"]\n", "repos.acme/web.cap_add"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    env: {A: \"line\\nbreak\"}\n", "repos.acme/web.env.A"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    access: {allow_ips: [\"10.0.0.0/33\"]}\n", "repos.acme/web.access.allow_ips"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    access: {users_env: NOT_SET_ANYWHERE}\n", "repos.acme/web.access.users_env"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    webhook_secret_env: NOT_SET_ANYWHERE\n", "repos.acme/web.webhook_secret_env"),
+        ("server:\n  admin_token_env: NOT_SET_ANYWHERE\n", "server.admin_token_env"),
     ])
     func errorsNameTheKey(yaml: String, key: String) {
         do {

@@ -7,14 +7,18 @@ import Testing
 @Suite("Commands Stager runs")
 struct ProcessSeamTests {
     @Test func dockerRunIsArgvWithLabelsLimitsAndLoopbackOnly() async throws {
+        let envFile = EnvFileSeen()
         let runner = RecordingRunner { command in
-            command.arguments.contains("port") ? CommandResult(exitCode: 0, standardOutput: "127.0.0.1:49153\n")
+            if let index = command.arguments.firstIndex(of: "--env-file") { envFile.record(command.arguments[index + 1]) }
+            return command.arguments.contains("port") ? CommandResult(exitCode: 0, standardOutput: "127.0.0.1:49153\n")
                 : CommandResult(exitCode: 0, standardOutput: "abc123\n")
         }
-        let docker = DockerCLI(command: ["docker", "--context", "x"], instance: "default", runner: runner)
+        let scratch = try TestConfig.temporaryDirectory("scratch")
+        let docker = DockerCLI(command: ["docker", "--context", "x"], instance: "default", runner: runner, scratchDir: scratch)
         let spec = ContainerSpec(name: "stager-default-feat-abc1234-0000", image: "acme/web:pr-1", command: ["serve", "--port", "8080"],
                                  containerPort: 8080, labels: ["stager.managed": "true", "stager.branch": "a;b $(x)"],
-                                 environment: ["STAGER_BRANCH": "a;b $(x)"], memory: "256m", cpus: "0.5", pids: 64)
+                                 environment: ["STAGER_BRANCH": "a;b $(x)", "API_KEY": "s3cret"], memory: "256m", cpus: "0.5", pids: 64,
+                                 capAdd: ["NET_BIND_SERVICE"], readOnly: true)
         let started = try await docker.start(spec)
         #expect(started.id == "abc123" && started.hostPort == 49153)
         let run = try #require(runner.commands.first)
@@ -22,7 +26,15 @@ struct ProcessSeamTests {
         #expect(Array(run.arguments.prefix(3)) == ["--context", "x", "run"])
         #expect(run.arguments.contains("127.0.0.1::8080"))
         #expect(run.arguments.contains("stager.branch=a;b $(x)"))
-        #expect(run.arguments.contains("STAGER_BRANCH=a;b $(x)"))
+        // Variables travel in a 0600 file that is gone once docker has read it, never in argv.
+        #expect(!run.arguments.contains { $0.contains("s3cret") || $0.contains("STAGER_BRANCH") })
+        #expect(envFile.seen?.text == "API_KEY=s3cret\nSTAGER_BRANCH=a;b $(x)\n" && envFile.seen?.mode == 0o600)
+        #expect(!FileManager.default.fileExists(atPath: envFile.seen?.path ?? "/"))
+        for flag in [["--security-opt", "no-new-privileges"], ["--cap-drop", "ALL"], ["--cap-add", "NET_BIND_SERVICE"], ["--tmpfs", "/tmp"]] {
+            let index = try #require(run.arguments.firstIndex(of: flag[0]))
+            #expect(run.arguments[index + 1] == flag[1])
+        }
+        #expect(run.arguments.contains("--read-only") && !run.arguments.contains("--privileged"))
         for (flag, value) in [("--memory", "256m"), ("--cpus", "0.5"), ("--pids-limit", "64")] {
             let index = try #require(run.arguments.firstIndex(of: flag))
             #expect(run.arguments[index + 1] == value)
@@ -30,6 +42,10 @@ struct ProcessSeamTests {
         let dashDash = try #require(run.arguments.firstIndex(of: "--"))
         #expect(Array(run.arguments[(dashDash + 1)...]) == ["acme/web:pr-1", "serve", "--port", "8080"])
         #expect(runner.commands[1].arguments.suffix(3) == ["port", "abc123", "8080/tcp"])
+    }
+
+    @Test func aVariableWithALineBreakIsRefused() {
+        #expect(throws: ContainerSpecError.lineBreakInVariable("X")) { try DockerCLI.envFileText(["X": "a\nB=evil"]) }
     }
 
     @Test func dockerPsOutputIsParsed() {
@@ -75,5 +91,18 @@ struct ProcessSeamTests {
         try await door.remove(slug: "feat")
         #expect(await door.routedContainer(slug: "feat") == nil)
         await #expect(throws: NginxError.self) { try await door.remove(slug: "../etc/passwd") }
+    }
+}
+
+/// What the env file held while `docker run` ran.
+final class EnvFileSeen: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: (path: String, text: String, mode: Int)?
+    var seen: (path: String, text: String, mode: Int)? { lock.withLock { value } }
+
+    func record(_ path: String) {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let mode = ((try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int) ?? -1
+        lock.withLock { value = (path, text, mode) }
     }
 }

@@ -36,7 +36,7 @@ public final class E2EHarness: @unchecked Sendable {
 
     /// `extraLimits`: lines under `limits:`; `extraConfig`: more top-level keys (`templates_dir`, `docker`…).
     public init(name: String, extraRepos: String = "", reconcileInterval: String = "60s", extraLimits: String = "",
-                extraConfig: String = "") async throws {
+                extraConfig: String = "", extraServer: String = "") async throws {
         dir = try TestConfig.temporaryDirectory("e2e-\(name)")
         instance = "e2e-\(UUID().uuidString.prefix(8).lowercased())"
         nginxPort = try Self.freePort()
@@ -51,6 +51,7 @@ public final class E2EHarness: @unchecked Sendable {
         configYAML = """
         server:
           listen: "127.0.0.1:0"
+        \(extraServer)
         data_dir: data
         instance: "\(instance)"
         reconcile_interval: "\(reconcileInterval)"
@@ -86,9 +87,10 @@ public final class E2EHarness: @unchecked Sendable {
 
     /// Runs `body` with a fresh harness and always cleans up after it, whether it passed, failed or threw.
     public static func run(name: String, extraRepos: String = "", reconcileInterval: String = "60s", extraLimits: String = "",
-                           extraConfig: String = "", start: Bool = true, _ body: (E2EHarness) async throws -> Void) async throws {
+                           extraConfig: String = "", extraServer: String = "", start: Bool = true,
+                           _ body: (E2EHarness) async throws -> Void) async throws {
         let harness = try await E2EHarness(name: name, extraRepos: extraRepos, reconcileInterval: reconcileInterval,
-                                           extraLimits: extraLimits, extraConfig: extraConfig)
+                                           extraLimits: extraLimits, extraConfig: extraConfig, extraServer: extraServer)
         do {
             if start { try await harness.start() }
             try await body(harness)
@@ -99,8 +101,14 @@ public final class E2EHarness: @unchecked Sendable {
         await harness.shutdown()
     }
 
+    /// Secrets the end-to-end runs use; scripts/test checks that none of them reaches a log line.
+    public static let adminToken = "e2e-admin-token-5c1f"
+    public static let previewUsers = "pm:e2e-preview-pass-77a2"
+    public static let ownSecret = "e2e-own-repo-secret-91b0"
+
     public var environment: [String: String] {
-        ["STAGER_WEBHOOK_SECRET": TestConfig.secret, "E2E_GITHUB_TOKEN": token]
+        ["STAGER_WEBHOOK_SECRET": TestConfig.secret, "E2E_GITHUB_TOKEN": token, "E2E_ADMIN_TOKEN": Self.adminToken,
+         "E2E_PREVIEW_USERS": Self.previewUsers, "E2E_OWN_SECRET": Self.ownSecret]
     }
 
     public func loadConfig(port: Int = 0) throws -> StagerConfig {
@@ -140,16 +148,24 @@ public final class E2EHarness: @unchecked Sendable {
 
     @discardableResult
     public func send(_ action: String, number: Int, branch: String, sha: String, updatedAt: String = "2026-11-24T09:00:00Z",
-                     repo: String = "acme/web", delivery: String = UUID().uuidString, port: Int? = nil) async throws -> (Int, String) {
-        let body = try Fixtures.pullRequest(action: action, repo: repo, number: number, branch: branch, sha: sha, updatedAt: updatedAt)
+                     repo: String = "acme/web", delivery: String = UUID().uuidString, port: Int? = nil,
+                     headRepo: String? = nil, label: String? = nil, sender: String? = nil) async throws -> (Int, String) {
+        let body = try Fixtures.pullRequest(action: action, repo: repo, number: number, branch: branch, sha: sha, updatedAt: updatedAt,
+                                            headRepo: headRepo, label: label, sender: sender)
+        return try await post(body, event: "pull_request", delivery: delivery, port: port)
+    }
+
+    /// POSTs a raw body to /webhook, signed with `secret` (the global one by default) unless `signed` is false.
+    public func post(_ body: Data, event: String, delivery: String = UUID().uuidString, port: Int? = nil,
+                     secret: String = TestConfig.secret, signed: Bool = true) async throws -> (Int, String) {
         guard let url = URL(string: "http://127.0.0.1:\(port ?? self.port)/webhook") else { throw URLError(.badURL) }
         var request = URLRequest(url: url)
         request.httpMethod = "POST"
         request.httpBody = body
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue("pull_request", forHTTPHeaderField: "X-GitHub-Event")
+        request.setValue(event, forHTTPHeaderField: "X-GitHub-Event")
         request.setValue(delivery, forHTTPHeaderField: "X-GitHub-Delivery")
-        request.setValue(WebhookSignature(secret: TestConfig.secret).header(for: body), forHTTPHeaderField: "X-Hub-Signature-256")
+        if signed { request.setValue(WebhookSignature(secret: secret).header(for: body), forHTTPHeaderField: "X-Hub-Signature-256") }
         let (data, response) = try await URLSession.shared.data(for: request)
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
     }
@@ -170,8 +186,8 @@ public final class E2EHarness: @unchecked Sendable {
     }
 
     /// GET / through nginx with the environment's Host header.
-    public func throughNginx(slug: String) async -> ProbeAnswer? {
-        try? await probe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost")
+    public func throughNginx(slug: String, headers: [String: String] = [:]) async -> ProbeAnswer? {
+        try? await probe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost", headers: headers)
     }
 
     public func environment(_ number: Int, repo: String = "acme/web") throws -> StagerKit.Environment? {
@@ -184,6 +200,15 @@ public final class E2EHarness: @unchecked Sendable {
             guard let env = try self.environment(number, repo: repo) else { return false }
             return env.status == status && !env.commentPending
         }
+    }
+
+    /// Waits until the environment settles in any status a deploy ends in, and returns it.
+    public func settledStatus(_ number: Int, repo: String = "acme/web", timeout: Duration = .seconds(60)) async throws -> EnvironmentStatus? {
+        _ = try await waitUntil(timeout: timeout) {
+            guard let env = try self.environment(number, repo: repo) else { return false }
+            return [.ready, .failed, .blocked, .waiting].contains(env.status) && !env.commentPending
+        }
+        return try environment(number, repo: repo)?.status
     }
 
     /// Waits until `condition` holds; false after `timeout`.

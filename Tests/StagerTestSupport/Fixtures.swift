@@ -20,8 +20,10 @@ public enum Fixtures {
     }
 
     /// A `pull_request` delivery built from the sample payload with the given fields replaced.
+    /// `headRepo` other than `repo` makes it a fork PR; `label` and `sender` make a `labeled` event.
     public static func pullRequest(action: String, repo: String, number: Int, branch: String, sha: String,
-                                   updatedAt: String = "2026-11-24T09:00:00Z") throws -> Data {
+                                   updatedAt: String = "2026-11-24T09:00:00Z", headRepo: String? = nil,
+                                   label: String? = nil, sender: String? = nil) throws -> Data {
         guard var root = try JSONSerialization.jsonObject(with: samplePayload) as? [String: Any],
               var pr = root["pull_request"] as? [String: Any], var head = pr["head"] as? [String: Any],
               var repository = root["repository"] as? [String: Any] else {
@@ -33,15 +35,18 @@ public enum Fixtures {
         head["sha"] = sha
         repository["full_name"] = repo
         repository["name"] = repo.split(separator: "/").last.map(String.init) ?? repo
-        var headRepo = repository
-        headRepo["clone_url"] = "https://github.com/\(repo).git"
-        head["repo"] = headRepo
+        var headRepository = repository
+        headRepository["full_name"] = headRepo ?? repo
+        headRepository["clone_url"] = "https://github.com/\(headRepo ?? repo).git"
+        head["repo"] = headRepository
         pr["head"] = head
         pr["number"] = number
         pr["updated_at"] = updatedAt
         pr["state"] = action == "closed" ? "closed" : "open"
         root["pull_request"] = pr
         root["repository"] = repository
+        if let label { root["label"] = ["name": label] }
+        if let sender { root["sender"] = ["login": sender] }
         return try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
     }
 

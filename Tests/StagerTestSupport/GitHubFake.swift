@@ -55,6 +55,12 @@ public actor GitHubFake {
     private var nextID: Int64 = 1000
     private var faults: [Fault] = []
     public private(set) var pulls: [String: Pull] = [:]
+    /// Collaborators' permissions ("admin", "write", "read"…); anyone else has "none".
+    public var permissions: [String: String] = [:]
+
+    public func setPermission(_ user: String, _ permission: String) {
+        permissions[user] = permission
+    }
 
     public init(token: String) {
         self.token = token
@@ -95,6 +101,10 @@ public actor GitHubFake {
         router.add(middleware: GitHubChecks(fake: self))
         router.get("/repos/:owner/:repo/issues/:number/comments") { request, context in
             try await self.list(request, context)
+        }
+        router.get("/repos/:owner/:repo/collaborators/:user/permission") { _, context in
+            let user = context.parameters.get("user") ?? ""
+            return try await self.json(["permission": self.permissions[user] ?? "none", "user": ["login": user]], status: .ok, headers: [:])
         }
         router.get("/repos/:owner/:repo/pulls") { request, context in
             try await self.listPulls(request, context)

@@ -16,6 +16,7 @@ public struct StagerApp: Sendable {
     public init(config: StagerConfig, runner: any CommandRunner = SubprocessRunner(), publisher: (any CommentPublisher)? = nil, logger: Logger) throws {
         self.config = config
         let templates = try Templates.load(overrideDir: config.templatesDir)
+        try Self.writeGeneratedHtpasswd(config)
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
         let github = config.github.token.map { token in
             GitHubClient(baseURL: config.github.apiURL, token: token, timeout: config.github.requestTimeout,
@@ -25,12 +26,14 @@ public struct StagerApp: Sendable {
         let deps = ControllerDependencies(
             config: config,
             store: store,
-            runtime: DockerCLI(command: config.dockerCommand, instance: config.instance, runner: runner),
+            runtime: DockerCLI(command: config.dockerCommand, instance: config.instance, runner: runner,
+                               scratchDir: config.dataDir.appendingPathComponent("run")),
             frontDoor: NginxFrontDoor(config: config.nginx, template: templates.vhost, runner: runner, logger: logger),
             publisher: publisher,
             templates: templates,
             probe: HTTPProbe(),
             metrics: StagerMetrics(),
+            github: github,
             logger: logger
         )
         self.store = store
@@ -39,10 +42,21 @@ public struct StagerApp: Sendable {
         self.controller = Controller(deps)
     }
 
+    /// Repositories with `access.users_env` get an htpasswd file Stager writes at start-up (hashes only;
+    /// nginx's workers must read it, so it is 0644 in a 0755 folder).
+    static func writeGeneratedHtpasswd(_ config: StagerConfig) throws {
+        for repo in config.repos.values {
+            guard let text = repo.access.generatedHtpasswd, let file = repo.access.htpasswdFile else { continue }
+            try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: file, options: .atomic)
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: file.path)
+        }
+    }
+
     public func buildRouter() -> Router<BasicRequestContext> {
         let router = Router()
         WebhookController(
-            signature: WebhookSignature(secret: config.webhookSecret), maxBodyBytes: config.server.maxBodyBytes,
+            secrets: WebhookSecrets(config: config), maxBodyBytes: config.server.maxBodyBytes,
             config: config, store: store, controller: controller, metrics: deps.metrics, logger: deps.logger
         ).addRoutes(to: router)
         DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics, engineHealth: deps.engineHealth)

@@ -6,6 +6,8 @@ struct ConfigFile: Decodable {
     struct Server: Decodable {
         var listen: String?
         var max_body_bytes: Int?
+        var admin_token_env: String?
+        var admin_token_file: String?
     }
     struct Webhook: Decodable {
         var secret_env: String?
@@ -46,6 +48,13 @@ struct ConfigFile: Decodable {
         var cpus: String?
         var pids: Int?
         var max_environments: Int?
+        var cap_add: [String]?
+        var read_only: Bool?
+        var privileged: Bool?
+        var require_label: Bool?
+        var webhook_secret_env: String?
+        var webhook_secret_file: String?
+        var access: Access?
         var build: AnyDecodable?
     }
     /// Accepts any YAML value; used for keys whose features are not built yet.
@@ -74,6 +83,16 @@ struct ConfigFile: Decodable {
     var repos: [String: Repo]?
     var limits: Limits?
     var gc: GC?
+
+    struct Access: Decodable {
+        var htpasswd_file: String?
+        var users_env: String?
+        var allow_ips: [String]?
+    }
+    struct Forks: Decodable {
+        var label: String?
+    }
+    var forks: Forks?
 
     struct GC: Decodable {
         var remove_images: Bool?

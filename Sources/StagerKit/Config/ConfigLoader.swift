@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Yams
 
@@ -127,6 +128,15 @@ private struct Validator {
             throw fail("webhook.secret_env", "the variable \(name) is not set; export it (or set webhook.secret_file) with the secret configured on the GitHub webhook")
         }
 
+        let adminToken = try self.secret(envKey: doc.server?.admin_token_env, fileKey: doc.server?.admin_token_file,
+                                         keyPrefix: "server.admin_token", defaultEnv: "STAGER_ADMIN_TOKEN")
+        if doc.server?.admin_token_env != nil, adminToken == nil {
+            throw fail("server.admin_token_env", "the variable \(doc.server?.admin_token_env ?? "") is not set; export it or remove the key")
+        }
+        let dataDir = path(doc.data_dir ?? ".stager")
+        let forksLabel = doc.forks?.label ?? "stager:deploy"
+        guard !forksLabel.isEmpty, forksLabel.count <= 50 else { throw fail("forks.label", "must be a label name of 1 to 50 characters") }
+
         let apiString = doc.github?.api_url ?? "https://api.github.com"
         guard let apiURL = URL(string: apiString.hasSuffix("/") ? String(apiString.dropLast()) : apiString),
               let scheme = apiURL.scheme, ["http", "https"].contains(scheme), apiURL.host != nil else {
@@ -164,16 +174,17 @@ private struct Validator {
 
         var repos: [String: StagerConfig.Repo] = [:]
         for (name, repo) in doc.repos ?? [:] {
-            repos[name] = try buildRepo(name, repo)
+            repos[name] = try buildRepo(name, repo, dataDir: dataDir)
         }
 
         return StagerConfig(
             configFile: configFile,
-            server: .init(host: host, port: port, maxBodyBytes: maxBody),
-            dataDir: path(doc.data_dir ?? ".stager"),
+            server: .init(host: host, port: port, maxBodyBytes: maxBody, adminToken: adminToken),
+            dataDir: dataDir,
             instance: instance,
             reconcileInterval: try duration(doc.reconcile_interval, key: "reconcile_interval", default: .seconds(60)),
             webhookSecret: secret,
+            forks: .init(label: forksLabel),
             github: .init(
                 apiURL: apiURL,
                 token: token,
@@ -198,7 +209,7 @@ private struct Validator {
         )
     }
 
-    func buildRepo(_ name: String, _ repo: ConfigFile.Repo) throws -> StagerConfig.Repo {
+    func buildRepo(_ name: String, _ repo: ConfigFile.Repo, dataDir: URL) throws -> StagerConfig.Repo {
         let key = "repos.\(name)"
         let parts = name.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) } }) else {
@@ -231,7 +242,22 @@ private struct Validator {
         if let memory = repo.memory { try checkMemory(memory, key: "\(key).memory") }
         if let cpus = repo.cpus { try checkCPUs(cpus, key: "\(key).cpus") }
         if let pids = repo.pids, pids <= 0 { throw fail("\(key).pids", "must be positive") }
+        if let variable = repo.webhook_secret_env, (environment[variable] ?? "").isEmpty {
+            throw fail("\(key).webhook_secret_env", "the variable \(variable) is not set; export it with this repository's webhook secret")
+        }
         if let max = repo.max_environments, max <= 0 { throw fail("\(key).max_environments", "must be positive") }
+        if repo.privileged != nil {
+            throw fail("\(key).privileged", "privileged containers are never run: a preview runs untrusted code; use cap_add for the one capability it needs")
+        }
+        for capability in repo.cap_add ?? [] {
+            let name = capability.uppercased().hasPrefix("CAP_") ? String(capability.uppercased().dropFirst(4)) : capability.uppercased()
+            guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isUppercase || $0 == "_") }), name != "ALL", name != "SYS_ADMIN" else {
+                throw fail("\(key).cap_add", "\"\(capability)\" is not a capability Stager grants (ALL and SYS_ADMIN are refused)")
+            }
+        }
+        for (name, value) in repo.env ?? [:] where value.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\0" }) {
+            throw fail("\(key).env.\(name)", "values may not contain line breaks")
+        }
         return StagerConfig.Repo(
             name: name,
             image: image,
@@ -244,8 +270,67 @@ private struct Validator {
             memory: repo.memory,
             cpus: repo.cpus,
             pids: repo.pids,
-            maxEnvironments: repo.max_environments
+            maxEnvironments: repo.max_environments,
+            capAdd: (repo.cap_add ?? []).map { $0.uppercased().hasPrefix("CAP_") ? String($0.uppercased().dropFirst(4)) : $0.uppercased() },
+            readOnly: repo.read_only ?? false,
+            requireLabel: repo.require_label ?? false,
+            webhookSecret: try secret(envKey: repo.webhook_secret_env, fileKey: repo.webhook_secret_file,
+                                      keyPrefix: "\(key).webhook_secret", defaultEnv: ""),
+            access: try access(repo.access, key: "\(key).access", repo: name, dataDir: dataDir)
         )
+    }
+
+    func access(_ access: ConfigFile.Access?, key: String, repo: String, dataDir: URL) throws -> StagerConfig.Access {
+        guard let access else { return .open }
+        for address in access.allow_ips ?? [] {
+            guard Self.isAddressOrRange(address) else {
+                throw fail("\(key).allow_ips", "\"\(address)\" is not an IP address or CIDR range such as 10.0.0.0/8")
+            }
+        }
+        var result = StagerConfig.Access(htpasswdFile: access.htpasswd_file.map(path), generatedHtpasswd: nil, allowIPs: access.allow_ips ?? [])
+        if let file = result.htpasswdFile {
+            guard FileManager.default.isReadableFile(atPath: file.path) else { throw fail("\(key).htpasswd_file", "cannot read \(file.path)") }
+            guard !file.path.contains(where: { $0.isWhitespace || ";{}\"'$#\\".contains($0) }) else {
+                throw fail("\(key).htpasswd_file", "the path may not contain spaces or any of ;{}\"'$#\\ (it goes into the vhost)")
+            }
+        }
+        if let variable = access.users_env {
+            guard result.htpasswdFile == nil else { throw fail("\(key).users_env", "give either htpasswd_file or users_env, not both") }
+            guard let users = environment[variable], !users.isEmpty else {
+                throw fail("\(key).users_env", "the variable \(variable) is not set; it holds user:password pairs separated by commas")
+            }
+            var lines: [String] = []
+            for pair in users.split(separator: ",") {
+                let parts = pair.split(separator: ":", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty, !parts[0].contains(where: { $0.isWhitespace }) else {
+                    throw fail("\(key).users_env", "\(variable) must hold user:password pairs separated by commas")
+                }
+                lines.append("\(parts[0]):\(Self.ssha(parts[1]))")
+            }
+            result.generatedHtpasswd = lines.joined(separator: "\n") + "\n"
+            result.htpasswdFile = dataDir.appendingPathComponent("access").appendingPathComponent(repo.replacingOccurrences(of: "/", with: "__") + ".htpasswd")
+        }
+        return result
+    }
+
+    /// nginx's `{SSHA}` scheme: base64 of SHA-1(password + salt) followed by the salt.
+    static func ssha(_ password: String) -> String {
+        let salt = (0..<8).map { _ in UInt8.random(in: 0...255) }
+        let digest = Insecure.SHA1.hash(data: Data(password.utf8) + salt)
+        return "{SSHA}" + (Data(digest) + salt).base64EncodedString()
+    }
+
+    static func isAddressOrRange(_ text: String) -> Bool {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count) else { return false }
+        let address = String(parts[0])
+        let isV4 = address.split(separator: ".", omittingEmptySubsequences: false).count == 4
+            && address.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { UInt8($0) != nil }
+        let isV6 = address.contains(":") && address.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+        guard isV4 || isV6 else { return false }
+        guard parts.count == 2 else { return true }
+        guard let bits = Int(parts[1]) else { return false }
+        return (0...(isV4 ? 32 : 128)).contains(bits)
     }
 
     func checkMemory(_ value: String, key: String) throws {

@@ -12,12 +12,14 @@ enum KnownKeys {
     static let repo: Shape = .mapping([
         "image": .leaf, "command": .leaf, "port": .leaf, "health_path": .leaf, "health_timeout": .leaf,
         "env": .anyKeys(.leaf), "allow_forks": .leaf, "memory": .leaf, "cpus": .leaf, "pids": .leaf,
-        "max_environments": .leaf, "build": .mapping(["context": .leaf, "dockerfile": .leaf, "args": .anyKeys(.leaf), "target": .leaf]),
+        "max_environments": .leaf, "cap_add": .leaf, "read_only": .leaf, "privileged": .leaf,
+        "require_label": .leaf, "webhook_secret_env": .leaf, "webhook_secret_file": .leaf,
+        "access": .mapping(["htpasswd_file": .leaf, "users_env": .leaf, "allow_ips": .leaf]), "build": .mapping(["context": .leaf, "dockerfile": .leaf, "args": .anyKeys(.leaf), "target": .leaf]),
         "clone_url": .leaf,
     ])
 
     static let root: Shape = .mapping([
-        "server": .mapping(["listen": .leaf, "max_body_bytes": .leaf]),
+        "server": .mapping(["listen": .leaf, "max_body_bytes": .leaf, "admin_token_env": .leaf, "admin_token_file": .leaf]),
         "data_dir": .leaf,
         "instance": .leaf,
         "reconcile_interval": .leaf,
@@ -37,9 +39,8 @@ enum KnownKeys {
             "max_environments": .leaf, "memory": .leaf, "cpus": .leaf, "pids": .leaf, "concurrent_deploys": .leaf,
             "idle_ttl": .leaf, "concurrent_builds": .leaf,
         ]),
-        // Read by features still to come (fork gate, building from the branch); accepted so the contract's
-        // example configuration loads.
         "forks": .mapping(["label": .leaf]),
+        // Read by a feature still to come (building from the branch); accepted so the contract's example loads.
         "build": .mapping(["allowed_hosts": .leaf, "allow_file_urls": .leaf]),
         "gc": .mapping(["remove_images": .leaf]),
     ])

@@ -7,6 +7,8 @@ public struct StagerConfig: Sendable {
         public var host: String
         public var port: Int
         public var maxBodyBytes: Int
+        /// When set, the dashboard, the JSON API and /metrics answer 401 without `Authorization: Bearer <token>`.
+        public var adminToken: String?
     }
 
     public struct GitHub: Sendable {
@@ -74,6 +76,32 @@ public struct StagerConfig: Sendable {
         public var pids: Int?
         /// This repository's share of `limits.max_environments`; nil: only the global limit applies.
         public var maxEnvironments: Int?
+        /// Capabilities added back after `--cap-drop ALL`.
+        public var capAdd: [String]
+        /// Read-only root filesystem, tmpfs `/tmp`.
+        public var readOnly: Bool
+        /// Every PR, not only fork PRs, waits for the deploy label from a writer.
+        public var requireLabel: Bool
+        /// This repository's own webhook secret; nil: the global one.
+        public var webhookSecret: String?
+        public var access: Access
+    }
+
+    /// Who may open a preview: basic auth and an IP allow-list, rendered into the vhost.
+    public struct Access: Sendable, Equatable {
+        /// An htpasswd file for nginx's `auth_basic_user_file`; nil: no basic auth.
+        public var htpasswdFile: URL?
+        /// The file's content when Stager writes it from `users_env` (salted SHA-1, `{SSHA}`, which nginx reads).
+        public var generatedHtpasswd: String?
+        /// Addresses or CIDR ranges allowed; empty: everyone.
+        public var allowIPs: [String]
+
+        public static let open = Access(htpasswdFile: nil, generatedHtpasswd: nil, allowIPs: [])
+    }
+
+    public struct Forks: Sendable {
+        /// The label a writer adds to let a fork PR (or any PR under `require_label`) deploy.
+        public var label: String
     }
 
     public var configFile: URL?
@@ -82,6 +110,7 @@ public struct StagerConfig: Sendable {
     public var instance: String
     public var reconcileInterval: Duration
     public var webhookSecret: String
+    public var forks: Forks
     public var github: GitHub
     public var preview: Preview
     public var nginx: Nginx

@@ -13,10 +13,14 @@ public struct ControllerDependencies: Sendable {
     public var probe: HTTPProbe
     public var metrics: StagerMetrics
     public var engineHealth: EngineHealth
+    /// nil without a token: then no label can be verified, and fork PRs stay blocked.
+    public var github: GitHubClient?
     public var logger: Logger
 
     public init(config: StagerConfig, store: Store, runtime: any ContainerRuntime, frontDoor: NginxFrontDoor,
-                publisher: any CommentPublisher, templates: Templates, probe: HTTPProbe, metrics: StagerMetrics, logger: Logger) {
+                publisher: any CommentPublisher, templates: Templates, probe: HTTPProbe, metrics: StagerMetrics,
+                github: GitHubClient? = nil, logger: Logger) {
+        self.github = github
         self.config = config
         self.store = store
         self.runtime = runtime

@@ -30,6 +30,7 @@ struct Execution {
     }
 
     mutating func run() async throws -> Ending {
+        if env.desired == "present", needsApproval, env.approvedSha != env.desiredSha, try await !approve() { return .waiting }
         if env.desired == "present", !env.admitted, try await !admit() { return .waiting }
         let observed = try await Self.observe(env, deps: deps)
         let steps = Planner.plan(desired: env.desiredState, observed: observed)
@@ -44,6 +45,60 @@ struct Execution {
             guard try await perform(step) else { return .finished }
         }
         return .finished
+    }
+
+    /// Fork PRs (unless the repository allows forks) and every PR under `require_label` run only a head sha
+    /// a writer approved with the deploy label.
+    private var needsApproval: Bool {
+        guard let repo = deps.config.repo(env.repo) else { return false }
+        return repo.requireLabel || (env.isFork && !repo.allowForks)
+    }
+
+    /// Checks a pending deploy label against its sender's permission; without an approval for this sha the
+    /// PR is blocked, and says so on the PR once.
+    private mutating func approve() async throws -> Bool {
+        var ignored = ""
+        if let sender = env.labelSender, !sender.isEmpty, env.labelSha == env.desiredSha {
+            guard let github = deps.github else {
+                try store.audit(key, kind: "approval", message: "label by \(sender) not checked: no GitHub token configured")
+                return try await block(ignored: "")
+            }
+            let permission = try await github.permission(of: sender, in: env.repo)
+            if ["admin", "maintain", "write"].contains(permission) {
+                let sha = env.desiredSha
+                try store.update(key) {
+                    $0.approvedSha = sha
+                    $0.approvedBy = sender
+                    $0.labelSender = nil
+                }
+                try store.audit(key, kind: "approval", message: "\(sender) (\(permission)) approved \(sha.prefix(12))")
+                logger.info("approved", metadata: ["by": "\(sender)", "permission": "\(permission)"])
+                return true
+            }
+            try store.update(key) { $0.labelSender = nil }
+            try store.audit(key, kind: "approval", message: "label by \(sender) ignored: permission \(permission)")
+            logger.warning("deploy label ignored", metadata: ["by": "\(sender)", "permission": "\(permission)"])
+            ignored = sender
+        }
+        return try await block(ignored: ignored)
+    }
+
+    private mutating func block(ignored: String) async throws -> Bool {
+        outcome = "blocked"
+        guard env.status != .blocked || !ignored.isEmpty else { return false }
+        let body = renderComment([
+            "blocked": true, "fork": env.isFork, "head_repo": MarkdownEscaping.codeSpan(env.headRepo.isEmpty ? "(deleted)" : env.headRepo),
+            "label": MarkdownEscaping.codeSpan(deps.config.forks.label), "new_commits": env.approvedSha != nil,
+            "ignored": ignored.isEmpty ? "" : MarkdownEscaping.codeSpan("@" + ignored), "updated": Self.timestamp(),
+        ])
+        let updated = try store.update(key) {
+            $0.status = .blocked
+            $0.commentBody = body
+            $0.commentPending = true
+        }
+        try store.audit(key, kind: "blocked", message: "waiting for the \(deps.config.forks.label) label from a writer")
+        try await publish(body, knownID: updated?.commentID)
+        return false
     }
 
     /// Takes one of the `max_environments` places, or records the PR as waiting and says so on the PR once.
@@ -87,6 +142,9 @@ struct Execution {
             } catch let error as ImageReference.Failure {
                 try await fail(sha: sha, reason: error.description)
                 return false
+            } catch let error as ContainerSpecError {
+                try await fail(sha: sha, reason: error.description)
+                return false
             }
         case .adoptContainer(let container):
             try setStatus(.deploying)
@@ -101,7 +159,8 @@ struct Execution {
             }
         case .routeToCandidate:
             guard let candidate, let port = candidate.hostPort else { return false }
-            let route = Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: port, containerName: candidate.name, sha: candidate.sha)
+            let route = Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: port, containerName: candidate.name, sha: candidate.sha,
+                              branch: env.branch, access: deps.config.repo(env.repo)?.access ?? .open)
             do {
                 try await deps.frontDoor.apply(route)
                 deps.metrics.nginxReload()
@@ -171,7 +230,8 @@ struct Execution {
                 "STAGER_REPO": env.repo, "STAGER_PR": String(env.number), "STAGER_BRANCH": env.branch,
                 "STAGER_SHA": sha, "STAGER_URL": url,
             ]) { _, stager in stager },
-            memory: repo.memory ?? limits.memory, cpus: repo.cpus ?? limits.cpus, pids: repo.pids ?? limits.pids
+            memory: repo.memory ?? limits.memory, cpus: repo.cpus ?? limits.cpus, pids: repo.pids ?? limits.pids,
+            capAdd: repo.capAdd, readOnly: repo.readOnly
         )
         let started = try await deps.runtime.start(spec)
         logger.info("started container", metadata: ["container": "\(name)", "image": "\(image)", "port": "\(started.hostPort)"])
@@ -213,7 +273,7 @@ struct Execution {
         let deadline = clock.now + nginx.confirmTimeout
         var streak = 0
         while clock.now < deadline {
-            let answer = try? await deps.probe.get(host: host, port: nginx.listenPort, path: "/", hostHeader: hostName)
+            let answer = try? await deps.probe.get(host: host, port: nginx.listenPort, path: "/.stager-probe", hostHeader: hostName)
             streak = answer.map(accept) == true ? streak + 1 : 0
             if streak >= Self.confirmations { return true }
             try await Task.sleep(for: .milliseconds(streak > 0 ? 2 : 10))
@@ -233,7 +293,7 @@ struct Execution {
         } else {
             return
         }
-        let body = renderComment(["ready": true, "url": url, "sha": serving.sha, "branch": env.branch, "updated": Self.timestamp()])
+        let body = renderComment(["ready": true, "url": url, "sha": serving.sha, "branch": MarkdownEscaping.codeSpan(env.branch), "updated": Self.timestamp()])
         let updated = try store.update(key) {
             $0.status = .ready
             $0.lastActivityAt = Date()
@@ -264,7 +324,8 @@ struct Execution {
             self.candidate = nil
         }
         let body = renderComment([
-            "failed": true, "sha": sha, "reason": reason, "log": String(log.suffix(4000)), "url": url,
+            "failed": true, "sha": sha, "reason": reason, "reason_fence": MarkdownEscaping.fence(for: reason),
+            "log": String(log.suffix(4000)), "log_fence": MarkdownEscaping.fence(for: String(log.suffix(4000))), "url": url,
             "serving": stillServing.map { String($0.prefix(12)) } ?? "", "updated": Self.timestamp(),
         ])
         let updated = try store.update(key) {

@@ -24,14 +24,16 @@ public final class HTTPProbe: NSObject, URLSessionTaskDelegate, Sendable {
         super.init()
     }
 
-    public func get(host: String, port: Int, path: String, hostHeader: String? = nil) async throws -> ProbeAnswer {
+    public func get(host: String, port: Int, path: String, hostHeader: String? = nil, headers extra: [String: String] = [:]) async throws -> ProbeAnswer {
         let authority = host.contains(":") ? "[\(host)]" : host
         guard let url = URL(string: "http://\(authority):\(port)\(path)") else { throw URLError(.badURL) }
         var request = URLRequest(url: url)
         request.setValue("close", forHTTPHeaderField: "Connection")
         request.setValue("stager-probe", forHTTPHeaderField: "User-Agent")
         if let hostHeader { request.setValue(hostHeader, forHTTPHeaderField: "Host") }
-        let (data, response) = try await session.data(for: request, delegate: self)
+        for (name, value) in extra { request.setValue(value, forHTTPHeaderField: name) }
+        let prepared = request
+        let (data, response) = try await withDeadline(.seconds(3)) { try await self.session.data(for: prepared, delegate: self) }
         guard let http = response as? HTTPURLResponse else { throw URLError(.badServerResponse) }
         var headers: [String: String] = [:]
         for (name, value) in http.allHeaderFields {
@@ -43,6 +45,46 @@ public final class HTTPProbe: NSObject, URLSessionTaskDelegate, Sendable {
     public func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
                            newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
         completionHandler(nil)
+    }
+}
+
+/// Runs `body`, or throws `URLError(.timedOut)` once `limit` passes: Foundation's URLSession on Linux has
+/// been seen never to call back, and a probe must not hang a deploy.
+/// (Unstructured on purpose: a task group would wait for the stuck call.)
+func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let once = ResumeOnce<T>()
+    return try await withCheckedThrowingContinuation { continuation in
+        once.set(continuation)
+        let work = Task { once.resume(with: await Result(catching: body)) }
+        Task {
+            try? await Task.sleep(for: limit)
+            work.cancel()
+            once.resume(with: .failure(URLError(.timedOut)))
+        }
+    }
+}
+
+/// Resumes a continuation with the first result only.
+final class ResumeOnce<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<T, any Error>?
+
+    func set(_ continuation: CheckedContinuation<T, any Error>) {
+        lock.withLock { self.continuation = continuation }
+    }
+
+    func resume(with result: Result<T, any Error>) {
+        let taken: CheckedContinuation<T, any Error>? = lock.withLock {
+            defer { continuation = nil }
+            return continuation
+        }
+        taken?.resume(with: result)
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }
 

@@ -11,6 +11,22 @@ public struct ContainerSpec: Sendable, Equatable {
     public var memory: String
     public var cpus: String
     public var pids: Int
+    /// Capabilities given back after `--cap-drop ALL` (`repos.X.cap_add`).
+    public var capAdd: [String] = []
+    /// A read-only root filesystem with a tmpfs `/tmp` (`repos.X.read_only`).
+    public var readOnly = false
+}
+
+public enum ContainerSpecError: Error, CustomStringConvertible, Equatable {
+    case lineBreakInVariable(String)
+    case cannotWrite(String)
+
+    public var description: String {
+        switch self {
+        case .lineBreakInVariable(let key): return "the value of \(key) contains a line break"
+        case .cannotWrite(let path): return "cannot write \(path)"
+        }
+    }
 }
 
 /// The engine as Stager needs it. The docker CLI implements it; the seam lets other backends follow.
@@ -43,11 +59,15 @@ public struct DockerCLI: ContainerRuntime {
     private let docker: [String]
     private let instance: String
     private let runner: any CommandRunner
+    /// Where the 0600 `--env-file` of a starting container lives for the moment `docker run` reads it.
+    private let scratchDir: URL
 
-    public init(command: [String], instance: String, runner: any CommandRunner) {
+    public init(command: [String], instance: String, runner: any CommandRunner,
+                scratchDir: URL = FileManager.default.temporaryDirectory.appendingPathComponent("stager-run")) {
         self.docker = command
         self.instance = instance
         self.runner = runner
+        self.scratchDir = scratchDir
     }
 
     private func command(_ arguments: [String]) -> Command {
@@ -70,23 +90,51 @@ public struct DockerCLI: ContainerRuntime {
         return result
     }
 
-    public static func runArguments(_ spec: ContainerSpec) -> [String] {
+    /// `docker run`'s argv. Variables are not in it (argv is visible to every user of the machine): they go
+    /// through `envFile`.
+    public static func runArguments(_ spec: ContainerSpec, envFile: String?) -> [String] {
         var args = ["run", "--detach", "--name", spec.name,
                     "--publish", "127.0.0.1::\(spec.containerPort)",
                     "--memory", spec.memory, "--cpus", spec.cpus, "--pids-limit", String(spec.pids),
-                    "--restart", "unless-stopped"]
+                    "--restart", "unless-stopped",
+                    "--security-opt", "no-new-privileges", "--cap-drop", "ALL"]
+        for capability in spec.capAdd { args += ["--cap-add", capability] }
+        if spec.readOnly { args += ["--read-only", "--tmpfs", "/tmp"] }
         for (key, value) in spec.labels.sorted(by: { $0.key < $1.key }) {
             args += ["--label", "\(key)=\(value)"]
         }
-        for (key, value) in spec.environment.sorted(by: { $0.key < $1.key }) {
-            args += ["--env", "\(key)=\(value)"]
-        }
+        if let envFile { args += ["--env-file", envFile] }
         // "--" ends docker's options: an image or command can never be read as a flag.
         return args + ["--", spec.image] + spec.command
     }
 
+    /// The env-file lines; docker reads each to the end of the line, so a value may not contain one.
+    static func envFileText(_ environment: [String: String]) throws -> String {
+        try environment.sorted { $0.key < $1.key }.map { key, value in
+            guard !value.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\0" }) else {
+                throw ContainerSpecError.lineBreakInVariable(key)
+            }
+            return "\(key)=\(value)\n"
+        }.joined()
+    }
+
     public func start(_ spec: ContainerSpec) async throws -> (id: String, hostPort: Int) {
-        let result = try await run(Self.runArguments(spec))
+        var envFile: URL?
+        if !spec.environment.isEmpty {
+            let text = try Self.envFileText(spec.environment)
+            try FileManager.default.createDirectory(at: scratchDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let file = scratchDir.appendingPathComponent("\(spec.name).env")
+            // Created 0600 before anything is written, so the values are never readable by others.
+            guard FileManager.default.createFile(atPath: file.path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                throw ContainerSpecError.cannotWrite(file.path)
+            }
+            envFile = file
+            let handle = try FileHandle(forWritingTo: file)
+            defer { try? handle.close() }
+            try handle.write(contentsOf: Data(text.utf8))
+        }
+        defer { if let envFile { try? FileManager.default.removeItem(at: envFile) } }
+        let result = try await run(Self.runArguments(spec, envFile: envFile?.path))
         let id = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
         let port = try await run(["port", id, "\(spec.containerPort)/tcp"])
         guard let hostPort = Self.parsePort(port.standardOutput) else {

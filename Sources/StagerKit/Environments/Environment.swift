@@ -25,6 +25,8 @@ public enum EnvironmentStatus: String, Sendable, Codable, CaseIterable {
     case queued
     /// Waiting for room under `max_environments`; deployed when an environment frees up.
     case waiting
+    /// A fork PR (or any PR under `require_label`) waiting for the deploy label from a writer.
+    case blocked
     case deploying
     case ready
     case failed
@@ -79,6 +81,15 @@ public struct Environment: Sendable, Equatable, Codable {
     public var admitted: Bool
     /// When the PR started waiting for a place; nil when it is not waiting.
     public var waitingSince: Date?
+    /// The head sha a writer approved with the deploy label (or an operator deployed by hand).
+    public var approvedSha: String?
+    public var approvedBy: String?
+    /// The last deploy label, not yet checked: who added it, at which head sha.
+    public var labelSha: String?
+    public var labelSender: String?
+
+    /// A PR whose head lives in another repository (or in a deleted fork).
+    public var isFork: Bool { headRepo != repo }
 
     public var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
 

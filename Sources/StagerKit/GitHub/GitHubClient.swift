@@ -125,6 +125,19 @@ public struct GitHubClient: Sendable {
                            body: nil, expecting: [200])
     }
 
+    // MARK: Collaborators
+
+    /// `admin`, `maintain`, `write`, `triage`, `read` or `none`; a user GitHub does not know has `none`.
+    public func permission(of user: String, in repo: String) async throws -> String {
+        struct Answer: Decodable { var permission: String }
+        do {
+            let (data, _) = try await send("GET", url(Self.repoPath(repo) + ["collaborators", user, "permission"]), body: nil, expecting: [200])
+            return try decode(Answer.self, data).permission
+        } catch GitHubError.status(404, _) {
+            return "none"
+        }
+    }
+
     // MARK: Transport
 
     /// Every page of a list, following `Link: rel="next"` rather than building page URLs.

@@ -25,11 +25,17 @@ public struct PullRequestEvent: Sendable, Decodable, Equatable {
         public var merged: Bool?
     }
 
+    public struct Label: Sendable, Decodable, Equatable {
+        public var name: String
+    }
+
     public var action: String
     public var number: Int
     public var pull_request: PullRequest
     public var repository: Repository
     public var sender: User?
+    /// The label added or removed, in `labeled` and `unlabeled` events.
+    public var label: Label? = nil
 
     public var key: PullRequestKey { PullRequestKey(repo: repository.full_name, number: number) }
 }
@@ -86,7 +92,11 @@ public enum WebhookPayload {
             let event = try JSONDecoder().decode(PullRequestEvent.self, from: json)
             guard !event.action.isEmpty else { throw Failure.missingField("action") }
             guard event.number > 0 else { throw Failure.missingField("number") }
-            guard !event.pull_request.head.ref.isEmpty else { throw Failure.missingField("pull_request.head.ref") }
+            // Git refuses control characters in a ref: a payload carrying one is not from GitHub.
+            guard !event.pull_request.head.ref.isEmpty, event.pull_request.head.ref.utf8.count <= 1024,
+                  !event.pull_request.head.ref.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                throw Failure.missingField("pull_request.head.ref")
+            }
             guard event.pull_request.head.sha.count >= 7, event.pull_request.head.sha.allSatisfy(\.isHexDigit) else {
                 throw Failure.missingField("pull_request.head.sha")
             }

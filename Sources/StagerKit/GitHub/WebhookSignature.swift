@@ -47,3 +47,37 @@ public struct WebhookSignature: Sendable {
         return bytes
     }
 }
+
+/// The global webhook secret and the repositories' own. The signature is checked against them before the
+/// body is parsed; once it is, the secret that matched must be the one of the delivery's repository.
+public struct WebhookSecrets: Sendable {
+    public enum Scope: Sendable, Equatable {
+        case global
+        case repo(String)
+    }
+
+    private let global: WebhookSignature
+    private let perRepo: [(repo: String, signature: WebhookSignature)]
+
+    public init(config: StagerConfig) {
+        global = WebhookSignature(secret: config.webhookSecret)
+        perRepo = config.repos.values.compactMap { repo in repo.webhookSecret.map { (repo.name, WebhookSignature(secret: $0)) } }
+            .sorted { $0.repo < $1.repo }
+    }
+
+    /// Which secret signed the body; nil when none did.
+    public func scope(header: String?, body: some DataProtocol) -> Scope? {
+        // Every secret is tried, so the time taken does not tell which one matched.
+        var found: Scope?
+        if global.isValid(header: header, body: body) { found = .global }
+        for (repo, signature) in perRepo where signature.isValid(header: header, body: body) {
+            if found == nil { found = .repo(repo) }
+        }
+        return found
+    }
+
+    /// The scope a delivery for `repo` must have been signed with.
+    public func expected(for repo: String) -> Scope {
+        perRepo.contains { $0.repo == repo } ? .repo(repo) : .global
+    }
+}

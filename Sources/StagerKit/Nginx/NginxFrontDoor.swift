@@ -10,8 +10,14 @@ public struct Route: Sendable, Equatable {
     public var upstreamPort: Int
     public var containerName: String
     public var sha: String
+    /// The raw branch name; templates get it only through `NginxEscaping`.
+    public var branch: String
+    public var access: StagerConfig.Access
 
-    public init(key: PullRequestKey, slug: String, hostName: String, upstreamPort: Int, containerName: String, sha: String) {
+    public init(key: PullRequestKey, slug: String, hostName: String, upstreamPort: Int, containerName: String, sha: String,
+                branch: String = "", access: StagerConfig.Access = .open) {
+        self.branch = branch
+        self.access = access
         self.key = key
         self.slug = slug
         self.hostName = hostName
@@ -104,10 +110,14 @@ public actor NginxFrontDoor {
     // MARK: Changing
 
     public func render(_ route: Route) -> String {
-        // Every value here is validated: a DNS label, a checked domain, integers, a name we made.
+        // Every value here is validated (a DNS label, a checked domain, integers, a name we made, checked
+        // addresses and paths) or escaped for nginx (the branch).
         let context: [String: Any] = [
             "listen": config.listen, "host": route.hostName, "upstream_port": route.upstreamPort,
             "container": route.containerName, "slug": route.slug, "repo": route.key.repo, "number": route.key.number,
+            "branch": NginxEscaping.quoted(route.branch),
+            "allow_ips": route.access.allowIPs, "has_allow_ips": !route.access.allowIPs.isEmpty,
+            "htpasswd_file": route.access.htpasswdFile?.path ?? "", "has_htpasswd": route.access.htpasswdFile != nil,
         ]
         let marker = "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha)\n"
         return marker + template.render(context)
@@ -160,18 +170,35 @@ public actor NginxFrontDoor {
 
     private func file(_ slug: String) throws -> URL {
         guard Slug.isValidLabel(slug) else { throw NginxError.unsafePath(slug) }
-        return config.sitesDir.appendingPathComponent("\(slug).conf")
+        let file = config.sitesDir.appendingPathComponent("\(slug).conf")
+        // A symlink planted in the sites folder could point anywhere: never read through it or replace it.
+        if (try? FileManager.default.destinationOfSymbolicLink(atPath: file.path)) != nil { throw NginxError.unsafePath(file.path) }
+        return file
     }
 
     private func writeAtomically(_ data: Data, to target: URL) throws {
         try FileManager.default.createDirectory(at: config.sitesDir, withIntermediateDirectories: true)
         // The temporary name does not end in .conf, so nginx's include never sees a half-written file.
         let temporary = config.sitesDir.appendingPathComponent(".\(target.lastPathComponent).\(UUID().uuidString).tmp")
-        try data.write(to: temporary)
-        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: temporary.path)
+        // Readable by its owner and group only (nginx's master reads it as root), from the first byte on.
+        guard FileManager.default.createFile(atPath: temporary.path, contents: data, attributes: [.posixPermissions: 0o640]) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary.path])
+        }
         if rename(temporary.path, target.path) != 0 {
             try? FileManager.default.removeItem(at: temporary)
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: target.path])
         }
+    }
+}
+
+/// Escaping made for nginx's configuration language, not HTML: a value meant for a double-quoted string
+/// keeps letters, digits and `-._/+@:=,`, and every other character (quotes, `;`, braces, `$`, `#`,
+/// backslashes, spaces, unicode) becomes `_`, so nothing can end the string, start a directive or a
+/// variable, or open a comment.
+public enum NginxEscaping {
+    public static func quoted(_ value: String) -> String {
+        String(value.unicodeScalars.prefix(200).map { scalar in
+            scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "-._/+@:=,".unicodeScalars.contains(scalar)) ? Character(scalar) : "_"
+        })
     }
 }

@@ -11,12 +11,17 @@ enum Intents {
                                 title: pull.title, user: pull.user, updated_at: pull.updated_at, state: pull.state, merged: pull.merged),
             repository: .init(full_name: repo, clone_url: nil), sender: nil
         )
-        return delivery(event, intent: .deploy(sha: sha ?? pull.head.sha), source: source)
+        var result = delivery(event, intent: .deploy(sha: sha ?? pull.head.sha), source: source)
+        // An operator deploying by hand vouches for the code, fork or not; sync only catches up.
+        if source == "deploy" { result.approvedBy = "operator (stager deploy)" }
+        return result
     }
 
     /// A redeploy of a known environment without asking GitHub (no token configured).
     static func redeploy(_ env: Environment, sha: String, source: String) -> IncomingDelivery {
-        delivery(event(for: env, action: "synchronize", sha: sha, updatedAt: nil), intent: .deploy(sha: sha), source: source)
+        var result = delivery(event(for: env, action: "synchronize", sha: sha, updatedAt: nil), intent: .deploy(sha: sha), source: source)
+        result.approvedBy = "operator (stager deploy)"
+        return result
     }
 
     /// A teardown of a known environment. `updatedAt` is GitHub's, when the PR was seen closed there.

@@ -19,6 +19,10 @@ public struct IncomingDelivery: Sendable {
     public var receivedAt: Date
     /// Who asked: `pull_request` for a webhook, else the command (`sync`, `deploy`, `destroy`, `gc`).
     public var source: String
+    /// The sender of a `labeled` event with the deploy label; the controller checks their permission.
+    public var labeledBy: String? = nil
+    /// An operator's own deploy (`stager deploy`) needs no label.
+    public var approvedBy: String? = nil
 
     public init(id: String, event: PullRequestEvent, intent: Intent, receivedAt: Date, source: String = "pull_request") {
         self.id = id
@@ -128,6 +132,14 @@ public final class Store: Sendable {
                 t.column("at", .datetime).notNull()
             }
         }
+        migrator.registerMigration("v3: approval") { db in
+            try db.alter(table: "environment") { t in
+                t.add(column: "approvedSha", .text)
+                t.add(column: "approvedBy", .text)
+                t.add(column: "labelSha", .text)
+                t.add(column: "labelSender", .text)
+            }
+        }
         return migrator
     }
 
@@ -153,6 +165,14 @@ public final class Store: Sendable {
                 switch delivery.intent {
                 case .deploy(let sha):
                     env.lastActivityAt = delivery.receivedAt
+                    if let sender = delivery.labeledBy {
+                        env.labelSender = sender
+                        env.labelSha = sha
+                    }
+                    if let operatorName = delivery.approvedBy {
+                        env.approvedSha = sha
+                        env.approvedBy = operatorName
+                    }
                     if wasGone {
                         // A reopened PR may have lost its slug to another environment meanwhile.
                         env.slug = try Self.freeSlug(db, branch: event.pull_request.head.ref, key: key)
@@ -333,7 +353,8 @@ public final class Store: Sendable {
             author: event.pull_request.user?.login ?? "", headRepo: event.pull_request.head.repo?.full_name ?? "",
             desired: "absent", desiredSha: event.pull_request.head.sha, desiredVersion: 0, appliedVersion: 0,
             sourceUpdatedAt: "", status: .queued, commentPending: false, createdAt: date, updatedAt: date,
-            lastActivityAt: date, admitted: false, waitingSince: nil
+            lastActivityAt: date, admitted: false, waitingSince: nil,
+            approvedSha: nil, approvedBy: nil, labelSha: nil, labelSender: nil
         )
     }
 

@@ -5,7 +5,7 @@ import Logging
 /// `POST /webhook`: signature over the raw body first, then the event header, then decoding, then one
 /// store transaction, and only then the answer.
 public struct WebhookController: Sendable {
-    let signature: WebhookSignature
+    let secrets: WebhookSecrets
     let maxBodyBytes: Int
     let config: StagerConfig
     let store: Store
@@ -30,7 +30,7 @@ public struct WebhookController: Sendable {
         let bytes = Data(body.readableBytesView)
         let eventName = request.headers.value(named: "x-github-event") ?? ""
 
-        guard signature.isValid(header: request.headers.value(named: "x-hub-signature-256"), body: bytes) else {
+        guard let scope = secrets.scope(header: request.headers.value(named: "x-hub-signature-256"), body: bytes) else {
             return reply(.unauthorized, "missing or invalid X-Hub-Signature-256", event: eventName, outcome: "bad_signature")
         }
 
@@ -56,14 +56,22 @@ public struct WebhookController: Sendable {
         guard config.repo(event.repository.full_name) != nil else {
             return reply(.ok, "ignored: repository \(event.repository.full_name) is not configured", event: eventName, outcome: "ignored")
         }
-        guard let intent = Intent(action: event.action, sha: event.pull_request.head.sha) else {
+        // A repository with its own secret accepts only deliveries signed with it.
+        guard scope == secrets.expected(for: event.repository.full_name) else {
+            return reply(.unauthorized, "missing or invalid X-Hub-Signature-256", event: eventName, outcome: "bad_signature")
+        }
+        // The deploy label on an open PR is a deploy intent; whether its sender may give it is checked later.
+        let labeled = event.action == "labeled" && event.label?.name == config.forks.label && event.pull_request.state != "closed"
+        guard let intent = labeled ? .deploy(sha: event.pull_request.head.sha) : Intent(action: event.action, sha: event.pull_request.head.sha) else {
             return reply(.ok, "ignored: action \(event.action) needs nothing", event: eventName, outcome: "ignored")
         }
         guard let deliveryID = request.headers.value(named: "x-github-delivery"), !deliveryID.isEmpty, deliveryID.count <= 200 else {
             return reply(.badRequest, "missing X-GitHub-Delivery header", event: eventName, outcome: "bad_request")
         }
 
-        let outcome = try await store.accept(IncomingDelivery(id: deliveryID, event: event, intent: intent, receivedAt: Date()))
+        var delivery = IncomingDelivery(id: deliveryID, event: event, intent: intent, receivedAt: Date())
+        if labeled { delivery.labeledBy = event.sender?.login ?? "" }
+        let outcome = try await store.accept(delivery)
         switch outcome {
         case .duplicate:
             return reply(.ok, "duplicate delivery \(deliveryID): already recorded", event: eventName, outcome: "duplicate")
