@@ -19,36 +19,11 @@ let hostileBranches: [String] = [
 
 @Suite("End to end: security", .serialized, .enabled(if: E2EHarness.available))
 struct SecurityTests {
-    static let forksRepo = """
-      acme/forks:
-        image: "\(E2EHarness.image)"
-        command: \(E2EHarness.servingCommand)
-        port: 8080
-        allow_forks: true
-    """
-
-    static let gatedRepo = """
-      acme/gated:
-        image: "\(E2EHarness.image)"
-        command: \(E2EHarness.servingCommand)
-        port: 8080
-        require_label: true
-    """
-
-    static let protectedRepos = """
-      acme/private:
-        image: "\(E2EHarness.image)"
-        command: \(E2EHarness.servingCommand)
-        port: 8080
-        access:
-          users_env: E2E_PREVIEW_USERS
-      acme/office:
-        image: "\(E2EHarness.image)"
-        command: \(E2EHarness.servingCommand)
-        port: 8080
-        access:
-          allow_ips: ["10.0.0.0/8"]
-    """
+    static let forksRepo = E2EHarness.servingRepo("acme/forks", "allow_forks: true")
+    static let gatedRepo = E2EHarness.servingRepo("acme/gated", "require_label: true")
+    static let protectedRepos = E2EHarness.servingRepo("acme/private", "access:\n  users_env: E2E_PREVIEW_USERS")
+        + E2EHarness.servingRepo("acme/office", "access:\n  allow_ips: [\"10.0.0.0/8\"]")
+    static let ownSecretRepo = E2EHarness.servingRepo("acme/own", "webhook_secret_env: E2E_OWN_SECRET")
 
     /// Every hostile name, plus two forks that both call their branch `main`, opened end to end: valid unique
     /// slugs, `nginx -t` passes, each URL serves its own PR, the raw name travels intact in labels and
@@ -220,13 +195,7 @@ struct SecurityTests {
     /// A repository's own secret: its deliveries must carry it, and it signs nothing for other repositories.
     /// Oversized, truncated, wrongly typed, unsigned and replayed deliveries are answered and leave no trace.
     @Test func webhookSecretsAndMalformedDeliveries() async throws {
-        try await E2EHarness.run(name: "webhooks", extraRepos: """
-          acme/own:
-            image: "\(E2EHarness.image)"
-            command: \(E2EHarness.servingCommand)
-            port: 8080
-            webhook_secret_env: E2E_OWN_SECRET
-        """) { harness in
+        try await E2EHarness.run(name: "webhooks", extraRepos: Self.ownSecretRepo) { harness in
             let store = try #require(harness.app?.store)
             let own = try Fixtures.pullRequest(action: "opened", repo: "acme/own", number: 90, branch: "own", sha: Fixtures.sha("own"))
             let web = try Fixtures.pullRequest(action: "opened", repo: "acme/web", number: 91, branch: "web", sha: Fixtures.sha("web"))

@@ -14,6 +14,14 @@ public final class E2EHarness: @unchecked Sendable {
     /// Writes the sha into the page, then serves it: each deploy's content tells which sha answers.
     public static let servingCommand = #"["/bin/busybox", "sh", "-c", "echo \"sha=$STAGER_SHA branch=$STAGER_BRANCH\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"]"#
 
+    /// A repository block for `extraRepos` running the serving command, with `extra` lines (YAML, indented
+    /// as under the repository) appended.
+    public static func servingRepo(_ name: String, _ extra: String = "") -> String {
+        let lines = ["  \(name):", "    image: \"\(image)\"", "    command: \(servingCommand)", "    port: 8080"]
+            + extra.split(separator: "\n").map { "    " + $0 }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     /// Whether the engine and nginx are here (CI's scripts/setup makes sure they are).
     public static var available: Bool {
         FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") &&
