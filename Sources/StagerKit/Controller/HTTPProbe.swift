@@ -50,15 +50,16 @@ public final class HTTPProbe: NSObject, URLSessionTaskDelegate, Sendable {
 
 /// Runs `body`, or throws `URLError(.timedOut)` once `limit` passes: Foundation's URLSession on Linux has
 /// been seen never to call back, and a probe must not hang a deploy.
-/// (Unstructured on purpose: a task group would wait for the stuck call.)
+/// Unstructured on purpose: a task group would wait for the stuck call. The call is abandoned, never
+/// cancelled: cancelling a URLSession task races its completion in FoundationNetworking and crashes
+/// ("Trying to access a behaviour for a task that in not in the registry").
 func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     let once = ResumeOnce<T>()
     return try await withCheckedThrowingContinuation { continuation in
         once.set(continuation)
-        let work = Task { once.resume(with: await Result(catching: body)) }
+        Task { once.resume(with: await Result(catching: body)) }
         Task {
             try? await Task.sleep(for: limit)
-            work.cancel()
             once.resume(with: .failure(URLError(.timedOut)))
         }
     }
