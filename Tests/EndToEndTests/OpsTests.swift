@@ -177,6 +177,11 @@ struct OpsTests {
             #expect(try await harness.stager(["deploy", "acme/web#6", "--sha", "not-a-sha"]).exitCode == 2)
             #expect(try await harness.stager(["destroy", "acme/web#8"]).exitCode == 1)
             #expect(try harness.environment(7) == nil)
+
+            // A stopped serve clears its heartbeat: the command says so at once instead of waiting.
+            await harness.stop()
+            let unattended = try await harness.stager(["deploy", "acme/web#6"])
+            #expect(unattended.exitCode == 0 && unattended.standardOutput.contains("stager serve is not running"), "\(unattended.standardOutput)")
         }
     }
 

@@ -44,6 +44,21 @@ struct ProcessSeamTests {
         #expect(runner.commands[1].arguments.suffix(3) == ["port", "abc123", "8080/tcp"])
     }
 
+    /// `check` fails when `nginx -T` shows no include of the sites folder.
+    @Test func checkSaysWhenNginxDoesNotIncludeTheSitesFolder() async throws {
+        let dir = try TestConfig.temporaryDirectory("include")
+        let config = try TestConfig.load("nginx:\n  sites_dir: sites\n", in: dir)
+        let sites = config.nginx.sitesDir.standardizedFileURL.path
+        for (dump, passes) in [("http {\n    include /etc/nginx/other/*.conf;\n}\n", false), ("http {\n    include \(sites)/*.conf;\n}\n", true)] {
+            let runner = RecordingRunner { command in
+                command.arguments.contains("-T") ? CommandResult(exitCode: 0, standardOutput: dump) : CommandResult(exitCode: 0)
+            }
+            let results = await Preflight(config: config, runner: runner).run()
+            let include = try #require(results.first { $0.name == "nginx include" })
+            #expect(include.passed == passes, "\(include.line)")
+        }
+    }
+
     @Test func aVariableWithALineBreakIsRefused() {
         #expect(throws: ContainerSpecError.lineBreakInVariable("X")) { try DockerCLI.envFileText(["X": "a\nB=evil"]) }
     }
@@ -83,6 +98,8 @@ struct ProcessSeamTests {
         try await door.apply(route)
         #expect(runner.commands.map { [$0.executable] + $0.arguments } == [["nginx", "-t"], ["nginx", "-s", "reload"]])
         #expect(await door.routedContainer(slug: "feat") == "c1")
+        let mode = try FileManager.default.attributesOfItem(atPath: config.nginx.sitesDir.appendingPathComponent("feat.conf").path)[.posixPermissions] as? Int
+        #expect(mode == 0o640)
         let inventory = await door.inventory()
         #expect(inventory.managed == ["feat"])
         // Another tool's file in the folder is never Stager's.
@@ -91,6 +108,11 @@ struct ProcessSeamTests {
         try await door.remove(slug: "feat")
         #expect(await door.routedContainer(slug: "feat") == nil)
         await #expect(throws: NginxError.self) { try await door.remove(slug: "../etc/passwd") }
+        // A symlink planted in the sites folder is never written through.
+        try FileManager.default.createSymbolicLink(atPath: config.nginx.sitesDir.appendingPathComponent("planted.conf").path, withDestinationPath: "/etc/hostname")
+        let planted = Route(key: route.key, slug: "planted", hostName: "planted.preview.localhost", upstreamPort: 40000, containerName: "c2", sha: "abc")
+        await #expect(throws: NginxError.self) { try await door.apply(planted) }
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: config.nginx.sitesDir.appendingPathComponent("planted.conf").path) == "/etc/hostname")
     }
 }
 

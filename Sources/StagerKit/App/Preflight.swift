@@ -60,12 +60,11 @@ public struct Preflight: Sendable {
 
     /// The token can read each configured repository's pull requests.
     private func github() async -> [Result] {
-        guard let token = config.github.token else {
-            return [Result(name: "github", passed: true, detail: "no token: PR comments go to the log and dashboard only")]
-        }
         var logger = Logger(label: "stager-check")
         logger.logLevel = .critical
-        let client = GitHubClient(baseURL: config.github.apiURL, token: token, timeout: config.github.requestTimeout, maxAttempts: 2, logger: logger)
+        guard let client = GitHubClient(config: config.github, maxAttempts: 2, logger: logger) else {
+            return [Result(name: "github", passed: true, detail: "no token: PR comments go to the log and dashboard only")]
+        }
         var results: [Result] = []
         for repo in config.repos.keys.sorted() {
             do {

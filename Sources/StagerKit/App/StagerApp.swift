@@ -18,10 +18,7 @@ public struct StagerApp: Sendable {
         let templates = try Templates.load(overrideDir: config.templatesDir)
         try Self.writeGeneratedHtpasswd(config)
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
-        let github = config.github.token.map { token in
-            GitHubClient(baseURL: config.github.apiURL, token: token, timeout: config.github.requestTimeout,
-                         maxAttempts: config.github.maxAttempts, logger: logger)
-        }
+        let github = GitHubClient(config: config.github, logger: logger)
         let publisher: any CommentPublisher = publisher ?? github.map(GitHubCommentPublisher.init) ?? LogCommentPublisher(logger: logger)
         let deps = ControllerDependencies(
             config: config,

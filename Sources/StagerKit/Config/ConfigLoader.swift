@@ -92,7 +92,9 @@ private struct Validator {
         return parsed
     }
 
-    func secret(envKey: String?, fileKey: String?, keyPrefix: String, defaultEnv: String) throws -> String? {
+    /// A secret from a file, or from the named variable (else `defaultEnv`). With `requiredWhenNamed`, a
+    /// variable the configuration names but the environment lacks is an error rather than "not set".
+    func secret(envKey: String?, fileKey: String?, keyPrefix: String, defaultEnv: String?, requiredWhenNamed: Bool = false) throws -> String? {
         if let path = fileKey {
             guard let text = try? String(contentsOf: self.path(path), encoding: .utf8) else {
                 throw fail("\(keyPrefix)_file", "cannot read \(path)")
@@ -101,8 +103,12 @@ private struct Validator {
             guard !value.isEmpty else { throw fail("\(keyPrefix)_file", "\(path) is empty") }
             return value
         }
-        let name = envKey ?? defaultEnv
-        guard let value = environment[name], !value.isEmpty else { return nil }
+        guard let name = envKey ?? defaultEnv, let value = environment[name], !value.isEmpty else {
+            if requiredWhenNamed, let envKey {
+                throw fail("\(keyPrefix)_env", "the variable \(envKey) is not set; export it or remove the key")
+            }
+            return nil
+        }
         return value
     }
 
@@ -129,10 +135,7 @@ private struct Validator {
         }
 
         let adminToken = try self.secret(envKey: doc.server?.admin_token_env, fileKey: doc.server?.admin_token_file,
-                                         keyPrefix: "server.admin_token", defaultEnv: "STAGER_ADMIN_TOKEN")
-        if doc.server?.admin_token_env != nil, adminToken == nil {
-            throw fail("server.admin_token_env", "the variable \(doc.server?.admin_token_env ?? "") is not set; export it or remove the key")
-        }
+                                         keyPrefix: "server.admin_token", defaultEnv: "STAGER_ADMIN_TOKEN", requiredWhenNamed: true)
         let dataDir = path(doc.data_dir ?? ".stager")
         let forksLabel = doc.forks?.label ?? "stager:deploy"
         guard !forksLabel.isEmpty, forksLabel.count <= 50 else { throw fail("forks.label", "must be a label name of 1 to 50 characters") }
@@ -242,20 +245,20 @@ private struct Validator {
         if let memory = repo.memory { try checkMemory(memory, key: "\(key).memory") }
         if let cpus = repo.cpus { try checkCPUs(cpus, key: "\(key).cpus") }
         if let pids = repo.pids, pids <= 0 { throw fail("\(key).pids", "must be positive") }
-        if let variable = repo.webhook_secret_env, (environment[variable] ?? "").isEmpty {
-            throw fail("\(key).webhook_secret_env", "the variable \(variable) is not set; export it with this repository's webhook secret")
-        }
         if let max = repo.max_environments, max <= 0 { throw fail("\(key).max_environments", "must be positive") }
         if repo.privileged != nil {
             throw fail("\(key).privileged", "privileged containers are never run: a preview runs untrusted code; use cap_add for the one capability it needs")
         }
-        for capability in repo.cap_add ?? [] {
-            let name = capability.uppercased().hasPrefix("CAP_") ? String(capability.uppercased().dropFirst(4)) : capability.uppercased()
+        let capabilities = try (repo.cap_add ?? []).map { capability in
+            // Docker takes both NET_ADMIN and CAP_NET_ADMIN; one spelling is kept.
+            let upper = capability.uppercased()
+            let name = upper.hasPrefix("CAP_") ? String(upper.dropFirst(4)) : upper
             guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isUppercase || $0 == "_") }), name != "ALL", name != "SYS_ADMIN" else {
                 throw fail("\(key).cap_add", "\"\(capability)\" is not a capability Stager grants (ALL and SYS_ADMIN are refused)")
             }
+            return name
         }
-        for (name, value) in repo.env ?? [:] where value.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\0" }) {
+        for (name, value) in repo.env ?? [:] where value.hasLineBreak {
             throw fail("\(key).env.\(name)", "values may not contain line breaks")
         }
         return StagerConfig.Repo(
@@ -271,11 +274,11 @@ private struct Validator {
             cpus: repo.cpus,
             pids: repo.pids,
             maxEnvironments: repo.max_environments,
-            capAdd: (repo.cap_add ?? []).map { $0.uppercased().hasPrefix("CAP_") ? String($0.uppercased().dropFirst(4)) : $0.uppercased() },
+            capAdd: capabilities,
             readOnly: repo.read_only ?? false,
             requireLabel: repo.require_label ?? false,
             webhookSecret: try secret(envKey: repo.webhook_secret_env, fileKey: repo.webhook_secret_file,
-                                      keyPrefix: "\(key).webhook_secret", defaultEnv: ""),
+                                      keyPrefix: "\(key).webhook_secret", defaultEnv: nil, requiredWhenNamed: true),
             access: try access(repo.access, key: "\(key).access", repo: name, dataDir: dataDir)
         )
     }

@@ -86,18 +86,11 @@ struct Execution {
     private mutating func block(ignored: String) async throws -> Bool {
         outcome = "blocked"
         guard env.status != .blocked || !ignored.isEmpty else { return false }
-        let body = renderComment([
+        try await settle(.blocked, comment: [
             "blocked": true, "fork": env.isFork, "head_repo": MarkdownEscaping.codeSpan(env.headRepo.isEmpty ? "(deleted)" : env.headRepo),
             "label": MarkdownEscaping.codeSpan(deps.config.forks.label), "new_commits": env.approvedSha != nil,
-            "ignored": ignored.isEmpty ? "" : MarkdownEscaping.codeSpan("@" + ignored), "updated": Self.timestamp(),
-        ])
-        let updated = try store.update(key) {
-            $0.status = .blocked
-            $0.commentBody = body
-            $0.commentPending = true
-        }
-        try store.audit(key, kind: "blocked", message: "waiting for the \(deps.config.forks.label) label from a writer")
-        try await publish(body, knownID: updated?.commentID)
+            "ignored": ignored.isEmpty ? "" : MarkdownEscaping.codeSpan("@" + ignored),
+        ], audit: ("blocked", "waiting for the \(deps.config.forks.label) label from a writer"))
         return false
     }
 
@@ -108,17 +101,9 @@ struct Execution {
         guard case .waiting(let position, let inUse, let limit, let scope) = admission else { return true }
         outcome = "waiting"
         guard env.status != .waiting else { return false }
-        let body = renderComment([
-            "waiting": true, "position": position, "in_use": inUse, "limit": limit, "scope": scope, "updated": Self.timestamp(),
-        ])
-        let updated = try store.update(key) {
-            $0.status = .waiting
-            $0.commentBody = body
-            $0.commentPending = true
-        }
-        try store.audit(key, kind: "waiting", message: "\(inUse) of \(limit) environments in use (\(scope)); position \(position)")
         logger.info("waiting for room", metadata: ["position": "\(position)", "limit": "\(scope)=\(limit)"])
-        try await publish(body, knownID: updated?.commentID)
+        try await settle(.waiting, comment: ["waiting": true, "position": position, "in_use": inUse, "limit": limit, "scope": scope],
+                         audit: ("waiting", "\(inUse) of \(limit) environments in use (\(scope)); position \(position)"))
         return false
     }
 
@@ -293,9 +278,9 @@ struct Execution {
         } else {
             return
         }
-        let body = renderComment(["ready": true, "url": url, "sha": serving.sha, "branch": MarkdownEscaping.codeSpan(env.branch), "updated": Self.timestamp()])
-        let updated = try store.update(key) {
-            $0.status = .ready
+        logger.info("environment ready", metadata: ["url": "\(url)", "sha": "\(serving.sha)"])
+        try await settle(.ready, comment: ["ready": true, "url": url, "sha": serving.sha, "branch": MarkdownEscaping.codeSpan(env.branch)],
+                         audit: ("ready", "\(url) serves \(serving.sha.prefix(12))")) {
             $0.lastActivityAt = Date()
             $0.deployedSha = serving.sha
             $0.containerID = serving.id
@@ -303,12 +288,7 @@ struct Execution {
             $0.hostPort = serving.hostPort
             $0.failureReason = nil
             $0.failedSha = nil
-            $0.commentBody = body
-            $0.commentPending = true
         }
-        try store.audit(key, kind: "ready", message: "\(url) serves \(serving.sha.prefix(12))")
-        logger.info("environment ready", metadata: ["url": "\(url)", "sha": "\(serving.sha)"])
-        try await publish(body, knownID: updated?.commentID)
     }
 
     /// Records a failed deploy: the candidate goes (with its log tail kept for the comment), whatever
@@ -323,20 +303,30 @@ struct Execution {
             try await deps.runtime.remove(candidate.id)
             self.candidate = nil
         }
-        let body = renderComment([
+        let tail = String(log.suffix(4000))
+        logger.warning("deploy failed", metadata: ["reason": "\(reason)"])
+        try await settle(.failed, comment: [
             "failed": true, "sha": sha, "reason": reason, "reason_fence": MarkdownEscaping.fence(for: reason),
-            "log": String(log.suffix(4000)), "log_fence": MarkdownEscaping.fence(for: String(log.suffix(4000))), "url": url,
-            "serving": stillServing.map { String($0.prefix(12)) } ?? "", "updated": Self.timestamp(),
-        ])
-        let updated = try store.update(key) {
-            $0.status = .failed
+            "log": tail, "log_fence": MarkdownEscaping.fence(for: tail), "url": url,
+            "serving": stillServing.map { String($0.prefix(12)) } ?? "",
+        ], audit: ("failure", reason)) {
             $0.failureReason = reason
             $0.failedSha = sha
+        }
+    }
+
+    /// Records a status with its comment (rendered from `comment`, stamped now) and the audit line, then
+    /// publishes the comment; `change` sets whatever else goes with that status, in the same transaction.
+    private func settle(_ status: EnvironmentStatus, comment: [String: Any], audit: (kind: String, message: String),
+                        change: @escaping @Sendable (inout Environment) -> Void = { _ in }) async throws {
+        let body = renderComment(comment.merging(["updated": Self.timestamp()]) { mine, _ in mine })
+        let updated = try store.update(key) {
+            $0.status = status
             $0.commentBody = body
             $0.commentPending = true
+            change(&$0)
         }
-        try store.audit(key, kind: "failure", message: reason)
-        logger.warning("deploy failed", metadata: ["reason": "\(reason)"])
+        try store.audit(key, kind: audit.kind, message: audit.message)
         try await publish(body, knownID: updated?.commentID)
     }
 

@@ -17,6 +17,11 @@ public struct ContainerSpec: Sendable, Equatable {
     public var readOnly = false
 }
 
+extension String {
+    /// A line break or NUL: what ends a line in an env file (and what git never allows in a ref).
+    var hasLineBreak: Bool { contains { $0 == "\n" || $0 == "\r" || $0 == "\0" } }
+}
+
 public enum ContainerSpecError: Error, CustomStringConvertible, Equatable {
     case lineBreakInVariable(String)
     case cannotWrite(String)
@@ -111,7 +116,7 @@ public struct DockerCLI: ContainerRuntime {
     /// The env-file lines; docker reads each to the end of the line, so a value may not contain one.
     static func envFileText(_ environment: [String: String]) throws -> String {
         try environment.sorted { $0.key < $1.key }.map { key, value in
-            guard !value.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\0" }) else {
+            guard !value.hasLineBreak else {
                 throw ContainerSpecError.lineBreakInVariable(key)
             }
             return "\(key)=\(value)\n"

@@ -54,6 +54,12 @@ public struct GitHubClient: Sendable {
     private let sleeper: any Sleeper
     private let logger: Logger
 
+    /// The client the configuration describes; nil when no token is configured.
+    public init?(config: StagerConfig.GitHub, maxAttempts: Int? = nil, logger: Logger) {
+        guard let token = config.token else { return nil }
+        self.init(baseURL: config.apiURL, token: token, timeout: config.requestTimeout, maxAttempts: maxAttempts ?? config.maxAttempts, logger: logger)
+    }
+
     public init(baseURL: URL, token: String, timeout: Duration, maxAttempts: Int, sleeper: any Sleeper = TaskSleeper(), logger: Logger) {
         self.baseURL = baseURL
         self.token = token

@@ -41,7 +41,7 @@ public struct GcPlan: Sendable, Equatable {
     /// Slugs of vhost files Stager wrote that belong to no environment.
     public var vhosts: [String] = []
     /// Live environments kept; the unknown ones (GitHub gave no definite answer) carry the reason.
-    public var kept: [(env: Environment, unknown: String?)] = []
+    public var kept: [Kept] = []
     /// Files in the sites folder Stager did not write: reported, never deleted.
     public var foreignFiles: [String] = []
     /// Open PRs with no environment (`stager sync` creates them).
@@ -49,10 +49,10 @@ public struct GcPlan: Sendable, Equatable {
     /// Per-PR images of the removed environments that no kept environment uses (`gc.remove_images`).
     public var images: [String] = []
 
-    public static func == (lhs: GcPlan, rhs: GcPlan) -> Bool {
-        lhs.environments == rhs.environments && lhs.containers == rhs.containers && lhs.vhosts == rhs.vhosts
-            && lhs.kept.map(\.env) == rhs.kept.map(\.env) && lhs.kept.map(\.unknown) == rhs.kept.map(\.unknown)
-            && lhs.foreignFiles == rhs.foreignFiles && lhs.missing == rhs.missing && lhs.images == rhs.images
+    public struct Kept: Sendable, Equatable {
+        public var env: Environment
+        /// Why GitHub's answer was not definite; nil when the PR is open.
+        public var unknown: String?
     }
 
     public struct Facts: Sendable {
@@ -79,9 +79,9 @@ public struct GcPlan: Sendable, Equatable {
                 if case .closed(_, let updatedAt) = facts.states[env.key] { closedAt = updatedAt }
                 environments.append(Removal(env: env, reason: reason, closedAt: closedAt))
             } else if case .unknown(let why) = facts.states[env.key] {
-                kept.append((env, "PR state unknown (\(why))"))
+                kept.append(Kept(env: env, unknown: "PR state unknown (\(why))"))
             } else {
-                kept.append((env, nil))
+                kept.append(Kept(env: env, unknown: nil))
             }
         }
         let keptKeys = Set(kept.map(\.env.key))
@@ -191,8 +191,8 @@ public struct GarbageCollector: Sendable {
         var summary = Summary(kept: plan.kept.count, unknown: plan.kept.filter { $0.unknown != nil }.count,
                               missing: plan.missing.count, dryRun: dryRun)
         let removing: GcItem.Action = dryRun ? .wouldRemove : .removed
-        for (env, unknown) in plan.kept {
-            if let unknown { report(GcItem(action: .kept, kind: .environment, item: env.key.description, reason: unknown)) }
+        for kept in plan.kept {
+            if let unknown = kept.unknown { report(GcItem(action: .kept, kind: .environment, item: kept.env.key.description, reason: unknown)) }
         }
         for key in plan.missing {
             report(GcItem(action: .reported, kind: .pullRequest, item: key.description, reason: "open on GitHub without an environment; `stager sync` creates it"))

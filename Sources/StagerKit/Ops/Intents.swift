@@ -4,7 +4,8 @@ import Foundation
 /// `Store.accept` as deliveries, so ordering, staleness and the audit trail work the same way.
 enum Intents {
     /// A deploy of `pull` (as GitHub reports it) at `sha`, or at its head when `sha` is nil.
-    static func deploy(_ pull: GitHubClient.PullRequest, repo: String, sha: String? = nil, source: String) -> IncomingDelivery {
+    /// `approvedBy`: an operator deploying by hand vouches for the code, fork or not.
+    static func deploy(_ pull: GitHubClient.PullRequest, repo: String, sha: String? = nil, source: String, approvedBy: String? = nil) -> IncomingDelivery {
         let event = PullRequestEvent(
             action: "synchronize", number: pull.number,
             pull_request: .init(head: .init(ref: pull.head.ref, sha: sha ?? pull.head.sha, repo: pull.head.repo),
@@ -12,15 +13,14 @@ enum Intents {
             repository: .init(full_name: repo, clone_url: nil), sender: nil
         )
         var result = delivery(event, intent: .deploy(sha: sha ?? pull.head.sha), source: source)
-        // An operator deploying by hand vouches for the code, fork or not; sync only catches up.
-        if source == "deploy" { result.approvedBy = "operator (stager deploy)" }
+        result.approvedBy = approvedBy
         return result
     }
 
     /// A redeploy of a known environment without asking GitHub (no token configured).
-    static func redeploy(_ env: Environment, sha: String, source: String) -> IncomingDelivery {
+    static func redeploy(_ env: Environment, sha: String, source: String, approvedBy: String) -> IncomingDelivery {
         var result = delivery(event(for: env, action: "synchronize", sha: sha, updatedAt: nil), intent: .deploy(sha: sha), source: source)
-        result.approvedBy = "operator (stager deploy)"
+        result.approvedBy = approvedBy
         return result
     }
 

@@ -18,6 +18,7 @@ public struct ManualControl: Sendable {
     }
 
     private var store: Store { deps.store }
+    static let operatorName = "operator (stager deploy)"
 
     /// Records a deploy of the PR's head (read from GitHub), or of `sha`. Without a token only a PR Stager
     /// already knows can be redeployed.
@@ -32,9 +33,9 @@ public struct ManualControl: Sendable {
                 throw ManualControlError(message: "\(key): GitHub knows no such pull request, or the token cannot read it")
             }
             guard pull.isOpen else { throw ManualControlError(message: "\(key) is \(pull.merged == true ? "merged" : "closed") on GitHub; only open pull requests are deployed") }
-            delivery = Intents.deploy(pull, repo: key.repo, sha: sha, source: "deploy")
+            delivery = Intents.deploy(pull, repo: key.repo, sha: sha, source: "deploy", approvedBy: Self.operatorName)
         } else if let env = try store.environment(key) {
-            delivery = Intents.redeploy(env, sha: sha ?? env.desiredSha, source: "deploy")
+            delivery = Intents.redeploy(env, sha: sha ?? env.desiredSha, source: "deploy", approvedBy: Self.operatorName)
         } else {
             throw ManualControlError(message: "\(key): Stager has no environment for it and no GitHub token to read it (set github.token_env)")
         }
