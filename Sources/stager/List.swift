@@ -20,7 +20,7 @@ struct List: AsyncParsableCommand {
         } catch {
             degraded = "\(error)"
         }
-        let views = try EnvironmentView.current(in: store, preview: config.preview, degraded: degraded)
+        let views = try EnvironmentView.current(in: store, config: config, degraded: degraded)
         print(json ? try EnvironmentTable.json(views) : EnvironmentTable.text(views, now: Date(), degraded: degraded))
     }
 }

@@ -112,7 +112,7 @@ struct WaitOptions: ParsableArguments {
     @Option(name: .long, help: "How long to wait for stager serve, e.g. 120s.")
     var timeout: String = "300s"
 
-    func report(_ control: ManualControl, key: PullRequestKey, version: Int, preview: StagerConfig.Preview) async throws {
+    func report(_ control: ManualControl, key: PullRequestKey, version: Int, config: StagerConfig) async throws {
         guard !noWait, control.serveIsRunning() else {
             print(noWait ? "recorded" : Sync.applying(control))
             return
@@ -123,7 +123,7 @@ struct WaitOptions: ParsableArguments {
             print("stager serve stopped: it applies this when it starts again")
             return
         }
-        let view = EnvironmentView(env, preview: preview)
+        let view = EnvironmentView(env, config: config)
         print("\(key): \(view.status)\(view.url.map { " at \($0)" } ?? "")\(view.failure_reason.map { " (\($0))" } ?? "")")
         if env.appliedVersion < version, env.status != .waiting {
             throw CommandFailure("\(key): stager serve did not finish within \(timeout)")
@@ -163,7 +163,7 @@ struct Deploy: AsyncParsableCommand {
         let (config, control) = try target.options.manualControl()
         let (env, version) = try await control.deploy(target.key, sha: sha?.lowercased())
         print("deploy \(target.key) (\(env.branch)) at \(env.desiredSha.prefix(12)) recorded")
-        try await target.wait.report(control, key: target.key, version: version, preview: config.preview)
+        try await target.wait.report(control, key: target.key, version: version, config: config)
     }
 }
 
@@ -178,7 +178,7 @@ struct Destroy: AsyncParsableCommand {
         let (config, control) = try target.options.manualControl()
         let (_, version) = try await control.destroy(target.key)
         print("destroy \(target.key) recorded")
-        try await target.wait.report(control, key: target.key, version: version, preview: config.preview)
+        try await target.wait.report(control, key: target.key, version: version, config: config)
     }
 }
 

@@ -8,7 +8,7 @@ struct Stager: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stager",
         abstract: "Per-pull-request preview environments: docker containers behind nginx, driven by GitHub webhooks.",
-        subcommands: [Serve.self, List.self, GarbageCollect.self, Sync.self, Deploy.self, Destroy.self, Check.self]
+        subcommands: [Serve.self, List.self, Logs.self, GarbageCollect.self, Sync.self, Deploy.self, Destroy.self, Check.self]
     )
 
     /// Exit status per the contract: 0 done, 1 failed, 2 bad usage or bad configuration.
@@ -46,16 +46,18 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (default: info for serve, warning otherwise).")
     var logLevel: Logger.Level?
 
+    @Option(name: .long, help: "Log format on standard error: text or json (one object a line).")
+    var logFormat: LogFormat = .text
+
     func load() throws -> StagerConfig {
         let loader = ConfigLoader()
         return try loader.load(file: loader.resolvePath(config))
     }
 
     func logger(default level: Logger.Level = .warning) -> Logger {
-        var logger = Logger(label: "stager")
-        logger.logLevel = logLevel ?? level
-        return logger
+        logFormat.makeLogger(label: "stager", level: logLevel ?? level)
     }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {}

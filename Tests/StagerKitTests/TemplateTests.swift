@@ -32,6 +32,20 @@ struct TemplateTests {
         #expect(failed.contains("boom") && failed.contains("line1\nline2") && failed.contains(CommentMarker.marker))
     }
 
+    /// swift-mustache counts "" as present; the comment and pages render with empty values left out.
+    @Test func emptyValuesLeaveTheirSectionsOut() throws {
+        let templates = try Templates.load()
+        let failed = templates.comment.render(emptyAsMissing: [
+            "failed": true, "reason": "boom", "reason_fence": "```", "log": "", "log_fence": "```", "serving": "", "sha": "abc",
+            "updated": "now", "status": "failed", "logs_url": "https://stager.example.com/environments/acme/web/1", "url": "http://x",
+        ])
+        #expect(failed.contains("boom") && failed.contains("| **Status** | :x: failed |"))
+        #expect(failed.contains("[history and container log](https://stager.example.com/environments/acme/web/1)"))
+        #expect(!failed.contains("still serves") && !failed.contains("<details>"))
+        let serving = templates.comment.render(emptyAsMissing: ["failed": true, "reason": "boom", "serving": "abc123", "url": "http://x", "log": "tail"])
+        #expect(serving.contains("The previous version (abc123) still serves at http://x.") && serving.contains("<details>"))
+    }
+
     @Test func templatesDirOverrides() throws {
         let dir = try TestConfig.temporaryDirectory("tpl-override")
         try "<!-- stager --> custom {{url}}".write(to: dir.appendingPathComponent("comment.md.mustache"), atomically: true, encoding: .utf8)

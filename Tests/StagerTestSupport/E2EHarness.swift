@@ -43,8 +43,9 @@ public final class E2EHarness: @unchecked Sendable {
     private let probe = HTTPProbe()
 
     /// `extraLimits`: lines under `limits:`; `extraConfig`: more top-level keys (`templates_dir`, `docker`…).
+    /// `extraGitHub`: lines under `github:` (`deployments: true`…).
     public init(name: String, extraRepos: String = "", reconcileInterval: String = "60s", extraLimits: String = "",
-                extraConfig: String = "", extraServer: String = "") async throws {
+                extraConfig: String = "", extraServer: String = "", extraGitHub: String = "") async throws {
         dir = try TestConfig.temporaryDirectory("e2e-\(name)")
         instance = "e2e-\(UUID().uuidString.prefix(8).lowercased())"
         nginxPort = try Self.freePort()
@@ -67,6 +68,7 @@ public final class E2EHarness: @unchecked Sendable {
           api_url: "\(githubURL.absoluteString)"
           token_env: E2E_GITHUB_TOKEN
           max_attempts: 5
+        \(extraGitHub)
         preview:
           domain: "preview.localhost"
         nginx:
@@ -95,10 +97,10 @@ public final class E2EHarness: @unchecked Sendable {
 
     /// Runs `body` with a fresh harness and always cleans up after it, whether it passed, failed or threw.
     public static func run(name: String, extraRepos: String = "", reconcileInterval: String = "60s", extraLimits: String = "",
-                           extraConfig: String = "", extraServer: String = "", start: Bool = true,
+                           extraConfig: String = "", extraServer: String = "", extraGitHub: String = "", start: Bool = true,
                            _ body: (E2EHarness) async throws -> Void) async throws {
         let harness = try await E2EHarness(name: name, extraRepos: extraRepos, reconcileInterval: reconcileInterval,
-                                           extraLimits: extraLimits, extraConfig: extraConfig, extraServer: extraServer)
+                                           extraLimits: extraLimits, extraConfig: extraConfig, extraServer: extraServer, extraGitHub: extraGitHub)
         do {
             if start { try await harness.start() }
             try await body(harness)
@@ -179,6 +181,11 @@ public final class E2EHarness: @unchecked Sendable {
     }
 
     // MARK: Looking
+
+    /// GET on Stager's own HTTP server (dashboard, API, metrics).
+    public func get(_ path: String) async throws -> ProbeAnswer {
+        try await probe.get(host: "127.0.0.1", port: port, path: path)
+    }
 
     public func probeHealth(port: Int) async throws -> Bool {
         try await probe.get(host: "127.0.0.1", port: port, path: "/healthz").status == 200

@@ -49,7 +49,28 @@ public actor GitHubFake {
         public var updatedAt: String
     }
 
+    /// A deployment as the stand-in holds it, with its statuses in the order they were posted.
+    public struct Deployment: Sendable {
+        public var id: Int64
+        public var repo: String
+        public var ref: String
+        public var environment: String
+        public var transient: Bool
+        public var production: Bool
+        public var autoMerge: Bool
+        public var requiredContexts: [String]?
+        public var statuses: [DeploymentStatus]
+    }
+
+    public struct DeploymentStatus: Sendable, Equatable {
+        public var state: String
+        public var environmentURL: String
+        public var logURL: String
+        public var description: String
+    }
+
     public let token: String
+    public private(set) var deployments: [Deployment] = []
     public private(set) var comments: [Int64: Comment] = [:]
     public private(set) var requests: [Recorded] = []
     private var nextID: Int64 = 1000
@@ -120,6 +141,12 @@ public actor GitHubFake {
         }
         router.delete("/repos/:owner/:repo/issues/comments/:id") { request, context in
             try await self.delete(request, context)
+        }
+        router.post("/repos/:owner/:repo/deployments") { request, context in
+            try await self.createDeployment(request, context)
+        }
+        router.post("/repos/:owner/:repo/deployments/:id/statuses") { request, context in
+            try await self.createDeploymentStatus(request, context)
         }
         let port = PortBox()
         let app = Application(
@@ -216,11 +243,62 @@ public actor GitHubFake {
         return Response(status: .noContent)
     }
 
-    private static func bodyField(_ request: Request) async throws -> String? {
+    /// Checks the body the way GitHub does: `ref` required, every field of its documented type.
+    private func createDeployment(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        guard let object = try await Self.bodyObject(request) else { return Self.message(.badRequest, "Problems parsing JSON") }
+        guard let ref = object["ref"] as? String, !ref.isEmpty else { return Self.message(.unprocessableContent, "Invalid request.\n\n\"ref\" wasn't supplied.") }
+        for flag in ["auto_merge", "transient_environment", "production_environment"] where object[flag] != nil && !(object[flag] is Bool) {
+            return Self.message(.unprocessableContent, "Invalid request.\n\nFor '\(flag)', is not a boolean.")
+        }
+        if let contexts = object["required_contexts"], !(contexts is [String]) {
+            return Self.message(.unprocessableContent, "Invalid request.\n\nFor 'required_contexts', is not an array of strings.")
+        }
+        let autoMerge = object["auto_merge"] as? Bool ?? true
+        let contexts = object["required_contexts"] as? [String]
+        // GitHub merges the default branch first unless told not to, and checks every status context unless given [].
+        if autoMerge { return Self.message(.conflict, "Conflict merging main into \(ref).") }
+        if contexts == nil { return Self.message(.conflict, "Conflict: Commit status checks failed for \(ref).") }
+        nextID += 1
+        let environment = object["environment"] as? String ?? "production"
+        let deployment = Deployment(
+            id: nextID, repo: repo(context), ref: ref, environment: environment,
+            transient: object["transient_environment"] as? Bool ?? false,
+            production: object["production_environment"] as? Bool ?? (environment == "production"),
+            autoMerge: autoMerge, requiredContexts: contexts, statuses: []
+        )
+        deployments.append(deployment)
+        return try json([
+            "id": deployment.id, "sha": ref, "ref": ref, "environment": environment, "transient_environment": deployment.transient,
+            "statuses_url": "http://\(request.head.authority ?? "127.0.0.1")/repos/\(deployment.repo)/deployments/\(deployment.id)/statuses",
+        ] as [String: Any], status: .created, headers: [:])
+    }
+
+    private func createDeploymentStatus(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        guard let id = Int64(context.parameters.get("id") ?? ""),
+              let index = deployments.firstIndex(where: { $0.id == id && $0.repo == repo(context) }) else { return Self.notFound() }
+        guard let object = try await Self.bodyObject(request) else { return Self.message(.badRequest, "Problems parsing JSON") }
+        let states = ["error", "failure", "inactive", "in_progress", "queued", "pending", "success"]
+        guard let state = object["state"] as? String, states.contains(state) else {
+            return Self.message(.unprocessableContent, "Invalid request.\n\n\"state\" wasn't supplied or is not one of \(states).")
+        }
+        let description = object["description"] as? String ?? ""
+        guard description.count <= 140 else { return Self.message(.unprocessableContent, "Validation Failed: description is too long (maximum is 140 characters)") }
+        let status = DeploymentStatus(state: state, environmentURL: object["environment_url"] as? String ?? "",
+                                      logURL: object["log_url"] as? String ?? "", description: description)
+        deployments[index].statuses.append(status)
+        nextID += 1
+        return try json(["id": nextID, "state": state, "environment_url": status.environmentURL, "log_url": status.logURL] as [String: Any],
+                        status: .created, headers: [.location: "/repos/\(repo(context))/deployments/\(id)/statuses/\(nextID)"])
+    }
+
+    private static func bodyObject(_ request: Request) async throws -> [String: Any]? {
         var request = request
         let buffer = try await request.collectBody(upTo: 1 << 20)
-        let object = try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any]
-        return object?["body"] as? String
+        return try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any]
+    }
+
+    private static func bodyField(_ request: Request) async throws -> String? {
+        try await bodyObject(request)?["body"] as? String
     }
 
     private static func render(_ comment: Comment) -> [String: String] {

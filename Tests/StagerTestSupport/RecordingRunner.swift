@@ -17,4 +17,17 @@ public final class RecordingRunner: CommandRunner, @unchecked Sendable {
         lock.withLock { recorded.append(command) }
         return answer(command)
     }
+
+    public func stream(_ command: Command, to sink: OutputSink) async throws -> Int32 {
+        lock.withLock { recorded.append(command) }
+        let result = answer(command)
+        if case .file(let url) = sink {
+            if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
+            let handle = try FileHandle(forWritingTo: url)
+            handle.seekToEndOfFile()
+            handle.write(Data((result.standardOutput + result.standardError).utf8))
+            try handle.close()
+        }
+        return result.exitCode
+    }
 }

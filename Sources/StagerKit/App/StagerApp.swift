@@ -18,7 +18,8 @@ public struct StagerApp: Sendable {
         let templates = try Templates.load(overrideDir: config.templatesDir)
         try Self.writeGeneratedHtpasswd(config)
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
-        let github = GitHubClient(config: config.github, logger: logger)
+        let metrics = StagerMetrics()
+        let github = GitHubClient(config: config.github, metrics: metrics, logger: logger)
         let publisher: any CommentPublisher = publisher ?? github.map(GitHubCommentPublisher.init) ?? LogCommentPublisher(logger: logger)
         let deps = ControllerDependencies(
             config: config,
@@ -29,7 +30,7 @@ public struct StagerApp: Sendable {
             publisher: publisher,
             templates: templates,
             probe: HTTPProbe(),
-            metrics: StagerMetrics(),
+            metrics: metrics,
             github: github,
             logger: logger
         )
@@ -56,7 +57,8 @@ public struct StagerApp: Sendable {
             secrets: WebhookSecrets(config: config), maxBodyBytes: config.server.maxBodyBytes,
             config: config, store: store, controller: controller, metrics: deps.metrics, logger: deps.logger
         ).addRoutes(to: router)
-        DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics, engineHealth: deps.engineHealth)
+        DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics, engineHealth: deps.engineHealth,
+                            runtime: deps.runtime)
             .addRoutes(to: router)
         return router
     }

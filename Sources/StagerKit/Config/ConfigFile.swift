@@ -8,6 +8,7 @@ struct ConfigFile: Decodable {
         var max_body_bytes: Int?
         var admin_token_env: String?
         var admin_token_file: String?
+        var public_url: String?
     }
     struct Webhook: Decodable {
         var secret_env: String?
@@ -18,6 +19,7 @@ struct ConfigFile: Decodable {
         var token_env: String?
         var token_file: String?
         var deployments: Bool?
+        var deployment_environment: String?
         var request_timeout: String?
         var max_attempts: Int?
     }

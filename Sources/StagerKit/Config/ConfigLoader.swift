@@ -182,7 +182,8 @@ private struct Validator {
 
         return StagerConfig(
             configFile: configFile,
-            server: .init(host: host, port: port, maxBodyBytes: maxBody, adminToken: adminToken),
+            server: .init(host: host, port: port, maxBodyBytes: maxBody, adminToken: adminToken,
+                          publicURL: try publicURL(doc.server?.public_url, host: host, port: port)),
             dataDir: dataDir,
             instance: instance,
             reconcileInterval: try duration(doc.reconcile_interval, key: "reconcile_interval", default: .seconds(60)),
@@ -192,6 +193,7 @@ private struct Validator {
                 apiURL: apiURL,
                 token: token,
                 deployments: doc.github?.deployments ?? false,
+                deploymentEnvironment: try deploymentEnvironment(doc.github?.deployment_environment),
                 requestTimeout: try duration(doc.github?.request_timeout, key: "github.request_timeout", default: .seconds(10)),
                 maxAttempts: maxAttempts
             ),
@@ -210,6 +212,26 @@ private struct Validator {
             templatesDir: doc.templates_dir.map(path),
             gcRemovesImages: doc.gc?.remove_images ?? false
         )
+    }
+
+    func publicURL(_ value: String?, host: String, port: Int) throws -> String {
+        guard let value else {
+            let reachable = ["0.0.0.0", "::", "*"].contains(host) ? "127.0.0.1" : host
+            return "http://\(reachable.contains(":") ? "[\(reachable)]" : reachable):\(port)"
+        }
+        let trimmed = value.hasSuffix("/") ? String(value.dropLast()) : value
+        guard let url = URL(string: trimmed), ["http", "https"].contains(url.scheme ?? ""), url.host != nil, url.query == nil else {
+            throw fail("server.public_url", "expected the dashboard's address such as https://stager.example.com, got \"\(value)\"")
+        }
+        return trimmed
+    }
+
+    func deploymentEnvironment(_ value: String?) throws -> String {
+        let template = value ?? "pr-{{number}}"
+        guard !template.trimmingCharacters(in: .whitespaces).isEmpty, (try? ImageReference.template(template)) != nil else {
+            throw fail("github.deployment_environment", "must be a Mustache template such as \"pr-{{number}}\", got \"\(template)\"")
+        }
+        return template
     }
 
     func buildRepo(_ name: String, _ repo: ConfigFile.Repo, dataDir: URL) throws -> StagerConfig.Repo {

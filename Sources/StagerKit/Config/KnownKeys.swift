@@ -19,14 +19,14 @@ enum KnownKeys {
     ])
 
     static let root: Shape = .mapping([
-        "server": .mapping(["listen": .leaf, "max_body_bytes": .leaf, "admin_token_env": .leaf, "admin_token_file": .leaf]),
+        "server": .mapping(["listen": .leaf, "max_body_bytes": .leaf, "admin_token_env": .leaf, "admin_token_file": .leaf, "public_url": .leaf]),
         "data_dir": .leaf,
         "instance": .leaf,
         "reconcile_interval": .leaf,
         "templates_dir": .leaf,
         "webhook": .mapping(["secret_env": .leaf, "secret_file": .leaf]),
         "github": .mapping([
-            "api_url": .leaf, "token_env": .leaf, "token_file": .leaf, "deployments": .leaf,
+            "api_url": .leaf, "token_env": .leaf, "token_file": .leaf, "deployments": .leaf, "deployment_environment": .leaf,
             "request_timeout": .leaf, "max_attempts": .leaf,
         ]),
         "preview": .mapping(["domain": .leaf, "scheme": .leaf, "public_port": .leaf]),

@@ -9,6 +9,13 @@ public struct StagerConfig: Sendable {
         public var maxBodyBytes: Int
         /// When set, the dashboard, the JSON API and /metrics answer 401 without `Authorization: Bearer <token>`.
         public var adminToken: String?
+        /// The dashboard as people reach it (no trailing '/'): links in PR comments and GitHub deployments.
+        public var publicURL: String
+
+        /// One environment's page on the dashboard.
+        public func environmentPage(_ key: PullRequestKey) -> String {
+            "\(publicURL)/environments/\(key.repo)/\(key.number)"
+        }
     }
 
     public struct GitHub: Sendable {
@@ -16,10 +23,24 @@ public struct StagerConfig: Sendable {
         /// nil: no token configured, comments go to the log and dashboard only.
         public var token: String?
         public var deployments: Bool
+        /// Mustache (number, slug, repo): the GitHub environment each PR deploys to.
+        public var deploymentEnvironment: String
         /// How long one API request may take before it counts as failed.
         public var requestTimeout: Duration
         /// Attempts for one logical call (5xx, timeouts and rate limits are retried).
         public var maxAttempts: Int
+
+        /// The web side of the API: https://github.com for api.github.com, the host's root for GitHub Enterprise.
+        public var webURL: String {
+            guard let host = apiURL.host else { return "https://github.com" }
+            if host == "api.github.com" { return "https://github.com" }
+            let port = apiURL.port.map { ":\($0)" } ?? ""
+            return "\(apiURL.scheme ?? "https")://\(host)\(port)"
+        }
+
+        public func pullRequestPage(_ key: PullRequestKey) -> String {
+            "\(webURL)/\(key.repo)/pull/\(key.number)"
+        }
     }
 
     public struct Preview: Sendable {

@@ -15,6 +15,7 @@ public struct ControllerDependencies: Sendable {
     public var engineHealth: EngineHealth
     /// nil without a token: then no label can be verified, and fork PRs stay blocked.
     public var github: GitHubClient?
+    var deployments: DeploymentTracker { DeploymentTracker(client: github, config: config) }
     public var logger: Logger
 
     public init(config: StagerConfig, store: Store, runtime: any ContainerRuntime, frontDoor: NginxFrontDoor,
@@ -140,7 +141,8 @@ public final class Controller: Service, Sendable {
     /// later with backoff; the accepted intent stays in the store meanwhile.
     func converge(_ key: PullRequestKey) async {
         var logger = deps.logger
-        logger[metadataKey: "pr"] = "\(key)"
+        logger[metadataKey: "repo"] = "\(key.repo)"
+        logger[metadataKey: "pr"] = "\(key.number)"
         while !Task.isCancelled {
             let started = ContinuousClock.now
             do {
@@ -151,7 +153,13 @@ public final class Controller: Service, Sendable {
                 await engineHealth.answered()
                 if ending == .superseded { continue }
                 await retries.clear(key)
-                deps.metrics.converged(outcome: execution.outcome, duration: ContinuousClock.now - started)
+                deps.metrics.converged(outcome: execution.outcome)
+                switch execution.outcome {
+                case "deployed": deps.metrics.deployed(outcome: "ready", duration: ContinuousClock.now - started)
+                case "failed": deps.metrics.deployed(outcome: "failed", duration: ContinuousClock.now - started)
+                case "removed": deps.metrics.tornDown(duration: ContinuousClock.now - started)
+                default: break
+                }
                 // A waiting PR stays behind its desired version; freed room or the reconciler brings it back.
                 if ending == .waiting { return }
                 try deps.store.markApplied(key, version: env.desiredVersion)
@@ -164,7 +172,7 @@ public final class Controller: Service, Sendable {
                 let delay = await retries.nextDelay(key)
                 logger.error("converging failed; will retry", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
                 try? deps.store.audit(key, kind: "error", message: "\(error)")
-                deps.metrics.converged(outcome: "error", duration: ContinuousClock.now - started)
+                deps.metrics.converged(outcome: "error")
                 Task {
                     try await Task.sleep(for: delay)
                     await self.enqueue(key)

@@ -10,6 +10,7 @@ struct Execution {
     /// The container the plan started or adopted.
     private var candidate: ContainerInfo?
     private(set) var outcome = "noop"
+    private let startedAt = ContinuousClock.now
 
     init(deps: ControllerDependencies, env: Environment, logger: Logger) {
         self.deps = deps
@@ -60,7 +61,7 @@ struct Execution {
         var ignored = ""
         if let sender = env.labelSender, !sender.isEmpty, env.labelSha == env.desiredSha {
             guard let github = deps.github else {
-                try store.audit(key, kind: "approval", message: "label by \(sender) not checked: no GitHub token configured")
+                try audit("approval", "label by \(sender) not checked: no GitHub token configured")
                 return try await block(ignored: "")
             }
             let permission = try await github.permission(of: sender, in: env.repo)
@@ -71,12 +72,12 @@ struct Execution {
                     $0.approvedBy = sender
                     $0.labelSender = nil
                 }
-                try store.audit(key, kind: "approval", message: "\(sender) (\(permission)) approved \(sha.prefix(12))")
+                try audit("approval", "\(sender) (\(permission)) approved \(sha.prefix(12))", actor: sender)
                 logger.info("approved", metadata: ["by": "\(sender)", "permission": "\(permission)"])
                 return true
             }
             try store.update(key) { $0.labelSender = nil }
-            try store.audit(key, kind: "approval", message: "label by \(sender) ignored: permission \(permission)")
+            try audit("approval", "label by \(sender) ignored: permission \(permission)", actor: sender)
             logger.warning("deploy label ignored", metadata: ["by": "\(sender)", "permission": "\(permission)"])
             ignored = sender
         }
@@ -117,8 +118,16 @@ struct Execution {
         case .startContainer(let sha):
             try setStatus(.deploying)
             outcome = "deployed"
+            // GitHub's deployment is created while the container starts: neither waits for the other.
+            let snapshot = self
+            let deploying = Task { await snapshot.courtesy("deployment not created") { try await snapshot.deps.deployments.start(snapshot.env, sha: sha) } ?? nil }
+            let started: Result<ContainerInfo, any Error>
+            do { started = .success(try await startContainer(sha: sha)) } catch { started = .failure(error) }
+            if let deploymentID = await deploying.value {
+                try store.update(key) { $0.pendingDeploymentID = deploymentID }
+            }
             do {
-                candidate = try await startContainer(sha: sha)
+                candidate = try started.get()
             } catch let error as CommandError {
                 guard case .failed = error else { throw error }
                 // The engine answered but refused this container (bad image, bad option): a real failure.
@@ -171,7 +180,15 @@ struct Execution {
             try store.update(key) { $0.commentID = nil; $0.commentBody = nil; $0.commentPending = false }
         case .markRemoved:
             outcome = "removed"
+            if let current = try store.environment(key) {
+                let tracker = deps.deployments
+                for id in [current.deploymentID, current.pendingDeploymentID].compactMap({ $0 }) {
+                    _ = await courtesy("deployment not marked inactive") { try await tracker.deactivate(current, deployment: id, because: "Preview removed") }
+                }
+            }
             try store.update(key) {
+                $0.deploymentID = nil
+                $0.pendingDeploymentID = nil
                 $0.status = .removed
                 $0.admitted = false
                 $0.waitingSince = nil
@@ -180,7 +197,7 @@ struct Execution {
                 $0.hostPort = nil
                 $0.deployedSha = nil
             }
-            try store.audit(key, kind: "teardown", message: "environment removed")
+            try audit("teardown", "environment removed")
             logger.info("environment removed")
         }
         return true
@@ -220,7 +237,7 @@ struct Execution {
         )
         let started = try await deps.runtime.start(spec)
         logger.info("started container", metadata: ["container": "\(name)", "image": "\(image)", "port": "\(started.hostPort)"])
-        try store.audit(key, kind: "deploy", message: "started \(name) from \(image) at \(sha.prefix(12))")
+        try audit("deploy", "started \(name) from \(image) at \(sha.prefix(12))", sha: sha)
         return ContainerInfo(id: started.id, name: name, repo: env.repo, number: env.number, sha: sha, slug: env.slug,
                              running: true, hostPort: started.hostPort)
     }
@@ -279,8 +296,10 @@ struct Execution {
             return
         }
         logger.info("environment ready", metadata: ["url": "\(url)", "sha": "\(serving.sha)"])
+        let seconds: Double? = candidate == nil ? nil : Self.seconds(ContinuousClock.now - startedAt)
         try await settle(.ready, comment: ["ready": true, "url": url, "sha": serving.sha, "branch": MarkdownEscaping.codeSpan(env.branch)],
-                         audit: ("ready", "\(url) serves \(serving.sha.prefix(12))")) {
+                         audit: ("ready", "\(url) serves \(serving.sha.prefix(12))"), sha: serving.sha) {
+            if let seconds { $0.lastDeploySeconds = seconds }
             $0.lastActivityAt = Date()
             $0.deployedSha = serving.sha
             $0.containerID = serving.id
@@ -289,6 +308,46 @@ struct Execution {
             $0.failureReason = nil
             $0.failedSha = nil
         }
+        try await reportDeployment(success: true, reason: "")
+    }
+
+    /// Tells GitHub how the deploy under way ended: success retires the deployment it replaces.
+    private func reportDeployment(success: Bool, reason: String) async throws {
+        guard let current = try store.environment(key), let pending = current.pendingDeploymentID else { return }
+        let tracker = deps.deployments
+        if success {
+            _ = await courtesy("deployment status not sent") { try await tracker.succeeded(current, deployment: pending, url: url) }
+            if let replaced = current.deploymentID, replaced != pending {
+                _ = await courtesy("deployment not marked inactive") { try await tracker.deactivate(current, deployment: replaced, because: "Replaced by a newer deploy") }
+            }
+        } else {
+            _ = await courtesy("deployment status not sent") { try await tracker.failed(current, deployment: pending, reason: reason) }
+        }
+        try store.update(key) {
+            if success { $0.deploymentID = pending }
+            $0.pendingDeploymentID = nil
+        }
+    }
+
+    /// Runs a call whose failure must not fail the deploy (GitHub Deployments): the error goes to the log
+    /// and the audit trail, and nil comes back.
+    private func courtesy<T: Sendable>(_ what: String, _ body: @Sendable () async throws -> T) async -> T? {
+        do {
+            return try await body()
+        } catch {
+            logger.warning("\(what)", metadata: ["error": "\(error)"])
+            try? audit("github", "\(what): \(error)")
+            return nil
+        }
+    }
+
+    /// An audit line for this PR, tied to the delivery being carried out (its trigger and sender).
+    private func audit(_ kind: String, _ message: String, sha: String? = nil, actor: String? = nil) throws {
+        try store.audit(key, kind: kind, message: message, deliveryID: env.lastDeliveryID, sha: sha, actor: actor)
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// Records a failed deploy: the candidate goes (with its log tail kept for the comment), whatever
@@ -309,24 +368,26 @@ struct Execution {
             "failed": true, "sha": sha, "reason": reason, "reason_fence": MarkdownEscaping.fence(for: reason),
             "log": tail, "log_fence": MarkdownEscaping.fence(for: tail), "url": url,
             "serving": stillServing.map { String($0.prefix(12)) } ?? "",
-        ], audit: ("failure", reason)) {
+        ], audit: ("failure", reason), sha: sha) {
             $0.failureReason = reason
             $0.failedSha = sha
         }
+        try await reportDeployment(success: false, reason: reason)
     }
 
     /// Records a status with its comment (rendered from `comment`, stamped now) and the audit line, then
     /// publishes the comment; `change` sets whatever else goes with that status, in the same transaction.
-    private func settle(_ status: EnvironmentStatus, comment: [String: Any], audit: (kind: String, message: String),
+    private func settle(_ status: EnvironmentStatus, comment: [String: Any], audit auditLine: (kind: String, message: String), sha: String? = nil,
                         change: @escaping @Sendable (inout Environment) -> Void = { _ in }) async throws {
-        let body = renderComment(comment.merging(["updated": Self.timestamp()]) { mine, _ in mine })
+        let common: [String: Any] = ["updated": Self.timestamp(), "status": status.rawValue, "logs_url": deps.config.server.environmentPage(key)]
+        let body = renderComment(comment.merging(common) { mine, _ in mine })
         let updated = try store.update(key) {
             $0.status = status
             $0.commentBody = body
             $0.commentPending = true
             change(&$0)
         }
-        try store.audit(key, kind: audit.kind, message: audit.message)
+        try audit(auditLine.kind, auditLine.message, sha: sha)
         try await publish(body, knownID: updated?.commentID)
     }
 
@@ -339,7 +400,7 @@ struct Execution {
     }
 
     private func renderComment(_ context: [String: Any]) -> String {
-        deps.templates.comment.render(context).trimmingCharacters(in: .whitespacesAndNewlines) + "\n"
+        deps.templates.comment.render(emptyAsMissing: context).trimmingCharacters(in: .whitespacesAndNewlines) + "\n"
     }
 
     private static func timestamp() -> String {

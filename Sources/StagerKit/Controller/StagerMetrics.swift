@@ -8,19 +8,31 @@ public struct StagerMetrics: Sendable {
         self.registry = registry
     }
 
+    /// From a second to minutes: a prebuilt image deploys in well under a second, a build takes minutes.
+    private static let durationBuckets: [Duration] = [
+        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5),
+        .seconds(15), .seconds(60), .seconds(300),
+    ]
+
     public func webhook(event: String, outcome: String) {
         registry.makeCounter(name: "stager_webhooks_total", labels: [("event", event), ("outcome", outcome)],
                              help: "Webhook deliveries received, by event and outcome").increment()
     }
 
-    public func converged(outcome: String, duration: Duration) {
+    public func converged(outcome: String) {
         registry.makeCounter(name: "stager_convergences_total", labels: [("outcome", outcome)],
                              help: "Environment convergences, by outcome").increment()
-        registry.makeDurationHistogram(
-            name: "stager_convergence_seconds", labels: [("outcome", outcome)],
-            buckets: [.milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(15), .seconds(60)],
-            help: "Time to converge one environment"
-        ).record(duration)
+    }
+
+    /// From the controller taking a deploy to the preview answering and the comment written.
+    public func deployed(outcome: String, duration: Duration) {
+        registry.makeDurationHistogram(name: "stager_deploy_duration_seconds", labels: [("outcome", outcome)], buckets: Self.durationBuckets,
+                                       help: "Time to deploy one environment, by outcome (ready, failed)").record(duration)
+    }
+
+    public func tornDown(duration: Duration) {
+        registry.makeDurationHistogram(name: "stager_teardown_duration_seconds", buckets: Self.durationBuckets,
+                                       help: "Time to tear one environment down").record(duration)
     }
 
     public func queueDepth(_ depth: Int) {
@@ -29,6 +41,20 @@ public struct StagerMetrics: Sendable {
 
     public func nginxReload() {
         registry.makeCounter(name: "stager_nginx_reloads_total", help: "nginx reloads").increment()
+    }
+
+    /// `ok`, `error_<status>`, `rate_limited`, `server_error` (retried) or `unreachable` (retried).
+    public func githubRequest(outcome: String) {
+        registry.makeCounter(name: "stager_github_requests_total", labels: [("outcome", outcome)],
+                             help: "GitHub API requests, by outcome").increment()
+    }
+
+    /// Sets the gauge of every status, zero included, so a status that empties shows 0 rather than its last count.
+    public func environments(byStatus counts: [String: Int]) {
+        for status in EnvironmentStatus.allCases where status != .removed {
+            registry.makeGauge(name: "stager_environments", labels: [("status", status.rawValue)],
+                               help: "Environments by status").set(Double(counts[status.rawValue] ?? 0))
+        }
     }
 
     public func render() -> String {

@@ -201,6 +201,14 @@ public struct DockerCLI: ContainerRuntime {
         return (result.standardOutput + result.standardError).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Prints the container's log to this process's output as it comes (`stager logs`).
+    public func printLogs(_ idOrName: String, tail: Int?, follow: Bool) async throws -> Int32 {
+        var arguments = ["logs"]
+        if let tail { arguments += ["--tail", String(tail)] }
+        if follow { arguments.append("--follow") }
+        return try await runner.stream(command(arguments + ["--", idOrName]), to: .terminal)
+    }
+
     public func removeImage(_ reference: String) async throws -> Bool {
         let result = try await run(["image", "rm", "--", reference], allowFailure: true)
         if result.succeeded || result.message.contains("No such image") { return true }

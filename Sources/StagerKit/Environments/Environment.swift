@@ -87,6 +87,11 @@ public struct Environment: Sendable, Equatable, Codable {
     /// The last deploy label, not yet checked: who added it, at which head sha.
     public var labelSha: String?
     public var labelSender: String?
+    /// The GitHub deployment that serves now, and the one of a deploy under way (`github.deployments`).
+    public var deploymentID: Int64? = nil
+    public var pendingDeploymentID: Int64? = nil
+    /// How long the last successful deploy took, from the controller taking it to the comment.
+    public var lastDeploySeconds: Double? = nil
 
     /// A PR whose head lives in another repository (or in a deleted fork).
     public var isFork: Bool { headRepo != repo }

@@ -53,14 +53,17 @@ public struct GitHubClient: Sendable {
     private let maxAttempts: Int
     private let sleeper: any Sleeper
     private let logger: Logger
+    private let metrics: StagerMetrics?
 
     /// The client the configuration describes; nil when no token is configured.
-    public init?(config: StagerConfig.GitHub, maxAttempts: Int? = nil, logger: Logger) {
+    public init?(config: StagerConfig.GitHub, maxAttempts: Int? = nil, metrics: StagerMetrics? = nil, logger: Logger) {
         guard let token = config.token else { return nil }
-        self.init(baseURL: config.apiURL, token: token, timeout: config.requestTimeout, maxAttempts: maxAttempts ?? config.maxAttempts, logger: logger)
+        self.init(baseURL: config.apiURL, token: token, timeout: config.requestTimeout, maxAttempts: maxAttempts ?? config.maxAttempts,
+                  metrics: metrics, logger: logger)
     }
 
-    public init(baseURL: URL, token: String, timeout: Duration, maxAttempts: Int, sleeper: any Sleeper = TaskSleeper(), logger: Logger) {
+    public init(baseURL: URL, token: String, timeout: Duration, maxAttempts: Int, sleeper: any Sleeper = TaskSleeper(),
+                metrics: StagerMetrics? = nil, logger: Logger) {
         self.baseURL = baseURL
         self.token = token
         let configuration = URLSessionConfiguration.ephemeral
@@ -69,6 +72,7 @@ public struct GitHubClient: Sendable {
         self.session = URLSession(configuration: configuration)
         self.maxAttempts = maxAttempts
         self.sleeper = sleeper
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -144,6 +148,42 @@ public struct GitHubClient: Sendable {
         }
     }
 
+    // MARK: Deployments
+
+    private struct NewDeployment: Encodable {
+        var ref: String
+        var environment: String
+        var description: String
+        var transient_environment = true
+        var production_environment = false
+        // GitHub's default (true) would merge the base branch into the PR's branch first.
+        var auto_merge = false
+        // Omitted, GitHub would refuse to deploy until every status check passed; a preview does not wait.
+        var required_contexts: [String] = []
+    }
+
+    private struct NewDeploymentStatus: Encodable {
+        var state: String
+        var environment_url: String?
+        var log_url: String?
+        var description: String
+    }
+
+    /// Creates a transient deployment of `sha` to `environment` and returns its id.
+    public func createDeployment(_ repo: String, sha: String, environment: String, description: String) async throws -> Int64 {
+        struct Created: Decodable { var id: Int64 }
+        let body = NewDeployment(ref: sha, environment: environment, description: String(description.prefix(140)))
+        let (data, _) = try await send("POST", url(Self.repoPath(repo) + ["deployments"]), body: body, expecting: [201])
+        return try decode(Created.self, data).id
+    }
+
+    /// `state`: in_progress, success, failure, error or inactive (GitHub shows an inactive transient one as destroyed).
+    public func createDeploymentStatus(_ repo: String, deployment id: Int64, state: String, environmentURL: String? = nil,
+                                       logURL: String? = nil, description: String) async throws {
+        let body = NewDeploymentStatus(state: state, environment_url: environmentURL, log_url: logURL, description: String(description.prefix(140)))
+        _ = try await send("POST", url(Self.repoPath(repo) + ["deployments", String(id), "statuses"]), body: body, expecting: [201])
+    }
+
     // MARK: Transport
 
     /// Every page of a list, following `Link: rel="next"` rather than building page URLs.
@@ -176,7 +216,7 @@ public struct GitHubClient: Sendable {
         }
     }
 
-    private func send(_ method: String, _ url: URL, body: [String: String]?, expecting: Set<Int>) async throws -> (Data, HTTPURLResponse) {
+    private func send(_ method: String, _ url: URL, body: (any Encodable)?, expecting: Set<Int>) async throws -> (Data, HTTPURLResponse) {
         var request = URLRequest(url: url)
         request.httpMethod = method
         request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
@@ -194,12 +234,17 @@ public struct GitHubClient: Sendable {
             do {
                 let (data, response) = try await session.data(for: request)
                 guard let http = response as? HTTPURLResponse else { throw GitHubError.badResponse("not HTTP") }
-                if expecting.contains(http.statusCode) { return (data, http) }
+                if expecting.contains(http.statusCode) {
+                    metrics?.githubRequest(outcome: "ok")
+                    return (data, http)
+                }
                 let message = Self.message(data)
                 switch RetryPolicy.decide(status: http.statusCode, headers: http.headerLookup, attempt: attempt) {
                 case .fail:
+                    metrics?.githubRequest(outcome: "error_\(http.statusCode)")
                     throw GitHubError.status(http.statusCode, message)
                 case .retry(after: let delay):
+                    metrics?.githubRequest(outcome: [403, 429].contains(http.statusCode) ? "rate_limited" : "server_error")
                     lastProblem = "\(http.statusCode) \(message)"
                     wait = delay
                 }
@@ -208,6 +253,7 @@ public struct GitHubClient: Sendable {
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
+                metrics?.githubRequest(outcome: "unreachable")
                 lastProblem = "\(error)"
                 wait = RetryPolicy.backoff(attempt: attempt)
             }

@@ -1,12 +1,15 @@
 import Foundation
 import Mustache
 
-/// The vhost, comment and dashboard templates: built into the binary from the repository's `templates/`,
+/// The vhost, comment, dashboard and environment-page templates (and the pages' style sheet): built into the binary from the repository's `templates/`,
 /// each overridable by a file of the same name in `templates_dir`.
 public struct Templates: Sendable {
     public var vhost: MustacheTemplate
     public var comment: MustacheTemplate
     public var dashboard: MustacheTemplate
+    public var environment: MustacheTemplate
+    /// The dashboard's style sheet, inlined into its pages so they need nothing else (they work offline).
+    public var css: String
 
     public enum Failure: Error, CustomStringConvertible {
         case invalid(name: String, reason: String)
@@ -18,13 +21,15 @@ public struct Templates: Sendable {
     }
 
     public static func load(overrideDir: URL? = nil) throws -> Templates {
-        func template(_ name: String, embedded: [UInt8]) throws -> MustacheTemplate {
-            var text = String(decoding: embedded, as: UTF8.self)
+        func text(_ name: String, embedded: [UInt8]) -> String {
             if let overrideDir, let custom = try? String(contentsOf: overrideDir.appendingPathComponent(name), encoding: .utf8) {
-                text = custom
+                return custom
             }
+            return String(decoding: embedded, as: UTF8.self)
+        }
+        func template(_ name: String, embedded: [UInt8]) throws -> MustacheTemplate {
             do {
-                return try MustacheTemplate(string: text)
+                return try MustacheTemplate(string: text(name, embedded: embedded))
             } catch {
                 throw Failure.invalid(name: name, reason: "\(error)")
             }
@@ -32,7 +37,27 @@ public struct Templates: Sendable {
         return Templates(
             vhost: try template("vhost.conf.mustache", embedded: PackageResources.vhost_conf_mustache),
             comment: try template("comment.md.mustache", embedded: PackageResources.comment_md_mustache),
-            dashboard: try template("dashboard.html.mustache", embedded: PackageResources.dashboard_html_mustache)
+            dashboard: try template("dashboard.html.mustache", embedded: PackageResources.dashboard_html_mustache),
+            environment: try template("environment.html.mustache", embedded: PackageResources.environment_html_mustache),
+            css: text("dashboard.css", embedded: PackageResources.dashboard_css)
         )
+    }
+}
+
+extension MustacheTemplate {
+    /// Renders with empty strings read as missing: swift-mustache counts "" as present, so without this
+    /// `{{#reason}}…{{/reason}}` would show its text around an empty reason.
+    public func render(emptyAsMissing context: [String: Any]) -> String {
+        render(Self.emptyAsMissing(context))
+    }
+
+    static func emptyAsMissing(_ value: Any) -> Any {
+        switch value {
+        case let text as String: return text.isEmpty ? NSNull() : text
+        case let object as [String: Any]: return object.mapValues(emptyAsMissing)
+        case let list as [[String: Any]]: return list.map { $0.mapValues(emptyAsMissing) }
+        case let list as [Any]: return list.map(emptyAsMissing)
+        default: return value
+        }
     }
 }

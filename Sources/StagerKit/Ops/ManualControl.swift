@@ -47,7 +47,9 @@ public struct ManualControl: Sendable {
         guard let env = try store.environment(key), env.status != .removed || env.desired == "present" else {
             throw ManualControlError(message: "\(key) has no environment")
         }
-        return try await record(Intents.teardown(env, source: "destroy"))
+        var delivery = Intents.teardown(env, source: "destroy")
+        delivery.actor = Self.operatorName
+        return try await record(delivery)
     }
 
     public struct SyncLine: Sendable, Equatable {

@@ -67,9 +67,20 @@ public enum CommandError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// Where a streamed command's output (standard output and error together) goes as it is written.
+public enum OutputSink: Sendable, Equatable {
+    /// This process's own standard output and error (`stager logs --follow`).
+    case terminal
+    /// Appended to a file, created 0600 if missing (a build log).
+    case file(URL)
+}
+
 /// The one place that starts processes.
 public protocol CommandRunner: Sendable {
+    /// Runs to the end and collects the output.
     func run(_ command: Command) async throws -> CommandResult
+    /// Runs to the end with the output going to `sink` as it comes; returns the exit status.
+    func stream(_ command: Command, to sink: OutputSink) async throws -> Int32
 }
 
 extension CommandRunner {
@@ -92,34 +103,67 @@ public struct SubprocessRunner: CommandRunner {
     }
 
     public func run(_ command: Command) async throws -> CommandResult {
-        let executable: Executable = command.executable.contains("/")
-            ? .path(FilePath(command.executable)) : .name(command.executable)
-        var environment = Subprocess.Environment.inherit
-        if !command.environment.isEmpty {
-            environment = environment.updating(
-                Dictionary(uniqueKeysWithValues: command.environment.map { (Subprocess.Environment.Key(rawValue: $0.key) ?? "INVALID", Optional($0.value)) })
-            )
-        }
         do {
             let result = try await Subprocess.run(
-                executable,
+                Self.executable(command),
                 arguments: Arguments(command.arguments),
-                environment: environment,
+                environment: Self.environment(command),
                 output: .string(limit: outputLimit),
                 error: .string(limit: outputLimit)
             )
-            let code: Int32
-            switch result.terminationStatus {
-            case .exited(let value): code = value
-            case .signaled(let signal): code = 128 + signal
-            }
             return CommandResult(
-                exitCode: code,
+                exitCode: Self.code(result.terminationStatus),
                 standardOutput: result.standardOutput,
                 standardError: result.standardError
             )
         } catch let error as SubprocessError {
             throw CommandError.couldNotStart(command, "\(error)")
+        }
+    }
+
+    public func stream(_ command: Command, to sink: OutputSink) async throws -> Int32 {
+        let descriptor: FileDescriptor
+        switch sink {
+        case .terminal:
+            descriptor = .standardOutput
+        case .file(let url):
+            do {
+                descriptor = try FileDescriptor.open(FilePath(url.path), .writeOnly, options: [.create, .append], permissions: [.ownerReadWrite])
+            } catch {
+                throw CommandError.couldNotStart(command, "cannot open \(url.path): \(error)")
+            }
+        }
+        defer { if sink != .terminal { try? descriptor.close() } }
+        let errors: FileDescriptor = sink == .terminal ? .standardError : descriptor
+        do {
+            let result = try await Subprocess.run(
+                Self.executable(command),
+                arguments: Arguments(command.arguments),
+                environment: Self.environment(command),
+                output: .fileDescriptor(descriptor, closeAfterSpawningProcess: false),
+                error: .fileDescriptor(errors, closeAfterSpawningProcess: false)
+            )
+            return Self.code(result.terminationStatus)
+        } catch let error as SubprocessError {
+            throw CommandError.couldNotStart(command, "\(error)")
+        }
+    }
+
+    private static func executable(_ command: Command) -> Executable {
+        command.executable.contains("/") ? .path(FilePath(command.executable)) : .name(command.executable)
+    }
+
+    private static func environment(_ command: Command) -> Subprocess.Environment {
+        guard !command.environment.isEmpty else { return .inherit }
+        return Subprocess.Environment.inherit.updating(
+            Dictionary(uniqueKeysWithValues: command.environment.map { (Subprocess.Environment.Key(rawValue: $0.key) ?? "INVALID", Optional($0.value)) })
+        )
+    }
+
+    private static func code(_ status: TerminationStatus) -> Int32 {
+        switch status {
+        case .exited(let value): return value
+        case .signaled(let signal): return 128 + signal
         }
     }
 }

@@ -23,6 +23,8 @@ public struct IncomingDelivery: Sendable {
     public var labeledBy: String? = nil
     /// An operator's own deploy (`stager deploy`) needs no label.
     public var approvedBy: String? = nil
+    /// Who caused it, for the audit trail: the webhook's sender, or the operator or command.
+    public var actor: String? = nil
 
     public init(id: String, event: PullRequestEvent, intent: Intent, receivedAt: Date, source: String = "pull_request") {
         self.id = id
@@ -49,6 +51,22 @@ public struct AuditEvent: Sendable, Codable, Equatable {
     public var message: String
     public var deliveryID: String?
     public var at: Date
+    /// The commit it concerns, when it concerns one.
+    public var sha: String? = nil
+    /// What set it off: `webhook`, `manual` (stager deploy/destroy), `sync`, `gc`, or `controller`.
+    public var trigger: String? = nil
+    /// Who: the webhook's sender, the operator, or the approving writer.
+    public var actor: String? = nil
+
+    /// The trigger a delivery's source stands for.
+    static func trigger(forSource source: String?) -> String {
+        switch source {
+        case "pull_request": return "webhook"
+        case "deploy", "destroy": return "manual"
+        case .some(let other): return other
+        case nil: return "controller"
+        }
+    }
 }
 
 /// The one place that touches SQLite: deliveries, desired and applied state per PR, and the audit trail.
@@ -140,6 +158,21 @@ public final class Store: Sendable {
                 t.add(column: "labelSender", .text)
             }
         }
+        migrator.registerMigration("v4: visibility") { db in
+            try db.alter(table: "environment") { t in
+                t.add(column: "deploymentID", .integer)
+                t.add(column: "pendingDeploymentID", .integer)
+                t.add(column: "lastDeploySeconds", .double)
+            }
+            try db.alter(table: "delivery") { t in
+                t.add(column: "actor", .text)
+            }
+            try db.alter(table: "auditEvent") { t in
+                t.add(column: "sha", .text)
+                t.add(column: "trigger", .text)
+                t.add(column: "actor", .text)
+            }
+        }
         return migrator
     }
 
@@ -198,14 +231,16 @@ public final class Store: Sendable {
                 environment = env
                 outcome = .accepted(version: env.desiredVersion)
             }
+            let actor = delivery.actor ?? event.sender?.login ?? delivery.approvedBy
             try DeliveryRow(
                 id: delivery.id, event: delivery.source, action: event.action, repo: key.repo, number: key.number,
-                outcome: outcome == .stale ? "stale" : "accepted", receivedAt: delivery.receivedAt
+                outcome: outcome == .stale ? "stale" : "accepted", receivedAt: delivery.receivedAt, actor: actor
             ).insert(db)
             var audit = AuditRow(AuditEvent(
                 repo: key.repo, number: key.number, kind: delivery.source == "pull_request" ? "webhook" : delivery.source,
                 message: outcome == .stale ? "\(event.action) ignored: older than the applied state" : "\(event.action) at \(event.pull_request.head.sha.prefix(12))",
-                deliveryID: delivery.id, at: delivery.receivedAt
+                deliveryID: delivery.id, at: delivery.receivedAt, sha: event.pull_request.head.sha,
+                trigger: AuditEvent.trigger(forSource: delivery.source), actor: actor
             ))
             try audit.insert(db)
             return outcome
@@ -328,13 +363,20 @@ public final class Store: Sendable {
 
     // MARK: Audit
 
-    public func audit(_ key: PullRequestKey, kind: String, message: String, deliveryID: String? = nil) throws {
+    /// Records what happened; the trigger and who caused it come from `deliveryID`'s delivery (the intent
+    /// being carried out), unless `actor` names someone else (a writer approving, say).
+    public func audit(_ key: PullRequestKey, kind: String, message: String, deliveryID: String? = nil, sha: String? = nil, actor: String? = nil) throws {
         try db.write { db in
-            var row = AuditRow(AuditEvent(repo: key.repo, number: key.number, kind: kind, message: message, deliveryID: deliveryID, at: Date()))
+            let delivery = try deliveryID.flatMap { try DeliveryRow.fetchOne(db, key: $0) }
+            var row = AuditRow(AuditEvent(
+                repo: key.repo, number: key.number, kind: kind, message: message, deliveryID: deliveryID, at: Date(), sha: sha,
+                trigger: AuditEvent.trigger(forSource: delivery?.event), actor: actor ?? delivery?.actor
+            ))
             try row.insert(db)
         }
     }
 
+    /// The audit trail, newest first: one PR's, or everyone's.
     public func auditEvents(for key: PullRequestKey? = nil, limit: Int = 100) throws -> [AuditEvent] {
         try db.read { db in
             var request = AuditRow.order(Column("id").desc).limit(limit)
@@ -380,6 +422,7 @@ private struct DeliveryRow: Codable, FetchableRecord, PersistableRecord {
     var number: Int
     var outcome: String
     var receivedAt: Date
+    var actor: String?
 }
 
 private struct EnvironmentRow: Codable, FetchableRecord, PersistableRecord {

@@ -1,48 +1,107 @@
 import Foundation
 import Hummingbird
 
-/// The read side: dashboard, JSON API, metrics and health.
+/// The read side: dashboard, environment pages, JSON API, metrics and health.
 public struct DashboardController: Sendable {
     let config: StagerConfig
     let store: Store
     let templates: Templates
     let metrics: StagerMetrics
     let engineHealth: EngineHealth
+    let runtime: any ContainerRuntime
+
+    /// Lines of the container log an environment page shows.
+    static let logLines = 200
 
     public func addRoutes(to router: Router<some RequestContext>) {
         router.get("/healthz") { _, _ in "ok\n" }
         let router = router.group().add(middleware: AdminTokenCheck(token: config.server.adminToken))
-        router.get("/api/environments") { _, _ in
-            try self.json(await self.views())
+        router.get("/api/environments") { request, _ in
+            let filter = try self.filter(request)
+            return try self.json(filter.apply(try await self.views()))
+        }
+        router.get("/api/environments/:owner/:name/:number") { _, context in
+            guard let key = Self.key(context), let env = try self.store.environment(key) else {
+                throw HTTPError(.notFound, message: "no such environment")
+            }
+            let detail = EnvironmentDetail(environment: EnvironmentView(env, config: self.config, degraded: await self.degraded()),
+                                           events: try self.store.auditEvents(for: key, limit: 500).map(EventView.init))
+            return try self.json(detail)
+        }
+        router.get("/api/events") { request, _ in
+            let limit = try Self.limit(request)
+            return try self.json(try self.store.auditEvents(limit: limit).map(EventView.init))
         }
         router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                     body: .init(byteBuffer: ByteBuffer(string: self.metrics.render())))
+            let counts = Dictionary(grouping: (try? self.store.allEnvironments()) ?? [], by: \.status.rawValue).mapValues(\.count)
+            self.metrics.environments(byStatus: counts)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(string: self.metrics.render())))
         }
-        router.get("/") { _, _ in
+        router.get("/") { request, _ in
+            let filter = try self.filter(request)
             let degraded = await self.degraded()
-            let views = try EnvironmentView.current(in: self.store, preview: self.config.preview, degraded: degraded)
-            let rows: [[String: Any]] = views.map { view in
-                [
-                    "repo": view.repo, "number": view.number, "title": view.title, "branch": view.branch,
-                    "status": view.status, "url": view.url ?? "", "short_sha": String(view.sha.prefix(12)),
-                    "updated_at": view.updated_at, "failure_reason": view.failure_reason ?? "",
-                    "comment_body": view.comment_body ?? "",
-                ]
+            let views = try EnvironmentView.current(in: self.store, config: self.config, degraded: degraded)
+            let context = DashboardPages.dashboard(all: views, filter: filter, degraded: degraded, css: self.templates.css, now: Date())
+            return Self.html(self.templates.dashboard.render(emptyAsMissing: context))
+        }
+        router.get("/environments/:owner/:name/:number") { _, context in
+            guard let key = Self.key(context), let env = try self.store.environment(key) else {
+                throw HTTPError(.notFound, message: "no such environment")
             }
-            let html = self.templates.dashboard.render([
-                "environments": rows, "has_environments": !rows.isEmpty, "degraded": degraded ?? "",
-            ])
-            return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: html)))
+            let view = EnvironmentView(env, config: self.config, degraded: await self.degraded())
+            let events = try self.store.auditEvents(for: key, limit: 500).map(EventView.init)
+            let (log, problem) = await self.logTail(env)
+            return Self.html(self.templates.environment.render(emptyAsMissing: 
+                DashboardPages.environment(view, events: events, log: log, logProblem: problem, css: self.templates.css, now: Date())
+            ))
         }
     }
 
     func views() async throws -> [EnvironmentView] {
-        try EnvironmentView.current(in: store, preview: config.preview, degraded: await degraded())
+        try EnvironmentView.current(in: store, config: config, degraded: await degraded())
     }
 
     func degraded() async -> String? {
         await engineHealth.down.map { EngineHealth.describe($0) }
+    }
+
+    /// The container's last lines, or why there are none.
+    private func logTail(_ env: Environment) async -> (String, String?) {
+        guard let container = env.containerID ?? env.containerName else {
+            return ("", env.status == .removed ? "the environment was removed" : "no container is running for this environment")
+        }
+        do {
+            return (try await runtime.logTail(container, lines: Self.logLines), nil)
+        } catch {
+            return ("", "the container log could not be read: \(error)")
+        }
+    }
+
+    private func filter(_ request: Request) throws -> EnvironmentFilter {
+        do {
+            return try EnvironmentFilter(repo: request.uri.queryParameters.get("repo"), status: request.uri.queryParameters.get("status"))
+        } catch let problem as EnvironmentFilter.Problem {
+            throw HTTPError(.badRequest, message: problem.description)
+        }
+    }
+
+    static func limit(_ request: Request) throws -> Int {
+        guard let text = request.uri.queryParameters.get("limit") else { return 100 }
+        guard let limit = Int(text), (1...1000).contains(limit) else {
+            throw HTTPError(.badRequest, message: "limit must be a number from 1 to 1000, got \"\(text)\"")
+        }
+        return limit
+    }
+
+    static func key(_ context: some RequestContext) -> PullRequestKey? {
+        guard let owner = context.parameters.get("owner"), let name = context.parameters.get("name"),
+              let number = context.parameters.get("number").flatMap(Int.init), number > 0 else { return nil }
+        return PullRequestKey(repo: "\(owner)/\(name)", number: number)
+    }
+
+    static func html(_ text: String) -> Response {
+        Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     private func json(_ value: some Encodable) throws -> Response {

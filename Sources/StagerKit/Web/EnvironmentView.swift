@@ -7,6 +7,10 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
     public var branch: String
     public var title: String
     public var author: String
+    /// The pull request on GitHub.
+    public var pr_url: String
+    /// This environment's page on the dashboard: history and logs.
+    public var page_url: String
     public var slug: String
     public var url: String?
     public var status: String
@@ -21,23 +25,28 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
     public var updated_at: String
     /// The last webhook event, manual action or deploy (what `limits.idle_ttl` counts from).
     public var last_activity_at: String
+    /// Seconds the last successful deploy took, from the controller taking it to the comment.
+    public var last_deploy_seconds: Double?
     /// Set while the Docker engine does not answer: the status shown is the last one known.
     public var degraded: String?
 
     /// Environments that exist or are on their way; removed ones are history.
-    public static func current(in store: Store, preview: StagerConfig.Preview, degraded: String? = nil) throws -> [EnvironmentView] {
-        try store.allEnvironments().filter { $0.status != .removed }.map { EnvironmentView($0, preview: preview, degraded: degraded) }
+    public static func current(in store: Store, config: StagerConfig, degraded: String? = nil) throws -> [EnvironmentView] {
+        try store.allEnvironments().filter { $0.status != .removed }.map { EnvironmentView($0, config: config, degraded: degraded) }
     }
 
-    public init(_ env: Environment, preview: StagerConfig.Preview, degraded: String? = nil) {
+    public init(_ env: Environment, config: StagerConfig, degraded: String? = nil) {
         let formatter = ISO8601DateFormatter()
         repo = env.repo
         number = env.number
         branch = env.branch
         title = env.title
         author = env.author
+        pr_url = config.github.pullRequestPage(env.key)
+        page_url = config.server.environmentPage(env.key)
         slug = env.slug
-        url = env.status == .ready || env.deployedSha != nil ? preview.url(forSlug: env.slug) : nil
+        url = env.status == .ready || env.deployedSha != nil ? config.preview.url(forSlug: env.slug) : nil
+        last_deploy_seconds = env.lastDeploySeconds
         status = env.status.rawValue
         sha = env.desiredSha
         deployed_sha = env.deployedSha
@@ -51,4 +60,39 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
         last_activity_at = formatter.string(from: env.lastActivityAt ?? env.updatedAt)
         self.degraded = degraded
     }
+}
+
+/// One line of the audit trail as `/api/events` and the environment page show it. Field names are stable.
+public struct EventView: Codable, Sendable, Equatable {
+    public var id: Int64
+    public var repo: String
+    public var number: Int
+    /// webhook, deploy, ready, failure, teardown, approval, blocked, waiting, github, error, gc, sync, deploy…
+    public var kind: String
+    public var message: String
+    public var sha: String?
+    /// webhook, manual, sync, gc or controller.
+    public var trigger: String
+    public var actor: String?
+    public var delivery_id: String?
+    public var at: String
+
+    public init(_ event: AuditEvent) {
+        id = event.id ?? 0
+        repo = event.repo
+        number = event.number
+        kind = event.kind
+        message = event.message
+        sha = event.sha
+        trigger = event.trigger ?? "controller"
+        actor = event.actor
+        delivery_id = event.deliveryID
+        at = ISO8601DateFormatter().string(from: event.at)
+    }
+}
+
+/// `GET /api/environments/OWNER/NAME/N`: the environment and its history, newest first.
+public struct EnvironmentDetail: Codable, Sendable, Equatable {
+    public var environment: EnvironmentView
+    public var events: [EventView]
 }

@@ -1,0 +1,54 @@
+import Foundation
+import Logging
+
+/// How Stager writes its own log to standard error: `text` for people, `json` (one object a line) for
+/// log shippers. Metadata (repo, pr, delivery…) becomes fields either way.
+public enum LogFormat: String, Sendable, CaseIterable {
+    case text
+    case json
+
+    public func makeLogger(label: String, level: Logger.Level) -> Logger {
+        var logger: Logger
+        switch self {
+        case .text: logger = Logger(label: label, factory: { StreamLogHandler.standardError(label: $0) })
+        case .json: logger = Logger(label: label, factory: { JSONLogHandler(label: $0) })
+        }
+        logger.logLevel = level
+        return logger
+    }
+}
+
+/// Writes each record as one JSON object on standard error:
+/// `{"time":"…","level":"info","label":"stager","message":"…","repo":"acme/web","pr":"7","delivery":"…"}`.
+public struct JSONLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
+    private let label: String
+    private let write: @Sendable (Data) -> Void
+
+    public init(label: String, write: @escaping @Sendable (Data) -> Void = { FileHandle.standardError.write($0) }) {
+        self.label = label
+        self.write = write
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var fields: [String: String] = [:]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) {
+            fields[key] = "\(value)"
+        }
+        fields["time"] = ISO8601DateFormatter().string(from: Date())
+        fields["level"] = event.level.rawValue
+        fields["label"] = label
+        fields["message"] = "\(event.message)"
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard var line = try? encoder.encode(fields) else { return }
+        line.append(0x0A)
+        write(line)
+    }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import StagerKit
+
+struct Logs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a pull request's container log.")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Argument(help: "The pull request, as OWNER/NAME#N.")
+    var pullRequest: PullRequestArgument
+
+    @Flag(name: .shortAndLong, help: "Keep printing as the container writes (until interrupted).")
+    var follow = false
+
+    @Option(name: .long, help: "Only the last N lines (default: all).")
+    var tail: Int?
+
+    func validate() throws {
+        if let tail, tail < 0 { throw ValidationError("--tail: expected a number of lines, 0 or more") }
+    }
+
+    func run() async throws {
+        let config = try options.load()
+        let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
+        let docker = DockerCLI(command: config.dockerCommand, instance: config.instance, runner: SubprocessRunner())
+        let status = try await ContainerLogs(store: store, docker: docker).print(pullRequest.key, tail: tail, follow: follow)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
