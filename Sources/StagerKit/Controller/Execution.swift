@@ -297,6 +297,8 @@ struct Execution {
         }
         logger.info("environment ready", metadata: ["url": "\(url)", "sha": "\(serving.sha)"])
         let seconds: Double? = candidate == nil ? nil : Self.seconds(ContinuousClock.now - startedAt)
+        // GitHub's deployment first: once the comment is there, everything about this deploy is said.
+        try await reportDeployment(success: true, reason: "")
         try await settle(.ready, comment: ["ready": true, "url": url, "sha": serving.sha, "branch": MarkdownEscaping.codeSpan(env.branch)],
                          audit: ("ready", "\(url) serves \(serving.sha.prefix(12))"), sha: serving.sha) {
             if let seconds { $0.lastDeploySeconds = seconds }
@@ -308,7 +310,6 @@ struct Execution {
             $0.failureReason = nil
             $0.failedSha = nil
         }
-        try await reportDeployment(success: true, reason: "")
     }
 
     /// Tells GitHub how the deploy under way ended: success retires the deployment it replaces.
@@ -364,6 +365,7 @@ struct Execution {
         }
         let tail = String(log.suffix(4000))
         logger.warning("deploy failed", metadata: ["reason": "\(reason)"])
+        try await reportDeployment(success: false, reason: reason)
         try await settle(.failed, comment: [
             "failed": true, "sha": sha, "reason": reason, "reason_fence": MarkdownEscaping.fence(for: reason),
             "log": tail, "log_fence": MarkdownEscaping.fence(for: tail), "url": url,
@@ -372,7 +374,6 @@ struct Execution {
             $0.failureReason = reason
             $0.failedSha = sha
         }
-        try await reportDeployment(success: false, reason: reason)
     }
 
     /// Records a status with its comment (rendered from `comment`, stamped now) and the audit line, then
