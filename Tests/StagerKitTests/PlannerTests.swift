@@ -35,24 +35,24 @@ struct PlannerTests {
         #expect(Planner.plan(desired: .present(sha: "sha1"), observed: pending) == [.announceReady])
     }
 
-    @Test func redeployStartsBesideTheOldAndRemovesItAfterTheSwitch() {
+    @Test func redeployStartsBesideTheOldAndRemovesItAfterTheSwitchAndADrain() {
         let observed = Observation(containers: [old], routedContainer: "old", status: .ready)
         #expect(Planner.plan(desired: .present(sha: "sha2"), observed: observed) ==
-            [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .removeContainer(old), .announceReady])
+            [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .announceReady, .drain, .removeContainer(old)])
     }
 
     @Test func aRunningContainerOfTheDesiredShaIsAdopted() {
         // After a crash between `docker run` and the vhost switch.
         let observed = Observation(containers: [old, new], routedContainer: "old", status: .deploying)
         #expect(Planner.plan(desired: .present(sha: "sha2"), observed: observed) ==
-            [.adoptContainer(new), .awaitHealthy, .routeToCandidate, .removeContainer(old), .announceReady])
+            [.adoptContainer(new), .awaitHealthy, .routeToCandidate, .announceReady, .drain, .removeContainer(old)])
     }
 
     @Test func anExitedContainerIsReplacedNotAdopted() {
         let dead = Self.container("dead", sha: "sha2", running: false)
         let observed = Observation(containers: [dead], routedContainer: nil, status: .deploying)
         #expect(Planner.plan(desired: .present(sha: "sha2"), observed: observed) ==
-            [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .removeContainer(dead), .announceReady])
+            [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .announceReady, .removeContainer(dead)])
     }
 
     @Test func routedContainerGoneIsRedeployed() {
@@ -89,7 +89,7 @@ struct PlannerTests {
     /// Every combination of the observation's parts: the plan is never empty while the world differs from
     /// the desired state, and applying it leaves nothing to do.
     @Test(arguments: [true, false], [true, false])
-    func exhaustiveCombinations(oldRunning: Bool, newRunning: Bool) {
+    func exhaustiveCombinations(oldRunning: Bool, newRunning: Bool) throws {
         let containerSets: [[ContainerInfo]] = [
             [], [Self.container("old", sha: "sha1", running: oldRunning)],
             [Self.container("new", sha: "sha2", running: newRunning)],
@@ -108,10 +108,15 @@ struct PlannerTests {
                             #expect(!present.contains(.routeToCandidate))
                             #expect(present.allSatisfy { if case .removeContainer(let c) = $0 { return c.name != routed } else { return $0 == .announceReady } })
                         } else {
-                            #expect(present.contains(.routeToCandidate) && present.last == .announceReady)
-                            // Nothing that serves is removed before the switch.
-                            let switchIndex = present.firstIndex(of: .routeToCandidate) ?? 0
-                            #expect(!present.prefix(switchIndex).contains { if case .removeContainer = $0 { return true } else { return false } })
+                            let switchIndex = try #require(present.firstIndex(of: .routeToCandidate))
+                            let announceIndex = try #require(present.firstIndex(of: .announceReady))
+                            #expect(switchIndex < announceIndex)
+                            // Nothing is removed before the switch, and what served is removed only after a drain.
+                            let removals = present.indices.filter { if case .removeContainer = present[$0] { return true } else { return false } }
+                            #expect(removals.allSatisfy { $0 > announceIndex })
+                            let servedBefore = containers.contains { $0.name == routed && $0.running }
+                            #expect(present.contains(.drain) == servedBefore)
+                            if let drain = present.firstIndex(of: .drain) { #expect(removals.allSatisfy { $0 > drain }) }
                         }
                     }
                 }

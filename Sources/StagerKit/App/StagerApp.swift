@@ -26,7 +26,7 @@ public struct StagerApp: Sendable {
             store: store,
             runtime: DockerCLI(command: config.dockerCommand, instance: config.instance, runner: runner,
                                scratchDir: config.dataDir.appendingPathComponent("run")),
-            frontDoor: NginxFrontDoor(config: config.nginx, template: templates.vhost, runner: runner, logger: logger),
+            frontDoor: NginxFrontDoor(config: config.nginx, template: templates.vhost, runner: runner, metrics: metrics, logger: logger),
             publisher: publisher,
             templates: templates,
             probe: HTTPProbe(),

@@ -34,6 +34,7 @@ struct ConfigFile: Decodable {
         var test_command: [String]?
         var reload_command: [String]?
         var confirm_timeout: String?
+        var batch_delay: String?
     }
     struct Docker: Decodable {
         var command: [String]?
@@ -44,6 +45,8 @@ struct ConfigFile: Decodable {
         var port: Int?
         var health_path: String?
         var health_timeout: String?
+        var smoke: [String]?
+        var drain: String?
         var env: [String: String]?
         var allow_forks: Bool?
         var memory: String?

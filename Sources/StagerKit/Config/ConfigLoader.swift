@@ -204,7 +204,8 @@ private struct Validator {
                 listenPort: nginxPort,
                 testCommand: try command(doc.nginx?.test_command, key: "nginx.test_command", default: ["nginx", "-t"]),
                 reloadCommand: try command(doc.nginx?.reload_command, key: "nginx.reload_command", default: ["nginx", "-s", "reload"]),
-                confirmTimeout: try duration(doc.nginx?.confirm_timeout, key: "nginx.confirm_timeout", default: .seconds(10))
+                confirmTimeout: try duration(doc.nginx?.confirm_timeout, key: "nginx.confirm_timeout", default: .seconds(10)),
+                batchDelay: try batchDelay(doc.nginx?.batch_delay)
             ),
             dockerCommand: try command(doc.docker?.command, key: "docker.command", default: ["docker"]),
             repos: repos,
@@ -212,6 +213,12 @@ private struct Validator {
             templatesDir: doc.templates_dir.map(path),
             gcRemovesImages: doc.gc?.remove_images ?? false
         )
+    }
+
+    func batchDelay(_ value: String?) throws -> Duration {
+        let delay = try duration(value, key: "nginx.batch_delay", default: .milliseconds(20))
+        guard delay <= .seconds(1) else { throw fail("nginx.batch_delay", "at most 1s: every vhost change waits this long, got \"\(value ?? "")\"") }
+        return delay
     }
 
     func publicURL(_ value: String?, host: String, port: Int) throws -> String {
@@ -283,7 +290,10 @@ private struct Validator {
         for (name, value) in repo.env ?? [:] where value.hasLineBreak {
             throw fail("\(key).env.\(name)", "values may not contain line breaks")
         }
-        return StagerConfig.Repo(
+        for path in repo.smoke ?? [] where !path.hasPrefix("/") || path.contains(where: { $0.isWhitespace || $0.isNewline }) {
+            throw fail("\(key).smoke", "each entry is a path starting with '/', got \"\(path)\"")
+        }
+        var built = StagerConfig.Repo(
             name: name,
             image: image,
             command: repo.command ?? [],
@@ -303,6 +313,9 @@ private struct Validator {
                                       keyPrefix: "\(key).webhook_secret", defaultEnv: nil, requiredWhenNamed: true),
             access: try access(repo.access, key: "\(key).access", repo: name, dataDir: dataDir)
         )
+        built.smoke = repo.smoke ?? []
+        built.drain = try duration(repo.drain, key: "\(key).drain", default: .seconds(2))
+        return built
     }
 
     func access(_ access: ConfigFile.Access?, key: String, repo: String, dataDir: URL) throws -> StagerConfig.Access {

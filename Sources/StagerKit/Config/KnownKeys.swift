@@ -10,7 +10,7 @@ enum KnownKeys {
     }
 
     static let repo: Shape = .mapping([
-        "image": .leaf, "command": .leaf, "port": .leaf, "health_path": .leaf, "health_timeout": .leaf,
+        "image": .leaf, "command": .leaf, "port": .leaf, "health_path": .leaf, "health_timeout": .leaf, "smoke": .leaf, "drain": .leaf,
         "env": .anyKeys(.leaf), "allow_forks": .leaf, "memory": .leaf, "cpus": .leaf, "pids": .leaf,
         "max_environments": .leaf, "cap_add": .leaf, "read_only": .leaf, "privileged": .leaf,
         "require_label": .leaf, "webhook_secret_env": .leaf, "webhook_secret_file": .leaf,
@@ -31,7 +31,7 @@ enum KnownKeys {
         ]),
         "preview": .mapping(["domain": .leaf, "scheme": .leaf, "public_port": .leaf]),
         "nginx": .mapping([
-            "sites_dir": .leaf, "listen": .leaf, "test_command": .leaf, "reload_command": .leaf, "confirm_timeout": .leaf,
+            "sites_dir": .leaf, "listen": .leaf, "test_command": .leaf, "reload_command": .leaf, "confirm_timeout": .leaf, "batch_delay": .leaf,
         ]),
         "docker": .mapping(["command": .leaf]),
         "repos": .anyKeys(repo),

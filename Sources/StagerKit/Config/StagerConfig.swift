@@ -66,6 +66,8 @@ public struct StagerConfig: Sendable {
         public var reloadCommand: [String]
         /// How long to wait for nginx's new workers to serve a changed vhost before giving up.
         public var confirmTimeout: Duration
+        /// Vhost changes arriving within this of each other share one test and one reload.
+        public var batchDelay: Duration = .milliseconds(20)
 
         /// The `listen` directive's argument, as written in the configuration.
         public var listen: String { "\(listenHost):\(listenPort)" }
@@ -90,6 +92,10 @@ public struct StagerConfig: Sendable {
         public var port: Int
         public var healthPath: String
         public var healthTimeout: Duration
+        /// Paths that must answer 2xx on a new container before traffic switches to it (the live-test gate).
+        public var smoke: [String] = []
+        /// After a redeploy switches traffic, the old container serves requests already under way this long.
+        public var drain: Duration = .seconds(2)
         public var env: [String: String]
         public var allowForks: Bool
         public var memory: String?

@@ -151,13 +151,20 @@ struct Execution {
                 try await fail(sha: candidate.sha, reason: "the container did not answer \(healthPath) below 500 within \(seconds)s")
                 return false
             }
+            if let problem = await smokeProblem(candidate) {
+                try await fail(sha: candidate.sha, reason: problem)
+                return false
+            }
+        case .drain:
+            let drain = deps.config.repo(env.repo)?.drain ?? .seconds(2)
+            logger.info("draining the previous container", metadata: ["for": "\(drain)"])
+            try await Task.sleep(for: drain)
         case .routeToCandidate:
             guard let candidate, let port = candidate.hostPort else { return false }
             let route = Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: port, containerName: candidate.name, sha: candidate.sha,
                               branch: env.branch, access: deps.config.repo(env.repo)?.access ?? .open)
             do {
                 try await deps.frontDoor.apply(route)
-                deps.metrics.nginxReload()
             } catch let error as NginxError {
                 try await fail(sha: candidate.sha, reason: error.description)
                 return false
@@ -172,7 +179,6 @@ struct Execution {
             try setStatus(.removing)
             outcome = "removed"
             try await deps.frontDoor.remove(slug: env.slug)
-            deps.metrics.nginxReload()
             try await confirmUnrouted()
         case .deleteComment:
             let commentID = try store.environment(key)?.commentID
@@ -251,6 +257,22 @@ struct Execution {
             guard let answer = try? await probe.get(host: "127.0.0.1", port: port, path: path) else { return false }
             return answer.status < 500
         }
+    }
+
+    /// The first smoke path that does not answer 2xx on the candidate, said as a failure reason; nil when all do.
+    private func smokeProblem(_ container: ContainerInfo) async -> String? {
+        guard let port = container.hostPort else { return nil }
+        for path in deps.config.repo(env.repo)?.smoke ?? [] {
+            do {
+                let answer = try await deps.probe.get(host: "127.0.0.1", port: port, path: path)
+                guard (200..<300).contains(answer.status) else {
+                    return "smoke check GET \(path) answered \(answer.status); it must answer 2xx before traffic switches"
+                }
+            } catch {
+                return "smoke check GET \(path) failed: \(error)"
+            }
+        }
+        return nil
     }
 
     /// nginx's reload returns before its new workers serve: ask nginx itself, with the environment's

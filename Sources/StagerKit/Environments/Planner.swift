@@ -59,9 +59,12 @@ extension Observation {
 public enum Step: Sendable, Equatable {
     case startContainer(sha: String)
     case adoptContainer(ContainerInfo)
+    /// Wait for the health path, then the smoke paths: nothing switches to a container that fails them.
     case awaitHealthy
     /// Write the vhost for the candidate, test, reload, and confirm through nginx.
     case routeToCandidate
+    /// Let the container that served before finish the requests it has (the repo's `drain`).
+    case drain
     case removeContainer(ContainerInfo)
     /// Mark ready and create or edit the sticky comment.
     case announceReady
@@ -117,10 +120,11 @@ public enum Planner {
         } else {
             steps.append(.startContainer(sha: sha))
         }
-        steps += [.awaitHealthy, .routeToCandidate]
-        // The old containers go only once the new one serves, so a redeploy never leaves the URL dark.
+        steps += [.awaitHealthy, .routeToCandidate, .announceReady]
+        // The old containers go only once the new one serves, and the one that served only after its
+        // requests under way are done, so a redeploy never drops a request.
+        if serving != nil { steps.append(.drain) }
         steps += observed.containers.filter { $0 != candidate }.map(Step.removeContainer)
-        steps.append(.announceReady)
         return steps
     }
 }

@@ -48,22 +48,34 @@ public enum NginxError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The vhost files in `nginx.sites_dir`, and nginx's test and reload. An actor, so one change is written,
-/// tested and reloaded (or rolled back) before the next begins.
+/// The vhost files in `nginx.sites_dir`, and nginx's test and reload. Changes are batched: those that
+/// arrive within `nginx.batch_delay` of each other are written together and cost one test and one reload;
+/// when the test rejects a batch, each change is tried on its own so only the bad one fails and is rolled
+/// back. An actor, so batches never overlap.
 public actor NginxFrontDoor {
     /// First line of every file Stager writes; anything else in the folder is not Stager's.
     static let markerPrefix = "# stager-vhost "
+
+    /// One caller's files to change (a new content, or nil to remove), answered once they are live.
+    private struct Request {
+        var files: [(slug: String, content: String?)]
+        var done: CheckedContinuation<Void, any Error>
+    }
 
     private let config: StagerConfig.Nginx
     private let template: MustacheTemplate
     private let runner: any CommandRunner
     private let logger: Logger
+    private let metrics: StagerMetrics?
     public private(set) var reloadCount = 0
+    private var pending: [Request] = []
+    private var flusher: Task<Void, Never>?
 
-    public init(config: StagerConfig.Nginx, template: MustacheTemplate, runner: any CommandRunner, logger: Logger) {
+    public init(config: StagerConfig.Nginx, template: MustacheTemplate, runner: any CommandRunner, metrics: StagerMetrics? = nil, logger: Logger) {
         self.config = config
         self.template = template
         self.runner = runner
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -125,47 +137,117 @@ public actor NginxFrontDoor {
 
     /// Writes the vhost, tests and reloads nginx; a rejected configuration is rolled back.
     public func apply(_ route: Route) async throws {
-        try await change(slug: route.slug, to: render(route))
+        try await change([(route.slug, render(route))])
     }
 
     /// Removes the slug's vhost and reloads nginx.
     public func remove(slug: String) async throws {
-        try await change(slug: slug, to: nil)
+        try await change([(slug, nil)])
     }
 
     /// Removes several vhosts with a single test and reload.
     public func remove(slugs: [String]) async throws {
         guard !slugs.isEmpty else { return }
-        for slug in slugs { try? FileManager.default.removeItem(at: try file(slug)) }
-        try await testAndReload()
+        try await change(slugs.map { ($0, nil) })
     }
 
-    private func change(slug: String, to content: String?) async throws {
-        let target = try file(slug)
-        let previous = try? Data(contentsOf: target)
-        if let content {
-            try writeAtomically(Data(content.utf8), to: target)
-        } else {
-            guard previous != nil else { return }
-            try FileManager.default.removeItem(at: target)
+    private func change(_ files: [(slug: String, content: String?)]) async throws {
+        for file in files { _ = try self.file(file.slug) }
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
+            pending.append(Request(files: files, done: done))
+            if flusher == nil {
+                flusher = Task { await self.flushWhilePending() }
+            }
         }
+    }
+
+    /// Waits the batch delay, then applies whatever arrived meanwhile; again until nothing is left.
+    private func flushWhilePending() async {
+        while true {
+            try? await Task.sleep(for: config.batchDelay)
+            guard !pending.isEmpty else {
+                flusher = nil
+                return
+            }
+            let batch = pending
+            pending.removeAll()
+            await apply(batch)
+        }
+    }
+
+    private func apply(_ batch: [Request]) async {
+        let written = write(batch.flatMap(\.files))
         do {
             try await testAndReload()
-        } catch let error as NginxError {
-            if case .rejected = error {
-                // Put back what was there, so every other environment keeps serving.
-                if let previous { try? writeAtomically(previous, to: target) } else { try? FileManager.default.removeItem(at: target) }
+            batch.forEach { $0.done.resume() }
+            return
+        } catch NginxError.rejected(let message) where batch.count == 1 {
+            restore(written)
+            batch[0].done.resume(throwing: NginxError.rejected(message))
+            return
+        } catch NginxError.rejected {
+            restore(written)
+        } catch {
+            batch.forEach { $0.done.resume(throwing: error) }
+            return
+        }
+        // Someone's vhost is bad: find whose by testing each request alone; the good ones share a reload.
+        var accepted: [Request] = []
+        for request in batch {
+            let mine = write(request.files)
+            let test = try? await runner.run(Command(argv: config.testCommand))
+            if let test, test.succeeded {
+                accepted.append(request)
+            } else {
+                restore(mine)
+                request.done.resume(throwing: NginxError.rejected(test?.message ?? "the test command could not run"))
             }
-            throw error
+        }
+        guard !accepted.isEmpty else { return }
+        do {
+            try await reload()
+            accepted.forEach { $0.done.resume() }
+        } catch {
+            accepted.forEach { $0.done.resume(throwing: error) }
+        }
+    }
+
+    /// Writes or removes each file and returns what was there before, for a rollback. A file that cannot be
+    /// written is left as it was (the test and reload then change nothing for it).
+    private func write(_ files: [(slug: String, content: String?)]) -> [(URL, Data?)] {
+        var before: [(URL, Data?)] = []
+        for (slug, content) in files {
+            guard let target = try? file(slug) else { continue }
+            let previous = try? Data(contentsOf: target)
+            if let content {
+                guard (try? writeAtomically(Data(content.utf8), to: target)) != nil else { continue }
+            } else {
+                guard previous != nil else { continue }
+                try? FileManager.default.removeItem(at: target)
+            }
+            before.append((target, previous))
+        }
+        return before
+    }
+
+    /// Puts back what was there, newest change first, so every other environment keeps serving.
+    private func restore(_ written: [(URL, Data?)]) {
+        for (target, previous) in written.reversed() {
+            if let previous { try? writeAtomically(previous, to: target) } else { try? FileManager.default.removeItem(at: target) }
         }
     }
 
     private func testAndReload() async throws {
         let test = try await runner.run(Command(argv: config.testCommand))
         guard test.succeeded else { throw NginxError.rejected(test.message) }
+        try await reload()
+    }
+
+    private func reload() async throws {
         let reload = try await runner.run(Command(argv: config.reloadCommand))
         guard reload.succeeded else { throw NginxError.reloadFailed(reload.message) }
         reloadCount += 1
+        metrics?.nginxReload()
     }
 
     private func file(_ slug: String) throws -> URL {

@@ -233,7 +233,6 @@ public struct GarbageCollector: Sendable {
         var vhostError: String?
         do {
             try await deps.frontDoor.remove(slugs: slugs)
-            if !slugs.isEmpty { deps.metrics.nginxReload() }
         } catch {
             vhostError = "\(error)"
         }

@@ -1,0 +1,80 @@
+import Foundation
+import Logging
+import StagerKit
+import StagerTestSupport
+import Testing
+
+/// Reload batching: changes that arrive together share one test and one reload, and a bad vhost in a
+/// batch fails alone.
+@Suite("nginx reload batching")
+struct NginxBatchTests {
+    static func route(_ slug: String, container: String) -> Route {
+        Route(key: PullRequestKey(repo: "acme/web", number: slug.count), slug: slug, hostName: "\(slug).preview.localhost",
+              upstreamPort: 40000, containerName: container, sha: "abc")
+    }
+
+    /// A runner standing in for nginx: `-t` fails while any vhost in the folder routes to a container named "broken".
+    static func nginx(sites: URL) -> RecordingRunner {
+        RecordingRunner { command in
+            guard command.arguments.contains("-t") else { return CommandResult(exitCode: 0) }
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: sites.path)) ?? []
+            let broken = files.contains { name in
+                (try? String(contentsOf: sites.appendingPathComponent(name), encoding: .utf8))?.contains("container=broken") ?? false
+            }
+            return broken ? CommandResult(exitCode: 1, standardError: "nginx: [emerg] broken vhost") : CommandResult(exitCode: 0)
+        }
+    }
+
+    @Test func changesArrivingTogetherShareOneTestAndOneReload() async throws {
+        let dir = try TestConfig.temporaryDirectory("batch")
+        let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  batch_delay: 50ms\n", in: dir)
+        let runner = Self.nginx(sites: config.nginx.sitesDir)
+        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<10 {
+                group.addTask { try await door.apply(Self.route("feature-\(index)", container: "c\(index)")) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(runner.commands.map(\.arguments) == [["-t"], ["-s", "reload"]])
+        #expect(await door.reloadCount == 1)
+        #expect(await door.inventory().managed.count == 10)
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<10 {
+                group.addTask { try await door.remove(slug: "feature-\(index)") }
+            }
+            try await group.waitForAll()
+        }
+        #expect(await door.reloadCount == 2)
+        #expect(await door.inventory().managed.isEmpty)
+    }
+
+    @Test func aBadVhostInABatchFailsAloneAndTheRestGoLive() async throws {
+        let dir = try TestConfig.temporaryDirectory("batch-bad")
+        let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  batch_delay: 50ms\n", in: dir)
+        let runner = Self.nginx(sites: config.nginx.sitesDir)
+        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
+        try await door.apply(Self.route("serving", container: "old"))
+
+        let results = await withTaskGroup(of: (String, Bool).self) { group in
+            for (slug, container) in [("good-one", "g1"), ("serving", "broken"), ("good-two", "g2")] {
+                group.addTask { ((slug), (try? await door.apply(Self.route(slug, container: container))) != nil) }
+            }
+            return await group.reduce(into: [String: Bool]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(results == ["good-one": true, "serving": false, "good-two": true])
+        // The bad change was rolled back: the environment it would have replaced still routes to its old container.
+        #expect(await door.routedContainer(slug: "serving") == "old")
+        #expect(await door.routedContainer(slug: "good-one") == "g1")
+        #expect(await door.routedContainer(slug: "good-two") == "g2")
+        // One reload for the first apply, one shared by the two good ones after each was tested alone.
+        #expect(await door.reloadCount == 2)
+    }
+
+    @Test func batchDelayIsBounded() throws {
+        let dir = try TestConfig.temporaryDirectory("batch-config")
+        #expect(try TestConfig.load("nginx:\n  sites_dir: sites\n", in: dir).nginx.batchDelay == .milliseconds(20))
+        #expect(throws: ConfigError.self) { try TestConfig.load("nginx:\n  batch_delay: 5s\n", in: dir) }
+    }
+}

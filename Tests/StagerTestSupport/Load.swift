@@ -1,0 +1,44 @@
+import Foundation
+import StagerKit
+
+/// A bounded request load on loopback: a fixed rate, each request on its own connection, until told to
+/// stop or its time limit passes (whichever comes first), so a test or the bench can never leave it running.
+public enum Load {
+    public struct Outcome: Sendable {
+        /// nil when the request got no HTTP answer (refused, reset, timed out).
+        public var status: Int?
+        public var body: String
+        public var latency: Duration
+        public var ok: Bool { status == 200 }
+    }
+
+    public actor Switch {
+        public private(set) var stopped = false
+        public init() {}
+        public func stop() { stopped = true }
+    }
+
+    public static func run(perSecond: Int, limit: Duration, until stop: Switch,
+                           _ request: @escaping @Sendable () async -> ProbeAnswer?) async -> [Outcome] {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let interval = Duration.seconds(1) / perSecond
+        return await withTaskGroup(of: Outcome.self) { group in
+            var sent = 0
+            while clock.now - start < limit, await !stop.stopped {
+                group.addTask {
+                    let began = clock.now
+                    let answer = await request()
+                    return Outcome(status: answer?.status, body: answer?.body ?? "", latency: clock.now - began)
+                }
+                sent += 1
+                // Paced from the start, not from the last send, so slow answers do not lower the rate.
+                let next = start + interval * sent
+                if next > clock.now { try? await Task.sleep(until: next, clock: clock) }
+            }
+            var outcomes: [Outcome] = []
+            for await outcome in group { outcomes.append(outcome) }
+            return outcomes
+        }
+    }
+}
