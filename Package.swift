@@ -53,6 +53,12 @@ let package = Package(
             ],
             path: "Tests/StagerTestSupport"
         ),
+        // scripts/bench: Stager against the floor (plain docker run + nginx reload), on the real engine.
+        .executableTarget(
+            name: "stager-bench",
+            dependencies: ["StagerKit", "StagerTestSupport"],
+            path: "Benchmarks/StagerBench"
+        ),
         .testTarget(
             name: "StagerKitTests",
             dependencies: [

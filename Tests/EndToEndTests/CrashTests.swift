@@ -9,49 +9,6 @@ import System
 import SystemPackage
 #endif
 
-/// `stager serve` as a separate process, so it can be killed with SIGKILL mid-deploy and started again.
-final class StagerProcess: @unchecked Sendable {
-    private let pid = PortBox()
-    private let task: Task<Void, any Error>
-
-    static var binary: String {
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("stager").path
-        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
-        return Fixtures.repoRoot.appendingPathComponent(".build/debug/stager").path
-    }
-
-    init(config: URL, environment: [String: String], log: URL) throws {
-        let box = pid
-        let logFD = try FileDescriptor.open(FilePath(log.path), .writeOnly, options: [.create, .append], permissions: [.ownerReadWrite])
-        var env: [Subprocess.Environment.Key: String?] = [:]
-        for (key, value) in environment { if let name = Subprocess.Environment.Key(rawValue: key) { env[name] = value } }
-        let variables = env
-        task = Task {
-            _ = try await Subprocess.run(
-                .path(FilePath(Self.binary)), arguments: ["serve", "--config", config.path],
-                environment: .inherit.updating(variables),
-                input: .none,
-                output: .fileDescriptor(logFD, closeAfterSpawningProcess: false),
-                error: .fileDescriptor(logFD, closeAfterSpawningProcess: true)
-            ) { execution in
-                await box.set(Int(execution.processIdentifier.value))
-            }
-        }
-    }
-
-    func kill9() async throws {
-        let value = try await pid.wait()
-        kill(pid_t(value), SIGKILL)
-        _ = try? await task.value
-    }
-
-    func terminate() async throws {
-        let value = try await pid.wait()
-        kill(pid_t(value), SIGTERM)
-        _ = try? await task.value
-    }
-}
-
 @Suite("End to end: faults", .serialized, .enabled(if: E2EHarness.available))
 struct CrashTests {
     /// kill -9 while the container is starting (it takes a second to listen), then a restart: the accepted

@@ -53,7 +53,7 @@ struct DashboardRouteTests {
         try await Application(router: app.buildRouter()).test(.router) { client in
             try await deliver(client, "opened", number: 7, branch: "feature/login")
             try await deliver(client, "opened", repo: "acme/api", number: 3, branch: "fix/<script>alert(1)</script>")
-            try app.store.update(PullRequestKey(repo: "acme/api", number: 3)) {
+            try await app.store.update(PullRequestKey(repo: "acme/api", number: 3)) {
                 $0.status = .failed
                 $0.failureReason = "the container did not answer / below 500 within 60s"
             }

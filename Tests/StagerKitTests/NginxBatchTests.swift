@@ -36,8 +36,10 @@ struct NginxBatchTests {
             }
             try await group.waitForAll()
         }
-        #expect(runner.commands.map(\.arguments) == [["-t"], ["-s", "reload"]])
-        #expect(await door.reloadCount == 1)
+        // The first change may find nginx idle and go alone; the others arrive meanwhile and go together.
+        let reloads = await door.reloadCount
+        #expect((1...2).contains(reloads), "\(reloads) reloads for 10 changes")
+        #expect(runner.commands.map(\.arguments) == Array(repeating: [["-t"], ["-s", "reload"]], count: reloads).flatMap { $0 })
         #expect(await door.inventory().managed.count == 10)
 
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -46,7 +48,7 @@ struct NginxBatchTests {
             }
             try await group.waitForAll()
         }
-        #expect(await door.reloadCount == 2)
+        #expect((reloads + 1...reloads + 2).contains(await door.reloadCount))
         #expect(await door.inventory().managed.isEmpty)
     }
 
@@ -68,8 +70,8 @@ struct NginxBatchTests {
         #expect(await door.routedContainer(slug: "serving") == "old")
         #expect(await door.routedContainer(slug: "good-one") == "g1")
         #expect(await door.routedContainer(slug: "good-two") == "g2")
-        // One reload for the first apply, one shared by the two good ones after each was tested alone.
-        #expect(await door.reloadCount == 2)
+        // One reload for the first apply; the good ones share one (or go alone if the first found nginx idle).
+        #expect((2...3).contains(await door.reloadCount))
     }
 
     @Test func batchDelayIsBounded() throws {

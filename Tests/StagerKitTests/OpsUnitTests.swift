@@ -116,7 +116,7 @@ struct AdmissionTests {
         #expect(try await store.admit(key(3), limit: 1, repoLimit: nil) == .waiting(position: 2, inUse: 1, limit: 1, scope: "limits.max_environments"))
         #expect(try store.waitingKeys() == [key(2), key(3)])
         // Room frees up: the third may not jump the queue, the second goes.
-        try store.update(key(1)) { $0.desired = "absent"; $0.admitted = false }
+        try await store.update(key(1)) { $0.desired = "absent"; $0.admitted = false }
         #expect(try await store.admit(key(3), limit: 1, repoLimit: nil) != .admitted)
         #expect(try await store.admit(key(2), limit: 1, repoLimit: nil) == .admitted)
         #expect(try store.waitingKeys() == [key(3)])

@@ -9,6 +9,8 @@ public enum Load {
         public var status: Int?
         public var body: String
         public var latency: Duration
+        /// When the request was sent, from the start of the load.
+        public var sentAt: Duration
         public var ok: Bool { status == 200 }
     }
 
@@ -29,7 +31,7 @@ public enum Load {
                 group.addTask {
                     let began = clock.now
                     let answer = await request()
-                    return Outcome(status: answer?.status, body: answer?.body ?? "", latency: clock.now - began)
+                    return Outcome(status: answer?.status, body: answer?.body ?? "", latency: clock.now - began, sentAt: began - start)
                 }
                 sent += 1
                 // Paced from the start, not from the last send, so slow answers do not lower the rate.
@@ -38,7 +40,7 @@ public enum Load {
             }
             var outcomes: [Outcome] = []
             for await outcome in group { outcomes.append(outcome) }
-            return outcomes
+            return outcomes.sorted { $0.sentAt < $1.sentAt }
         }
     }
 }

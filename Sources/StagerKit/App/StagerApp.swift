@@ -32,6 +32,7 @@ public struct StagerApp: Sendable {
             probe: HTTPProbe(),
             metrics: metrics,
             github: github,
+            builder: ImageBuilder(config: config, runner: runner, slots: Slots(limit: config.limits.concurrentBuilds)),
             logger: logger
         )
         self.store = store

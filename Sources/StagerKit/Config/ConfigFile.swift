@@ -60,11 +60,18 @@ struct ConfigFile: Decodable {
         var webhook_secret_env: String?
         var webhook_secret_file: String?
         var access: Access?
-        var build: AnyDecodable?
+        var build: RepoBuild?
+        var clone_url: String?
     }
-    /// Accepts any YAML value; used for keys whose features are not built yet.
-    struct AnyDecodable: Decodable {
-        init(from decoder: any Decoder) throws {}
+    struct RepoBuild: Decodable {
+        var context: String?
+        var dockerfile: String?
+        var args: [String: String]?
+        var target: String?
+    }
+    struct Build: Decodable {
+        var allowed_hosts: [String]?
+        var allow_file_urls: Bool?
     }
     struct Limits: Decodable {
         var max_environments: Int?
@@ -73,6 +80,7 @@ struct ConfigFile: Decodable {
         var pids: Int?
         var concurrent_deploys: Int?
         var idle_ttl: String?
+        var concurrent_builds: Int?
     }
 
     var server: Server?
@@ -88,6 +96,7 @@ struct ConfigFile: Decodable {
     var repos: [String: Repo]?
     var limits: Limits?
     var gc: GC?
+    var build: Build?
 
     struct Access: Decodable {
         var htpasswd_file: String?

@@ -167,10 +167,12 @@ private struct Validator {
             cpus: doc.limits?.cpus ?? "1",
             pids: doc.limits?.pids ?? 256,
             concurrentDeploys: doc.limits?.concurrent_deploys ?? 4,
-            idleTTL: try doc.limits?.idle_ttl.map { try duration($0, key: "limits.idle_ttl", default: .zero) }
+            idleTTL: try doc.limits?.idle_ttl.map { try duration($0, key: "limits.idle_ttl", default: .zero) },
+            concurrentBuilds: doc.limits?.concurrent_builds ?? 1
         )
         guard limits.maxEnvironments > 0 else { throw fail("limits.max_environments", "must be positive") }
         guard limits.concurrentDeploys > 0 else { throw fail("limits.concurrent_deploys", "must be positive") }
+        guard limits.concurrentBuilds > 0 else { throw fail("limits.concurrent_builds", "must be positive") }
         try checkMemory(limits.memory, key: "limits.memory")
         try checkCPUs(limits.cpus, key: "limits.cpus")
         guard limits.pids > 0 else { throw fail("limits.pids", "must be positive") }
@@ -211,7 +213,38 @@ private struct Validator {
             repos: repos,
             limits: limits,
             templatesDir: doc.templates_dir.map(path),
-            gcRemovesImages: doc.gc?.remove_images ?? false
+            gcRemovesImages: doc.gc?.remove_images ?? false,
+            build: .init(allowedHosts: doc.build?.allowed_hosts ?? [URL(string: apiURL.absoluteString).flatMap { Self.webHost($0) } ?? "github.com"],
+                         allowFileURLs: doc.build?.allow_file_urls ?? false)
+        )
+    }
+
+    /// The web host of the API: github.com for api.github.com, the same host for GitHub Enterprise.
+    static func webHost(_ api: URL) -> String? {
+        api.host == "api.github.com" ? "github.com" : api.host
+    }
+
+    func repoBuild(_ build: ConfigFile.RepoBuild?, key: String) throws -> StagerConfig.RepoBuild? {
+        guard let build else { return nil }
+        func relative(_ value: String, _ name: String) throws -> String {
+            let parts = value.split(separator: "/")
+            guard !value.hasPrefix("/"), !parts.contains(".."), !value.contains(where: { $0.isNewline }) else {
+                throw fail("\(key).\(name)", "must be a path inside the repository, got \"\(value)\"")
+            }
+            return value.isEmpty ? "." : value
+        }
+        for (name, value) in build.args ?? [:] {
+            guard let first = name.first, first.isLetter || first == "_", name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+                throw fail("\(key).args.\(name)", "is not a valid build argument name")
+            }
+            guard (try? ImageReference.template(value)) != nil else { throw fail("\(key).args.\(name)", "is not a valid Mustache template") }
+        }
+        if let target = build.target, !target.isEmpty, !target.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
+            throw fail("\(key).target", "is not a build stage name, got \"\(target)\"")
+        }
+        return StagerConfig.RepoBuild(
+            context: try relative(build.context ?? ".", "context"), dockerfile: try relative(build.dockerfile ?? "Dockerfile", "dockerfile"),
+            args: build.args ?? [:], target: build.target.flatMap { $0.isEmpty ? nil : $0 }
         )
     }
 
@@ -247,11 +280,17 @@ private struct Validator {
         guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) } }) else {
             throw fail(key, "repository names are OWNER/NAME, got \"\(name)\"")
         }
-        if repo.build != nil, repo.image == nil {
-            throw fail("\(key).build", "building images from the branch is not supported yet; give the repository an image: instead")
+        let build = try repoBuild(repo.build, key: "\(key).build")
+        // A repository that builds tags its images per commit, so a commit built once is never built again.
+        let image = repo.image ?? (build != nil ? "stager/\(ConfigRepoSlug.make(name)):{{sha}}" : "")
+        guard !image.isEmpty else {
+            throw fail("\(key).image", "is required (or a build: block): the image to run, e.g. \"acme/web:pr-{{number}}\"")
         }
-        guard let image = repo.image, !image.isEmpty else {
-            throw fail("\(key).image", "is required: the image to run, e.g. \"acme/web:pr-{{number}}\"")
+        if build != nil, !image.contains("{{sha}}") {
+            throw fail("\(key).image", "names the tag of images built per commit, so it must contain {{sha}}, got \"\(image)\"")
+        }
+        if let cloneURL = repo.clone_url, URL(string: cloneURL)?.scheme == nil {
+            throw fail("\(key).clone_url", "expected a URL such as https://github.com/acme/web.git, got \"\(cloneURL)\"")
         }
         do { _ = try ImageReference.template(image) } catch {
             throw fail("\(key).image", "is not a valid Mustache template: \(error)")
@@ -313,6 +352,8 @@ private struct Validator {
                                       keyPrefix: "\(key).webhook_secret", defaultEnv: nil, requiredWhenNamed: true),
             access: try access(repo.access, key: "\(key).access", repo: name, dataDir: dataDir)
         )
+        built.build = build
+        built.cloneURL = repo.clone_url.flatMap { $0.isEmpty ? nil : $0 }
         built.smoke = repo.smoke ?? []
         built.drain = try duration(repo.drain, key: "\(key).drain", default: .seconds(2))
         return built

@@ -40,7 +40,6 @@ enum KnownKeys {
             "idle_ttl": .leaf, "concurrent_builds": .leaf,
         ]),
         "forks": .mapping(["label": .leaf]),
-        // Read by a feature still to come (building from the branch); accepted so the contract's example loads.
         "build": .mapping(["allowed_hosts": .leaf, "allow_file_urls": .leaf]),
         "gc": .mapping(["remove_images": .leaf]),
     ])

@@ -82,6 +82,8 @@ public struct StagerConfig: Sendable {
         public var concurrentDeploys: Int
         /// `stager gc` removes environments with no webhook event, manual action or deploy for this long; nil: never.
         public var idleTTL: Duration?
+        /// `docker build`s at a time; others wait in order.
+        public var concurrentBuilds: Int = 1
     }
 
     public struct Repo: Sendable {
@@ -109,9 +111,32 @@ public struct StagerConfig: Sendable {
         public var readOnly: Bool
         /// Every PR, not only fork PRs, waits for the deploy label from a writer.
         public var requireLabel: Bool
+        /// Set: the image is built from the PR's head at its exact sha, and `image` (when given) names the tag.
+        public var build: RepoBuild? = nil
+        /// Overrides the payload's `head.repo.clone_url`.
+        public var cloneURL: String? = nil
         /// This repository's own webhook secret; nil: the global one.
         public var webhookSecret: String?
         public var access: Access
+    }
+
+    /// How a repository that builds from the branch builds its image (`repos.X.build`).
+    public struct RepoBuild: Sendable, Equatable {
+        /// Relative to the checkout's root, never outside it.
+        public var context: String
+        /// Relative to the checkout's root.
+        public var dockerfile: String
+        /// Mustache values (number, branch, sha, slug, repo), passed as `--build-arg`.
+        public var args: [String: String]
+        public var target: String?
+    }
+
+    /// Where clone URLs may point (`build:`).
+    public struct Build: Sendable {
+        /// Host names a clone URL may have (https only).
+        public var allowedHosts: [String]
+        /// Lets `file://` clone URLs through (tests, local mirrors).
+        public var allowFileURLs: Bool
     }
 
     /// Who may open a preview: basic auth and an IP allow-list, rendered into the vhost.
@@ -147,6 +172,7 @@ public struct StagerConfig: Sendable {
     public var templatesDir: URL?
     /// `stager gc` also removes the images of the environments it removes (per-PR image tags only).
     public var gcRemovesImages: Bool
+    public var build: Build = Build(allowedHosts: ["github.com"], allowFileURLs: false)
 
     public func repo(_ fullName: String) -> Repo? {
         repos[fullName]

@@ -16,12 +16,18 @@ public struct ControllerDependencies: Sendable {
     /// nil without a token: then no label can be verified, and fork PRs stay blocked.
     public var github: GitHubClient?
     var deployments: DeploymentTracker { DeploymentTracker(client: github, config: config) }
+    /// Builds images of repositories with a `build:` block; one set of build slots for the whole process.
+    public var builder: ImageBuilder
+    /// `docker run`s at a time (`limits.concurrent_deploys`); teardowns and comments are not held back by it.
+    public var deploySlots: Slots
     public var logger: Logger
 
     public init(config: StagerConfig, store: Store, runtime: any ContainerRuntime, frontDoor: NginxFrontDoor,
                 publisher: any CommentPublisher, templates: Templates, probe: HTTPProbe, metrics: StagerMetrics,
-                github: GitHubClient? = nil, logger: Logger) {
+                github: GitHubClient? = nil, builder: ImageBuilder? = nil, logger: Logger) {
         self.github = github
+        self.deploySlots = Slots(limit: config.limits.concurrentDeploys)
+        self.builder = builder ?? ImageBuilder(config: config, runner: SubprocessRunner(), slots: Slots(limit: config.limits.concurrentBuilds))
         self.config = config
         self.store = store
         self.runtime = runtime
@@ -35,8 +41,9 @@ public struct ControllerDependencies: Sendable {
     }
 }
 
-/// Converges each PR's environment to its newest desired state: one worker per PR at a time, different
-/// PRs in parallel up to `limits.concurrent_deploys`, and a reconciler at start-up and every interval.
+/// Converges each PR's environment to its newest desired state: one worker per PR at a time, many PRs in
+/// parallel (container starts limited to `limits.concurrent_deploys`, so a burst of closes is torn down
+/// together and shares nginx reloads), and a reconciler at start-up and every interval.
 public final class Controller: Service, Sendable {
     public let queue = WorkQueue()
     private let deps: ControllerDependencies
@@ -64,14 +71,16 @@ public final class Controller: Service, Sendable {
         } catch is CancellationError {
             // A graceful shutdown: whatever was mid-way is finished by the next start's reconcile.
         }
-        // Commands waiting for this serve learn at once that it is gone.
-        try? deps.store.setFact(Self.heartbeatFact, "stopped", at: .distantPast)
+        // Commands waiting for this serve learn at once that it is gone. In a task of its own: this one is
+        // cancelled, and GRDB does not start a write for a cancelled task.
+        let store = deps.store
+        await Task { try? await store.setFact(Self.heartbeatFact, "stopped", at: .distantPast) }.value
     }
 
     private func converging() async throws {
         try await cancelWhenGracefulShutdown {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<self.deps.config.limits.concurrentDeploys {
+                for _ in 0..<max(Self.workers, self.deps.config.limits.concurrentDeploys) {
                     group.addTask { await self.work() }
                 }
                 group.addTask { try await self.reconcileForever() }
@@ -118,7 +127,7 @@ public final class Controller: Service, Sendable {
         var lastBeat = ContinuousClock.now - Self.heartbeatEvery
         while !Task.isCancelled {
             if ContinuousClock.now - lastBeat >= Self.heartbeatEvery {
-                try? deps.store.setFact(Self.heartbeatFact, "pid \(ProcessInfo.processInfo.processIdentifier)")
+                try? await deps.store.setFact(Self.heartbeatFact, "pid \(ProcessInfo.processInfo.processIdentifier)")
                 lastBeat = ContinuousClock.now
             }
             if let pending = try? deps.store.pendingVersions() {
@@ -130,6 +139,9 @@ public final class Controller: Service, Sendable {
             try await Task.sleep(for: .seconds(1))
         }
     }
+
+    /// PRs converged at once; what is expensive (docker run, docker build) has slots of its own.
+    static let workers = 32
 
     public static let heartbeatFact = "serve.heartbeat"
     static let heartbeatEvery: Duration = .seconds(5)
@@ -162,7 +174,7 @@ public final class Controller: Service, Sendable {
                 }
                 // A waiting PR stays behind its desired version; freed room or the reconciler brings it back.
                 if ending == .waiting { return }
-                try deps.store.markApplied(key, version: env.desiredVersion)
+                try await deps.store.markApplied(key, version: env.desiredVersion)
                 if execution.outcome == "removed" { await enqueueWaiting() }
                 if try deps.store.desiredVersion(key) == env.desiredVersion { return }
             } catch is CancellationError {
@@ -171,7 +183,7 @@ public final class Controller: Service, Sendable {
                 if let unavailable = error as? EngineUnavailable { await engineHealth.failed(unavailable.message) }
                 let delay = await retries.nextDelay(key)
                 logger.error("converging failed; will retry", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
-                try? deps.store.audit(key, kind: "error", message: "\(error)")
+                try? await deps.store.audit(key, kind: "error", message: "\(error)")
                 deps.metrics.converged(outcome: "error")
                 Task {
                     try await Task.sleep(for: delay)

@@ -43,10 +43,18 @@ struct Execution {
                 logger.info("superseded by a newer intent")
                 return .superseded
             }
-            guard try await perform(step) else { return .finished }
+            do {
+                guard try await perform(step) else { return .finished }
+            } catch is Superseded {
+                logger.info("superseded by a newer intent while building")
+                return .superseded
+            }
         }
         return .finished
     }
+
+    /// A newer intent arrived while this one's image was being built; the build was stopped.
+    struct Superseded: Error {}
 
     /// Fork PRs (unless the repository allows forks) and every PR under `require_label` run only a head sha
     /// a writer approved with the deploy label.
@@ -61,23 +69,23 @@ struct Execution {
         var ignored = ""
         if let sender = env.labelSender, !sender.isEmpty, env.labelSha == env.desiredSha {
             guard let github = deps.github else {
-                try audit("approval", "label by \(sender) not checked: no GitHub token configured")
+                try await audit("approval", "label by \(sender) not checked: no GitHub token configured")
                 return try await block(ignored: "")
             }
             let permission = try await github.permission(of: sender, in: env.repo)
             if ["admin", "maintain", "write"].contains(permission) {
                 let sha = env.desiredSha
-                try store.update(key) {
+                try await store.update(key) {
                     $0.approvedSha = sha
                     $0.approvedBy = sender
                     $0.labelSender = nil
                 }
-                try audit("approval", "\(sender) (\(permission)) approved \(sha.prefix(12))", actor: sender)
+                try await audit("approval", "\(sender) (\(permission)) approved \(sha.prefix(12))", actor: sender)
                 logger.info("approved", metadata: ["by": "\(sender)", "permission": "\(permission)"])
                 return true
             }
-            try store.update(key) { $0.labelSender = nil }
-            try audit("approval", "label by \(sender) ignored: permission \(permission)", actor: sender)
+            try await store.update(key) { $0.labelSender = nil }
+            try await audit("approval", "label by \(sender) ignored: permission \(permission)", actor: sender)
             logger.warning("deploy label ignored", metadata: ["by": "\(sender)", "permission": "\(permission)"])
             ignored = sender
         }
@@ -116,15 +124,20 @@ struct Execution {
     private mutating func perform(_ step: Step) async throws -> Bool {
         switch step {
         case .startContainer(let sha):
-            try setStatus(.deploying)
+            if let repo = deps.config.repo(env.repo), let spec = repo.build {
+                guard try await ensureBuilt(sha: sha, spec: spec, repo: repo) else { return false }
+            }
+            try await setStatus(.deploying)
             outcome = "deployed"
             // GitHub's deployment is created while the container starts: neither waits for the other.
             let snapshot = self
             let deploying = Task { await snapshot.courtesy("deployment not created") { try await snapshot.deps.deployments.start(snapshot.env, sha: sha) } ?? nil }
             let started: Result<ContainerInfo, any Error>
+            try await deps.deploySlots.acquire()
             do { started = .success(try await startContainer(sha: sha)) } catch { started = .failure(error) }
+            await deps.deploySlots.release()
             if let deploymentID = await deploying.value {
-                try store.update(key) { $0.pendingDeploymentID = deploymentID }
+                try await store.update(key) { $0.pendingDeploymentID = deploymentID }
             }
             do {
                 candidate = try started.get()
@@ -141,7 +154,7 @@ struct Execution {
                 return false
             }
         case .adoptContainer(let container):
-            try setStatus(.deploying)
+            try await setStatus(.deploying)
             outcome = "deployed"
             candidate = container
         case .awaitHealthy:
@@ -176,14 +189,14 @@ struct Execution {
         case .announceReady:
             try await announceReady()
         case .removeVhost:
-            try setStatus(.removing)
+            try await setStatus(.removing)
             outcome = "removed"
             try await deps.frontDoor.remove(slug: env.slug)
             try await confirmUnrouted()
         case .deleteComment:
             let commentID = try store.environment(key)?.commentID
             try await deps.publisher.remove(on: key, knownID: commentID)
-            try store.update(key) { $0.commentID = nil; $0.commentBody = nil; $0.commentPending = false }
+            try await store.update(key) { $0.commentID = nil; $0.commentBody = nil; $0.commentPending = false }
         case .markRemoved:
             outcome = "removed"
             if let current = try store.environment(key) {
@@ -192,7 +205,7 @@ struct Execution {
                     _ = await courtesy("deployment not marked inactive") { try await tracker.deactivate(current, deployment: id, because: "Preview removed") }
                 }
             }
-            try store.update(key) {
+            try await store.update(key) {
                 $0.deploymentID = nil
                 $0.pendingDeploymentID = nil
                 $0.status = .removed
@@ -203,7 +216,7 @@ struct Execution {
                 $0.hostPort = nil
                 $0.deployedSha = nil
             }
-            try audit("teardown", "environment removed")
+            try await audit("teardown", "environment removed")
             logger.info("environment removed")
         }
         return true
@@ -215,8 +228,8 @@ struct Execution {
     private var url: String { deps.config.preview.url(forSlug: env.slug) }
     private var healthPath: String { deps.config.repo(env.repo)?.healthPath ?? "/" }
 
-    private func setStatus(_ status: EnvironmentStatus) throws {
-        try store.update(key) { $0.status = status }
+    private func setStatus(_ status: EnvironmentStatus) async throws {
+        try await store.update(key) { $0.status = status }
     }
 
     private func startContainer(sha: String) async throws -> ContainerInfo {
@@ -243,7 +256,7 @@ struct Execution {
         )
         let started = try await deps.runtime.start(spec)
         logger.info("started container", metadata: ["container": "\(name)", "image": "\(image)", "port": "\(started.hostPort)"])
-        try audit("deploy", "started \(name) from \(image) at \(sha.prefix(12))", sha: sha)
+        try await audit("deploy", "started \(name) from \(image) at \(sha.prefix(12))", sha: sha)
         return ContainerInfo(id: started.id, name: name, repo: env.repo, number: env.number, sha: sha, slug: env.slug,
                              running: true, hostPort: started.hostPort)
     }
@@ -257,6 +270,51 @@ struct Execution {
             guard let answer = try? await probe.get(host: "127.0.0.1", port: port, path: path) else { return false }
             return answer.status < 500
         }
+    }
+
+    /// Makes sure the image of `sha` exists: an image built before is reused; else the build runs (its
+    /// comment says `building`), stopped if a newer intent arrives meanwhile. False when the build failed
+    /// (recorded, with the log's tail in the comment).
+    private mutating func ensureBuilt(sha: String, spec: StagerConfig.RepoBuild, repo: StagerConfig.Repo) async throws -> Bool {
+        let tag = try ImageReference.render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug)
+        let builder = deps.builder
+        if try await builder.exists(tag: tag) {
+            try await audit("build", "\(tag) was built before: nothing to build", sha: sha)
+            return true
+        }
+        let serving = try store.environment(key)?.deployedSha
+        try await settle(.building, comment: [
+            "building": true, "sha": sha, "branch": MarkdownEscaping.codeSpan(env.branch), "url": url,
+            "serving": serving.map { String($0.prefix(12)) } ?? "",
+        ], audit: ("build", "building \(tag)"), sha: sha)
+        logger.info("building", metadata: ["image": "\(tag)"])
+        let (store, key, version, snapshot, token) = (store, key, env.desiredVersion, env, deps.config.github.token)
+        let building = Task { try await builder.build(snapshot, repo: repo, spec: spec, sha: sha, tag: tag, token: token) }
+        // A push while this builds stops the build: only the newest commit is worth building.
+        let watcher = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .milliseconds(200))
+                if (try? store.desiredVersion(key)) != version {
+                    building.cancel()
+                    return
+                }
+            }
+        }
+        defer { watcher.cancel() }
+        do {
+            try await withTaskCancellationHandler { try await building.value } onCancel: { building.cancel() }
+        } catch is CancellationError {
+            if Task.isCancelled { throw CancellationError() }
+            try await audit("build", "build of \(sha.prefix(12)) stopped: a newer commit arrived", sha: sha)
+            throw Superseded()
+        } catch let error as BuildError {
+            let log = ImageBuilder.tail(ImageBuilder.logFile(dataDir: deps.config.dataDir, key: key), lines: 50,
+                                        secrets: [deps.config.github.token].compactMap { $0 })
+            try await fail(sha: sha, reason: error.description, buildLog: log)
+            return false
+        }
+        try await audit("build", "built \(tag)", sha: sha)
+        return true
     }
 
     /// The first smoke path that does not answer 2xx on the candidate, said as a failure reason; nil when all do.
@@ -346,7 +404,7 @@ struct Execution {
         } else {
             _ = await courtesy("deployment status not sent") { try await tracker.failed(current, deployment: pending, reason: reason) }
         }
-        try store.update(key) {
+        try await store.update(key) {
             if success { $0.deploymentID = pending }
             $0.pendingDeploymentID = nil
         }
@@ -359,14 +417,14 @@ struct Execution {
             return try await body()
         } catch {
             logger.warning("\(what)", metadata: ["error": "\(error)"])
-            try? audit("github", "\(what): \(error)")
+            try? await audit("github", "\(what): \(error)")
             return nil
         }
     }
 
     /// An audit line for this PR, tied to the delivery being carried out (its trigger and sender).
-    private func audit(_ kind: String, _ message: String, sha: String? = nil, actor: String? = nil) throws {
-        try store.audit(key, kind: kind, message: message, deliveryID: env.lastDeliveryID, sha: sha, actor: actor)
+    private func audit(_ kind: String, _ message: String, sha: String? = nil, actor: String? = nil) async throws {
+        try await store.audit(key, kind: kind, message: message, deliveryID: env.lastDeliveryID, sha: sha, actor: actor)
     }
 
     static func seconds(_ duration: Duration) -> Double {
@@ -375,9 +433,9 @@ struct Execution {
 
     /// Records a failed deploy: the candidate goes (with its log tail kept for the comment), whatever
     /// served before keeps serving, and the same sha is not retried until a newer intent arrives.
-    private mutating func fail(sha: String, reason: String) async throws {
+    private mutating func fail(sha: String, reason: String, buildLog: String? = nil) async throws {
         outcome = "failed"
-        var log = ""
+        var log = buildLog ?? ""
         let routed = await deps.frontDoor.routedContainer(slug: env.slug)
         let stillServing = routed != nil && routed != candidate?.name ? try store.environment(key)?.deployedSha : nil
         if let candidate {
@@ -385,12 +443,13 @@ struct Execution {
             try await deps.runtime.remove(candidate.id)
             self.candidate = nil
         }
-        let tail = String(log.suffix(4000))
+        let tail = String(log.suffix(buildLog == nil ? 4000 : 8000))
         logger.warning("deploy failed", metadata: ["reason": "\(reason)"])
         try await reportDeployment(success: false, reason: reason)
         try await settle(.failed, comment: [
             "failed": true, "sha": sha, "reason": reason, "reason_fence": MarkdownEscaping.fence(for: reason),
             "log": tail, "log_fence": MarkdownEscaping.fence(for: tail), "url": url,
+            "log_title": buildLog == nil ? "Last lines of the container log" : "Last lines of the build log",
             "serving": stillServing.map { String($0.prefix(12)) } ?? "",
         ], audit: ("failure", reason), sha: sha) {
             $0.failureReason = reason
@@ -404,19 +463,19 @@ struct Execution {
                         change: @escaping @Sendable (inout Environment) -> Void = { _ in }) async throws {
         let common: [String: Any] = ["updated": Self.timestamp(), "status": status.rawValue, "logs_url": deps.config.server.environmentPage(key)]
         let body = renderComment(comment.merging(common) { mine, _ in mine })
-        let updated = try store.update(key) {
+        let updated = try await store.update(key) {
             $0.status = status
             $0.commentBody = body
             $0.commentPending = true
             change(&$0)
         }
-        try audit(auditLine.kind, auditLine.message, sha: sha)
+        try await audit(auditLine.kind, auditLine.message, sha: sha)
         try await publish(body, knownID: updated?.commentID)
     }
 
     private func publish(_ body: String, knownID: Int64?) async throws {
         let id = try await deps.publisher.publish(body, on: key, knownID: knownID)
-        try store.update(key) {
+        try await store.update(key) {
             $0.commentID = id ?? $0.commentID
             $0.commentPending = false
         }

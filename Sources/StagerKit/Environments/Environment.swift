@@ -27,6 +27,8 @@ public enum EnvironmentStatus: String, Sendable, Codable, CaseIterable {
     case waiting
     /// A fork PR (or any PR under `require_label`) waiting for the deploy label from a writer.
     case blocked
+    /// Building the image from the PR's head (repositories with a `build:` block).
+    case building
     case deploying
     case ready
     case failed
@@ -92,6 +94,8 @@ public struct Environment: Sendable, Equatable, Codable {
     public var pendingDeploymentID: Int64? = nil
     /// How long the last successful deploy took, from the controller taking it to the comment.
     public var lastDeploySeconds: Double? = nil
+    /// `pull_request.head.repo.clone_url` of the newest delivery: where a build fetches from.
+    public var cloneURL: String? = nil
 
     /// A PR whose head lives in another repository (or in a deleted fork).
     public var isFork: Bool { headRepo != repo }

@@ -48,8 +48,9 @@ public enum NginxError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The vhost files in `nginx.sites_dir`, and nginx's test and reload. Changes are batched: those that
-/// arrive within `nginx.batch_delay` of each other are written together and cost one test and one reload;
+/// The vhost files in `nginx.sites_dir`, and nginx's test and reload. Changes are batched: a change that
+/// finds nginx idle goes at once, and those arriving while a batch is applied or within `nginx.batch_delay`
+/// after it are written together and cost one test and one reload;
 /// when the test rejects a batch, each change is tried on its own so only the bad one fails and is rolled
 /// back. An actor, so batches never overlap.
 public actor NginxFrontDoor {
@@ -161,18 +162,17 @@ public actor NginxFrontDoor {
         }
     }
 
-    /// Waits the batch delay, then applies whatever arrived meanwhile; again until nothing is left.
+    /// Applies what is pending at once (a lone change waits for nothing), then keeps collecting for the
+    /// batch delay after each batch: changes that arrive while nginx tests and reloads, or right after,
+    /// go together in the next one. Stops when a delay passes with nothing new.
     private func flushWhilePending() async {
-        while true {
-            try? await Task.sleep(for: config.batchDelay)
-            guard !pending.isEmpty else {
-                flusher = nil
-                return
-            }
+        while !pending.isEmpty {
             let batch = pending
             pending.removeAll()
             await apply(batch)
+            try? await Task.sleep(for: config.batchDelay)
         }
+        flusher = nil
     }
 
     private func apply(_ batch: [Request]) async {

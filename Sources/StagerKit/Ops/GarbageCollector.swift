@@ -257,9 +257,10 @@ public struct GarbageCollector: Sendable {
                 do {
                     guard !failedSlugs.contains(env.slug) else { throw NginxError.reloadFailed(vhostProblem) }
                     var logger = deps.logger
-                    logger[metadataKey: "pr"] = "\(env.key)"
+                    logger[metadataKey: "repo"] = "\(env.repo)"
+                    logger[metadataKey: "pr"] = "\(env.number)"
                     var execution = Execution(deps: deps, env: env, logger: logger)
-                    if try await execution.run() == .finished { try deps.store.markApplied(env.key, version: env.desiredVersion) }
+                    if try await execution.run() == .finished { try await deps.store.markApplied(env.key, version: env.desiredVersion) }
                     return GcItem(action: .removed, kind: .environment, item: item, reason: removal.reason)
                 } catch {
                     return GcItem(action: .failed, kind: .environment, item: item, reason: "\(error)")

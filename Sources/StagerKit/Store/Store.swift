@@ -173,6 +173,11 @@ public final class Store: Sendable {
                 t.add(column: "actor", .text)
             }
         }
+        migrator.registerMigration("v5: builds") { db in
+            try db.alter(table: "environment") { t in
+                t.add(column: "cloneURL", .text)
+            }
+        }
         return migrator
     }
 
@@ -183,12 +188,12 @@ public final class Store: Sendable {
     public func accept(_ delivery: IncomingDelivery) async throws -> AcceptOutcome {
         // Async, so the HTTP server's event loop never blocks on SQLite.
         try await db.write { db in
-            if try DeliveryRow.exists(db, key: delivery.id) { return .duplicate }
+            if try Self.hasDelivery(db, id: delivery.id) { return .duplicate }
             let event = delivery.event
             let key = event.key
             let updatedAt = event.pull_request.updated_at ?? ""
             var outcome: AcceptOutcome
-            var environment = try EnvironmentRow.fetchOne(db, key: ["repo": key.repo, "number": key.number])?.environment
+            var environment = try Self.environment(db, key)
 
             if let current = environment, !updatedAt.isEmpty, updatedAt < current.sourceUpdatedAt {
                 outcome = .stale
@@ -223,6 +228,7 @@ public final class Store: Sendable {
                 env.title = event.pull_request.title ?? env.title
                 env.author = event.pull_request.user?.login ?? env.author
                 env.headRepo = event.pull_request.head.repo?.full_name ?? env.headRepo
+                env.cloneURL = event.pull_request.head.repo?.clone_url ?? env.cloneURL
                 if !updatedAt.isEmpty { env.sourceUpdatedAt = updatedAt }
                 env.desiredVersion += 1
                 env.lastDeliveryID = delivery.id
@@ -254,7 +260,7 @@ public final class Store: Sendable {
     // MARK: Environments
 
     public func environment(_ key: PullRequestKey) throws -> Environment? {
-        try db.read { try EnvironmentRow.fetchOne($0, key: ["repo": key.repo, "number": key.number])?.environment }
+        try db.read { try Self.environment($0, key) }
     }
 
     /// Every environment, the removed ones included, oldest first.
@@ -263,10 +269,12 @@ public final class Store: Sendable {
     }
 
     /// Applies `change` to the stored environment in a transaction and returns the result.
+    /// Async, like every write: waiting for SQLite's one writer suspends the task instead of blocking one of
+    /// the few threads the webhook's answers also need.
     @discardableResult
-    public func update(_ key: PullRequestKey, _ change: @Sendable (inout Environment) -> Void) throws -> Environment? {
-        try db.write { db in
-            guard var env = try EnvironmentRow.fetchOne(db, key: ["repo": key.repo, "number": key.number])?.environment else { return nil }
+    public func update(_ key: PullRequestKey, _ change: @escaping @Sendable (inout Environment) -> Void) async throws -> Environment? {
+        try await db.write { db in
+            guard var env = try Self.environment(db, key) else { return nil }
             change(&env)
             env.updatedAt = Date()
             try EnvironmentRow(env).update(db)
@@ -275,8 +283,8 @@ public final class Store: Sendable {
     }
 
     /// Records that the controller converged the PR to `version`, unless a newer intent arrived meanwhile.
-    public func markApplied(_ key: PullRequestKey, version: Int) throws {
-        try db.write { db in
+    public func markApplied(_ key: PullRequestKey, version: Int) async throws {
+        try await db.write { db in
             try db.execute(
                 sql: "UPDATE environment SET appliedVersion = ? WHERE repo = ? AND number = ? AND appliedVersion < ?",
                 arguments: [version, key.repo, key.number, version]
@@ -304,7 +312,7 @@ public final class Store: Sendable {
     /// that room; otherwise records it as waiting. Oldest waiting first.
     public func admit(_ key: PullRequestKey, limit: Int, repoLimit: Int?, at date: Date = Date()) async throws -> Admission {
         try await db.write { db in
-            guard var env = try EnvironmentRow.fetchOne(db, key: ["repo": key.repo, "number": key.number])?.environment,
+            guard var env = try Self.environment(db, key),
                   env.desired == "present", !env.admitted else { return .admitted }
             let holders = try EnvironmentRow.filter(Column("desired") == "present" && Column("admitted") == true).fetchAll(db).map(\.environment)
             let inUse = holders.count
@@ -347,8 +355,8 @@ public final class Store: Sendable {
 
     // MARK: Facts
 
-    public func setFact(_ name: String, _ value: String, at date: Date = Date()) throws {
-        try db.write { db in
+    public func setFact(_ name: String, _ value: String, at date: Date = Date()) async throws {
+        try await db.write { db in
             try db.execute(sql: "INSERT INTO fact (name, value, at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value, at = excluded.at",
                            arguments: [name, value, date])
         }
@@ -365,8 +373,8 @@ public final class Store: Sendable {
 
     /// Records what happened; the trigger and who caused it come from `deliveryID`'s delivery (the intent
     /// being carried out), unless `actor` names someone else (a writer approving, say).
-    public func audit(_ key: PullRequestKey, kind: String, message: String, deliveryID: String? = nil, sha: String? = nil, actor: String? = nil) throws {
-        try db.write { db in
+    public func audit(_ key: PullRequestKey, kind: String, message: String, deliveryID: String? = nil, sha: String? = nil, actor: String? = nil) async throws {
+        try await db.write { db in
             let delivery = try deliveryID.flatMap { try DeliveryRow.fetchOne(db, key: $0) }
             var row = AuditRow(AuditEvent(
                 repo: key.repo, number: key.number, kind: kind, message: message, deliveryID: deliveryID, at: Date(), sha: sha,
@@ -386,6 +394,18 @@ public final class Store: Sendable {
     }
 
     // MARK: Helpers
+
+    // The hot queries (every delivery, every step) use cached statements: compiling one costs more than running it.
+
+    private static func environment(_ db: Database, _ key: PullRequestKey) throws -> Environment? {
+        let statement = try db.cachedStatement(sql: "SELECT * FROM environment WHERE repo = ? AND number = ?")
+        return try EnvironmentRow.fetchOne(statement, arguments: [key.repo, key.number])?.environment
+    }
+
+    private static func hasDelivery(_ db: Database, id: String) throws -> Bool {
+        let statement = try db.cachedStatement(sql: "SELECT 1 FROM delivery WHERE id = ?")
+        return try Bool.fetchOne(statement, arguments: [id]) ?? false
+    }
 
     private static func newEnvironment(_ db: Database, event: PullRequestEvent, at date: Date) throws -> Environment {
         Environment(

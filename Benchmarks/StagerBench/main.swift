@@ -1,0 +1,121 @@
+import Foundation
+import StagerKit
+
+/// `scripts/bench [--quick]`: Stager against the floor, on this machine's real engine and nginx.
+/// Prints a table and writes bench/results.json.
+struct Options {
+    var quick = false
+    var stager = ""
+    var output = "bench/results.json"
+    var build = "release"
+
+    init(_ arguments: [String]) throws {
+        var rest = arguments.dropFirst()
+        while let argument = rest.popFirst() {
+            switch argument {
+            case "--quick": quick = true
+            case "--stager": stager = rest.popFirst() ?? ""
+            case "--out": output = rest.popFirst() ?? output
+            case "--build": build = rest.popFirst() ?? build
+            default: throw BenchFailure("unknown argument \(argument); usage: stager-bench --stager PATH [--quick] [--out FILE] [--build NAME]")
+            }
+        }
+        guard FileManager.default.isExecutableFile(atPath: stager) else { throw BenchFailure("--stager: no executable at \"\(stager)\"") }
+    }
+}
+
+struct Results: Encodable {
+    var date: String
+    var quick: Bool
+    var build: String
+    var cores: Int
+    var openToLive: Bench.OpenClose
+    var closeToGone: Bench.OpenClose
+    var redeploy: Bench.Redeploy
+    var ack: Bench.Ack
+    var scale: Bench.Scale
+    var targets: [String: Bool]
+}
+
+func report(_ results: Results) -> String {
+    func row(_ cells: [String]) -> String {
+        zip(cells, [14, 22, 22, 8, 8]).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: " ") + (cells.count > 5 ? cells[5] : "")
+    }
+    func pair(_ samples: Samples) -> String { "\(formatSeconds(samples.median)) / \(formatSeconds(samples.p90))" }
+    let open = results.openToLive, close = results.closeToGone, redeploy = results.redeploy, ack = results.ack, scale = results.scale
+    var lines = [
+        "stager bench (\(results.quick ? "quick" : "full"), \(results.build) build, \(results.cores) cores, \(results.date))",
+        "",
+        row(["scenario", "stager median / p90", "floor median / p90", "ratio", "reloads", "target"]),
+        row(["open→live", pair(open.stager), pair(open.floor), String(format: "%.2f", open.ratio), "\(open.reloads)", "ratio ≤ 1.3 (\(open.stager.seconds.count) PRs)"]),
+        row(["close→gone", pair(close.stager), pair(close.floor), String(format: "%.2f", close.ratio), "\(close.reloads)", ""]),
+        row(["redeploy", "\(redeploy.failed) of \(redeploy.requests) failed", "new sha after \(formatSeconds(redeploy.newShaServedAfter))", "", "\(redeploy.reloads)",
+             "0 failed at \(redeploy.rate) req/s"]),
+        row(["ack", String(format: "p50 %.1f ms p99 %.1f ms", ack.p50Milliseconds, ack.p99Milliseconds), String(format: "max %.1f ms", ack.maxMilliseconds), "",
+             "", "p99 < 20 ms; \(ack.non2xx) non-2xx; \(ack.stored)/\(ack.sent) stored at \(ack.rate)/s for \(ack.seconds) s"]),
+        row(["scale: open", "\(scale.environments) in \(formatSeconds(scale.openAllSeconds))", "", "", "\(scale.reloadsOpening)", ""]),
+        row(["scale: next", formatSeconds(scale.nextOpenToLive), "first \(formatSeconds(scale.firstOpenToLive))", String(format: "%.2f", scale.nextRatio), "",
+             "ratio ≤ 1.5"]),
+        row(["scale: gc", formatSeconds(scale.gcSeconds), "", "", "", "< 3 s (\(scale.gcOutput))"]),
+        row(["scale: memory", String(format: "%.1f MB RSS", scale.rssMegabytes), "", "", "", "< 80 MB"]),
+        row(["scale: close", "\(scale.environments + 1) in \(formatSeconds(scale.closeAllSeconds))", "", "", "\(scale.reloadsClosing)", ""]),
+        "",
+        "targets: " + results.targets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value ? "met" : "MISSED")" }.joined(separator: ", "),
+    ]
+    lines.append("")
+    return lines.joined(separator: "\n")
+}
+
+let options: Options
+do {
+    options = try Options(CommandLine.arguments)
+} catch {
+    FileHandle.standardError.write(Data("stager-bench: \(error)\n".utf8))
+    exit(2)
+}
+let sizes = options.quick
+    ? Bench.Sizes(openRuns: 3, redeployRate: 20, ackRate: 50, ackSeconds: 2, scale: 10)
+    : Bench.Sizes(openRuns: 10, redeployRate: 50, ackRate: 200, ackSeconds: 10, scale: 100)
+
+do {
+    let bench = try await Bench(sizes: sizes, stagerBinary: options.stager)
+    do {
+        FileHandle.standardError.write(Data("bench: open→live and close→gone, \(sizes.openRuns) PRs each against the floor\n".utf8))
+        let (open, close) = try await bench.openAndClose()
+        FileHandle.standardError.write(Data("bench: redeploy under \(sizes.redeployRate) req/s\n".utf8))
+        let redeploy = try await bench.redeploy()
+        FileHandle.standardError.write(Data("bench: ack at \(sizes.ackRate)/s for \(sizes.ackSeconds) s\n".utf8))
+        let ack = try await bench.ack()
+        FileHandle.standardError.write(Data("bench: scale to \(sizes.scale) environments\n".utf8))
+        let scale = try await bench.scale(firstOpenToLive: open.stager.median)
+        await bench.finish()
+        let results = Results(
+            date: ISO8601DateFormatter().string(from: Date()), quick: options.quick, build: options.build,
+            cores: ProcessInfo.processInfo.activeProcessorCount, openToLive: open, closeToGone: close, redeploy: redeploy, ack: ack, scale: scale,
+            targets: [
+                "open→live ratio ≤ 1.3": open.ratio <= 1.3,
+                "redeploy 0 failed": redeploy.failed == 0,
+                "ack p99 < 20 ms, all 2xx and stored": ack.p99Milliseconds < 20 && ack.non2xx == 0 && ack.stored == ack.sent,
+                "next open→live ≤ 1.5× first": scale.nextRatio <= 1.5,
+                "gc < 3 s": scale.gcSeconds < 3,
+                "RSS < 80 MB": scale.rssMegabytes < 80,
+            ]
+        )
+        print(report(results))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let output = URL(fileURLWithPath: options.output)
+        try FileManager.default.createDirectory(at: output.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try encoder.encode(results).write(to: output)
+        FileHandle.standardError.write(Data("bench: wrote \(output.path)\n".utf8))
+    } catch {
+        FileHandle.standardError.write(Data("stager-bench: \(error)\n".utf8))
+        await bench.finish()
+        exit(1)
+    }
+} catch {
+    FileHandle.standardError.write(Data("stager-bench: \(error)\n".utf8))
+    exit(1)
+}

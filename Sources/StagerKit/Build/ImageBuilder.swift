@@ -1,0 +1,186 @@
+import Foundation
+import Mustache
+
+/// Why a build gave no image.
+public enum BuildError: Error, CustomStringConvertible, Equatable {
+    case refusedURL(String)
+    case fetchFailed(String)
+    case failed(exitCode: Int32)
+
+    public var description: String {
+        switch self {
+        case .refusedURL(let reason): return "the clone URL is not allowed: \(reason)"
+        case .fetchFailed(let message): return "git could not fetch the commit: \(message)"
+        case .failed(let code): return "docker build failed (exit \(code))"
+        }
+    }
+}
+
+/// Builds a PR's image from its head at the exact sha: an empty repository in a fresh work folder under
+/// `data_dir/builds`, `git fetch --depth 1 <clone url> <sha>`, a checkout of that sha, `docker build` with
+/// the `stager.*` labels, and the folder removed whatever happens. Output goes to the environment's build
+/// log as it comes. The token reaches git only through the environment (`GIT_CONFIG_*`), for https URLs on
+/// an allowed host, never through argv, the URL or a file.
+public struct ImageBuilder: Sendable {
+    let config: StagerConfig
+    let runner: any CommandRunner
+    let slots: Slots
+
+    public init(config: StagerConfig, runner: any CommandRunner, slots: Slots) {
+        self.config = config
+        self.runner = runner
+        self.slots = slots
+    }
+
+    public static func logFile(dataDir: URL, key: PullRequestKey) -> URL {
+        dataDir.appendingPathComponent("logs/\(ConfigRepoSlug.make(key.repo))-\(key.number).build.log")
+    }
+
+    public static func workRoot(dataDir: URL) -> URL {
+        dataDir.appendingPathComponent("builds")
+    }
+
+    /// `<number>-<sha12>-<repo slug>`: gc reads the PR back from the name to know whether it still builds.
+    static func workFolderName(key: PullRequestKey, sha: String) -> String {
+        "\(key.number)-\(sha.prefix(12))-\(ConfigRepoSlug.make(key.repo))"
+    }
+
+    // MARK: Pieces (pure, so tests can read them)
+
+    /// The URL to fetch from, checked against `build.allowed_hosts` and `build.allow_file_urls`.
+    public func cloneURL(for env: Environment, repo: StagerConfig.Repo) throws -> URL {
+        guard let text = repo.cloneURL ?? env.cloneURL, !text.isEmpty else {
+            throw BuildError.refusedURL("the webhook carried no head.repo.clone_url (a deleted fork?) and repos.\(env.repo).clone_url is not set")
+        }
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased() else { throw BuildError.refusedURL("\"\(text)\" is not a URL") }
+        switch scheme {
+        case "https":
+            guard url.user == nil, url.password == nil else { throw BuildError.refusedURL("credentials in the URL are refused") }
+            guard let host = url.host?.lowercased(), config.build.allowedHosts.map({ $0.lowercased() }).contains(host) else {
+                throw BuildError.refusedURL("host \(url.host ?? "(none)") is not in build.allowed_hosts \(config.build.allowedHosts)")
+            }
+        case "file":
+            guard config.build.allowFileURLs else { throw BuildError.refusedURL("file:// URLs need build.allow_file_urls: true") }
+        default:
+            throw BuildError.refusedURL("only https:// (and file:// when allowed) are fetched, not \(scheme)://")
+        }
+        return url
+    }
+
+    /// `git init`, `git fetch --depth 1 <url> <sha>`, `git checkout --detach FETCH_HEAD`.
+    public func fetchCommands(url: URL, sha: String, into folder: URL, token: String?) -> [Command] {
+        var fetchEnvironment = ["GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"]
+        if url.scheme?.lowercased() == "https", let token {
+            // GitHub takes the token as basic auth with any user; as a header it never reaches argv or .git/config.
+            let basic = Data("x-access-token:\(token)".utf8).base64EncodedString()
+            fetchEnvironment["GIT_CONFIG_COUNT"] = "1"
+            fetchEnvironment["GIT_CONFIG_KEY_0"] = "http.extraHeader"
+            fetchEnvironment["GIT_CONFIG_VALUE_0"] = "Authorization: Basic \(basic)"
+        }
+        return [
+            Command("git", ["init", "--quiet", folder.path]),
+            Command("git", ["-C", folder.path, "fetch", "--depth", "1", "--no-tags", "--", url.absoluteString, sha], environment: fetchEnvironment),
+            Command("git", ["-C", folder.path, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", "FETCH_HEAD"]),
+        ]
+    }
+
+    public func buildCommand(tag: String, spec: StagerConfig.RepoBuild, env: Environment, sha: String, folder: URL) throws -> Command {
+        var arguments = ["build", "--tag", tag, "--force-rm", "--file", folder.appendingPathComponent(spec.dockerfile).path]
+        let labels = [
+            ContainerLabels.managed: "true", ContainerLabels.instance: config.instance, ContainerLabels.repo: env.repo,
+            ContainerLabels.pr: String(env.number), ContainerLabels.sha: sha, ContainerLabels.slug: env.slug,
+        ]
+        for (key, value) in labels.sorted(by: { $0.key < $1.key }) { arguments += ["--label", "\(key)=\(value)"] }
+        let context: [String: Any] = ["repo": env.repo, "number": env.number, "branch": env.branch, "sha": sha, "slug": env.slug]
+        for (name, template) in spec.args.sorted(by: { $0.key < $1.key }) {
+            arguments += ["--build-arg", "\(name)=\(try ImageReference.template(template).render(context))"]
+        }
+        if let target = spec.target { arguments += ["--target", target] }
+        arguments += ["--", folder.appendingPathComponent(spec.context).path]
+        // The classic builder is what this engine has (no buildx).
+        return Command(argv: config.dockerCommand, appending: arguments).with(environment: ["DOCKER_BUILDKIT": "0"])
+    }
+
+    // MARK: Running
+
+    /// Whether an image with this tag exists (a commit built before is not built again).
+    public func exists(tag: String) async throws -> Bool {
+        try await runner.run(Command(argv: config.dockerCommand, appending: ["image", "inspect", "--format", "{{.Id}}", "--", tag])).succeeded
+    }
+
+    /// Waits for a build slot, then fetches and builds; the log says what happened. Throws `BuildError`,
+    /// or `CancellationError` when the task is cancelled (the running git or docker is stopped).
+    public func build(_ env: Environment, repo: StagerConfig.Repo, spec: StagerConfig.RepoBuild, sha: String, tag: String,
+                      token: String?) async throws {
+        let log = Self.logFile(dataDir: config.dataDir, key: env.key)
+        try Self.startLog(log, "waiting for a build slot for \(sha)\n")
+        try await slots.acquire()
+        do {
+            try await fetchAndBuild(env, repo: repo, spec: spec, sha: sha, tag: tag, token: token, log: log)
+            await slots.release()
+        } catch {
+            await slots.release()
+            // A stopped git or docker ends with a signal's exit status rather than an error: it was cancelled.
+            guard error is CancellationError || Task.isCancelled else { throw error }
+            Self.append(log, "\nbuild stopped: a newer commit arrived\n")
+            _ = try? await runner.run(Command(argv: config.dockerCommand, appending: ["image", "rm", "--", tag]))
+            throw CancellationError()
+        }
+    }
+
+    private func fetchAndBuild(_ env: Environment, repo: StagerConfig.Repo, spec: StagerConfig.RepoBuild, sha: String, tag: String,
+                               token: String?, log: URL) async throws {
+        let url = try cloneURL(for: env, repo: repo)
+        let root = Self.workRoot(dataDir: config.dataDir)
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let folder = root.appendingPathComponent(Self.workFolderName(key: env.key, sha: sha))
+        try? FileManager.default.removeItem(at: folder)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        Self.append(log, "fetching \(sha) from \(url.absoluteString)\n")
+        for command in fetchCommands(url: url, sha: sha, into: folder, token: token) {
+            let code = try await runner.stream(command, to: .file(log))
+            guard code == 0 else { throw BuildError.fetchFailed("`git \(command.arguments.dropFirst(2).prefix(2).joined(separator: " "))` exited \(code)") }
+        }
+        let head = try await runner.run(Command("git", ["-C", folder.path, "rev-parse", "HEAD"])).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard head == sha else { throw BuildError.fetchFailed("checked out \(head), not \(sha)") }
+        Self.append(log, "building \(tag)\n")
+        let code = try await runner.stream(try buildCommand(tag: tag, spec: spec, env: env, sha: sha, folder: folder), to: .file(log))
+        guard code == 0 else { throw BuildError.failed(exitCode: code) }
+        Self.append(log, "built \(tag)\n")
+    }
+
+    /// The last lines of the build log, tokens masked.
+    public static func tail(_ log: URL, lines: Int, secrets: [String]) -> String {
+        guard let text = try? String(contentsOf: log, encoding: .utf8) else { return "" }
+        return SecretMask.mask(text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n"), secrets: secrets)
+    }
+
+    static func startLog(_ log: URL, _ first: String) throws {
+        try FileManager.default.createDirectory(at: log.deletingLastPathComponent(), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        guard FileManager.default.createFile(atPath: log.path, contents: Data(first.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: log.path])
+        }
+    }
+
+    static func append(_ log: URL, _ text: String) {
+        guard let handle = try? FileHandle(forWritingTo: log) else { return }
+        defer { try? handle.close() }
+        _ = try? handle.seekToEnd()
+        try? handle.write(contentsOf: Data(text.utf8))
+    }
+}
+
+/// The docker repository name made from a GitHub repository's (`acme/Web` → `acme-web`).
+public enum ConfigRepoSlug {
+    public static func make(_ name: String) -> String {
+        String(name.lowercased().map { $0.isASCII && ($0.isLetter || $0.isNumber || "._".contains($0)) ? $0 : "-" })
+    }
+}
+
+extension Command {
+    func with(environment extra: [String: String]) -> Command {
+        var copy = self
+        copy.environment.merge(extra) { _, new in new }
+        return copy
+    }
+}
