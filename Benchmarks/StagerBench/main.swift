@@ -1,5 +1,6 @@
 import Foundation
 import StagerKit
+import StagerTestSupport
 
 /// `scripts/bench [--quick]`: Stager against the floor, on this machine's real engine and nginx.
 /// Prints a table and writes bench/results.json.
@@ -33,6 +34,7 @@ struct Results: Encodable {
     var closeToGone: Bench.OpenClose
     var redeploy: Bench.Redeploy
     var ack: Bench.Ack
+    var ackUnderPushStorm: Bench.Ack
     var scale: Bench.Scale
     var targets: [String: Bool]
 }
@@ -43,6 +45,7 @@ func report(_ results: Results) -> String {
     }
     func pair(_ samples: Samples) -> String { "\(formatSeconds(samples.median)) / \(formatSeconds(samples.p90))" }
     let open = results.openToLive, close = results.closeToGone, redeploy = results.redeploy, ack = results.ack, scale = results.scale
+    let storm = results.ackUnderPushStorm
     var lines = [
         "stager bench (\(results.quick ? "quick" : "full"), \(results.build) build, \(results.cores) cores, \(results.date))",
         "",
@@ -52,13 +55,15 @@ func report(_ results: Results) -> String {
         row(["redeploy", "\(redeploy.failed) of \(redeploy.requests) failed", "new sha after \(formatSeconds(redeploy.newShaServedAfter))", "", "\(redeploy.reloads)",
              "0 failed at \(redeploy.rate) req/s"]),
         row(["ack", String(format: "p50 %.1f ms p99 %.1f ms", ack.p50Milliseconds, ack.p99Milliseconds), String(format: "max %.1f ms", ack.maxMilliseconds), "",
-             "", "p99 < 20 ms; \(ack.non2xx) non-2xx; \(ack.stored)/\(ack.sent) stored at \(ack.rate)/s for \(ack.seconds) s"]),
+             "", "p99 < 20 ms; \(ack.non2xx) non-2xx; \(ack.stored)/\(ack.sent) stored at \(ack.rate)/s for \(ack.seconds) s (\(ack.load))"]),
+        row(["ack (storm)", String(format: "p50 %.1f ms p99 %.1f ms", storm.p50Milliseconds, storm.p99Milliseconds), String(format: "max %.1f ms", storm.maxMilliseconds), "",
+             "", "\(storm.non2xx) non-2xx; \(storm.stored)/\(storm.sent) stored (\(storm.load))"]),
         row(["scale: open", "\(scale.environments) in \(formatSeconds(scale.openAllSeconds))", "", "", "\(scale.reloadsOpening)", ""]),
-        row(["scale: next", formatSeconds(scale.nextOpenToLive), "first \(formatSeconds(scale.firstOpenToLive))", String(format: "%.2f", scale.nextRatio), "",
+        row(["scale: next 3", formatSeconds(scale.nextOpenToLive), "first \(formatSeconds(scale.firstOpenToLive))", String(format: "%.2f", scale.nextRatio), "",
              "ratio ≤ 1.5"]),
         row(["scale: gc", formatSeconds(scale.gcSeconds), "", "", "", "< 3 s (\(scale.gcOutput))"]),
         row(["scale: memory", String(format: "%.1f MB RSS", scale.rssMegabytes), "", "", "", "< 80 MB"]),
-        row(["scale: close", "\(scale.environments + 1) in \(formatSeconds(scale.closeAllSeconds))", "", "", "\(scale.reloadsClosing)", ""]),
+        row(["scale: close", "\(scale.environments + 3) in \(formatSeconds(scale.closeAllSeconds))", "", "", "\(scale.reloadsClosing)", ""]),
         "",
         "targets: " + results.targets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value ? "met" : "MISSED")" }.joined(separator: ", "),
     ]
@@ -66,6 +71,24 @@ func report(_ results: Results) -> String {
     return lines.joined(separator: "\n")
 }
 
+if CommandLine.arguments.dropFirst().first == "--store-probe" {
+    // Temporary: time Store.accept alone.
+    let store = try Store(path: URL(fileURLWithPath: "/tmp/storebench/s-\(UUID().uuidString).sqlite"))
+    let base = try JSONDecoder().decode(PullRequestEvent.self, from: try Fixtures.pullRequest(action: "opened", repo: "acme/web", number: 1, branch: "b", sha: Fixtures.sha("x")))
+    let clock = ContinuousClock()
+    var times: [Double] = []
+    for index in 0..<2000 {
+        var event = base
+        event.number = 1 + index % 20
+        event.pull_request.updated_at = String(format: "2026-11-24T%02d:%02d:%02dZ", index / 3600, (index / 60) % 60, index % 60)
+        let start = clock.now
+        _ = try await store.accept(IncomingDelivery(id: UUID().uuidString, event: event, intent: .deploy(sha: Fixtures.sha("\(index)")), receivedAt: Date()))
+        times.append((clock.now - start).seconds)
+    }
+    let samples = Samples(seconds: times)
+    print(String(format: "accept: p50 %.3f ms p99 %.3f ms max %.3f ms", samples.median * 1000, samples.p99 * 1000, samples.max * 1000))
+    exit(0)
+}
 let options: Options
 do {
     options = try Options(CommandLine.arguments)
@@ -84,14 +107,16 @@ do {
         let (open, close) = try await bench.openAndClose()
         FileHandle.standardError.write(Data("bench: redeploy under \(sizes.redeployRate) req/s\n".utf8))
         let redeploy = try await bench.redeploy()
-        FileHandle.standardError.write(Data("bench: ack at \(sizes.ackRate)/s for \(sizes.ackSeconds) s\n".utf8))
-        let ack = try await bench.ack()
+        FileHandle.standardError.write(Data("bench: ack at \(sizes.ackRate)/s for \(sizes.ackSeconds) s, then again under a push storm\n".utf8))
+        let ack = try await bench.ack(storm: false)
+        let ackStorm = try await bench.ack(storm: true)
         FileHandle.standardError.write(Data("bench: scale to \(sizes.scale) environments\n".utf8))
         let scale = try await bench.scale(firstOpenToLive: open.stager.median)
         await bench.finish()
         let results = Results(
             date: ISO8601DateFormatter().string(from: Date()), quick: options.quick, build: options.build,
-            cores: ProcessInfo.processInfo.activeProcessorCount, openToLive: open, closeToGone: close, redeploy: redeploy, ack: ack, scale: scale,
+            cores: ProcessInfo.processInfo.activeProcessorCount, openToLive: open, closeToGone: close, redeploy: redeploy, ack: ack,
+            ackUnderPushStorm: ackStorm, scale: scale,
             targets: [
                 "open→live ratio ≤ 1.3": open.ratio <= 1.3,
                 "redeploy 0 failed": redeploy.failed == 0,
@@ -102,6 +127,7 @@ do {
             ]
         )
         print(report(results))
+        for failure in redeploy.failures { print("redeploy failure: \(failure)") }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.keyEncodingStrategy = .convertToSnakeCase

@@ -3,7 +3,7 @@ import Foundation
 import StagerKit
 
 struct Logs: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a pull request's container log.")
+    static let configuration = CommandConfiguration(abstract: "Print a pull request's container log, or with --build its last build log.")
 
     @OptionGroup var options: ConfigOptions
 
@@ -16,6 +16,9 @@ struct Logs: AsyncParsableCommand {
     @Option(name: .long, help: "Only the last N lines (default: all).")
     var tail: Int?
 
+    @Flag(name: .long, help: "The last image build's log instead (repositories that build from the branch).")
+    var build = false
+
     func validate() throws {
         if let tail, tail < 0 { throw ValidationError("--tail: expected a number of lines, 0 or more") }
     }
@@ -24,7 +27,12 @@ struct Logs: AsyncParsableCommand {
         let config = try options.load()
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
         let docker = DockerCLI(command: config.dockerCommand, instance: config.instance, runner: SubprocessRunner())
-        let status = try await ContainerLogs(store: store, docker: docker).print(pullRequest.key, tail: tail, follow: follow)
+        let logs = ContainerLogs(store: store, docker: docker)
+        if build {
+            try await logs.printBuildLog(pullRequest.key, dataDir: config.dataDir, tail: tail, follow: follow)
+            return
+        }
+        let status = try await logs.print(pullRequest.key, tail: tail, follow: follow)
         if status != 0 { throw ExitCode(status) }
     }
 }

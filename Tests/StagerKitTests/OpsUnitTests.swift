@@ -65,6 +65,20 @@ struct GcPlanTests {
         #expect(plan.environments.first?.reason.hasPrefix("idle for 4d") == true)
     }
 
+    /// Built images of PRs with no live environment go; a building PR's work folder stays, a crash's goes.
+    @Test func builtImagesAndWorkFoldersOfGoneEnvironmentsGo() {
+        let live = environment(1, slug: "live")
+        let building = environment(3, slug: "building", status: .building)
+        var facts = facts([live, building, environment(2, slug: "gone", desired: "absent", status: .removed)],
+                          states: [live.key: .open, building.key: .open])
+        facts.builtImages = [("stager/acme-web:aaa", live.key), ("stager/acme-web:bbb", PullRequestKey(repo: "acme/web", number: 2)),
+                             ("stager/other:ccc", PullRequestKey(repo: "other/repo", number: 2))]
+        facts.workFolders = ["3-0123456789ab-acme-web", "2-0123456789ab-acme-web", "1-0123456789ab-acme-web"]
+        let plan = GcPlan(facts)
+        #expect(plan.builtImages == ["stager/acme-web:bbb"])
+        #expect(plan.workFolders == ["2-0123456789ab-acme-web", "1-0123456789ab-acme-web"])
+    }
+
     @Test func anUnfinishedTeardownIsFinished() {
         let stuck = environment(1, slug: "stuck", desired: "absent", status: .removing)
         #expect(GcPlan(facts([stuck])).environments.map(\.reason) == ["torn down, but the teardown did not finish"])

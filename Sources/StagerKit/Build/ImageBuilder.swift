@@ -45,6 +45,11 @@ public struct ImageBuilder: Sendable {
         "\(key.number)-\(sha.prefix(12))-\(ConfigRepoSlug.make(key.repo))"
     }
 
+    /// Whether a work folder's name says it belongs to the PR's builds.
+    public static func isWorkFolder(_ name: String, of key: PullRequestKey) -> Bool {
+        name.hasPrefix("\(key.number)-") && name.hasSuffix("-\(ConfigRepoSlug.make(key.repo))")
+    }
+
     // MARK: Pieces (pure, so tests can read them)
 
     /// The URL to fetch from, checked against `build.allowed_hosts` and `build.allow_file_urls`.

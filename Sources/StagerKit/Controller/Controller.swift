@@ -141,7 +141,23 @@ public final class Controller: Service, Sendable {
     }
 
     /// PRs converged at once; what is expensive (docker run, docker build) has slots of its own.
-    static let workers = 32
+    static let workers = 64
+    /// A redeploy waits until no push has come for this long (at most `longestSettle`), so a storm of pushes
+    /// to one PR costs a deploy every few seconds, not one per push. A first deploy and a teardown never wait.
+    static let quietBeforeRedeploy: Duration = .milliseconds(250)
+    static let longestSettle: Duration = .seconds(2)
+
+    /// The PR's newest intent, once pushes to it have paused (see `quietBeforeRedeploy`).
+    private func settledIntent(_ key: PullRequestKey, since taken: ContinuousClock.Instant) async throws -> Environment? {
+        while true {
+            guard let env = try deps.store.environment(key) else { return nil }
+            let redeploy = env.desired == "present" && env.deployedSha != nil && env.deployedSha != env.desiredSha
+            // lastActivityAt moves with every accepted delivery.
+            let quietFor = Date().timeIntervalSince(env.lastActivityAt ?? .distantPast)
+            guard redeploy, quietFor < Self.quietBeforeRedeploy.seconds, ContinuousClock.now - taken < Self.longestSettle else { return env }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
 
     public static let heartbeatFact = "serve.heartbeat"
     static let heartbeatEvery: Duration = .seconds(5)
@@ -155,10 +171,11 @@ public final class Controller: Service, Sendable {
         var logger = deps.logger
         logger[metadataKey: "repo"] = "\(key.repo)"
         logger[metadataKey: "pr"] = "\(key.number)"
+        let taken = ContinuousClock.now
         while !Task.isCancelled {
             let started = ContinuousClock.now
             do {
-                guard let env = try deps.store.environment(key) else { return }
+                guard let env = try await settledIntent(key, since: taken) else { return }
                 logger[metadataKey: "delivery"] = "\(env.lastDeliveryID ?? "-")"
                 var execution = Execution(deps: deps, env: env, logger: logger)
                 let ending = try await execution.run()

@@ -33,6 +33,11 @@ struct Execution {
     mutating func run() async throws -> Ending {
         if env.desired == "present", needsApproval, env.approvedSha != env.desiredSha, try await !approve() { return .waiting }
         if env.desired == "present", !env.admitted, try await !admit() { return .waiting }
+        // A teardown takes the URL down before asking the engine anything: closes that come together then reach
+        // nginx together and share a reload, and the URL is gone at once.
+        if env.desired == "absent", await deps.frontDoor.routed(slug: env.slug) != nil {
+            guard try await perform(.removeVhost) else { return .finished }
+        }
         let observed = try await Self.observe(env, deps: deps)
         let steps = Planner.plan(desired: env.desiredState, observed: observed)
         if !steps.isEmpty {

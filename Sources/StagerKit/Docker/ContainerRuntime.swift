@@ -44,6 +44,8 @@ public protocol ContainerRuntime: Sendable {
     func logTail(_ idOrName: String, lines: Int) async throws -> String
     /// Removes an image unless a container still uses it; false when one does.
     func removeImage(_ reference: String) async throws -> Bool
+    /// Images Stager built for this instance (labelled like its containers), as `repository:tag` with their PR.
+    func builtImages() async throws -> [(image: String, key: PullRequestKey)]
     /// Whether the engine answers at all.
     func ping() async throws
 }
@@ -66,13 +68,17 @@ public struct DockerCLI: ContainerRuntime {
     private let runner: any CommandRunner
     /// Where the 0600 `--env-file` of a starting container lives for the moment `docker run` reads it.
     private let scratchDir: URL
+    /// docker CLI processes at a time: each costs tens of milliseconds of CPU to start, and a burst of them
+    /// would starve the webhook's answers on a small machine.
+    private let processes: Slots?
 
     public init(command: [String], instance: String, runner: any CommandRunner,
-                scratchDir: URL = FileManager.default.temporaryDirectory.appendingPathComponent("stager-run")) {
+                scratchDir: URL = FileManager.default.temporaryDirectory.appendingPathComponent("stager-run"), processes: Slots? = nil) {
         self.docker = command
         self.instance = instance
         self.runner = runner
         self.scratchDir = scratchDir
+        self.processes = processes
     }
 
     private func command(_ arguments: [String]) -> Command {
@@ -83,7 +89,9 @@ public struct DockerCLI: ContainerRuntime {
     @discardableResult
     private func run(_ arguments: [String], allowFailure: Bool = false) async throws -> CommandResult {
         let result: CommandResult
+        try await processes?.acquire()
         do {
+            defer { if let processes { Task { await processes.release() } } }
             result = try await runner.run(command(arguments))
         } catch CommandError.couldNotStart(_, let reason) {
             throw EngineUnavailable(message: "cannot run \(docker.joined(separator: " ")): \(reason)")
@@ -207,6 +215,16 @@ public struct DockerCLI: ContainerRuntime {
         if let tail { arguments += ["--tail", String(tail)] }
         if follow { arguments.append("--follow") }
         return try await runner.stream(command(arguments + ["--", idOrName]), to: .terminal)
+    }
+
+    public func builtImages() async throws -> [(image: String, key: PullRequestKey)] {
+        let output = try await run(["image", "ls", "--filter", "label=\(ContainerLabels.managed)=true", "--filter", "label=\(ContainerLabels.instance)=\(instance)",
+                                    "--format", "{{.Repository}}:{{.Tag}}\t{{.Label \"stager.repo\"}}\t{{.Label \"stager.pr\"}}"]).standardOutput
+        return output.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 3, !fields[0].contains("<none>"), let number = Int(fields[2]) else { return nil }
+            return (fields[0], PullRequestKey(repo: fields[1], number: number))
+        }
     }
 
     public func removeImage(_ reference: String) async throws -> Bool {

@@ -54,6 +54,9 @@ public struct GitHubClient: Sendable {
     private let sleeper: any Sleeper
     private let logger: Logger
     private let metrics: StagerMetrics?
+    /// GitHub asks integrations to make requests serially (secondary rate limits); a few at a time keeps a
+    /// burst of comments from piling up, here and there.
+    private let inFlight = Slots(limit: 4)
 
     /// The client the configuration describes; nil when no token is configured.
     public init?(config: StagerConfig.GitHub, maxAttempts: Int? = nil, metrics: StagerMetrics? = nil, logger: Logger) {
@@ -232,7 +235,10 @@ public struct GitHubClient: Sendable {
         for attempt in 1...maxAttempts {
             let wait: Duration
             do {
-                let (data, response) = try await session.data(for: request)
+                try await inFlight.acquire()
+                let answer = await Result { try await session.data(for: request) }
+                await inFlight.release()
+                let (data, response) = try answer.get()
                 guard let http = response as? HTTPURLResponse else { throw GitHubError.badResponse("not HTTP") }
                 if expecting.contains(http.statusCode) {
                     metrics?.githubRequest(outcome: "ok")

@@ -30,4 +30,27 @@ public struct ContainerLogs: Sendable {
     public func print(_ key: PullRequestKey, tail: Int?, follow: Bool) async throws -> Int32 {
         try await docker.printLogs(try await container(for: key), tail: tail, follow: follow)
     }
+
+    /// The PR's last build log (repositories with a `build:` block); with `follow`, what is written next too,
+    /// until the build ends.
+    public func printBuildLog(_ key: PullRequestKey, dataDir: URL, tail: Int?, follow: Bool,
+                              write: @Sendable (String) -> Void = { Swift.print($0, terminator: "") }) async throws {
+        guard try store.environment(key) != nil else { throw ManualControlError(message: "\(key) has no environment") }
+        let file = ImageBuilder.logFile(dataDir: dataDir, key: key)
+        guard let text = try? String(contentsOf: file, encoding: .utf8) else {
+            throw ManualControlError(message: "\(key) has no build log (its repository builds nothing, or no build has run yet)")
+        }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        write(tail.map { lines.suffix($0 + (text.hasSuffix("\n") ? 1 : 0)).joined(separator: "\n") } ?? text)
+        guard follow else { return }
+        var offset = text.utf8.count
+        while true {
+            try await Task.sleep(for: .milliseconds(250))
+            if let data = try? Data(contentsOf: file), data.count > offset {
+                write(String(decoding: data.dropFirst(offset), as: UTF8.self))
+                offset = data.count
+            }
+            if try store.environment(key)?.status != .building { return }
+        }
+    }
 }

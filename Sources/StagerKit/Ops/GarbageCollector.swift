@@ -18,6 +18,7 @@ public struct GcItem: Sendable, Codable, Equatable {
         case file
         case pullRequest = "pull request"
         case image
+        case workFolder = "work folder"
     }
 
     public var action: Action
@@ -48,6 +49,10 @@ public struct GcPlan: Sendable, Equatable {
     public var missing: [PullRequestKey] = []
     /// Per-PR images of the removed environments that no kept environment uses (`gc.remove_images`).
     public var images: [String] = []
+    /// Images Stager built for PRs that have no live environment any more.
+    public var builtImages: [String] = []
+    /// Build work folders no running build uses (left by a crash).
+    public var workFolders: [String] = []
 
     public struct Kept: Sendable, Equatable {
         public var env: Environment
@@ -65,6 +70,8 @@ public struct GcPlan: Sendable, Equatable {
         public var configuredRepos: Set<String>
         /// Each environment's per-PR image, when gc is configured to remove images.
         public var images: [PullRequestKey: String] = [:]
+        public var builtImages: [(image: String, key: PullRequestKey)] = []
+        public var workFolders: [String] = []
         public var idleTTL: Duration?
         public var now: Date
     }
@@ -96,6 +103,10 @@ public struct GcPlan: Sendable, Equatable {
         let keptImages = Set(kept.compactMap { facts.images[$0.env.key] })
         var seen = Set<String>()
         images = environments.compactMap { facts.images[$0.env.key] }.filter { !keptImages.contains($0) && seen.insert($0).inserted }
+        builtImages = facts.builtImages.filter { !keptKeys.contains($0.key) && facts.configuredRepos.contains($0.key.repo) }.map(\.image)
+            .filter { seen.insert($0).inserted }
+        let building = facts.environments.filter { $0.status == .building }.map(\.key)
+        workFolders = facts.workFolders.filter { name in !building.contains { ImageBuilder.isWorkFolder(name, of: $0) } }
     }
 
     private static func removalReason(_ env: Environment, facts: Facts) -> String? {
@@ -180,9 +191,12 @@ public struct GarbageCollector: Sendable {
                 if let repo = deps.config.repo(env.repo) { images[env.key] = ImageReference.perPullRequest(env, repo: repo) }
             }
         }
+        let workRoot = ImageBuilder.workRoot(dataDir: deps.config.dataDir)
         return GcPlan(.init(
             environments: environments, containers: containers, managedVhosts: inventory.managed, foreignFiles: inventory.foreign,
-            states: states, missing: missing, configuredRepos: Set(repos), images: images, idleTTL: deps.config.limits.idleTTL, now: now
+            states: states, missing: missing, configuredRepos: Set(repos), images: images, builtImages: try await deps.runtime.builtImages(),
+            workFolders: ((try? FileManager.default.contentsOfDirectory(atPath: workRoot.path)) ?? []).sorted(),
+            idleTTL: deps.config.limits.idleTTL, now: now
         ))
     }
 
@@ -208,7 +222,9 @@ public struct GarbageCollector: Sendable {
             for slug in plan.vhosts { report(GcItem(action: removing, kind: .vhost, item: "\(slug).conf", reason: "belongs to no environment")) }
             for container in plan.containers { report(Self.orphanItem(container, action: removing)) }
             for image in plan.images { report(GcItem(action: removing, kind: .image, item: image, reason: Self.imageReason)) }
-            summary.images = plan.images.count
+            for image in plan.builtImages { report(GcItem(action: removing, kind: .image, item: image, reason: Self.builtImageReason)) }
+            for folder in plan.workFolders { report(GcItem(action: removing, kind: .workFolder, item: folder, reason: Self.workFolderReason)) }
+            summary.images = plan.images.count + plan.builtImages.count
             summary.environments = plan.environments.count
             summary.vhosts = plan.vhosts.count
             summary.containers = plan.containers.count
@@ -290,12 +306,22 @@ public struct GarbageCollector: Sendable {
             }
         }
 
-        // 5. Images of the removed environments, once their containers are gone.
-        for image in plan.images {
+        // 5. Images of the removed environments, once their containers are gone, and work folders of builds
+        //    a crash interrupted.
+        for folder in plan.workFolders {
+            do {
+                try FileManager.default.removeItem(at: ImageBuilder.workRoot(dataDir: deps.config.dataDir).appendingPathComponent(folder))
+                report(GcItem(action: .removed, kind: .workFolder, item: folder, reason: Self.workFolderReason))
+            } catch {
+                summary.failed += 1
+                report(GcItem(action: .failed, kind: .workFolder, item: folder, reason: "\(error)"))
+            }
+        }
+        for (image, reason) in plan.images.map({ ($0, Self.imageReason) }) + plan.builtImages.map({ ($0, Self.builtImageReason) }) {
             do {
                 if try await deps.runtime.removeImage(image) {
                     summary.images += 1
-                    report(GcItem(action: .removed, kind: .image, item: image, reason: Self.imageReason))
+                    report(GcItem(action: .removed, kind: .image, item: image, reason: reason))
                 } else {
                     report(GcItem(action: .kept, kind: .image, item: image, reason: "a container still uses it"))
                 }
@@ -308,6 +334,8 @@ public struct GarbageCollector: Sendable {
     }
 
     static let imageReason = "the image of a removed environment (gc.remove_images)"
+    static let builtImageReason = "built by Stager for a PR that has no environment any more"
+    static let workFolderReason = "a build's work folder that no running build uses (left by an interruption)"
 
     /// docker removes one container in a few hundred milliseconds, mostly waiting: a few at once is faster
     /// without loading the engine.

@@ -52,9 +52,10 @@ public struct DashboardController: Sendable {
             let view = EnvironmentView(env, config: self.config, degraded: await self.degraded())
             let events = try self.store.auditEvents(for: key, limit: 500).map(EventView.init)
             let (log, problem) = await self.logTail(env)
-            return Self.html(self.templates.environment.render(emptyAsMissing: 
-                DashboardPages.environment(view, events: events, log: log, logProblem: problem, css: self.templates.css, now: Date())
-            ))
+            var context = DashboardPages.environment(view, events: events, log: log, logProblem: problem, css: self.templates.css, now: Date())
+            context["build_log"] = ImageBuilder.tail(ImageBuilder.logFile(dataDir: self.config.dataDir, key: key), lines: Self.logLines,
+                                                     secrets: [self.config.github.token].compactMap { $0 })
+            return Self.html(self.templates.environment.render(emptyAsMissing: context))
         }
     }
 
