@@ -52,7 +52,7 @@ struct PlannerTests {
         let dead = Self.container("dead", sha: "sha2", running: false)
         let observed = Observation(containers: [dead], routedContainer: nil, status: .deploying)
         #expect(Planner.plan(desired: .present(sha: "sha2"), observed: observed) ==
-            [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .announceReady, .removeContainer(dead)])
+            [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .removeContainer(dead), .announceReady])
     }
 
     @Test func routedContainerGoneIsRedeployed() {
@@ -113,10 +113,13 @@ struct PlannerTests {
                             #expect(switchIndex < announceIndex)
                             // Nothing is removed before the switch, and what served is removed only after a drain.
                             let removals = present.indices.filter { if case .removeContainer = present[$0] { return true } else { return false } }
-                            #expect(removals.allSatisfy { $0 > announceIndex })
+                            #expect(removals.allSatisfy { $0 > switchIndex })
                             let servedBefore = containers.contains { $0.name == routed && $0.running }
                             #expect(present.contains(.drain) == servedBefore)
-                            if let drain = present.firstIndex(of: .drain) { #expect(removals.allSatisfy { $0 > drain }) }
+                            if let drain = present.firstIndex(of: .drain) {
+                                #expect(drain > announceIndex)
+                                #expect(present.last == .removeContainer(try #require(containers.first { $0.name == routed })))
+                            }
                         }
                     }
                 }

@@ -46,6 +46,7 @@ public struct ControllerDependencies: Sendable {
 /// together and shares nginx reloads), and a reconciler at start-up and every interval.
 public final class Controller: Service, Sendable {
     public let queue = WorkQueue()
+    private let fresh = FreshKeys()
     private let deps: ControllerDependencies
     private let retries = RetryBook()
 
@@ -53,7 +54,10 @@ public final class Controller: Service, Sendable {
         self.deps = deps
     }
 
-    public func enqueue(_ key: PullRequestKey) async {
+    /// `firstIntent`: this process just created the PR's environment from a webhook, so the engine cannot
+    /// hold a container of it yet and its first plan need not ask (one `docker ps` less on the way to live).
+    public func enqueue(_ key: PullRequestKey, firstIntent: Bool = false) async {
+        if firstIntent { await fresh.insert(key) }
         await queue.enqueue(key)
         deps.metrics.queueDepth(await queue.depth)
     }
@@ -147,6 +151,19 @@ public final class Controller: Service, Sendable {
     static let quietBeforeRedeploy: Duration = .milliseconds(250)
     static let longestSettle: Duration = .seconds(2)
 
+    /// A burst of closes (a release merging many PRs) is more than the workers take at once: the URLs of
+    /// the teardowns still queued go down with this one's, in one nginx batch, instead of a reload each.
+    private func takeDownQueuedTeardowns(with env: Environment) async throws {
+        var slugs: [String] = []
+        for key in [env.key] + (await queue.queued) {
+            guard let other = try deps.store.environment(key), other.desired == "absent", await deps.frontDoor.routed(slug: other.slug) != nil else { continue }
+            slugs.append(other.slug)
+        }
+        guard slugs.count > 1 else { return }
+        deps.logger.info("taking down queued teardowns together", metadata: ["vhosts": "\(slugs.count)"])
+        try await deps.frontDoor.remove(slugs: slugs)
+    }
+
     /// The PR's newest intent, once pushes to it have paused (see `quietBeforeRedeploy`).
     private func settledIntent(_ key: PullRequestKey, since taken: ContinuousClock.Instant) async throws -> Environment? {
         while true {
@@ -176,8 +193,10 @@ public final class Controller: Service, Sendable {
             let started = ContinuousClock.now
             do {
                 guard let env = try await settledIntent(key, since: taken) else { return }
+                if env.desired == "absent" { try await takeDownQueuedTeardowns(with: env) }
                 logger[metadataKey: "delivery"] = "\(env.lastDeliveryID ?? "-")"
                 var execution = Execution(deps: deps, env: env, logger: logger)
+                execution.nothingRunsYet = await fresh.take(key) && env.desiredVersion == 1 && env.appliedVersion == 0
                 let ending = try await execution.run()
                 await engineHealth.answered()
                 if ending == .superseded { continue }
@@ -210,6 +229,16 @@ public final class Controller: Service, Sendable {
             }
         }
     }
+}
+
+/// PRs whose environment this process created from a webhook and has not converged yet.
+actor FreshKeys {
+    private var keys: Set<PullRequestKey> = []
+
+    func insert(_ key: PullRequestKey) { keys.insert(key) }
+
+    /// Whether the key was fresh; it is not any more.
+    func take(_ key: PullRequestKey) -> Bool { keys.remove(key) != nil }
 }
 
 /// Backoff per PR for transient failures: 1 s doubling to 60 s.

@@ -10,6 +10,8 @@ struct Execution {
     /// The container the plan started or adopted.
     private var candidate: ContainerInfo?
     private(set) var outcome = "noop"
+    /// The environment is brand new in this process: no container of it can exist, so the engine is not asked.
+    var nothingRunsYet = false
     private let startedAt = ContinuousClock.now
 
     init(deps: ControllerDependencies, env: Environment, logger: Logger) {
@@ -38,7 +40,9 @@ struct Execution {
         if env.desired == "absent", await deps.frontDoor.routed(slug: env.slug) != nil {
             guard try await perform(.removeVhost) else { return .finished }
         }
-        let observed = try await Self.observe(env, deps: deps)
+        let observed = nothingRunsYet
+            ? Observation(of: env, containers: [], routed: await deps.frontDoor.routed(slug: env.slug))
+            : try await Self.observe(env, deps: deps)
         let steps = Planner.plan(desired: env.desiredState, observed: observed)
         if !steps.isEmpty {
             logger.info("converging", metadata: ["desired": "\(env.desiredState)", "steps": "\(steps.count)"])
@@ -271,7 +275,8 @@ struct Execution {
         let timeout = deps.config.repo(env.repo)?.healthTimeout ?? .seconds(60)
         let probe = deps.probe
         let path = healthPath
-        return try await Poller().until(timeout: timeout) {
+        // Starts at 5 ms: a small app listens within tens of milliseconds of `docker run` returning.
+        return try await Poller(first: .milliseconds(5), longest: .milliseconds(500)).until(timeout: timeout) {
             guard let answer = try? await probe.get(host: "127.0.0.1", port: port, path: path) else { return false }
             return answer.status < 500
         }

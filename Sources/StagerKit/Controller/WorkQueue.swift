@@ -11,6 +11,9 @@ public actor WorkQueue {
 
     public var depth: Int { waiting.count }
 
+    /// The keys waiting for a worker, in order.
+    public var queued: [PullRequestKey] { waiting }
+
     public func enqueue(_ key: PullRequestKey) {
         guard !closed else { return }
         if active.contains(key) {

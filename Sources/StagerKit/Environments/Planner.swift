@@ -120,11 +120,12 @@ public enum Planner {
         } else {
             steps.append(.startContainer(sha: sha))
         }
-        steps += [.awaitHealthy, .routeToCandidate, .announceReady]
-        // The old containers go only once the new one serves, and the one that served only after its
-        // requests under way are done, so a redeploy never drops a request.
-        if serving != nil { steps.append(.drain) }
-        steps += observed.containers.filter { $0 != candidate }.map(Step.removeContainer)
+        steps += [.awaitHealthy, .routeToCandidate]
+        // Nothing goes before the new container serves; leftovers that never served go then, and the one
+        // that served only after the announcement and a drain, so a redeploy never drops a request.
+        steps += observed.containers.filter { $0 != candidate && $0 != serving }.map(Step.removeContainer)
+        steps.append(.announceReady)
+        if let serving { steps += [.drain, .removeContainer(serving)] }
         return steps
     }
 }

@@ -79,7 +79,7 @@ public struct WebhookController: Sendable {
             return reply(.ok, "ignored: delivery is older than the state already recorded for \(event.key)", event: eventName, outcome: "stale")
         case .accepted(let version):
             logger.info("accepted", metadata: ["repo": "\(event.key.repo)", "pr": "\(event.key.number)", "action": "\(event.action)", "delivery": "\(deliveryID)", "version": "\(version)"])
-            await controller.enqueue(event.key)
+            await controller.enqueue(event.key, firstIntent: version == 1)
             return reply(.accepted, "accepted: \(event.action) for \(event.key)", event: eventName, outcome: "accepted")
         }
     }
