@@ -190,7 +190,6 @@ public final class Controller: Service, Sendable {
         logger[metadataKey: "pr"] = "\(key.number)"
         let taken = ContinuousClock.now
         while !Task.isCancelled {
-            let started = ContinuousClock.now
             do {
                 guard let env = try await settledIntent(key, since: taken) else { return }
                 if env.desired == "absent" { try await takeDownQueuedTeardowns(with: env) }
@@ -202,12 +201,6 @@ public final class Controller: Service, Sendable {
                 if ending == .superseded { continue }
                 await retries.clear(key)
                 deps.metrics.converged(outcome: execution.outcome)
-                switch execution.outcome {
-                case "deployed": deps.metrics.deployed(outcome: "ready", duration: ContinuousClock.now - started)
-                case "failed": deps.metrics.deployed(outcome: "failed", duration: ContinuousClock.now - started)
-                case "removed": deps.metrics.tornDown(duration: ContinuousClock.now - started)
-                default: break
-                }
                 // A waiting PR stays behind its desired version; freed room or the reconciler brings it back.
                 if ending == .waiting { return }
                 try await deps.store.markApplied(key, version: env.desiredVersion)

@@ -226,6 +226,7 @@ struct Execution {
                 $0.deployedSha = nil
             }
             try await audit("teardown", "environment removed")
+            deps.metrics.tornDown(duration: ContinuousClock.now - startedAt)
             logger.info("environment removed")
         }
         return true
@@ -387,6 +388,8 @@ struct Execution {
         }
         logger.info("environment ready", metadata: ["url": "\(url)", "sha": "\(serving.sha)"])
         let seconds: Double? = candidate == nil ? nil : Self.seconds(ContinuousClock.now - startedAt)
+        // Measured here, not when the plan ends: a redeploy's plan goes on to drain the old container.
+        if candidate != nil { deps.metrics.deployed(outcome: "ready", duration: ContinuousClock.now - startedAt) }
         // GitHub's deployment first: once the comment is there, everything about this deploy is said.
         try await reportDeployment(success: true, reason: "")
         try await settle(.ready, comment: ["ready": true, "url": url, "sha": serving.sha, "branch": MarkdownEscaping.codeSpan(env.branch)],
@@ -455,6 +458,7 @@ struct Execution {
         }
         let tail = String(log.suffix(buildLog == nil ? 4000 : 8000))
         logger.warning("deploy failed", metadata: ["reason": "\(reason)"])
+        deps.metrics.deployed(outcome: "failed", duration: ContinuousClock.now - startedAt)
         try await reportDeployment(success: false, reason: reason)
         try await settle(.failed, comment: [
             "failed": true, "sha": sha, "reason": reason, "reason_fence": MarkdownEscaping.fence(for: reason),

@@ -50,7 +50,7 @@ enum DashboardPages {
             "groups": groups,
             "has_environments": !shown.isEmpty,
             "filtered": filter.repo != nil || filter.status != nil,
-            "total": all.count,
+            "total": all.count == 1 ? "1 environment" : "\(all.count) environments",
             "summary": EnvironmentStatus.allCases.compactMap { status -> [String: Any]? in
                 guard let count = counts[status.rawValue], count > 0 else { return nil }
                 return ["status": status.rawValue, "count": count]
