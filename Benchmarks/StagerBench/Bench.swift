@@ -157,9 +157,7 @@ final class Bench: @unchecked Sendable {
         }
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
         let storedBefore = try store.deliveryCount()
-        let session = URLSession(configuration: .ephemeral)
-        let secret = TestConfig.secret
-        let url = try url("/webhook")
+        let (harness, port) = (harness, servePort)
         let start = clock.now
         let interval = Duration.seconds(1) / sizes.ackRate
         let clock = self.clock
@@ -168,15 +166,8 @@ final class Bench: @unchecked Sendable {
                 let due = start + interval * index
                 if due > clock.now { try? await Task.sleep(until: due, clock: clock) }
                 group.addTask {
-                    var request = URLRequest(url: url)
-                    request.httpMethod = "POST"
-                    request.httpBody = delivery.body
-                    request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-                    request.setValue("pull_request", forHTTPHeaderField: "X-GitHub-Event")
-                    request.setValue(delivery.id, forHTTPHeaderField: "X-GitHub-Delivery")
-                    request.setValue(WebhookSignature(secret: secret).header(for: delivery.body), forHTTPHeaderField: "X-Hub-Signature-256")
                     let began = clock.now
-                    let status = ((try? await session.data(for: request))?.1 as? HTTPURLResponse)?.statusCode ?? 0
+                    let status = (try? await harness.post(delivery.body, event: "pull_request", delivery: delivery.id, port: port))?.0 ?? 0
                     return (status, clock.now - began)
                 }
             }
@@ -350,12 +341,8 @@ final class Bench: @unchecked Sendable {
 
     /// Polls every 5 ms when `fast` (what is being timed), else every 50 ms.
     func waitUntil(timeout: Duration, fast: Bool = false, _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
-        let deadline = clock.now + timeout
-        while clock.now < deadline {
-            if (try? await condition()) == true { return true }
-            try await Task.sleep(for: .milliseconds(fast ? 5 : 50))
-        }
-        return false
+        let every: Duration = .milliseconds(fast ? 5 : 50)
+        return try await Poller(first: every, longest: every).until(timeout: timeout) { (try? await condition()) == true }
     }
 
     func url(_ path: String) throws -> URL {

@@ -30,10 +30,6 @@ struct Samples: Encodable {
     static func round(_ value: Double) -> Double { (value * 10_000).rounded() / 10_000 }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
 func formatSeconds(_ value: Double) -> String {
     value.isNaN ? "-" : value < 1 ? String(format: "%.0f ms", value * 1000) : String(format: "%.2f s", value)
 }

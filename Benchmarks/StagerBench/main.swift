@@ -1,6 +1,5 @@
 import Foundation
 import StagerKit
-import StagerTestSupport
 
 /// `scripts/bench [--quick]`: Stager against the floor, on this machine's real engine and nginx.
 /// Prints a table and writes bench/results.json.
@@ -71,24 +70,6 @@ func report(_ results: Results) -> String {
     return lines.joined(separator: "\n")
 }
 
-if CommandLine.arguments.dropFirst().first == "--store-probe" {
-    // Temporary: time Store.accept alone.
-    let store = try Store(path: URL(fileURLWithPath: "/tmp/storebench/s-\(UUID().uuidString).sqlite"))
-    let base = try JSONDecoder().decode(PullRequestEvent.self, from: try Fixtures.pullRequest(action: "opened", repo: "acme/web", number: 1, branch: "b", sha: Fixtures.sha("x")))
-    let clock = ContinuousClock()
-    var times: [Double] = []
-    for index in 0..<2000 {
-        var event = base
-        event.number = 1 + index % 20
-        event.pull_request.updated_at = String(format: "2026-11-24T%02d:%02d:%02dZ", index / 3600, (index / 60) % 60, index % 60)
-        let start = clock.now
-        _ = try await store.accept(IncomingDelivery(id: UUID().uuidString, event: event, intent: .deploy(sha: Fixtures.sha("\(index)")), receivedAt: Date()))
-        times.append((clock.now - start).seconds)
-    }
-    let samples = Samples(seconds: times)
-    print(String(format: "accept: p50 %.3f ms p99 %.3f ms max %.3f ms", samples.median * 1000, samples.p99 * 1000, samples.max * 1000))
-    exit(0)
-}
 let options: Options
 do {
     options = try Options(CommandLine.arguments)

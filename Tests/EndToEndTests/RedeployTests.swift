@@ -69,6 +69,26 @@ struct RedeployTests {
         }
     }
 
+    /// Pushes in quick succession to a serving PR are coalesced: only the newest is deployed.
+    @Test func pushesInQuickSuccessionDeployOnlyTheNewest() async throws {
+        try await E2EHarness.run(name: "push-storm", extraRepos: E2EHarness.servingRepo("acme/busy", "drain: \"200ms\"")) { harness throws in
+            try await harness.send("opened", number: 53, branch: "busy", sha: Fixtures.sha("busy-0"), repo: "acme/busy")
+            #expect(try await harness.waitSettled(53, repo: "acme/busy", status: .ready))
+            let pushes = (1...5).map { Fixtures.sha("busy-\($0)") }
+            // 100 ms apart: long enough for a plan to start a container between two of them, were they not coalesced.
+            for (index, sha) in pushes.enumerated() {
+                try await harness.send("synchronize", number: 53, branch: "busy", sha: sha, updatedAt: "2026-11-24T09:0\(index + 1):00Z", repo: "acme/busy")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(try await harness.waitUntil { try harness.environment(53, repo: "acme/busy")?.deployedSha == pushes[4] })
+            #expect(try await harness.waitSettled(53, repo: "acme/busy", status: .ready))
+            let deployed = try #require(harness.app?.store).auditEvents(for: PullRequestKey(repo: "acme/busy", number: 53))
+                .filter { $0.kind == "deploy" }.compactMap(\.sha)
+            #expect(Set(deployed) == [Fixtures.sha("busy-0"), pushes[4]], "deployed: \(deployed)")
+            #expect(await harness.throughNginx(slug: "busy")?.body.contains("sha=\(pushes[4])") == true)
+        }
+    }
+
     /// Many closes at once cost a few reloads, not one each.
     @Test func aBurstOfClosesCostsFewerReloadsThanCloses() async throws {
         try await E2EHarness.run(name: "burst-closes", extraLimits: "  concurrent_deploys: 4") { harness throws in

@@ -25,7 +25,7 @@ public struct StagerApp: Sendable {
             config: config,
             store: store,
             runtime: DockerCLI(command: config.dockerCommand, instance: config.instance, runner: runner,
-                               scratchDir: config.dataDir.appendingPathComponent("run"), processes: Slots(limit: Self.dockerProcesses)),
+                               scratchDir: config.dataDir.appendingPathComponent("run")),
             frontDoor: NginxFrontDoor(config: config.nginx, template: templates.vhost, runner: runner, metrics: metrics, logger: logger),
             publisher: publisher,
             templates: templates,
@@ -40,9 +40,6 @@ public struct StagerApp: Sendable {
         self.github = github
         self.controller = Controller(deps)
     }
-
-    /// docker CLI processes serve runs at once (container starts are limited further by `concurrent_deploys`).
-    static let dockerProcesses = 8
 
     /// Repositories with `access.users_env` get an htpasswd file Stager writes at start-up (hashes only;
     /// nginx's workers must read it, so it is 0644 in a 0755 folder).

@@ -108,27 +108,19 @@ public struct ImageBuilder: Sendable {
 
     // MARK: Running
 
-    /// Whether an image with this tag exists (a commit built before is not built again).
-    public func exists(tag: String) async throws -> Bool {
-        try await runner.run(Command(argv: config.dockerCommand, appending: ["image", "inspect", "--format", "{{.Id}}", "--", tag])).succeeded
-    }
-
     /// Waits for a build slot, then fetches and builds; the log says what happened. Throws `BuildError`,
-    /// or `CancellationError` when the task is cancelled (the running git or docker is stopped).
+    /// or `CancellationError` when the task is cancelled (the running git or docker is stopped; the caller
+    /// removes whatever the build tagged).
     public func build(_ env: Environment, repo: StagerConfig.Repo, spec: StagerConfig.RepoBuild, sha: String, tag: String,
                       token: String?) async throws {
         let log = Self.logFile(dataDir: config.dataDir, key: env.key)
         try Self.startLog(log, "waiting for a build slot for \(sha)\n")
-        try await slots.acquire()
         do {
-            try await fetchAndBuild(env, repo: repo, spec: spec, sha: sha, tag: tag, token: token, log: log)
-            await slots.release()
+            try await slots.withSlot { try await fetchAndBuild(env, repo: repo, spec: spec, sha: sha, tag: tag, token: token, log: log) }
         } catch {
-            await slots.release()
             // A stopped git or docker ends with a signal's exit status rather than an error: it was cancelled.
             guard error is CancellationError || Task.isCancelled else { throw error }
             Self.append(log, "\nbuild stopped: a newer commit arrived\n")
-            _ = try? await runner.run(Command(argv: config.dockerCommand, appending: ["image", "rm", "--", tag]))
             throw CancellationError()
         }
     }

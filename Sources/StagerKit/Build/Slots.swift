@@ -1,3 +1,8 @@
+extension Duration {
+    /// The duration in seconds, for JSON, comparisons with `TimeInterval` and printing.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
 /// At most `limit` of something at a time (`docker build`s, `docker run`s); the others wait in the order
 /// they asked. A waiter whose task is cancelled (a newer push) leaves the line.
 public actor Slots {
@@ -31,6 +36,14 @@ public actor Slots {
         } onCancel: {
             Task { await self.leave(id) }
         }
+    }
+
+    /// Runs `body` holding a slot, and gives the slot back however `body` ends.
+    public nonisolated func withSlot<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        try await acquire()
+        let result = await Result { try await body() }
+        await release()
+        return try result.get()
     }
 
     public func release() {

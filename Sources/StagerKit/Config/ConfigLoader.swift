@@ -182,6 +182,15 @@ private struct Validator {
             repos[name] = try buildRepo(name, repo, dataDir: dataDir)
         }
 
+        let github = StagerConfig.GitHub(
+            apiURL: apiURL,
+            token: token,
+            deployments: doc.github?.deployments ?? false,
+            deploymentEnvironment: try deploymentEnvironment(doc.github?.deployment_environment),
+            requestTimeout: try duration(doc.github?.request_timeout, key: "github.request_timeout", default: .seconds(10)),
+            maxAttempts: maxAttempts
+        )
+
         return StagerConfig(
             configFile: configFile,
             server: .init(host: host, port: port, maxBodyBytes: maxBody, adminToken: adminToken,
@@ -191,14 +200,7 @@ private struct Validator {
             reconcileInterval: try duration(doc.reconcile_interval, key: "reconcile_interval", default: .seconds(60)),
             webhookSecret: secret,
             forks: .init(label: forksLabel),
-            github: .init(
-                apiURL: apiURL,
-                token: token,
-                deployments: doc.github?.deployments ?? false,
-                deploymentEnvironment: try deploymentEnvironment(doc.github?.deployment_environment),
-                requestTimeout: try duration(doc.github?.request_timeout, key: "github.request_timeout", default: .seconds(10)),
-                maxAttempts: maxAttempts
-            ),
+            github: github,
             preview: .init(domain: domain, scheme: previewScheme, publicPort: publicPort),
             nginx: .init(
                 sitesDir: path(doc.nginx?.sites_dir ?? "/etc/nginx/stager"),
@@ -214,14 +216,9 @@ private struct Validator {
             limits: limits,
             templatesDir: doc.templates_dir.map(path),
             gcRemovesImages: doc.gc?.remove_images ?? false,
-            build: .init(allowedHosts: doc.build?.allowed_hosts ?? [URL(string: apiURL.absoluteString).flatMap { Self.webHost($0) } ?? "github.com"],
+            build: .init(allowedHosts: doc.build?.allowed_hosts ?? [github.webHost],
                          allowFileURLs: doc.build?.allow_file_urls ?? false)
         )
-    }
-
-    /// The web host of the API: github.com for api.github.com, the same host for GitHub Enterprise.
-    static func webHost(_ api: URL) -> String? {
-        api.host == "api.github.com" ? "github.com" : api.host
     }
 
     func repoBuild(_ build: ConfigFile.RepoBuild?, key: String) throws -> StagerConfig.RepoBuild? {

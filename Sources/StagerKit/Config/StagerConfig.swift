@@ -30,12 +30,15 @@ public struct StagerConfig: Sendable {
         /// Attempts for one logical call (5xx, timeouts and rate limits are retried).
         public var maxAttempts: Int
 
-        /// The web side of the API: https://github.com for api.github.com, the host's root for GitHub Enterprise.
+        /// The web side of the API: github.com for api.github.com, the API's own host for GitHub Enterprise.
+        public var webHost: String {
+            guard let host = apiURL.host, host != "api.github.com" else { return "github.com" }
+            return host
+        }
+
         public var webURL: String {
-            guard let host = apiURL.host else { return "https://github.com" }
-            if host == "api.github.com" { return "https://github.com" }
-            let port = apiURL.port.map { ":\($0)" } ?? ""
-            return "\(apiURL.scheme ?? "https")://\(host)\(port)"
+            guard webHost != "github.com" else { return "https://github.com" }
+            return "\(apiURL.scheme ?? "https")://\(webHost)\(apiURL.port.map { ":\($0)" } ?? "")"
         }
 
         public func pullRequestPage(_ key: PullRequestKey) -> String {
@@ -66,7 +69,7 @@ public struct StagerConfig: Sendable {
         public var reloadCommand: [String]
         /// How long to wait for nginx's new workers to serve a changed vhost before giving up.
         public var confirmTimeout: Duration
-        /// Vhost changes arriving within this of each other share one test and one reload.
+        /// After a batch of vhost changes, what arrives within this long joins the next batch (one test, one reload).
         public var batchDelay: Duration = .milliseconds(20)
 
         /// The `listen` directive's argument, as written in the configuration.

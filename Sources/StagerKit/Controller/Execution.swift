@@ -141,10 +141,7 @@ struct Execution {
             // GitHub's deployment is created while the container starts: neither waits for the other.
             let snapshot = self
             let deploying = Task { await snapshot.courtesy("deployment not created") { try await snapshot.deps.deployments.start(snapshot.env, sha: sha) } ?? nil }
-            let started: Result<ContainerInfo, any Error>
-            try await deps.deploySlots.acquire()
-            do { started = .success(try await startContainer(sha: sha)) } catch { started = .failure(error) }
-            await deps.deploySlots.release()
+            let started = await Result { try await deps.deploySlots.withSlot { try await startContainer(sha: sha) } }
             if let deploymentID = await deploying.value {
                 try await store.update(key) { $0.pendingDeploymentID = deploymentID }
             }
@@ -242,11 +239,16 @@ struct Execution {
         try await store.update(key) { $0.status = status }
     }
 
+    /// The repository's image for this PR at `sha` (the tag a build makes, for repositories that build).
+    private func image(of repo: StagerConfig.Repo, sha: String) throws -> String {
+        try ImageReference.render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug)
+    }
+
     private func startContainer(sha: String) async throws -> ContainerInfo {
         guard let repo = deps.config.repo(env.repo) else {
             throw ImageReference.Failure.invalid("(repository \(env.repo) is no longer configured)")
         }
-        let image = try ImageReference.render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug)
+        let image = try image(of: repo, sha: sha)
         let limits = deps.config.limits
         // A random tail keeps names unique even when an exited container of the same sha lingers.
         let name = "stager-\(deps.config.instance)-\(env.slug.prefix(40))-\(sha.prefix(7))-\(UUID().uuidString.prefix(4).lowercased())"
@@ -287,9 +289,9 @@ struct Execution {
     /// comment says `building`), stopped if a newer intent arrives meanwhile. False when the build failed
     /// (recorded, with the log's tail in the comment).
     private mutating func ensureBuilt(sha: String, spec: StagerConfig.RepoBuild, repo: StagerConfig.Repo) async throws -> Bool {
-        let tag = try ImageReference.render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug)
+        let tag = try image(of: repo, sha: sha)
         let builder = deps.builder
-        if try await builder.exists(tag: tag) {
+        if try await deps.runtime.imageExists(tag) {
             try await audit("build", "\(tag) was built before: nothing to build", sha: sha)
             return true
         }
@@ -315,6 +317,7 @@ struct Execution {
         do {
             try await withTaskCancellationHandler { try await building.value } onCancel: { building.cancel() }
         } catch is CancellationError {
+            _ = try? await deps.runtime.removeImage(tag)
             if Task.isCancelled { throw CancellationError() }
             try await audit("build", "build of \(sha.prefix(12)) stopped: a newer commit arrived", sha: sha)
             throw Superseded()
@@ -387,7 +390,7 @@ struct Execution {
             return
         }
         logger.info("environment ready", metadata: ["url": "\(url)", "sha": "\(serving.sha)"])
-        let seconds: Double? = candidate == nil ? nil : Self.seconds(ContinuousClock.now - startedAt)
+        let seconds: Double? = candidate == nil ? nil : (ContinuousClock.now - startedAt).seconds
         // Measured here, not when the plan ends: a redeploy's plan goes on to drain the old container.
         if candidate != nil { deps.metrics.deployed(outcome: "ready", duration: ContinuousClock.now - startedAt) }
         // GitHub's deployment first: once the comment is there, everything about this deploy is said.
@@ -438,10 +441,6 @@ struct Execution {
     /// An audit line for this PR, tied to the delivery being carried out (its trigger and sender).
     private func audit(_ kind: String, _ message: String, sha: String? = nil, actor: String? = nil) async throws {
         try await store.audit(key, kind: kind, message: message, deliveryID: env.lastDeliveryID, sha: sha, actor: actor)
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// Records a failed deploy: the candidate goes (with its log tail kept for the comment), whatever

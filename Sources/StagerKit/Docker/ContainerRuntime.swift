@@ -44,6 +44,8 @@ public protocol ContainerRuntime: Sendable {
     func logTail(_ idOrName: String, lines: Int) async throws -> String
     /// Removes an image unless a container still uses it; false when one does.
     func removeImage(_ reference: String) async throws -> Bool
+    /// Whether an image with this reference exists locally.
+    func imageExists(_ reference: String) async throws -> Bool
     /// Images Stager built for this instance (labelled like its containers), as `repository:tag` with their PR.
     func builtImages() async throws -> [(image: String, key: PullRequestKey)]
     /// Whether the engine answers at all.
@@ -70,15 +72,14 @@ public struct DockerCLI: ContainerRuntime {
     private let scratchDir: URL
     /// docker CLI processes at a time: each costs tens of milliseconds of CPU to start, and a burst of them
     /// would starve the webhook's answers on a small machine.
-    private let processes: Slots?
+    private let processes = Slots(limit: 8)
 
     public init(command: [String], instance: String, runner: any CommandRunner,
-                scratchDir: URL = FileManager.default.temporaryDirectory.appendingPathComponent("stager-run"), processes: Slots? = nil) {
+                scratchDir: URL = FileManager.default.temporaryDirectory.appendingPathComponent("stager-run")) {
         self.docker = command
         self.instance = instance
         self.runner = runner
         self.scratchDir = scratchDir
-        self.processes = processes
     }
 
     private func command(_ arguments: [String]) -> Command {
@@ -89,10 +90,8 @@ public struct DockerCLI: ContainerRuntime {
     @discardableResult
     private func run(_ arguments: [String], allowFailure: Bool = false) async throws -> CommandResult {
         let result: CommandResult
-        try await processes?.acquire()
         do {
-            defer { if let processes { Task { await processes.release() } } }
-            result = try await runner.run(command(arguments))
+            result = try await processes.withSlot { try await runner.run(command(arguments)) }
         } catch CommandError.couldNotStart(_, let reason) {
             throw EngineUnavailable(message: "cannot run \(docker.joined(separator: " ")): \(reason)")
         }
@@ -215,6 +214,10 @@ public struct DockerCLI: ContainerRuntime {
         if let tail { arguments += ["--tail", String(tail)] }
         if follow { arguments.append("--follow") }
         return try await runner.stream(command(arguments + ["--", idOrName]), to: .terminal)
+    }
+
+    public func imageExists(_ reference: String) async throws -> Bool {
+        try await run(["image", "inspect", "--format", "{{.Id}}", "--", reference], allowFailure: true).succeeded
     }
 
     public func builtImages() async throws -> [(image: String, key: PullRequestKey)] {

@@ -70,7 +70,7 @@ public struct GitHubClient: Sendable {
         self.baseURL = baseURL
         self.token = token
         let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        configuration.timeoutIntervalForRequest = timeout.seconds
         configuration.connectionProxyDictionary = [:]
         self.session = URLSession(configuration: configuration)
         self.maxAttempts = maxAttempts
@@ -235,10 +235,7 @@ public struct GitHubClient: Sendable {
         for attempt in 1...maxAttempts {
             let wait: Duration
             do {
-                try await inFlight.acquire()
-                let answer = await Result { try await session.data(for: request) }
-                await inFlight.release()
-                let (data, response) = try answer.get()
+                let (data, response) = try await inFlight.withSlot { try await session.data(for: request) }
                 guard let http = response as? HTTPURLResponse else { throw GitHubError.badResponse("not HTTP") }
                 if expecting.contains(http.statusCode) {
                     metrics?.githubRequest(outcome: "ok")

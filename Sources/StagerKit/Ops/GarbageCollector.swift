@@ -126,9 +126,6 @@ extension ContainerInfo {
     var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
 
 /// `stager gc`: gathers the facts (engine, sites folder, store, GitHub), plans, and removes what leaked,
 /// reporting each item as it goes. nginx is reloaded once, and only files of removed environments and
