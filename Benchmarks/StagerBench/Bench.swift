@@ -102,7 +102,7 @@ final class Bench: @unchecked Sendable {
         let stop = Load.Switch()
         let harness = self.harness
         let loadStart = clock.now
-        let load = Task { await Load.run(perSecond: sizes.redeployRate, limit: .seconds(60), until: stop) { await harness.throughNginx(slug: branch) } }
+        let load = Task { await Load.run(perSecond: sizes.redeployRate, limit: .seconds(60), until: stop) { _ in try await harness.requestThroughNginx(slug: branch) } }
         try await Task.sleep(for: .seconds(1))
         let pushedAt = clock.now - loadStart
         try await send("synchronize", number: number, branch: branch, sha: sha2, updatedAt: "2026-11-24T10:00:00Z")
@@ -117,11 +117,14 @@ final class Bench: @unchecked Sendable {
         let firstNew = outcomes.first { $0.body.contains("sha=\(sha2)") }?.sentAt
         let result = Redeploy(requests: outcomes.count, failed: outcomes.filter { !$0.ok }.count, rate: sizes.redeployRate,
                               newShaServedAfter: firstNew.map { ($0 - pushedAt).seconds } ?? .nan, reloads: try await reloads() - before,
-                              failures: outcomes.filter { !$0.ok }.prefix(10).map {
-                                  String(format: "at %.2f s: ", $0.sentAt.seconds) + ($0.status.map { "HTTP \($0)" } ?? "no answer") + " " + $0.body.prefix(60)
-                              })
+                              failures: outcomes.filter { !$0.ok }.prefix(10).map(Self.describe))
         _ = try await stagerClose(number: number, branch: branch)
         return result
+    }
+
+    private static func describe(_ failure: Load.Outcome) -> String {
+        let answer = failure.status.map { "HTTP \($0)" } ?? "no answer (\(failure.error ?? "?"))"
+        return String(format: "at %.2f s: ", failure.sentAt.seconds) + answer + " " + failure.body.prefix(60)
     }
 
     struct Ack: Encodable {

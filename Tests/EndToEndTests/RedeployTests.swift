@@ -9,14 +9,16 @@ struct RedeployTests {
     /// A synchronize while requests keep coming: every request is answered 200, first by the old sha, then
     /// by the new one, and the old container is gone afterwards.
     @Test func aRedeployUnderContinuousRequestsLosesNone() async throws {
-        try await E2EHarness.run(name: "zero-downtime", extraRepos: E2EHarness.servingRepo("acme/steady", "drain: \"1s\"")) { harness throws in
+        try await E2EHarness.run(name: "zero-downtime", extraRepos: E2EHarness.servingRepo("acme/steady", "drain: \"1s\""), accessLog: true) { harness throws in
             let sha1 = Fixtures.sha("steady-1"), sha2 = Fixtures.sha("steady-2")
             try await harness.send("opened", number: 51, branch: "steady", sha: sha1, repo: "acme/steady")
             #expect(try await harness.waitSettled(51, repo: "acme/steady", status: .ready))
 
             let stop = Load.Switch()
             let load = Task {
-                await Load.run(perSecond: 50, limit: .seconds(60), until: stop) { await harness.throughNginx(slug: "steady") }
+                await Load.run(perSecond: 50, limit: .seconds(60), until: stop) { id in
+                    try await harness.requestThroughNginx(slug: "steady", headers: ["X-Load-Id": String(id)])
+                }
             }
             try await Task.sleep(for: .milliseconds(500))
             try await harness.send("synchronize", number: 51, branch: "steady", sha: sha2, updatedAt: "2026-11-24T09:05:00Z", repo: "acme/steady")
@@ -30,7 +32,7 @@ struct RedeployTests {
 
             #expect(switched)
             let failures = outcomes.filter { !$0.ok }
-            #expect(failures.isEmpty, "\(failures.count) of \(outcomes.count) failed: \(failures.prefix(5).map { "\($0.status.map(String.init) ?? "no answer") \($0.body.prefix(80))" })")
+            #expect(failures.isEmpty, "\(failures.count) of \(outcomes.count) failed; \(LoadReport(outcomes, server: harness.accessLog()).failures)")
             #expect(outcomes.count > 50)
             #expect(outcomes.contains { $0.body.contains("sha=\(sha1)") } && outcomes.contains { $0.body.contains("sha=\(sha2)") })
             // Once the new sha answered, the old never did again.

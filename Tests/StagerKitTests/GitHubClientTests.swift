@@ -66,6 +66,44 @@ struct GitHubClientTests {
         }
     }
 
+    /// GitHub stored the comment and then answered 500: the client looks before posting again (issue 12).
+    @Test func aCommentStoredThenAnswered500IsPostedOnce() async throws {
+        try await withFake { fake, url, sleeper in
+            await fake.inject(.init(status: 500, method: "POST", afterStoring: true))
+            let publisher = GitHubCommentPublisher(client: client(url, sleeper: sleeper))
+            let id = try await publisher.publish("\(CommentMarker.marker) hi", on: key, knownID: nil)
+            let comments = await fake.comments(on: "acme/web", issue: 7)
+            #expect(comments.count == 1)
+            #expect(id == comments.first?.id)
+            #expect(await fake.count("POST", pathSuffix: "/comments") == 1)
+        }
+    }
+
+    /// The same for a deployment and its statuses: one of each, whatever GitHub answered after storing.
+    @Test func aDeploymentAndStatusStoredThenAnswered500AreCreatedOnce() async throws {
+        try await withFake { fake, url, sleeper in
+            let github = client(url, sleeper: sleeper)
+            await fake.inject(.init(status: 502, pathContains: "/deployments", method: "POST", afterStoring: true))
+            let id = try await github.createDeployment("acme/web", sha: Fixtures.sha("d"), environment: "pr-7", description: "preview")
+            #expect(await fake.deployments.map(\.id) == [id])
+            await fake.inject(.init(status: 500, pathContains: "/statuses", method: "POST", afterStoring: true))
+            try await github.createDeploymentStatus("acme/web", deployment: id, state: "success", environmentURL: "http://x", description: "ready")
+            #expect(await fake.deployments.first?.statuses.map(\.state) == ["success"])
+            #expect(sleeper.durations.count == 2)
+        }
+    }
+
+    /// A create that was not stored is sent again after the look finds nothing.
+    @Test func aCreateRefusedWith500IsSentAgain() async throws {
+        try await withFake { fake, url, sleeper in
+            await fake.inject(.init(status: 500, method: "POST"), times: 2)
+            let publisher = GitHubCommentPublisher(client: client(url, sleeper: sleeper))
+            _ = try await publisher.publish("\(CommentMarker.marker) hi", on: key, knownID: nil)
+            #expect(await fake.comments(on: "acme/web", issue: 7).count == 1)
+            #expect(await fake.count("POST", pathSuffix: "/comments") == 3)
+        }
+    }
+
     @Test func badCredentialsAreNotRetried() async throws {
         try await withFake { fake, url, sleeper in
             let publisher = GitHubCommentPublisher(client: client(url, token: "wrong", sleeper: sleeper))

@@ -45,7 +45,7 @@ public final class E2EHarness: @unchecked Sendable {
     /// `extraLimits`: lines under `limits:`; `extraConfig`: more top-level keys (`templates_dir`, `docker`…).
     /// `extraGitHub`: lines under `github:` (`deployments: true`…).
     public init(name: String, extraRepos: String = "", reconcileInterval: String = "60s", extraLimits: String = "",
-                extraConfig: String = "", extraServer: String = "", extraGitHub: String = "") async throws {
+                extraConfig: String = "", extraServer: String = "", extraGitHub: String = "", accessLog: Bool = false) async throws {
         dir = try TestConfig.temporaryDirectory("e2e-\(name)")
         instance = "e2e-\(UUID().uuidString.prefix(8).lowercased())"
         nginxPort = try Self.freePort()
@@ -54,7 +54,7 @@ public final class E2EHarness: @unchecked Sendable {
         githubServer = githubTask
         let nginxDir = dir.appendingPathComponent("nginx").path
         let script = Fixtures.repoRoot.appendingPathComponent("scripts/private-nginx").path
-        try await runner.check(Command(script, ["start", nginxDir, "127.0.0.1:\(nginxPort)"]))
+        try await runner.check(Command(script, ["start", nginxDir, "127.0.0.1:\(nginxPort)"] + (accessLog ? ["--access-log"] : [])))
         let nginxArgs = try await runner.check(Command(script, ["args", nginxDir])).standardOutput
             .split(separator: "\n").map { "\"\($0)\"" }.joined(separator: ", ")
         configYAML = """
@@ -97,10 +97,11 @@ public final class E2EHarness: @unchecked Sendable {
 
     /// Runs `body` with a fresh harness and always cleans up after it, whether it passed, failed or threw.
     public static func run(name: String, extraRepos: String = "", reconcileInterval: String = "60s", extraLimits: String = "",
-                           extraConfig: String = "", extraServer: String = "", extraGitHub: String = "", start: Bool = true,
-                           _ body: (E2EHarness) async throws -> Void) async throws {
+                           extraConfig: String = "", extraServer: String = "", extraGitHub: String = "", accessLog: Bool = false,
+                           start: Bool = true, _ body: (E2EHarness) async throws -> Void) async throws {
         let harness = try await E2EHarness(name: name, extraRepos: extraRepos, reconcileInterval: reconcileInterval,
-                                           extraLimits: extraLimits, extraConfig: extraConfig, extraServer: extraServer, extraGitHub: extraGitHub)
+                                           extraLimits: extraLimits, extraConfig: extraConfig, extraServer: extraServer, extraGitHub: extraGitHub,
+                                           accessLog: accessLog)
         do {
             if start { try await harness.start() }
             try await body(harness)
@@ -195,6 +196,12 @@ public final class E2EHarness: @unchecked Sendable {
         try await DockerCLI(command: ["docker"], instance: instance, runner: runner).list(for: nil)
     }
 
+    /// What the private nginx logged, one entry a request (the harness must have been made with `accessLog`).
+    public func accessLog() -> [NginxAccessEntry] {
+        let text = (try? String(contentsOf: dir.appendingPathComponent("nginx/access.log"), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap(NginxAccessEntry.init)
+    }
+
     public func vhosts() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("nginx/sites").path)) ?? [])
             .filter { $0.hasSuffix(".conf") }.sorted()
@@ -202,7 +209,12 @@ public final class E2EHarness: @unchecked Sendable {
 
     /// GET / through nginx with the environment's Host header.
     public func throughNginx(slug: String, headers: [String: String] = [:]) async -> ProbeAnswer? {
-        try? await probe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost", headers: headers)
+        try? await requestThroughNginx(slug: slug, headers: headers)
+    }
+
+    /// The same, throwing what went wrong when nginx gave no answer.
+    public func requestThroughNginx(slug: String, headers: [String: String] = [:]) async throws -> ProbeAnswer {
+        try await probe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost", headers: headers)
     }
 
     public func environment(_ number: Int, repo: String = "acme/web") throws -> StagerKit.Environment? {

@@ -28,8 +28,11 @@ public actor GitHubFake {
         /// Only requests whose path contains this (and, when set, with this method) get the fault.
         public var pathContains: String
         public var method: String?
+        /// The request is carried out (stored) first, and the fault is the answer: GitHub's "stored, then 500".
+        public var afterStoring: Bool
         public init(status: Int, headers: [String: String] = [:], body: String = "{\"message\":\"Server Error\"}",
-                    pathContains: String = "", method: String? = nil) {
+                    pathContains: String = "", method: String? = nil, afterStoring: Bool = false) {
+            self.afterStoring = afterStoring
             self.status = status
             self.headers = headers
             self.body = body
@@ -59,6 +62,8 @@ public actor GitHubFake {
         public var production: Bool
         public var autoMerge: Bool
         public var requiredContexts: [String]?
+        /// The `payload` object as sent (GitHub stores it and answers it back).
+        public var payload: [String: String]
         public var statuses: [DeploymentStatus]
     }
 
@@ -147,6 +152,12 @@ public actor GitHubFake {
         }
         router.post("/repos/:owner/:repo/deployments/:id/statuses") { request, context in
             try await self.createDeploymentStatus(request, context)
+        }
+        router.get("/repos/:owner/:repo/deployments") { request, context in
+            try await self.listDeployments(request, context)
+        }
+        router.get("/repos/:owner/:repo/deployments/:id/statuses") { request, context in
+            try await self.listDeploymentStatuses(request, context)
         }
         let port = PortBox()
         let app = Application(
@@ -250,6 +261,9 @@ public actor GitHubFake {
         for flag in ["auto_merge", "transient_environment", "production_environment"] where object[flag] != nil && !(object[flag] is Bool) {
             return Self.message(.unprocessableContent, "Invalid request.\n\nFor '\(flag)', is not a boolean.")
         }
+        if let payload = object["payload"], !(payload is [String: Any]) && !(payload is String) {
+            return Self.message(.unprocessableContent, "Invalid request.\n\nFor 'payload', is not an object or a string.")
+        }
         if let contexts = object["required_contexts"], !(contexts is [String]) {
             return Self.message(.unprocessableContent, "Invalid request.\n\nFor 'required_contexts', is not an array of strings.")
         }
@@ -264,13 +278,36 @@ public actor GitHubFake {
             id: nextID, repo: repo(context), ref: ref, environment: environment,
             transient: object["transient_environment"] as? Bool ?? false,
             production: object["production_environment"] as? Bool ?? (environment == "production"),
-            autoMerge: autoMerge, requiredContexts: contexts, statuses: []
+            autoMerge: autoMerge, requiredContexts: contexts,
+            payload: (object["payload"] as? [String: Any])?.compactMapValues { $0 as? String } ?? [:], statuses: []
         )
         deployments.append(deployment)
-        return try json([
-            "id": deployment.id, "sha": ref, "ref": ref, "environment": environment, "transient_environment": deployment.transient,
-            "statuses_url": "http://\(request.head.authority ?? "127.0.0.1")/repos/\(deployment.repo)/deployments/\(deployment.id)/statuses",
-        ] as [String: Any], status: .created, headers: [:])
+        return try json(Self.render(deployment, authority: request.head.authority), status: .created, headers: [:])
+    }
+
+    private static func render(_ deployment: Deployment, authority: String?) -> [String: Any] {
+        [
+            "id": deployment.id, "sha": deployment.ref, "ref": deployment.ref, "environment": deployment.environment,
+            "transient_environment": deployment.transient, "payload": deployment.payload,
+            "statuses_url": "http://\(authority ?? "127.0.0.1")/repos/\(deployment.repo)/deployments/\(deployment.id)/statuses",
+        ]
+    }
+
+    /// `GET …/deployments?sha=&environment=`, newest first, as GitHub lists them.
+    private func listDeployments(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let sha = request.uri.queryParameters.get("sha")
+        let environment = request.uri.queryParameters.get("environment")
+        let matching = deployments.filter { $0.repo == repo(context) && (sha == nil || $0.ref == sha) && (environment == nil || $0.environment == environment) }
+        return try json(matching.reversed().map { Self.render($0, authority: request.head.authority) }, status: .ok, headers: [:])
+    }
+
+    /// `GET …/deployments/{id}/statuses`, newest first.
+    private func listDeploymentStatuses(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        guard let id = Int64(context.parameters.get("id") ?? ""),
+              let deployment = deployments.first(where: { $0.id == id && $0.repo == repo(context) }) else { return Self.notFound() }
+        return try json(deployment.statuses.reversed().map { status -> [String: Any] in
+            ["state": status.state, "description": status.description, "environment_url": status.environmentURL, "log_url": status.logURL]
+        }, status: .ok, headers: [:])
     }
 
     private func createDeploymentStatus(_ request: Request, _ context: some RequestContext) async throws -> Response {
@@ -367,6 +404,7 @@ struct GitHubChecks<Context: RequestContext>: RouterMiddleware {
             return GitHubFake.message(.badRequest, "Unsupported 'X-GitHub-Api-Version' header")
         }
         if let fault = await fake.takeFault(method: request.method.rawValue, path: request.uri.path) {
+            if fault.afterStoring { _ = try await next(request, context) }
             var headers = HTTPFields()
             for (name, value) in fault.headers { headers[HTTPFields.Element.Name(name)!] = value }
             headers[.contentType] = "application/json; charset=utf-8"

@@ -5,8 +5,12 @@ import StagerKit
 /// stop or its time limit passes (whichever comes first), so a test or the bench can never leave it running.
 public enum Load {
     public struct Outcome: Sendable {
+        /// The request's number, from 0 in the order sent (a load client sends it as `X-Load-Id`).
+        public var id: Int
         /// nil when the request got no HTTP answer (refused, reset, timed out).
         public var status: Int?
+        /// Why there was no answer.
+        public var error: String?
         public var body: String
         public var latency: Duration
         /// When the request was sent, from the start of the load.
@@ -21,17 +25,19 @@ public enum Load {
     }
 
     public static func run(perSecond: Int, limit: Duration, until stop: Switch,
-                           _ request: @escaping @Sendable () async -> ProbeAnswer?) async -> [Outcome] {
+                           _ request: @escaping @Sendable (_ id: Int) async throws -> ProbeAnswer) async -> [Outcome] {
         let clock = ContinuousClock()
         let start = clock.now
         let interval = Duration.seconds(1) / perSecond
         return await withTaskGroup(of: Outcome.self) { group in
             var sent = 0
             while clock.now - start < limit, await !stop.stopped {
+                let id = sent
                 group.addTask {
                     let began = clock.now
-                    let answer = await request()
-                    return Outcome(status: answer?.status, body: answer?.body ?? "", latency: clock.now - began, sentAt: began - start)
+                    let answer = await Result { try await request(id) }
+                    return Outcome(id: id, status: try? answer.get().status, error: answer.failureDescription, body: (try? answer.get().body) ?? "",
+                                   latency: clock.now - began, sentAt: began - start)
                 }
                 sent += 1
                 // Paced from the start, not from the last send, so slow answers do not lower the rate.
@@ -42,5 +48,16 @@ public enum Load {
             for await outcome in group { outcomes.append(outcome) }
             return outcomes.sorted { $0.sentAt < $1.sentAt }
         }
+    }
+}
+
+extension Result where Failure == any Error {
+    init(_ body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
+
+    var failureDescription: String? {
+        if case .failure(let error) = self { return "\(error)" }
+        return nil
     }
 }

@@ -70,6 +70,7 @@ public final class Controller: Service, Sendable {
     public var engineHealth: EngineHealth { deps.engineHealth }
 
     public func run() async throws {
+        await reloadNginxIfOwed()
         do {
             try await converging()
         } catch is CancellationError {
@@ -96,6 +97,16 @@ public final class Controller: Service, Sendable {
                     Task { await self.queue.close() }
                 }
             }
+        }
+    }
+
+    /// A change to the sites folder that a killed process never reloaded would leave nginx routing to what
+    /// is gone: reload it first. nginx being down is no reason not to start; the next change or reconcile retries.
+    func reloadNginxIfOwed() async {
+        do {
+            if try await deps.frontDoor.reloadIfOwed() { deps.logger.info("reloaded nginx: a change to the sites folder had not been reloaded") }
+        } catch {
+            deps.logger.warning("nginx owes a reload and could not be reloaded; retrying later", metadata: ["error": "\(error)"])
         }
     }
 

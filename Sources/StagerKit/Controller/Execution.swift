@@ -184,7 +184,8 @@ struct Execution {
                               branch: env.branch, access: deps.config.repo(env.repo)?.access ?? .open)
             do {
                 try await deps.frontDoor.apply(route)
-            } catch let error as NginxError {
+            } catch let error as NginxError where error.isPermanent {
+                // A vhost nginx's test rejects fails for good; an nginx that cannot be reloaded is retried.
                 try await fail(sha: candidate.sha, reason: error.description)
                 return false
             }

@@ -17,6 +17,7 @@ struct Reconciler {
 
     func reconcile() async throws -> ReconcileReport {
         var report = ReconcileReport()
+        await controller.reloadNginxIfOwed()
         let containers = try await deps.runtime.list(for: nil)
         let inventory = await deps.frontDoor.inventory()
         let environments = try deps.store.allEnvironments()

@@ -220,13 +220,28 @@ public struct DockerCLI: ContainerRuntime {
         try await run(["image", "inspect", "--format", "{{.Id}}", "--", reference], allowFailure: true).succeeded
     }
 
+    /// `docker image ls` has no `.Label` in its format (on 28.x clients or 20.10 engines alike): it lists the
+    /// ids the label filters select, and `docker image inspect` reads their tags and labels.
     public func builtImages() async throws -> [(image: String, key: PullRequestKey)] {
-        let output = try await run(["image", "ls", "--filter", "label=\(ContainerLabels.managed)=true", "--filter", "label=\(ContainerLabels.instance)=\(instance)",
-                                    "--format", "{{.Repository}}:{{.Tag}}\t{{.Label \"stager.repo\"}}\t{{.Label \"stager.pr\"}}"]).standardOutput
-        return output.split(separator: "\n").compactMap { line in
+        let listed = try await run(["image", "ls", "--filter", "label=\(ContainerLabels.managed)=true",
+                                    "--filter", "label=\(ContainerLabels.instance)=\(instance)", "--no-trunc", "--format", "{{.ID}}"]).standardOutput
+        var seen = Set<String>()
+        let ids = listed.split(separator: "\n").map(String.init).filter { seen.insert($0).inserted }
+        guard !ids.isEmpty else { return [] }
+        // An image removed between the two calls makes inspect fail for it alone; the others are still printed.
+        let inspected = try await run(["image", "inspect", "--format", Self.imageLabelsFormat, "--"] + ids, allowFailure: true)
+        return Self.parseBuiltImages(inspected.standardOutput)
+    }
+
+    static let imageLabelsFormat = "{{json .RepoTags}}\t{{index .Config.Labels \"stager.repo\"}}\t{{index .Config.Labels \"stager.pr\"}}"
+
+    /// Lines of `imageLabelsFormat`: one entry per tag; an untagged image has nothing to remove by name.
+    static func parseBuiltImages(_ output: String) -> [(image: String, key: PullRequestKey)] {
+        output.split(separator: "\n").flatMap { line -> [(image: String, key: PullRequestKey)] in
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 3, !fields[0].contains("<none>"), let number = Int(fields[2]) else { return nil }
-            return (fields[0], PullRequestKey(repo: fields[1], number: number))
+            guard fields.count == 3, let number = Int(fields[2]), !fields[1].isEmpty,
+                  let tags = try? JSONDecoder().decode([String]?.self, from: Data(fields[0].utf8)) else { return [] }
+            return (tags ?? []).map { ($0, PullRequestKey(repo: fields[1], number: number)) }
         }
     }
 

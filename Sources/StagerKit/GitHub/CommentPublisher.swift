@@ -29,9 +29,10 @@ public struct GitHubCommentPublisher: CommentPublisher {
         }
         // Look for the marker first, so a retry that raced a success never posts a second comment.
         if let existing = try await findSticky(key) {
-            return try await client.updateComment(key, id: existing, body: body).id
+            return try await client.updateComment(key, id: existing.id, body: body).id
         }
-        return try await client.createComment(key, body: body).id
+        // After an unclear answer the comment may be there already: the client looks again before posting.
+        return try await client.createComment(key, body: body, lookUp: { [self] in try await findSticky(key) }).id
     }
 
     public func remove(on key: PullRequestKey, knownID: Int64?) async throws {
@@ -41,12 +42,12 @@ public struct GitHubCommentPublisher: CommentPublisher {
         // Bounded: a comment that keeps reappearing is someone else's problem, not a reason to spin.
         for _ in 0..<5 {
             guard let stray = try await findSticky(key) else { return }
-            try await client.deleteComment(key, id: stray)
+            try await client.deleteComment(key, id: stray.id)
         }
     }
 
-    private func findSticky(_ key: PullRequestKey) async throws -> Int64? {
-        try await client.listComments(key).first { $0.body?.contains(CommentMarker.marker) ?? false }?.id
+    private func findSticky(_ key: PullRequestKey) async throws -> GitHubClient.Comment? {
+        try await client.listComments(key).first { $0.body?.contains(CommentMarker.marker) ?? false }
     }
 }
 

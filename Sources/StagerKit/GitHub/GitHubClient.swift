@@ -9,6 +9,9 @@ public enum GitHubError: Error, CustomStringConvertible, Equatable {
     case status(Int, String)
     /// Still rate limited or failing after every attempt.
     case gaveUp(String)
+    /// A request that creates something got no clear answer (5xx, or none at all): GitHub may have stored
+    /// it. It is not sent again blindly; `GitHubClient.create` looks first.
+    case unclear(String)
     case badResponse(String)
 
     public var statusCode: Int? {
@@ -20,6 +23,7 @@ public enum GitHubError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .status(let code, let message): return "GitHub answered \(code): \(message)"
         case .gaveUp(let reason): return "GitHub did not answer after retrying: \(reason)"
+        case .unclear(let reason): return "GitHub gave no clear answer to a create: \(reason)"
         case .badResponse(let reason): return "unexpected answer from GitHub: \(reason)"
         }
     }
@@ -86,10 +90,13 @@ public struct GitHubClient: Sendable {
         try await paginate(url(key.repoPath + ["issues", String(key.number), "comments"], query: "per_page=100"))
     }
 
-    public func createComment(_ key: PullRequestKey, body: String) async throws -> Comment {
-        let (data, _) = try await send("POST", url(key.repoPath + ["issues", String(key.number), "comments"]),
-                                       body: ["body": body], expecting: [201])
-        return try decode(Comment.self, data)
+    /// Posts a comment; after an unclear answer, `lookUp` tells whether it was stored before posting again.
+    public func createComment(_ key: PullRequestKey, body: String, lookUp: @Sendable () async throws -> Comment?) async throws -> Comment {
+        try await create(lookUp: lookUp) {
+            let (data, _) = try await send("POST", url(key.repoPath + ["issues", String(key.number), "comments"]),
+                                           body: ["body": body], expecting: [201])
+            return try decode(Comment.self, data)
+        }
     }
 
     public func updateComment(_ key: PullRequestKey, id: Int64, body: String) async throws -> Comment {
@@ -155,6 +162,8 @@ public struct GitHubClient: Sendable {
 
     private struct NewDeployment: Encodable {
         var ref: String
+        /// Names this request, so a deployment GitHub stored before answering 500 is found, not made twice.
+        var payload: Payload
         var environment: String
         var description: String
         var transient_environment = true
@@ -172,19 +181,71 @@ public struct GitHubClient: Sendable {
         var description: String
     }
 
+    struct Payload: Codable, Equatable {
+        var stager_request: String?
+    }
+
+    private struct Deployment: Decodable {
+        var id: Int64
+        var payload: Payload?
+    }
+
     /// Creates a transient deployment of `sha` to `environment` and returns its id.
     public func createDeployment(_ repo: String, sha: String, environment: String, description: String) async throws -> Int64 {
-        struct Created: Decodable { var id: Int64 }
-        let body = NewDeployment(ref: sha, environment: environment, description: String(description.prefix(140)))
-        let (data, _) = try await send("POST", url(Self.repoPath(repo) + ["deployments"]), body: body, expecting: [201])
-        return try decode(Created.self, data).id
+        let request = UUID().uuidString.lowercased()
+        let body = NewDeployment(ref: sha, payload: Payload(stager_request: request), environment: environment, description: String(description.prefix(140)))
+        let query = "sha=\(Self.queryValue(sha))&environment=\(Self.queryValue(environment))&per_page=100"
+        return try await create(lookUp: {
+            let listed: [Deployment] = try await paginate(url(Self.repoPath(repo) + ["deployments"], query: query))
+            return listed.first { $0.payload?.stager_request == request }?.id
+        }) {
+            let (data, _) = try await send("POST", url(Self.repoPath(repo) + ["deployments"]), body: body, expecting: [201])
+            return try decode(Deployment.self, data).id
+        }
+    }
+
+    private struct Status: Decodable {
+        var state: String
+        var description: String?
     }
 
     /// `state`: in_progress, success, failure, error or inactive (GitHub shows an inactive transient one as destroyed).
     public func createDeploymentStatus(_ repo: String, deployment id: Int64, state: String, environmentURL: String? = nil,
                                        logURL: String? = nil, description: String) async throws {
         let body = NewDeploymentStatus(state: state, environment_url: environmentURL, log_url: logURL, description: String(description.prefix(140)))
-        _ = try await send("POST", url(Self.repoPath(repo) + ["deployments", String(id), "statuses"]), body: body, expecting: [201])
+        let statuses = url(Self.repoPath(repo) + ["deployments", String(id), "statuses"])
+        // A deployment takes each state once in Stager's use, so the same state and description is the same status.
+        try await create(lookUp: {
+            let listed: [Status] = try await paginate(url(Self.repoPath(repo) + ["deployments", String(id), "statuses"], query: "per_page=100"))
+            return listed.contains { $0.state == body.state && ($0.description ?? "") == body.description } ? () : nil
+        }) {
+            _ = try await send("POST", statuses, body: body, expecting: [201])
+        }
+    }
+
+    // MARK: Creating
+
+    /// Runs a create (a POST) at most once per unclear answer: after a 5xx or no answer, GitHub may have
+    /// stored it, so `lookUp` asks first and only what is not there is created again, with backoff.
+    func create<T: Sendable>(lookUp: @Sendable () async throws -> T?, _ post: @Sendable () async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await post()
+            } catch GitHubError.unclear(let problem) {
+                guard attempt < maxAttempts else { throw GitHubError.gaveUp(problem) }
+                logger.warning("GitHub create got no clear answer; looking before trying again", metadata: ["attempt": "\(attempt)", "problem": "\(problem)"])
+                try await sleeper.sleep(for: RetryPolicy.backoff(attempt: attempt))
+                attempt += 1
+                if let stored = try await lookUp() { return stored }
+            }
+        }
+    }
+
+    static func queryValue(_ value: String) -> String {
+        var allowed = CharacterSet.urlQueryAllowed
+        allowed.remove(charactersIn: "&=+#")
+        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
     }
 
     // MARK: Transport
@@ -247,8 +308,11 @@ public struct GitHubClient: Sendable {
                     metrics?.githubRequest(outcome: "error_\(http.statusCode)")
                     throw GitHubError.status(http.statusCode, message)
                 case .retry(after: let delay):
-                    metrics?.githubRequest(outcome: [403, 429].contains(http.statusCode) ? "rate_limited" : "server_error")
+                    let rateLimited = [403, 429].contains(http.statusCode)
+                    metrics?.githubRequest(outcome: rateLimited ? "rate_limited" : "server_error")
                     lastProblem = "\(http.statusCode) \(message)"
+                    // A rate limit refused the request before doing anything; a 5xx may have come after storing it.
+                    if method == "POST", !rateLimited { throw GitHubError.unclear(lastProblem) }
                     wait = delay
                 }
             } catch let error as GitHubError {
@@ -258,6 +322,7 @@ public struct GitHubClient: Sendable {
             } catch {
                 metrics?.githubRequest(outcome: "unreachable")
                 lastProblem = "\(error)"
+                if method == "POST" { throw GitHubError.unclear(lastProblem) }
                 wait = RetryPolicy.backoff(attempt: attempt)
             }
             guard attempt < maxAttempts else { break }

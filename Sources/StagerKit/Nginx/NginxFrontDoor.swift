@@ -36,8 +36,16 @@ public struct RoutedUpstream: Sendable, Equatable {
 public enum NginxError: Error, CustomStringConvertible, Equatable {
     /// The test command refused the configuration; the vhost was rolled back.
     case rejected(String)
+    /// nginx could not be reloaded (not running, or not answering its signal) or did not route in time: the
+    /// vhost was rolled back and the change is worth retrying, like an engine outage.
     case reloadFailed(String)
     case unsafePath(String)
+
+    /// A change that will fail the same way whenever it is tried again.
+    public var isPermanent: Bool {
+        if case .reloadFailed = self { return false }
+        return true
+    }
 
     public var description: String {
         switch self {
@@ -152,6 +160,20 @@ public actor NginxFrontDoor {
         try await change(slugs.map { ($0, nil) })
     }
 
+    /// Reloads nginx when a change to the sites folder may not have been reloaded (the process was killed
+    /// between the write and the reload, or nginx was down): serve calls it at start-up and each reconcile,
+    /// so what nginx has loaded matches the folder. True when it reloaded.
+    @discardableResult
+    public func reloadIfOwed() async throws -> Bool {
+        guard FileManager.default.fileExists(atPath: owedMarker.path) else { return false }
+        try await change([])
+        return true
+    }
+
+    /// Written before a batch touches the sites folder and removed once nginx reloaded it. A dot file: the
+    /// include of `*.conf` never reads it, and `inventory` passes over it.
+    private var owedMarker: URL { config.sitesDir.appendingPathComponent(".stager-reload-owed") }
+
     private func change(_ files: [(slug: String, content: String?)]) async throws {
         for file in files { _ = try self.file(file.slug) }
         try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
@@ -176,6 +198,13 @@ public actor NginxFrontDoor {
     }
 
     private func apply(_ batch: [Request]) async {
+        do {
+            try FileManager.default.createDirectory(at: config.sitesDir, withIntermediateDirectories: true)
+            try Data().write(to: owedMarker)
+        } catch {
+            batch.forEach { $0.done.resume(throwing: NginxError.reloadFailed("cannot write in \(config.sitesDir.path): \(error)")) }
+            return
+        }
         let written = write(batch.flatMap(\.files))
         do {
             try await testAndReload()
@@ -188,16 +217,20 @@ public actor NginxFrontDoor {
         } catch NginxError.rejected {
             restore(written)
         } catch {
+            // nginx did not take it: the folder goes back to what nginx has loaded, and the callers retry.
+            restore(written)
             batch.forEach { $0.done.resume(throwing: error) }
             return
         }
         // Someone's vhost is bad: find whose by testing each request alone; the good ones share a reload.
         var accepted: [Request] = []
+        var acceptedWrites: [(URL, Data?)] = []
         for request in batch {
             let mine = write(request.files)
             let test = try? await runner.run(Command(argv: config.testCommand))
             if let test, test.succeeded {
                 accepted.append(request)
+                acceptedWrites += mine
             } else {
                 restore(mine)
                 request.done.resume(throwing: NginxError.rejected(test?.message ?? "the test command could not run"))
@@ -208,6 +241,7 @@ public actor NginxFrontDoor {
             try await reload()
             accepted.forEach { $0.done.resume() }
         } catch {
+            restore(acceptedWrites)
             accepted.forEach { $0.done.resume(throwing: error) }
         }
     }
@@ -244,10 +278,21 @@ public actor NginxFrontDoor {
     }
 
     private func reload() async throws {
-        let reload = try await runner.run(Command(argv: config.reloadCommand))
+        let reload: CommandResult
+        do {
+            reload = try await runner.run(Command(argv: config.reloadCommand))
+        } catch CommandError.couldNotStart(_, let reason) {
+            throw NginxError.reloadFailed(reason)
+        }
         guard reload.succeeded else { throw NginxError.reloadFailed(reload.message) }
         reloadCount += 1
         metrics?.nginxReload()
+        guard FileManager.default.fileExists(atPath: owedMarker.path) else { return }
+        do {
+            try FileManager.default.removeItem(at: owedMarker)
+        } catch {
+            logger.warning("cannot clear the reload marker", metadata: ["file": "\(owedMarker.path)", "error": "\(error)"])
+        }
     }
 
     private func file(_ slug: String) throws -> URL {

@@ -126,6 +126,21 @@ extension ContainerInfo {
     var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
 }
 
+/// Why gc could not remove an environment it planned to remove.
+enum GcFailure: Error, CustomStringConvertible {
+    case notRecorded(AcceptOutcome)
+    case superseded
+    case notRemoved(EnvironmentStatus?)
+
+    var description: String {
+        switch self {
+        case .notRecorded(let outcome): return "the store did not record the teardown (\(outcome))"
+        case .superseded: return "a newer event for the PR arrived meanwhile; it is left to it"
+        case .notRemoved(let status): return "the teardown did not finish (status \(status.map { $0.rawValue } ?? "unknown"))"
+        }
+    }
+}
+
 
 /// `stager gc`: gathers the facts (engine, sites folder, store, GitHub), plans, and removes what leaked,
 /// reporting each item as it goes. nginx is reloaded once, and only files of removed environments and
@@ -232,7 +247,8 @@ public struct GarbageCollector: Sendable {
         var teardowns: [(GcPlan.Removal, Environment)] = []
         for removal in plan.environments {
             do {
-                _ = try await deps.store.accept(Intents.teardown(removal.env, updatedAt: removal.closedAt, source: "gc"))
+                let outcome = try await deps.store.accept(Intents.teardown(removal.env, updatedAt: removal.closedAt, source: "gc"))
+                guard case .accepted = outcome else { throw GcFailure.notRecorded(outcome) }
                 if let env = try deps.store.environment(removal.env.key) { teardowns.append((removal, env)) }
             } catch {
                 summary.failed += 1
@@ -273,7 +289,11 @@ public struct GarbageCollector: Sendable {
                     logger[metadataKey: "repo"] = "\(env.repo)"
                     logger[metadataKey: "pr"] = "\(env.number)"
                     var execution = Execution(deps: deps, env: env, logger: logger)
-                    if try await execution.run() == .finished { try await deps.store.markApplied(env.key, version: env.desiredVersion) }
+                    guard try await execution.run() == .finished else { throw GcFailure.superseded }
+                    try await deps.store.markApplied(env.key, version: env.desiredVersion)
+                    // Only what happened is reported: the environment must be removed now.
+                    let status = try deps.store.environment(env.key)?.status
+                    guard status == .removed else { throw GcFailure.notRemoved(status) }
                     return GcItem(action: .removed, kind: .environment, item: item, reason: removal.reason)
                 } catch {
                     return GcItem(action: .failed, kind: .environment, item: item, reason: "\(error)")

@@ -25,8 +25,12 @@ enum Intents {
     }
 
     /// A teardown of a known environment. `updatedAt` is GitHub's, when the PR was seen closed there.
+    /// A command's teardown is the newest word on the PR (GitHub says it is closed now, or an operator
+    /// says so): it is never ignored as older than a webhook.
     static func teardown(_ env: Environment, updatedAt: String? = nil, source: String) -> IncomingDelivery {
-        delivery(event(for: env, action: "closed", sha: env.desiredSha, updatedAt: updatedAt), intent: .teardown, source: source)
+        var result = delivery(event(for: env, action: "closed", sha: env.desiredSha, updatedAt: updatedAt), intent: .teardown, source: source)
+        result.isCurrentState = true
+        return result
     }
 
     private static func event(for env: Environment, action: String, sha: String, updatedAt: String?) -> PullRequestEvent {

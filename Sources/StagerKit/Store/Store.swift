@@ -25,6 +25,10 @@ public struct IncomingDelivery: Sendable {
     public var approvedBy: String? = nil
     /// Who caused it, for the audit trail: the webhook's sender, or the operator or command.
     public var actor: String? = nil
+    /// GitHub's answer to "what is this PR now" (gc, sync) or an operator's order: the newest state there is,
+    /// never compared with webhooks' `updated_at`. Its `updated_at` still raises the mark older redeliveries
+    /// are measured against.
+    public var isCurrentState = false
 
     public init(id: String, event: PullRequestEvent, intent: Intent, receivedAt: Date, source: String = "pull_request") {
         self.id = id
@@ -195,7 +199,7 @@ public final class Store: Sendable {
             var outcome: AcceptOutcome
             var environment = try Self.environment(db, key)
 
-            if let current = environment, !updatedAt.isEmpty, updatedAt < current.sourceUpdatedAt {
+            if let current = environment, !delivery.isCurrentState, !updatedAt.isEmpty, updatedAt < current.sourceUpdatedAt {
                 outcome = .stale
             } else {
                 var env = try environment ?? Self.newEnvironment(db, event: event, at: delivery.receivedAt)
@@ -229,7 +233,7 @@ public final class Store: Sendable {
                 env.author = event.pull_request.user?.login ?? env.author
                 env.headRepo = event.pull_request.head.repo?.full_name ?? env.headRepo
                 env.cloneURL = event.pull_request.head.repo?.clone_url ?? env.cloneURL
-                if !updatedAt.isEmpty { env.sourceUpdatedAt = updatedAt }
+                if updatedAt > env.sourceUpdatedAt { env.sourceUpdatedAt = updatedAt }
                 env.desiredVersion += 1
                 env.lastDeliveryID = delivery.id
                 env.updatedAt = delivery.receivedAt
