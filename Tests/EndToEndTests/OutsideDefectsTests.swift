@@ -62,7 +62,7 @@ struct OutsideDefectsTests {
             #expect(gc.exitCode == 0, "\(gc.standardError)")
             #expect(gc.standardOutput.contains("gc: removed 1 environment, 0 containers, 0 vhosts; kept 0"), "\(gc.standardOutput)")
             let env = try #require(try harness.environment(2))
-            #expect(env.desired == "absent")
+            #expect(env.desired == .absent)
             #expect(env.status == .removed)
             #expect(env.appliedVersion == env.desiredVersion)
             #expect(try await harness.containers().isEmpty)

@@ -31,7 +31,7 @@ struct BuildUnitTests {
     static func env(cloneURL: String?) -> StagerKit.Environment {
         StagerKit.Environment(
             repo: "acme/api", number: 12, slug: "feature-x", branch: "feature/x", title: "t", author: "a", headRepo: "acme/api",
-            desired: "present", desiredSha: Fixtures.sha("b"), desiredVersion: 1, appliedVersion: 0, sourceUpdatedAt: "", status: .queued,
+            desired: .present, desiredSha: Fixtures.sha("b"), desiredVersion: 1, appliedVersion: 0, sourceUpdatedAt: "", status: .queued,
             commentPending: false, createdAt: Date(), updatedAt: Date(), admitted: true, cloneURL: cloneURL
         )
     }

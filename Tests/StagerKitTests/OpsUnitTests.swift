@@ -4,13 +4,13 @@ import Logging
 import StagerTestSupport
 import Testing
 
-private func environment(_ number: Int, slug: String, repo: String = "acme/web", desired: String = "present",
+private func environment(_ number: Int, slug: String, repo: String = "acme/web", desired: Desire = .present,
                          status: EnvironmentStatus = .ready, lastActivity: Date = Date()) -> Environment {
     Environment(
         repo: repo, number: number, slug: slug, branch: slug, title: "", author: "", headRepo: repo, desired: desired,
         desiredSha: Fixtures.sha(slug), desiredVersion: 1, appliedVersion: 1, sourceUpdatedAt: "2026-11-24T09:00:00Z",
         status: status, commentPending: false, createdAt: lastActivity, updatedAt: lastActivity,
-        lastActivityAt: lastActivity, admitted: desired == "present", waitingSince: nil
+        lastActivityAt: lastActivity, admitted: desired == .present, waitingSince: nil
     )
 }
 
@@ -46,7 +46,7 @@ struct GcPlanTests {
 
     @Test func orphansAreThoseOfNoLiveEnvironmentInConfiguredRepos() {
         let live = environment(1, slug: "live")
-        let gone = environment(2, slug: "gone", desired: "absent", status: .removed)
+        let gone = environment(2, slug: "gone", desired: .absent, status: .removed)
         let plan = GcPlan(facts([live, gone], containers: [container(1), container(2), container(3), container(4, repo: "other/repo")],
                                 vhosts: ["live", "gone", "stray"], foreign: ["README"], states: [live.key: .open]))
         #expect(plan.containers.map(\.number) == [2, 3])
@@ -69,7 +69,7 @@ struct GcPlanTests {
     @Test func builtImagesAndWorkFoldersOfGoneEnvironmentsGo() {
         let live = environment(1, slug: "live")
         let building = environment(3, slug: "building", status: .building)
-        var facts = facts([live, building, environment(2, slug: "gone", desired: "absent", status: .removed)],
+        var facts = facts([live, building, environment(2, slug: "gone", desired: .absent, status: .removed)],
                           states: [live.key: .open, building.key: .open])
         facts.builtImages = [("stager/acme-web:aaa", live.key), ("stager/acme-web:bbb", PullRequestKey(repo: "acme/web", number: 2)),
                              ("stager/other:ccc", PullRequestKey(repo: "other/repo", number: 2))]
@@ -80,7 +80,7 @@ struct GcPlanTests {
     }
 
     @Test func anUnfinishedTeardownIsFinished() {
-        let stuck = environment(1, slug: "stuck", desired: "absent", status: .removing)
+        let stuck = environment(1, slug: "stuck", desired: .absent, status: .removing)
         #expect(GcPlan(facts([stuck])).environments.map(\.reason) == ["torn down, but the teardown did not finish"])
     }
 
@@ -98,8 +98,8 @@ struct GcPlanTests {
                                      head: .init(ref: "b\(number)", sha: Fixtures.sha("\(number)"), repo: nil), user: nil)
         }
         let live = environment(1, slug: "live")
-        let destroyed = environment(2, slug: "destroyed", desired: "absent", status: .removed)
-        let reopened = environment(3, slug: "reopened", desired: "absent", status: .removed)
+        let destroyed = environment(2, slug: "destroyed", desired: .absent, status: .removed)
+        let reopened = environment(3, slug: "reopened", desired: .absent, status: .removed)
         let missing = PullRequestStates.missing(
             open: [pull(1, updated: "2026-11-24T12:00:00Z"), pull(2, updated: "2026-11-24T09:00:00Z"),
                    pull(3, updated: "2026-11-24T12:00:00Z"), pull(4, updated: "2026-11-24T12:00:00Z")],
@@ -130,7 +130,7 @@ struct AdmissionTests {
         #expect(try await store.admit(key(3), limit: 1, repoLimit: nil) == .waiting(position: 2, inUse: 1, limit: 1, scope: "limits.max_environments"))
         #expect(try store.waitingKeys() == [key(2), key(3)])
         // Room frees up: the third may not jump the queue, the second goes.
-        try await store.update(key(1)) { $0.desired = "absent"; $0.admitted = false }
+        try await store.update(key(1)) { $0.desired = .absent; $0.admitted = false }
         #expect(try await store.admit(key(3), limit: 1, repoLimit: nil) != .admitted)
         #expect(try await store.admit(key(2), limit: 1, repoLimit: nil) == .admitted)
         #expect(try store.waitingKeys() == [key(3)])

@@ -59,7 +59,7 @@ public struct StagerApp: Sendable {
             config: config, store: store, controller: controller, metrics: deps.metrics, logger: deps.logger
         ).addRoutes(to: router)
         DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics, engineHealth: deps.engineHealth,
-                            runtime: deps.runtime)
+                            runtime: deps.runtime, logger: deps.logger)
             .addRoutes(to: router)
         return router
     }

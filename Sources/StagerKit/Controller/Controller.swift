@@ -48,7 +48,7 @@ public final class Controller: Service, Sendable {
     public let queue = WorkQueue()
     private let fresh = FreshKeys()
     private let deps: ControllerDependencies
-    private let retries = RetryBook()
+    private let retries = Retries()
 
     public init(_ deps: ControllerDependencies) {
         self.deps = deps
@@ -64,7 +64,11 @@ public final class Controller: Service, Sendable {
 
     /// Room freed up: PRs waiting under `max_environments` try again, oldest first.
     func enqueueWaiting() async {
-        for key in (try? deps.store.waitingKeys()) ?? [] { await enqueue(key) }
+        do {
+            for key in try deps.store.waitingKeys() { await enqueue(key) }
+        } catch {
+            deps.logger.error("cannot list the PRs waiting for room; the reconciler tries again", metadata: ["error": "\(error)"])
+        }
     }
 
     public var engineHealth: EngineHealth { deps.engineHealth }
@@ -90,6 +94,7 @@ public final class Controller: Service, Sendable {
                 }
                 group.addTask { try await self.reconcileForever() }
                 group.addTask { try await self.watchStore() }
+                group.addTask { try await self.retryWhenDue() }
                 defer { group.cancelAll() }
                 try await withTaskCancellationHandler {
                     try await group.next()
@@ -118,6 +123,15 @@ public final class Controller: Service, Sendable {
         }
     }
 
+    /// PRs whose convergence failed for a passing reason go back to the queue when their backoff is over.
+    /// A task of the controller's group, so a shutdown cancels every pending retry with it.
+    private func retryWhenDue() async throws {
+        while !Task.isCancelled {
+            for key in await retries.takeDue() { await enqueue(key) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
     private func reconcileForever() async throws {
         while !Task.isCancelled {
             do {
@@ -141,15 +155,21 @@ public final class Controller: Service, Sendable {
         var seen = try deps.store.pendingVersions()
         var lastBeat = ContinuousClock.now - Self.heartbeatEvery
         while !Task.isCancelled {
-            if ContinuousClock.now - lastBeat >= Self.heartbeatEvery {
-                try? await deps.store.setFact(Self.heartbeatFact, "pid \(ProcessInfo.processInfo.processIdentifier)")
-                lastBeat = ContinuousClock.now
-            }
-            if let pending = try? deps.store.pendingVersions() {
+            // A store that fails for a moment (a locked database) is tried again next second; a lasting failure shows in the log.
+            do {
+                if ContinuousClock.now - lastBeat >= Self.heartbeatEvery {
+                    try await deps.store.setFact(Self.heartbeatFact, "pid \(ProcessInfo.processInfo.processIdentifier)")
+                    lastBeat = ContinuousClock.now
+                }
+                let pending = try deps.store.pendingVersions()
                 let changed = pending.filter { seen[$0.key] != $0.value }.keys
                 for key in changed.sorted(by: { $0.description < $1.description }) { await enqueue(key) }
                 if !changed.isEmpty { await enqueueWaiting() }
                 seen = pending
+            } catch is CancellationError {
+                return
+            } catch {
+                deps.logger.error("cannot read the store for other commands' changes", metadata: ["error": "\(error)"])
             }
             try await Task.sleep(for: .seconds(1))
         }
@@ -167,7 +187,7 @@ public final class Controller: Service, Sendable {
     private func takeDownQueuedTeardowns(with env: Environment) async throws {
         var slugs: [String] = []
         for key in [env.key] + (await queue.queued) {
-            guard let other = try deps.store.environment(key), other.desired == "absent", await deps.frontDoor.routed(slug: other.slug) != nil else { continue }
+            guard let other = try deps.store.environment(key), other.desired == .absent, await deps.frontDoor.routed(slug: other.slug) != nil else { continue }
             slugs.append(other.slug)
         }
         guard slugs.count > 1 else { return }
@@ -179,7 +199,7 @@ public final class Controller: Service, Sendable {
     private func settledIntent(_ key: PullRequestKey, since taken: ContinuousClock.Instant) async throws -> Environment? {
         while true {
             guard let env = try deps.store.environment(key) else { return nil }
-            let redeploy = env.desired == "present" && env.deployedSha != nil && env.deployedSha != env.desiredSha
+            let redeploy = env.desired == .present && env.deployedSha != nil && env.deployedSha != env.desiredSha
             // lastActivityAt moves with every accepted delivery.
             let quietFor = Date().timeIntervalSince(env.lastActivityAt ?? .distantPast)
             guard redeploy, quietFor < Self.quietBeforeRedeploy.seconds, ContinuousClock.now - taken < Self.longestSettle else { return env }
@@ -203,7 +223,7 @@ public final class Controller: Service, Sendable {
         while !Task.isCancelled {
             do {
                 guard let env = try await settledIntent(key, since: taken) else { return }
-                if env.desired == "absent" { try await takeDownQueuedTeardowns(with: env) }
+                if env.desired == .absent { try await takeDownQueuedTeardowns(with: env) }
                 logger[metadataKey: "delivery"] = "\(env.lastDeliveryID ?? "-")"
                 var execution = Execution(deps: deps, env: env, logger: logger)
                 execution.nothingRunsYet = await fresh.take(key) && env.desiredVersion == 1 && env.appliedVersion == 0
@@ -221,14 +241,14 @@ public final class Controller: Service, Sendable {
                 return
             } catch {
                 if let unavailable = error as? EngineUnavailable { await engineHealth.failed(unavailable.message) }
-                let delay = await retries.nextDelay(key)
+                let delay = await retries.schedule(key)
                 logger.error("converging failed; will retry", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
-                try? await deps.store.audit(key, kind: "error", message: "\(error)")
-                deps.metrics.converged(outcome: "error")
-                Task {
-                    try await Task.sleep(for: delay)
-                    await self.enqueue(key)
+                do {
+                    try await deps.store.audit(key, kind: "error", message: "\(error)")
+                } catch {
+                    logger.error("cannot record the failure in the audit trail", metadata: ["error": "\(error)"])
                 }
+                deps.metrics.converged(outcome: "error")
                 return
             }
         }
@@ -245,16 +265,29 @@ actor FreshKeys {
     func take(_ key: PullRequestKey) -> Bool { keys.remove(key) != nil }
 }
 
-/// Backoff per PR for transient failures: 1 s doubling to 60 s.
-actor RetryBook {
+/// Backoff per PR for transient failures, 1 s doubling to 60 s, and when each retry is due.
+actor Retries {
     private var attempts: [PullRequestKey: Int] = [:]
+    private var due: [PullRequestKey: ContinuousClock.Instant] = [:]
 
-    func nextDelay(_ key: PullRequestKey) -> Duration {
+    /// Counts a failure and schedules the retry; returns its delay.
+    func schedule(_ key: PullRequestKey) -> Duration {
         let attempt = attempts[key, default: 0]
         attempts[key] = attempt + 1
-        return .seconds(min(60, 1 << min(attempt, 6)))
+        let delay = Duration.seconds(min(60, 1 << min(attempt, 6)))
+        due[key] = ContinuousClock.now + delay
+        return delay
     }
 
+    /// The PRs whose retry is due now; they are no longer scheduled.
+    func takeDue() -> [PullRequestKey] {
+        let now = ContinuousClock.now
+        let ready = due.filter { $0.value <= now }.keys.sorted { $0.description < $1.description }
+        for key in ready { due[key] = nil }
+        return ready
+    }
+
+    /// A success: the next failure starts from the shortest delay again.
     func clear(_ key: PullRequestKey) {
         attempts[key] = nil
     }

@@ -33,11 +33,11 @@ struct Execution {
     }
 
     mutating func run() async throws -> Ending {
-        if env.desired == "present", needsApproval, env.approvedSha != env.desiredSha, try await !approve() { return .waiting }
-        if env.desired == "present", !env.admitted, try await !admit() { return .waiting }
+        if env.desired == .present, needsApproval, env.approvedSha != env.desiredSha, try await !approve() { return .waiting }
+        if env.desired == .present, !env.admitted, try await !admit() { return .waiting }
         // A teardown takes the URL down before asking the engine anything: closes that come together then reach
         // nginx together and share a reload, and the URL is gone at once.
-        if env.desired == "absent", await deps.frontDoor.routed(slug: env.slug) != nil {
+        if env.desired == .absent, await deps.frontDoor.routed(slug: env.slug) != nil {
             guard try await perform(.removeVhost) else { return .finished }
         }
         let observed = nothingRunsYet
@@ -140,9 +140,9 @@ struct Execution {
             outcome = "deployed"
             // GitHub's deployment is created while the container starts: neither waits for the other.
             let snapshot = self
-            let deploying = Task { await snapshot.courtesy("deployment not created") { try await snapshot.deps.deployments.start(snapshot.env, sha: sha) } ?? nil }
+            async let deploying = snapshot.courtesy("deployment not created") { try await snapshot.deps.deployments.start(snapshot.env, sha: sha) }
             let started = await Result { try await deps.deploySlots.withSlot { try await startContainer(sha: sha) } }
-            if let deploymentID = await deploying.value {
+            if let deploymentID = await deploying ?? nil {
                 try await store.update(key) { $0.pendingDeploymentID = deploymentID }
             }
             do {
@@ -303,25 +303,33 @@ struct Execution {
         ], audit: ("build", "building \(tag)"), sha: sha)
         logger.info("building", metadata: ["image": "\(tag)"])
         let (store, key, version, snapshot, token) = (store, key, env.desiredVersion, env, deps.config.github.token)
-        let building = Task { try await builder.build(snapshot, repo: repo, spec: spec, sha: sha, tag: tag, token: token) }
-        // A push while this builds stops the build: only the newest commit is worth building.
-        let watcher = Task {
-            while !Task.isCancelled {
-                try await Task.sleep(for: .milliseconds(200))
-                if (try? store.desiredVersion(key)) != version {
-                    building.cancel()
-                    return
-                }
-            }
-        }
-        defer { watcher.cancel() }
         do {
-            try await withTaskCancellationHandler { try await building.value } onCancel: { building.cancel() }
+            // The build, and a watcher that ends first when a push arrives: only the newest commit is worth building.
+            let built = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await builder.build(snapshot, repo: repo, spec: spec, sha: sha, tag: tag, token: token)
+                    return true
+                }
+                group.addTask {
+                    while try store.desiredVersion(key) == version { try await Task.sleep(for: .milliseconds(200)) }
+                    return false
+                }
+                defer { group.cancelAll() }
+                return try await group.next() ?? false
+            }
+            if !built {
+                try await removeStoppedBuild(tag)
+                try await audit("build", "build of \(sha.prefix(12)) stopped: a newer commit arrived", sha: sha)
+                throw Superseded()
+            }
         } catch is CancellationError {
-            _ = try? await deps.runtime.removeImage(tag)
-            if Task.isCancelled { throw CancellationError() }
-            try await audit("build", "build of \(sha.prefix(12)) stopped: a newer commit arrived", sha: sha)
-            throw Superseded()
+            // A shutdown: the next start builds again. Best effort: what stays behind is gc's.
+            do {
+                try await removeStoppedBuild(tag)
+            } catch {
+                logger.warning("the stopped build's image was not removed", metadata: ["image": "\(tag)", "error": "\(error)"])
+            }
+            throw CancellationError()
         } catch let error as BuildError {
             let log = ImageBuilder.tail(ImageBuilder.logFile(dataDir: deps.config.dataDir, key: key), lines: 50,
                                         secrets: [deps.config.github.token].compactMap { $0 })
@@ -330,6 +338,11 @@ struct Execution {
         }
         try await audit("build", "built \(tag)", sha: sha)
         return true
+    }
+
+    /// A stopped build may have tagged its image already: it must not be taken for a finished one.
+    private func removeStoppedBuild(_ tag: String) async throws {
+        _ = try await deps.runtime.removeImage(tag)
     }
 
     /// The first smoke path that does not answer 2xx on the candidate, said as a failure reason; nil when all do.
@@ -357,8 +370,11 @@ struct Execution {
         guard confirmed else { throw NginxError.reloadFailed("nginx did not route \(hostName) to \(containerName) in time") }
     }
 
+    /// A teardown is removed only once nginx stopped routing its URL.
     private func confirmUnrouted() async throws {
-        _ = try await pollNginx { $0.headers["x-stager-upstream"] == nil }
+        guard try await pollNginx({ $0.headers["x-stager-upstream"] == nil }) else {
+            throw NginxError.reloadFailed("nginx still routes \(hostName) after its vhost was removed")
+        }
     }
 
     /// nginx's old workers keep accepting for a moment after a reload, so one good answer is not proof:

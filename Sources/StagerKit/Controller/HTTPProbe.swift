@@ -57,10 +57,14 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable ()
     let once = ResumeOnce<T>()
     return try await withCheckedThrowingContinuation { continuation in
         once.set(continuation)
-        Task { once.resume(with: await Result(catching: body)) }
-        Task {
-            try? await Task.sleep(for: limit)
+        let timer = Task {
+            // Cancelled when the body answers first: then the sleep ends early and nothing is resumed.
+            guard (try? await Task.sleep(for: limit)) != nil else { return }
             once.resume(with: .failure(URLError(.timedOut)))
+        }
+        Task {
+            once.resume(with: await Result(catching: body))
+            timer.cancel()
         }
     }
 }

@@ -26,7 +26,7 @@ struct Reconciler {
 
         for env in environments {
             known.insert(env.key)
-            if env.status != .removed || env.desired == "present" { liveSlugs.insert(env.slug) }
+            if env.isLive { liveSlugs.insert(env.slug) }
             let observed = Observation(
                 of: env,
                 containers: containers.filter { $0.repo == env.repo && $0.number == env.number },

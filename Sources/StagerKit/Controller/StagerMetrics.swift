@@ -57,6 +57,12 @@ public struct StagerMetrics: Sendable {
         }
     }
 
+    /// 1 when the store answered the last scrape's read, 0 when it failed (the environment gauges then keep
+    /// their last values rather than dropping to zero).
+    public func storeUp(_ up: Bool) {
+        registry.makeGauge(name: "stager_store_up", help: "Whether the SQLite store answered the last read").set(Double(up ? 1 : 0))
+    }
+
     public func render() -> String {
         registry.emitToString()
     }

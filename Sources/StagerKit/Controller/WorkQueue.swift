@@ -4,7 +4,8 @@ public actor WorkQueue {
     private var waiting: [PullRequestKey] = []
     private var active: Set<PullRequestKey> = []
     private var again: Set<PullRequestKey> = []
-    private var workers: [CheckedContinuation<PullRequestKey?, Never>] = []
+    private var workers: [(id: Int, continuation: CheckedContinuation<PullRequestKey?, Never>)] = []
+    private var nextWorkerID = 0
     private var closed = false
 
     public init() {}
@@ -23,20 +24,38 @@ public actor WorkQueue {
                 waiting.append(key)
             } else {
                 active.insert(key)
-                workers.removeFirst().resume(returning: key)
+                workers.removeFirst().continuation.resume(returning: key)
             }
         }
     }
 
-    /// The next key to work on; nil once the queue is closed.
+    /// The next key to work on; nil once the queue is closed or the waiting task is cancelled.
     public func next() async -> PullRequestKey? {
-        if closed { return nil }
+        if closed || Task.isCancelled { return nil }
         if !waiting.isEmpty {
             let key = waiting.removeFirst()
             active.insert(key)
             return key
         }
-        return await withCheckedContinuation { workers.append($0) }
+        nextWorkerID += 1
+        let id = nextWorkerID
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if Task.isCancelled {
+                    continuation.resume(returning: nil)
+                } else {
+                    workers.append((id, continuation))
+                }
+            }
+        } onCancel: {
+            Task { await self.leave(id) }
+        }
+    }
+
+    /// A cancelled worker stops waiting.
+    private func leave(_ id: Int) {
+        guard let index = workers.firstIndex(where: { $0.id == id }) else { return }
+        workers.remove(at: index).continuation.resume(returning: nil)
     }
 
     public func done(_ key: PullRequestKey) {
@@ -46,7 +65,7 @@ public actor WorkQueue {
 
     public func close() {
         closed = true
-        for worker in workers { worker.resume(returning: nil) }
+        for worker in workers { worker.continuation.resume(returning: nil) }
         workers.removeAll()
     }
 }

@@ -43,6 +43,12 @@ public enum DesiredState: Sendable, Equatable {
     case absent
 }
 
+/// Whether the PR should have an environment at all; stored as its raw value.
+public enum Desire: String, Sendable, Codable {
+    case present
+    case absent
+}
+
 /// One environment as Stager records it: the PR's desired state, and what was last done about it.
 public struct Environment: Sendable, Equatable, Codable {
     public var repo: String
@@ -53,8 +59,7 @@ public struct Environment: Sendable, Equatable, Codable {
     public var author: String
     public var headRepo: String
 
-    /// "present" or "absent".
-    public var desired: String
+    public var desired: Desire
     public var desiredSha: String
     /// Bumped by every accepted intent; the controller converges until `appliedVersion` catches up.
     public var desiredVersion: Int
@@ -103,6 +108,9 @@ public struct Environment: Sendable, Equatable, Codable {
     public var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
 
     public var desiredState: DesiredState {
-        desired == "present" ? .present(sha: desiredSha) : .absent
+        desired == .present ? .present(sha: desiredSha) : .absent
     }
+
+    /// Not torn down: it holds, or is about to hold, a slug, a vhost or containers.
+    public var isLive: Bool { status != .removed || desired == .present }
 }

@@ -40,6 +40,8 @@ public enum NginxError: Error, CustomStringConvertible, Equatable {
     /// vhost was rolled back and the change is worth retrying, like an engine outage.
     case reloadFailed(String)
     case unsafePath(String)
+    /// A vhost file could not be written or removed (permissions, a full disk): nothing of the change was kept.
+    case cannotWrite(path: String, reason: String)
 
     /// A change that will fail the same way whenever it is tried again.
     public var isPermanent: Bool {
@@ -52,6 +54,7 @@ public enum NginxError: Error, CustomStringConvertible, Equatable {
         case .rejected(let message): return "nginx rejected the vhost (rolled back): \(message)"
         case .reloadFailed(let message): return "nginx reload failed: \(message)"
         case .unsafePath(let path): return "refusing to write outside the sites folder: \(path)"
+        case .cannotWrite(let path, let reason): return "cannot write \(path): \(reason)"
         }
     }
 }
@@ -202,38 +205,58 @@ public actor NginxFrontDoor {
             try FileManager.default.createDirectory(at: config.sitesDir, withIntermediateDirectories: true)
             try Data().write(to: owedMarker)
         } catch {
-            batch.forEach { $0.done.resume(throwing: NginxError.reloadFailed("cannot write in \(config.sitesDir.path): \(error)")) }
+            let failure = NginxError.cannotWrite(path: owedMarker.path, reason: "\(error)")
+            batch.forEach { $0.done.resume(throwing: failure) }
             return
         }
-        let written = write(batch.flatMap(\.files))
         do {
-            try await testAndReload()
-            batch.forEach { $0.done.resume() }
+            let written = try write(batch.flatMap(\.files))
+            do {
+                try await testAndReload()
+                batch.forEach { $0.done.resume() }
+                return
+            } catch NginxError.rejected(let message) where batch.count == 1 {
+                restore(written)
+                batch[0].done.resume(throwing: NginxError.rejected(message))
+                return
+            } catch NginxError.rejected {
+                restore(written)
+            } catch {
+                // nginx did not take it: the folder goes back to what nginx has loaded, and the callers retry.
+                restore(written)
+                batch.forEach { $0.done.resume(throwing: error) }
+                return
+            }
+        } catch where batch.count == 1 {
+            batch[0].done.resume(throwing: error)
             return
-        } catch NginxError.rejected(let message) where batch.count == 1 {
-            restore(written)
-            batch[0].done.resume(throwing: NginxError.rejected(message))
-            return
-        } catch NginxError.rejected {
-            restore(written)
         } catch {
-            // nginx did not take it: the folder goes back to what nginx has loaded, and the callers retry.
-            restore(written)
-            batch.forEach { $0.done.resume(throwing: error) }
-            return
+            // Someone's file cannot be written: found below, like a rejected vhost.
         }
-        // Someone's vhost is bad: find whose by testing each request alone; the good ones share a reload.
+        // Someone's vhost is bad: find whose by writing and testing each request alone; the good ones share a reload.
         var accepted: [Request] = []
         var acceptedWrites: [(URL, Data?)] = []
         for request in batch {
-            let mine = write(request.files)
-            let test = try? await runner.run(Command(argv: config.testCommand))
-            if let test, test.succeeded {
+            let mine: [(URL, Data?)]
+            do {
+                mine = try write(request.files)
+            } catch {
+                request.done.resume(throwing: error)
+                continue
+            }
+            let problem: String?
+            do {
+                let test = try await runner.run(Command(argv: config.testCommand))
+                problem = test.succeeded ? nil : test.message
+            } catch {
+                problem = "the test command could not run: \(error)"
+            }
+            if let problem {
+                restore(mine)
+                request.done.resume(throwing: NginxError.rejected(problem))
+            } else {
                 accepted.append(request)
                 acceptedWrites += mine
-            } else {
-                restore(mine)
-                request.done.resume(throwing: NginxError.rejected(test?.message ?? "the test command could not run"))
             }
         }
         guard !accepted.isEmpty else { return }
@@ -247,19 +270,31 @@ public actor NginxFrontDoor {
     }
 
     /// Writes or removes each file and returns what was there before, for a rollback. A file that cannot be
-    /// written is left as it was (the test and reload then change nothing for it).
-    private func write(_ files: [(slug: String, content: String?)]) -> [(URL, Data?)] {
+    /// written or removed undoes what this call did and throws, naming it.
+    private func write(_ files: [(slug: String, content: String?)]) throws -> [(URL, Data?)] {
         var before: [(URL, Data?)] = []
         for (slug, content) in files {
-            guard let target = try? file(slug) else { continue }
-            let previous = try? Data(contentsOf: target)
-            if let content {
-                guard (try? writeAtomically(Data(content.utf8), to: target)) != nil else { continue }
-            } else {
-                guard previous != nil else { continue }
-                try? FileManager.default.removeItem(at: target)
+            let target: URL
+            do {
+                target = try file(slug)
+            } catch {
+                restore(before)
+                throw error
             }
-            before.append((target, previous))
+            do {
+                let previous = FileManager.default.fileExists(atPath: target.path) ? try Data(contentsOf: target) : nil
+                if let content {
+                    try writeAtomically(Data(content.utf8), to: target)
+                } else if previous != nil {
+                    try FileManager.default.removeItem(at: target)
+                } else {
+                    continue
+                }
+                before.append((target, previous))
+            } catch {
+                restore(before)
+                throw NginxError.cannotWrite(path: target.path, reason: "\(error)")
+            }
         }
         return before
     }
@@ -267,7 +302,11 @@ public actor NginxFrontDoor {
     /// Puts back what was there, newest change first, so every other environment keeps serving.
     private func restore(_ written: [(URL, Data?)]) {
         for (target, previous) in written.reversed() {
-            if let previous { try? writeAtomically(previous, to: target) } else { try? FileManager.default.removeItem(at: target) }
+            do {
+                if let previous { try writeAtomically(previous, to: target) } else { try FileManager.default.removeItem(at: target) }
+            } catch {
+                logger.error("cannot roll back a vhost", metadata: ["file": "\(target.path)", "error": "\(error)"])
+            }
         }
     }
 

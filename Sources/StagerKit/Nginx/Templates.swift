@@ -13,23 +13,39 @@ public struct Templates: Sendable {
 
     public enum Failure: Error, CustomStringConvertible {
         case invalid(name: String, reason: String)
+        /// `templates_dir` or a file in it exists but cannot be read: a configuration error, never a silent fallback.
+        case unreadable(path: String, reason: String)
         public var description: String {
             switch self {
             case .invalid(let name, let reason): return "template \(name) is not valid Mustache: \(reason)"
+            case .unreadable(let path, let reason): return "templates_dir: cannot read \(path): \(reason)"
             }
         }
     }
 
     public static func load(overrideDir: URL? = nil) throws -> Templates {
-        func text(_ name: String, embedded: [UInt8]) -> String {
-            if let overrideDir, let custom = try? String(contentsOf: overrideDir.appendingPathComponent(name), encoding: .utf8) {
-                return custom
+        if let overrideDir {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: overrideDir.path, isDirectory: &isFolder), isFolder.boolValue else {
+                throw Failure.unreadable(path: overrideDir.path, reason: "no such folder")
             }
-            return String(decoding: embedded, as: UTF8.self)
+        }
+        /// The override when the folder has a file of that name, else the built-in one.
+        func text(_ name: String, embedded: [UInt8]) throws -> String {
+            guard let file = overrideDir?.appendingPathComponent(name), FileManager.default.fileExists(atPath: file.path) else {
+                return String(decoding: embedded, as: UTF8.self)
+            }
+            do {
+                return try String(contentsOf: file, encoding: .utf8)
+            } catch {
+                throw Failure.unreadable(path: file.path, reason: "\(error)")
+            }
         }
         func template(_ name: String, embedded: [UInt8]) throws -> MustacheTemplate {
             do {
-                return try MustacheTemplate(string: text(name, embedded: embedded))
+                return try MustacheTemplate(string: try text(name, embedded: embedded))
+            } catch let failure as Failure {
+                throw failure
             } catch {
                 throw Failure.invalid(name: name, reason: "\(error)")
             }
@@ -39,7 +55,7 @@ public struct Templates: Sendable {
             comment: try template("comment.md.mustache", embedded: PackageResources.comment_md_mustache),
             dashboard: try template("dashboard.html.mustache", embedded: PackageResources.dashboard_html_mustache),
             environment: try template("environment.html.mustache", embedded: PackageResources.environment_html_mustache),
-            css: text("dashboard.css", embedded: PackageResources.dashboard_css)
+            css: try text("dashboard.css", embedded: PackageResources.dashboard_css)
         )
     }
 }

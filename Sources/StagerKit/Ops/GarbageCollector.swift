@@ -79,7 +79,7 @@ public struct GcPlan: Sendable, Equatable {
     public init() {}
 
     public init(_ facts: Facts) {
-        let live = facts.environments.filter { $0.status != .removed || $0.desired == "present" }
+        let live = facts.environments.filter { $0.isLive }
         for env in live {
             if let reason = Self.removalReason(env, facts: facts) {
                 var closedAt: String?
@@ -110,7 +110,7 @@ public struct GcPlan: Sendable, Equatable {
     }
 
     private static func removalReason(_ env: Environment, facts: Facts) -> String? {
-        if env.desired == "absent" { return "torn down, but the teardown did not finish" }
+        if env.desired == .absent { return "torn down, but the teardown did not finish" }
         if case .closed(let merged, _) = facts.states[env.key] { return merged ? "PR merged on GitHub" : "PR closed on GitHub" }
         if let ttl = facts.idleTTL {
             let idle = facts.now.timeIntervalSince(env.lastActivityAt ?? env.updatedAt)
@@ -190,8 +190,8 @@ public struct GarbageCollector: Sendable {
         let repos = deps.config.repos.keys.sorted()
         let lookup = PullRequestStates(client: github)
         let open = await lookup.openPullRequests(repos)
-        let live = environments.filter { $0.status != .removed || $0.desired == "present" }
-        let states = await lookup.states(of: live.filter { $0.desired == "present" }.map(\.key), open: open)
+        let live = environments.filter { $0.isLive }
+        let states = await lookup.states(of: live.filter { $0.desired == .present }.map(\.key), open: open)
         var missing: [PullRequestKey] = []
         for repo in repos {
             guard case .success(let pulls) = open[repo] else { continue }

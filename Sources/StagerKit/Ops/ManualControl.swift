@@ -44,7 +44,7 @@ public struct ManualControl: Sendable {
 
     /// Records a teardown of the PR's environment. A later push to the PR deploys it again.
     public func destroy(_ key: PullRequestKey) async throws -> (env: Environment, version: Int) {
-        guard let env = try store.environment(key), env.status != .removed || env.desired == "present" else {
+        guard let env = try store.environment(key), env.isLive else {
             throw ManualControlError(message: "\(key) has no environment")
         }
         var delivery = Intents.teardown(env, source: "destroy")

@@ -65,7 +65,7 @@ struct PullRequestStates {
     static func missing(open pulls: [GitHubClient.PullRequest], repo: String, environments: [Environment]) -> [GitHubClient.PullRequest] {
         pulls.filter { pull in
             guard let env = environments.first(where: { $0.repo == repo && $0.number == pull.number }) else { return true }
-            guard env.desired == "absent" else { return false }
+            guard env.desired == .absent else { return false }
             return (pull.updated_at ?? "") > env.sourceUpdatedAt
         }.sorted { $0.number < $1.number }
     }

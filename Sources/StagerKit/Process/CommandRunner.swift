@@ -107,7 +107,7 @@ public struct SubprocessRunner: CommandRunner {
             let result = try await Subprocess.run(
                 Self.executable(command),
                 arguments: Arguments(command.arguments),
-                environment: Self.environment(command),
+                environment: try Self.environment(command),
                 output: .string(limit: outputLimit),
                 error: .string(limit: outputLimit)
             )
@@ -139,7 +139,7 @@ public struct SubprocessRunner: CommandRunner {
             let result = try await Subprocess.run(
                 Self.executable(command),
                 arguments: Arguments(command.arguments),
-                environment: Self.environment(command),
+                environment: try Self.environment(command),
                 output: .fileDescriptor(descriptor, closeAfterSpawningProcess: false),
                 error: .fileDescriptor(errors, closeAfterSpawningProcess: false)
             )
@@ -153,11 +153,16 @@ public struct SubprocessRunner: CommandRunner {
         command.executable.contains("/") ? .path(FilePath(command.executable)) : .name(command.executable)
     }
 
-    private static func environment(_ command: Command) -> Subprocess.Environment {
+    private static func environment(_ command: Command) throws -> Subprocess.Environment {
         guard !command.environment.isEmpty else { return .inherit }
-        return Subprocess.Environment.inherit.updating(
-            Dictionary(uniqueKeysWithValues: command.environment.map { (Subprocess.Environment.Key(rawValue: $0.key) ?? "INVALID", Optional($0.value)) })
-        )
+        var variables: [Subprocess.Environment.Key: String?] = [:]
+        for (name, value) in command.environment {
+            guard let key = Subprocess.Environment.Key(rawValue: name) else {
+                throw CommandError.couldNotStart(command, "invalid environment variable name \(name.debugDescription)")
+            }
+            variables[key] = value
+        }
+        return Subprocess.Environment.inherit.updating(variables)
     }
 
     private static func code(_ status: TerminationStatus) -> Int32 {

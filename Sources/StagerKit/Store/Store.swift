@@ -203,7 +203,7 @@ public final class Store: Sendable {
                 outcome = .stale
             } else {
                 var env = try environment ?? Self.newEnvironment(db, event: event, at: delivery.receivedAt)
-                let wasGone = env.status == .removed && env.desired == "absent"
+                let wasGone = env.status == .removed && env.desired == .absent
                 switch delivery.intent {
                 case .deploy(let sha):
                     env.lastActivityAt = delivery.receivedAt
@@ -219,13 +219,13 @@ public final class Store: Sendable {
                         // A reopened PR may have lost its slug to another environment meanwhile.
                         env.slug = try Self.freeSlug(db, branch: event.pull_request.head.ref, key: key)
                     }
-                    env.desired = "present"
+                    env.desired = .present
                     env.desiredSha = sha
                     env.status = .queued
                     // A new intent deserves a new attempt, even at a sha that failed before.
                     env.failedSha = nil
                 case .teardown:
-                    env.desired = "absent"
+                    env.desired = .absent
                     if env.status != .removed { env.status = .removing }
                 }
                 env.branch = event.pull_request.head.ref
@@ -317,15 +317,15 @@ public final class Store: Sendable {
     public func admit(_ key: PullRequestKey, limit: Int, repoLimit: Int?, at date: Date = Date()) async throws -> Admission {
         try await db.write { db in
             guard var env = try Self.environment(db, key),
-                  env.desired == "present", !env.admitted else { return .admitted }
-            let holders = try EnvironmentRow.filter(Column("desired") == "present" && Column("admitted") == true).fetchAll(db).map(\.environment)
+                  env.desired == .present, !env.admitted else { return .admitted }
+            let holders = try EnvironmentRow.filter(Column("desired") == Desire.present.rawValue && Column("admitted") == true).fetchAll(db).map(\.environment)
             let inUse = holders.count
             func repoFits(_ repo: String) -> Bool {
                 guard let repoLimit else { return true }
                 return holders.filter { $0.repo == repo }.count < repoLimit
             }
             let waiters = try EnvironmentRow
-                .filter(Column("desired") == "present" && Column("admitted") == false && Column("waitingSince") != nil)
+                .filter(Column("desired") == Desire.present.rawValue && Column("admitted") == false && Column("waitingSince") != nil)
                 .order(Column("waitingSince"), Column("createdAt"))
                 .fetchAll(db).map(\.environment)
             let since = env.waitingSince ?? date
@@ -351,7 +351,7 @@ public final class Store: Sendable {
     public func waitingKeys() throws -> [PullRequestKey] {
         try db.read { db in
             try EnvironmentRow
-                .filter(Column("desired") == "present" && Column("admitted") == false && Column("waitingSince") != nil)
+                .filter(Column("desired") == Desire.present.rawValue && Column("admitted") == false && Column("waitingSince") != nil)
                 .order(Column("waitingSince"), Column("createdAt"))
                 .fetchAll(db).map(\.environment.key)
         }
@@ -417,7 +417,7 @@ public final class Store: Sendable {
             slug: try freeSlug(db, branch: event.pull_request.head.ref, key: event.key),
             branch: event.pull_request.head.ref, title: event.pull_request.title ?? "",
             author: event.pull_request.user?.login ?? "", headRepo: event.pull_request.head.repo?.full_name ?? "",
-            desired: "absent", desiredSha: event.pull_request.head.sha, desiredVersion: 0, appliedVersion: 0,
+            desired: .absent, desiredSha: event.pull_request.head.sha, desiredVersion: 0, appliedVersion: 0,
             sourceUpdatedAt: "", status: .queued, commentPending: false, createdAt: date, updatedAt: date,
             lastActivityAt: date, admitted: false, waitingSince: nil,
             approvedSha: nil, approvedBy: nil, labelSha: nil, labelSender: nil
@@ -429,7 +429,7 @@ public final class Store: Sendable {
             try EnvironmentRow
                 .filter(Column("slug") == candidate)
                 .filter(!(Column("repo") == key.repo && Column("number") == key.number))
-                .filter(Column("status") != EnvironmentStatus.removed.rawValue || Column("desired") == "present")
+                .filter(Column("status") != EnvironmentStatus.removed.rawValue || Column("desired") == Desire.present.rawValue)
                 .fetchCount(db) > 0
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 
 /// The read side: dashboard, environment pages, JSON API, metrics and health.
 public struct DashboardController: Sendable {
@@ -9,6 +10,7 @@ public struct DashboardController: Sendable {
     let metrics: StagerMetrics
     let engineHealth: EngineHealth
     let runtime: any ContainerRuntime
+    let logger: Logger
 
     /// Lines of the container log an environment page shows.
     static let logLines = 200
@@ -33,8 +35,14 @@ public struct DashboardController: Sendable {
             return try self.json(try self.store.auditEvents(limit: limit).map(EventView.init))
         }
         router.get("/metrics") { _, _ in
-            let counts = Dictionary(grouping: (try? self.store.allEnvironments()) ?? [], by: \.status.rawValue).mapValues(\.count)
-            self.metrics.environments(byStatus: counts)
+            do {
+                let counts = Dictionary(grouping: try self.store.allEnvironments(), by: \.status.rawValue).mapValues(\.count)
+                self.metrics.environments(byStatus: counts)
+                self.metrics.storeUp(true)
+            } catch {
+                self.logger.error("metrics: cannot read the store", metadata: ["error": "\(error)"])
+                self.metrics.storeUp(false)
+            }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: self.metrics.render())))
         }
