@@ -41,6 +41,9 @@ public final class E2EHarness: @unchecked Sendable {
     private var githubServer: Task<Void, any Error>?
     private let runner = SubprocessRunner()
     private let probe = HTTPProbe()
+    /// For loads: every request on its own connection at once (no queue behind a per-host cap, whose waiting
+    /// counts against the timeout), and a timeout that tells a lost request from a slow one on a busy machine.
+    private let loadProbe = HTTPProbe(timeout: .seconds(10), connectionsPerHost: 1024)
 
     /// `extraLimits`: lines under `limits:`; `extraConfig`: more top-level keys (`templates_dir`, `docker`…).
     /// `extraGitHub`: lines under `github:` (`deployments: true`…).
@@ -209,12 +212,12 @@ public final class E2EHarness: @unchecked Sendable {
 
     /// GET / through nginx with the environment's Host header.
     public func throughNginx(slug: String, headers: [String: String] = [:]) async -> ProbeAnswer? {
-        try? await requestThroughNginx(slug: slug, headers: headers)
+        try? await probe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost", headers: headers)
     }
 
-    /// The same, throwing what went wrong when nginx gave no answer.
+    /// One request of a load through nginx, throwing what went wrong when nginx gave no answer.
     public func requestThroughNginx(slug: String, headers: [String: String] = [:]) async throws -> ProbeAnswer {
-        try await probe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost", headers: headers)
+        try await loadProbe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost", headers: headers)
     }
 
     public func environment(_ number: Int, repo: String = "acme/web") throws -> StagerKit.Environment? {

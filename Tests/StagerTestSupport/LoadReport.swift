@@ -23,6 +23,15 @@ public struct LoadReport: Sendable, CustomStringConvertible {
 
     public var failures: String { description }
 
+    /// The client's and nginx's view of the same load: request count and the slowest answers on each side.
+    public static func timing(_ outcomes: [Load.Outcome], server: [NginxAccessEntry]) -> String {
+        let client = outcomes.map(\.latency.seconds).sorted()
+        let nginx = server.map(\.requestTime).sorted()
+        func p99(_ values: [Double]) -> Double { values.isEmpty ? 0 : values[min(values.count - 1, values.count * 99 / 100)] }
+        return String(format: "%d sent, %d logged by nginx; client p99 %.3f s max %.3f s; nginx p99 %.3f s max %.3f s",
+                      outcomes.count, server.count, p99(client), client.last ?? 0, p99(nginx), nginx.last ?? 0)
+    }
+
     public var description: String {
         guard !lines.isEmpty else { return "none failed" }
         let first = lines.prefix(8).map { line in

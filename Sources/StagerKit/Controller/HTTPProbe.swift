@@ -14,13 +14,18 @@ public struct ProbeAnswer: Sendable, Equatable {
 /// redirect is an answer, and a kept-alive connection to an old nginx worker would show an old routing.
 public final class HTTPProbe: NSObject, URLSessionTaskDelegate, Sendable {
     private let session: URLSession
+    private let deadline: Duration
 
-    public override init() {
+    /// `timeout`: how long a request may go without an answer. `connectionsPerHost`: requests to one host at
+    /// once; the others wait in the session's queue *with their timeout running*, so a load that sends
+    /// faster than that many answers come back sees timeouts for requests the server never got.
+    public init(timeout: Duration = .seconds(2), connectionsPerHost: Int = 8) {
         let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = 2
+        configuration.timeoutIntervalForRequest = timeout.seconds
         configuration.connectionProxyDictionary = [:]
-        configuration.httpMaximumConnectionsPerHost = 8
+        configuration.httpMaximumConnectionsPerHost = connectionsPerHost
         session = URLSession(configuration: configuration)
+        deadline = timeout + .seconds(1)
         super.init()
     }
 
@@ -33,7 +38,7 @@ public final class HTTPProbe: NSObject, URLSessionTaskDelegate, Sendable {
         if let hostHeader { request.setValue(hostHeader, forHTTPHeaderField: "Host") }
         for (name, value) in extra { request.setValue(value, forHTTPHeaderField: name) }
         let prepared = request
-        let (data, response) = try await withDeadline(.seconds(3)) { try await self.session.data(for: prepared, delegate: self) }
+        let (data, response) = try await withDeadline(deadline) { try await self.session.data(for: prepared, delegate: self) }
         guard let http = response as? HTTPURLResponse else { throw URLError(.badServerResponse) }
         var headers: [String: String] = [:]
         for (name, value) in http.allHeaderFields {
