@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 
 /// The parts of a `pull_request` delivery Stager uses. Decoding fails, naming the field, when a required
 /// one is missing.
@@ -75,15 +76,11 @@ public enum WebhookPayload {
     public static func json(body: Data, contentType: String?) throws -> Data {
         let isForm = contentType?.lowercased().hasPrefix("application/x-www-form-urlencoded") ?? false
         guard isForm else { return body }
-        guard let text = String(data: body, encoding: .utf8) else { throw Failure.notForm }
-        for pair in text.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, parts[0] == "payload" else { continue }
-            let value = parts[1].replacingOccurrences(of: "+", with: " ")
-            guard let decoded = value.removingPercentEncoding else { throw Failure.notForm }
-            return Data(decoded.utf8)
-        }
-        throw Failure.notForm
+        struct Form: Decodable { var payload: String }
+        // Whatever is wrong with the form (not UTF-8, bad escapes, no payload field), it carries no payload.
+        guard let text = String(data: body, encoding: .utf8),
+              let form = try? URLEncodedFormDecoder().decode(Form.self, from: text) else { throw Failure.notForm }
+        return Data(form.payload.utf8)
     }
 
     public static func decodePullRequest(_ json: Data) throws -> PullRequestEvent {
