@@ -84,4 +84,12 @@ struct NoSwallowedErrorsTests {
         await retries.clear(key)
         #expect(await retries.schedule(key) == .seconds(1))
     }
+
+    @Test func oneBackoffDoublesUpToItsLongest() {
+        let backoff = Backoff(first: .milliseconds(5), longest: .milliseconds(500))
+        #expect((1...9).map { backoff.delay(after: $0) } == [5, 10, 20, 40, 80, 160, 320, 500, 500].map { Duration.milliseconds($0) })
+        #expect(Backoff.convergence.delay(after: 1) == .seconds(1) && Backoff.convergence.delay(after: 40) == .seconds(60))
+        let jittered = (1...50).map { _ in Backoff.github.delay(after: 2) }
+        #expect(jittered.allSatisfy { $0 >= .milliseconds(500) && $0 <= .seconds(1) })
+    }
 }

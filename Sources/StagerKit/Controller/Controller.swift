@@ -265,7 +265,7 @@ actor FreshKeys {
     func take(_ key: PullRequestKey) -> Bool { keys.remove(key) != nil }
 }
 
-/// Backoff per PR for transient failures, 1 s doubling to 60 s, and when each retry is due.
+/// Backoff per PR for transient failures (`Backoff.convergence`), and when each retry is due.
 actor Retries {
     private var attempts: [PullRequestKey: Int] = [:]
     private var due: [PullRequestKey: ContinuousClock.Instant] = [:]
@@ -274,7 +274,7 @@ actor Retries {
     func schedule(_ key: PullRequestKey) -> Duration {
         let attempt = attempts[key, default: 0]
         attempts[key] = attempt + 1
-        let delay = Duration.seconds(min(60, 1 << min(attempt, 6)))
+        let delay = Backoff.convergence.delay(after: attempt + 1)
         due[key] = ContinuousClock.now + delay
         return delay
     }

@@ -112,12 +112,13 @@ public struct Poller: Sendable {
     public func until(timeout: Duration, _ check: @Sendable () async -> Bool) async throws -> Bool {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        var delay = first
+        let backoff = Backoff(first: first, longest: longest)
+        var attempt = 1
         while true {
             if await check() { return true }
             guard clock.now < deadline else { return false }
-            try await Task.sleep(for: min(delay, deadline - clock.now))
-            delay = min(delay * 2, longest)
+            try await Task.sleep(for: min(backoff.delay(after: attempt), deadline - clock.now))
+            attempt += 1
         }
     }
 }

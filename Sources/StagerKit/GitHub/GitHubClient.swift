@@ -377,10 +377,8 @@ public enum RetryPolicy {
         }
     }
 
-    /// Capped exponential backoff with jitter: about 0.5 s, 1 s, 2 s … up to 30 s.
     public static func backoff(attempt: Int) -> Duration {
-        let base = min(500.0 * pow(2.0, Double(attempt - 1)), 30_000)
-        return .milliseconds(Int64(base * Double.random(in: 0.5...1.0)))
+        Backoff.github.delay(after: attempt)
     }
 }
 
