@@ -27,9 +27,11 @@ public struct LoadReport: Sendable, CustomStringConvertible {
     public static func timing(_ outcomes: [Load.Outcome], server: [NginxAccessEntry]) -> String {
         let client = outcomes.map(\.latency.seconds).sorted()
         let nginx = server.map(\.requestTime).sorted()
+        let upstream = server.compactMap(\.upstreamTime).sorted()
         func p99(_ values: [Double]) -> Double { values.isEmpty ? 0 : values[min(values.count - 1, values.count * 99 / 100)] }
-        return String(format: "%d sent, %d logged by nginx; client p99 %.3f s max %.3f s; nginx p99 %.3f s max %.3f s",
-                      outcomes.count, server.count, p99(client), client.last ?? 0, p99(nginx), nginx.last ?? 0)
+        return String(format: "%d sent, %d logged by nginx; client p99 %.3f s max %.3f s; nginx p99 %.3f s max %.3f s, of it upstream p99 %.3f s (%d answers took 1 s or more)",
+                      outcomes.count, server.count, p99(client), client.last ?? 0, p99(nginx), nginx.last ?? 0, p99(upstream),
+                      upstream.filter { $0 >= 1 }.count)
     }
 
     public var description: String {
