@@ -197,10 +197,18 @@ public struct DockerCLI: ContainerRuntime {
 
     public func remove(_ idOrName: String) async throws {
         let result = try await run(["rm", "--force", "--volumes", idOrName], allowFailure: true)
-        // Already gone is what we wanted; so is a removal someone else (serve beside gc) already started.
-        guard result.succeeded || result.message.contains("No such container") || result.message.contains("is already in progress") else {
+        // Already gone is what we wanted.
+        if result.succeeded || result.message.contains("No such container") { return }
+        guard result.message.contains("is already in progress") else {
             throw CommandError.failed(command(["rm", idOrName]), result)
         }
+        // Someone else (serve beside gc) started the removal: it is done only once the container is gone.
+        let gone = try await Poller(first: .milliseconds(50), longest: .milliseconds(500)).until(timeout: .seconds(30)) {
+            // An engine hiccup while looking counts as not gone yet.
+            guard let inspect = try? await run(["container", "inspect", "--format", "{{.Id}}", idOrName], allowFailure: true) else { return false }
+            return !inspect.succeeded && inspect.message.contains("No such container")
+        }
+        guard gone else { throw CommandError.failed(command(["rm", idOrName]), result) }
     }
 
     public func logTail(_ idOrName: String, lines: Int) async throws -> String {
