@@ -41,9 +41,8 @@ public final class E2EHarness: @unchecked Sendable {
     private var githubServer: Task<Void, any Error>?
     private let runner = SubprocessRunner()
     private let probe = HTTPProbe()
-    /// For loads: every request on its own connection at once (no queue behind a per-host cap, whose waiting
-    /// counts against the timeout), and a timeout that tells a lost request from a slow one on a busy machine.
-    private let loadProbe = HTTPProbe(timeout: .seconds(10), connectionsPerHost: 1024)
+    /// For loads: a timeout that tells a lost request from a slow one on a busy machine.
+    private let loadProbe = HTTPProbe(timeout: .seconds(10))
 
     /// `extraLimits`: lines under `limits:`; `extraConfig`: more top-level keys (`templates_dir`, `docker`…).
     /// `extraGitHub`: lines under `github:` (`deployments: true`…).

@@ -16,14 +16,15 @@ public final class HTTPProbe: NSObject, URLSessionTaskDelegate, Sendable {
     private let session: URLSession
     private let deadline: Duration
 
-    /// `timeout`: how long a request may go without an answer. `connectionsPerHost`: requests to one host at
-    /// once; the others wait in the session's queue *with their timeout running*, so a load that sends
-    /// faster than that many answers come back sees timeouts for requests the server never got.
-    public init(timeout: Duration = .seconds(2), connectionsPerHost: Int = 8) {
+    /// `timeout`: how long a request may go without an answer.
+    public init(timeout: Duration = .seconds(2)) {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout.seconds
         configuration.connectionProxyDictionary = [:]
-        configuration.httpMaximumConnectionsPerHost = connectionsPerHost
+        // Requests over the per-host limit wait in the session's queue *with their timeout running*: every
+        // confirmation through nginx goes to one host, and with a small limit a burst of deploys (or a load)
+        // timed out requests nginx never received. High enough that nothing Stager sends ever waits there.
+        configuration.httpMaximumConnectionsPerHost = 1024
         session = URLSession(configuration: configuration)
         deadline = timeout + .seconds(1)
         super.init()
@@ -93,7 +94,8 @@ final class ResumeOnce<T: Sendable>: @unchecked Sendable {
 }
 
 extension Result where Failure == any Error {
-    init(catching body: () async throws -> Success) async {
+    /// `Result(catching:)` for async bodies.
+    public init(catching body: () async throws -> Success) async {
         do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }
