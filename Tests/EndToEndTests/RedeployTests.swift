@@ -32,7 +32,7 @@ struct RedeployTests {
 
             #expect(switched)
             let failures = outcomes.filter { !$0.ok }
-            #expect(failures.isEmpty, "\(failures.count) of \(outcomes.count) failed; \(LoadReport(outcomes, server: harness.accessLog()).failures)")
+            #expect(failures.isEmpty, "\(failures.count) of \(outcomes.count) failed; \(LoadReport(outcomes, server: harness.accessLog()))")
             // nginx's own view, which a starved client cannot blur: it answered every request of the load, each 200.
             #expect(try await harness.waitUntil(timeout: .seconds(5)) { harness.accessLog().filter { $0.loadID != nil }.count >= outcomes.count })
             let served = harness.accessLog().filter { $0.loadID != nil }

@@ -133,6 +133,6 @@ struct GitHubClientTests {
         if case .retry = RetryPolicy.decide(status: 502, headers: none, attempt: 1) {} else { Issue.record("5xx must retry") }
         if case .retry = RetryPolicy.decide(status: 429, headers: none, attempt: 1) {} else { Issue.record("429 must retry") }
         #expect(RetryPolicy.decide(status: 403, headers: { $0 == "retry-after" ? "7" : nil }, attempt: 1) == .retry(after: .seconds(7)))
-        #expect(RetryPolicy.backoff(attempt: 20) <= .seconds(30))
+        #expect(Backoff.github.delay(after: 20) <= .seconds(30))
     }
 }

@@ -35,7 +35,7 @@ public enum Load {
                 let id = sent
                 group.addTask {
                     let began = clock.now
-                    let answer = await Result { try await request(id) }
+                    let answer = await Result(catching: { try await request(id) })
                     return Outcome(id: id, status: try? answer.get().status, error: answer.failureDescription, body: (try? answer.get().body) ?? "",
                                    latency: clock.now - began, sentAt: began - start)
                 }
@@ -52,10 +52,6 @@ public enum Load {
 }
 
 extension Result where Failure == any Error {
-    init(_ body: () async throws -> Success) async {
-        do { self = .success(try await body()) } catch { self = .failure(error) }
-    }
-
     var failureDescription: String? {
         if case .failure(let error) = self { return "\(error)" }
         return nil

@@ -21,8 +21,6 @@ public struct LoadReport: Sendable, CustomStringConvertible {
     /// Failed requests nginx has no line for: it never read them (or they were still open when the log was read).
     public var neverSeen: Int { lines.filter { $0.server == nil }.count }
 
-    public var failures: String { description }
-
     /// The client's and nginx's view of the same load: request count and the slowest answers on each side.
     public static func timing(_ outcomes: [Load.Outcome], server: [NginxAccessEntry]) -> String {
         let client = outcomes.map(\.latency.seconds).sorted()

@@ -181,7 +181,7 @@ public struct GitHubClient: Sendable {
         var description: String
     }
 
-    struct Payload: Codable, Equatable {
+    struct Payload: Codable {
         var stager_request: String?
     }
 
@@ -213,13 +213,13 @@ public struct GitHubClient: Sendable {
     public func createDeploymentStatus(_ repo: String, deployment id: Int64, state: String, environmentURL: String? = nil,
                                        logURL: String? = nil, description: String) async throws {
         let body = NewDeploymentStatus(state: state, environment_url: environmentURL, log_url: logURL, description: String(description.prefix(140)))
-        let statuses = url(Self.repoPath(repo) + ["deployments", String(id), "statuses"])
+        let path = Self.repoPath(repo) + ["deployments", String(id), "statuses"]
         // A deployment takes each state once in Stager's use, so the same state and description is the same status.
         try await create(lookUp: {
-            let listed: [Status] = try await paginate(url(Self.repoPath(repo) + ["deployments", String(id), "statuses"], query: "per_page=100"))
+            let listed: [Status] = try await paginate(url(path, query: "per_page=100"))
             return listed.contains { $0.state == body.state && ($0.description ?? "") == body.description } ? () : nil
         }) {
-            _ = try await send("POST", statuses, body: body, expecting: [201])
+            _ = try await send("POST", url(path), body: body, expecting: [201])
         }
     }
 
@@ -235,7 +235,7 @@ public struct GitHubClient: Sendable {
             } catch GitHubError.unclear(let problem) {
                 guard attempt < maxAttempts else { throw GitHubError.gaveUp(problem) }
                 logger.warning("GitHub create got no clear answer; looking before trying again", metadata: ["attempt": "\(attempt)", "problem": "\(problem)"])
-                try await sleeper.sleep(for: RetryPolicy.backoff(attempt: attempt))
+                try await sleeper.sleep(for: Backoff.github.delay(after: attempt))
                 attempt += 1
                 if let stored = try await lookUp() { return stored }
             }
@@ -323,7 +323,7 @@ public struct GitHubClient: Sendable {
                 metrics?.githubRequest(outcome: "unreachable")
                 lastProblem = "\(error)"
                 if method == "POST" { throw GitHubError.unclear(lastProblem) }
-                wait = RetryPolicy.backoff(attempt: attempt)
+                wait = Backoff.github.delay(after: attempt)
             }
             guard attempt < maxAttempts else { break }
             guard wait <= Self.longestWait else {
@@ -369,16 +369,12 @@ public enum RetryPolicy {
                 return .retry(after: .milliseconds(max(Int64((reset - now.timeIntervalSince1970) * 1000), 0) + 1000))
             }
             // A 403 without rate-limit headers is a permission problem, not a limit.
-            return status == 429 ? .retry(after: backoff(attempt: attempt)) : .fail
+            return status == 429 ? .retry(after: Backoff.github.delay(after: attempt)) : .fail
         case 500...599:
-            return .retry(after: backoff(attempt: attempt))
+            return .retry(after: Backoff.github.delay(after: attempt))
         default:
             return .fail
         }
-    }
-
-    public static func backoff(attempt: Int) -> Duration {
-        Backoff.github.delay(after: attempt)
     }
 }
 

@@ -209,31 +209,32 @@ public actor NginxFrontDoor {
             batch.forEach { $0.done.resume(throwing: failure) }
             return
         }
+        let written: [(URL, Data?)]
         do {
-            let written = try write(batch.flatMap(\.files))
-            do {
-                try await testAndReload()
-                batch.forEach { $0.done.resume() }
-                return
-            } catch NginxError.rejected(let message) where batch.count == 1 {
-                restore(written)
-                batch[0].done.resume(throwing: NginxError.rejected(message))
-                return
-            } catch NginxError.rejected {
-                restore(written)
-            } catch {
-                // nginx did not take it: the folder goes back to what nginx has loaded, and the callers retry.
-                restore(written)
-                batch.forEach { $0.done.resume(throwing: error) }
-                return
-            }
-        } catch where batch.count == 1 {
-            batch[0].done.resume(throwing: error)
-            return
+            written = try write(batch.flatMap(\.files))
         } catch {
-            // Someone's file cannot be written: found below, like a rejected vhost.
+            // Someone's file cannot be written: found one by one, like a rejected vhost.
+            return await applyOneByOne(batch)
         }
-        // Someone's vhost is bad: find whose by writing and testing each request alone; the good ones share a reload.
+        do {
+            try await testAndReload()
+            batch.forEach { $0.done.resume() }
+        } catch NginxError.rejected(let message) where batch.count == 1 {
+            restore(written)
+            batch[0].done.resume(throwing: NginxError.rejected(message))
+        } catch NginxError.rejected {
+            restore(written)
+            await applyOneByOne(batch)
+        } catch {
+            // nginx did not take it: the folder goes back to what nginx has loaded, and the callers retry.
+            restore(written)
+            batch.forEach { $0.done.resume(throwing: error) }
+        }
+    }
+
+    /// Someone's vhost is bad or cannot be written: each request is written and tested alone, the bad ones
+    /// fail and are rolled back, and the good ones share a reload.
+    private func applyOneByOne(_ batch: [Request]) async {
         var accepted: [Request] = []
         var acceptedWrites: [(URL, Data?)] = []
         for request in batch {

@@ -25,8 +25,8 @@ public struct IncomingDelivery: Sendable {
     public var approvedBy: String? = nil
     /// Who caused it, for the audit trail: the webhook's sender, or the operator or command.
     public var actor: String? = nil
-    /// GitHub's answer to "what is this PR now" (gc, sync) or an operator's order: the newest state there is,
-    /// never compared with webhooks' `updated_at`. Its `updated_at` still raises the mark older redeliveries
+    /// A command's teardown (gc on GitHub's word that the PR is closed now, or an operator's `destroy`): the
+    /// newest state there is, never compared with webhooks' `updated_at`. Its `updated_at` still raises the mark older redeliveries
     /// are measured against.
     public var isCurrentState = false
 

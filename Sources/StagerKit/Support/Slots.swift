@@ -1,8 +1,3 @@
-extension Duration {
-    /// The duration in seconds, for JSON, comparisons with `TimeInterval` and printing.
-    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
 /// At most `limit` of something at a time (`docker build`s, `docker run`s); the others wait in the order
 /// they asked. A waiter whose task is cancelled (a newer push) leaves the line.
 public actor Slots {
