@@ -148,6 +148,7 @@ struct DashboardRouteTests {
             #expect(before.value("stager_webhooks_total", ["event": "pull_request", "outcome": "accepted"]) == 1)
             #expect(before.value("stager_environments", ["status": "queued"]) == 1)
             #expect(before.value("stager_environments", ["status": "ready"]) == 0)
+            #expect(before.value("stager_store_up") == 1)
             #expect(before.samples.allSatisfy { $0.name.hasPrefix("stager_") })
 
             try await deliver(client, "opened", number: 22, branch: "metrics-two")

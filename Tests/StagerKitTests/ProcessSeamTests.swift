@@ -72,6 +72,22 @@ struct ProcessSeamTests {
         #expect(containers[1].running == false && containers[1].hostPort == nil)
     }
 
+    /// A removal serve already started is done only once the container is gone (gc beside serve used to
+    /// report "removed" while docker was still removing it).
+    @Test func aRemovalAlreadyInProgressWaitsUntilTheContainerIsGone() async throws {
+        let looks = Counter()
+        let runner = RecordingRunner { command in
+            if command.arguments.first == "rm" {
+                return CommandResult(exitCode: 1, standardError: "Error response from daemon: removal of container c1 is already in progress")
+            }
+            // The first two looks still find it.
+            return looks.next() <= 2 ? CommandResult(exitCode: 0, standardOutput: "c1\n")
+                : CommandResult(exitCode: 1, standardError: "Error response from daemon: No such container: c1")
+        }
+        try await DockerCLI(command: ["docker"], instance: "t", runner: runner).remove("c1")
+        #expect(runner.commands.map { $0.arguments.first } == ["rm", "container", "container", "container"])
+    }
+
     /// nginx rejecting a vhost: the file is rolled back (here: removed, as there was none), nothing is reloaded.
     @Test func rejectedVhostIsRolledBack() async throws {
         let dir = try TestConfig.temporaryDirectory("rollback")
@@ -127,4 +143,11 @@ final class EnvFileSeen: @unchecked Sendable {
         let mode = ((try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int) ?? -1
         lock.withLock { value = (path, text, mode) }
     }
+}
+
+/// Counts calls from any thread.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func next() -> Int { lock.withLock { value += 1; return value } }
 }
