@@ -19,7 +19,7 @@ struct GarbageCollect: AsyncParsableCommand {
 
     func run() async throws {
         let app = try StagerApp(config: options.load(), logger: options.logger())
-        let collector = GarbageCollector(deps: app.deps, github: app.github)
+        let collector = GarbageCollector(app: app)
         let plan: GcPlan
         do {
             plan = try await collector.plan()
@@ -186,7 +186,7 @@ extension ConfigOptions {
     func manualControl() throws -> (StagerConfig, ManualControl) {
         let config = try load()
         let app = try StagerApp(config: config, logger: logger())
-        return (config, ManualControl(deps: app.deps, github: app.github))
+        return (config, ManualControl(config: config, store: app.store, github: app.github))
     }
 }
 

@@ -118,7 +118,7 @@ struct AdmissionTests {
     func open(_ store: Store, _ number: Int, repo: String = "acme/web", at date: Date = Date()) async throws {
         let event = try WebhookPayload.decodePullRequest(Fixtures.pullRequest(action: "opened", repo: repo, number: number,
                                                                               branch: "b\(number)", sha: Fixtures.sha("\(number)")))
-        _ = try await store.accept(IncomingDelivery(id: UUID().uuidString, event: event, intent: .deploy(sha: event.pull_request.head.sha), receivedAt: date))
+        _ = try await store.accept(DesiredStateChange(delivery: UUID().uuidString, event: event, intent: .deploy(sha: event.pull_request.head.sha), receivedAt: date))
     }
 
     @Test func oldestWaitingIsAdmittedFirst() async throws {

@@ -6,10 +6,20 @@ import ServiceLifecycle
 /// Everything `stager serve` runs, assembled from typed configuration. Tests build the same thing with
 /// their own configuration, runner and GitHub publisher.
 public struct StagerApp: Sendable {
+    /// The concrete parts `serve` and the commands are assembled from.
+    public struct Dependencies: Sendable {
+        public let store: Store
+        public let runtime: DockerCLI
+        public let frontDoor: NginxFrontDoor
+        public let templates: Templates
+        public let metrics: StagerMetrics
+        public let logger: Logger
+    }
+
     public let config: StagerConfig
     public let store: Store
     public let controller: Controller
-    public let deps: ControllerDependencies
+    public let deps: Dependencies
     /// nil when no token is configured.
     public let github: GitHubClient?
 
@@ -21,24 +31,26 @@ public struct StagerApp: Sendable {
         let metrics = StagerMetrics()
         let github = GitHubClient(config: config.github, metrics: metrics, logger: logger)
         let publisher: any CommentPublisher = publisher ?? github.map(GitHubCommentPublisher.init) ?? LogCommentPublisher(logger: logger)
-        let deps = ControllerDependencies(
-            config: config,
+        let probe = HTTPProbe()
+        let deps = Dependencies(
             store: store,
             runtime: DockerCLI(command: config.dockerCommand, instance: config.instance, runner: runner,
                                scratchDir: config.dataDir.appendingPathComponent("run")),
-            frontDoor: NginxFrontDoor(config: config.nginx, template: templates.vhost, runner: runner, metrics: metrics, logger: logger),
-            publisher: publisher,
-            templates: templates,
-            probe: HTTPProbe(),
-            metrics: metrics,
-            github: github,
+            frontDoor: NginxFrontDoor(config: config.nginx, template: templates.vhost, runner: runner, probe: probe, metrics: metrics, logger: logger),
+            templates: templates, metrics: metrics, logger: logger
+        )
+        let seams = ControllerSeams(
+            environments: store.environments, runtime: deps.runtime, frontDoor: deps.frontDoor,
+            announcer: Announcer(environments: store.environments, publisher: publisher, deployments: DeploymentTracker(client: github, config: config),
+                                 comment: templates.comment, config: config, logger: logger),
+            probe: probe,
             builder: ImageBuilder(config: config, runner: runner, slots: Slots(limit: config.limits.concurrentBuilds)),
-            logger: logger
+            permissions: github
         )
         self.store = store
         self.deps = deps
         self.github = github
-        self.controller = Controller(deps)
+        self.controller = Controller(config: config, seams: seams, metrics: metrics, logger: logger)
     }
 
     /// Repositories with `access.users_env` get an htpasswd file Stager writes at start-up (hashes only;
@@ -58,7 +70,7 @@ public struct StagerApp: Sendable {
             secrets: WebhookSecrets(config: config), maxBodyBytes: config.server.maxBodyBytes,
             config: config, store: store, controller: controller, metrics: deps.metrics, logger: deps.logger
         ).addRoutes(to: router)
-        DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics, engineHealth: deps.engineHealth,
+        DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics, engineHealth: controller.engineHealth,
                             runtime: deps.runtime, logger: deps.logger)
             .addRoutes(to: router)
         return router

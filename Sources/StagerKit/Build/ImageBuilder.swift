@@ -21,7 +21,7 @@ public enum BuildError: Error, CustomStringConvertible, Equatable {
 /// the `stager.*` labels, and the folder removed whatever happens. Output goes to the environment's build
 /// log as it comes. The token reaches git only through the environment (`GIT_CONFIG_*`), for https URLs on
 /// an allowed host, never through argv, the URL or a file.
-public struct ImageBuilder: Sendable {
+public struct ImageBuilder: ImageBuilding, Sendable {
     let config: StagerConfig
     let runner: any CommandRunner
     let slots: Slots
@@ -144,6 +144,10 @@ public struct ImageBuilder: Sendable {
         let code = try await runner.stream(try buildCommand(tag: tag, spec: spec, env: env, sha: sha, folder: folder), to: .file(log))
         guard code == 0 else { throw BuildError.failed(exitCode: code) }
         Self.append(log, "built \(tag)\n")
+    }
+
+    public func logTail(_ key: PullRequestKey, lines: Int) -> String {
+        Self.tail(Self.logFile(dataDir: config.dataDir, key: key), lines: lines, secrets: [config.github.token].compactMap { $0 })
     }
 
     /// The last lines of the build log, tokens masked.

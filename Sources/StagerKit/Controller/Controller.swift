@@ -2,76 +2,47 @@ import Foundation
 import Logging
 import ServiceLifecycle
 
-/// What the controller needs from the world, gathered so tests can build one with other parts.
-public struct ControllerDependencies: Sendable {
-    public var config: StagerConfig
-    public var store: Store
-    public var runtime: any ContainerRuntime
-    public var frontDoor: NginxFrontDoor
-    public var publisher: any CommentPublisher
-    public var templates: Templates
-    public var probe: HTTPProbe
-    public var metrics: StagerMetrics
-    public var engineHealth: EngineHealth
-    /// nil without a token: then no label can be verified, and fork PRs stay blocked.
-    public var github: GitHubClient?
-    var deployments: DeploymentTracker { DeploymentTracker(client: github, config: config) }
-    /// Builds images of repositories with a `build:` block; one set of build slots for the whole process.
-    public var builder: ImageBuilder
-    /// `docker run`s at a time (`limits.concurrent_deploys`); teardowns and comments are not held back by it.
-    public var deploySlots: Slots
-    public var logger: Logger
-
-    public init(config: StagerConfig, store: Store, runtime: any ContainerRuntime, frontDoor: NginxFrontDoor,
-                publisher: any CommentPublisher, templates: Templates, probe: HTTPProbe, metrics: StagerMetrics,
-                github: GitHubClient? = nil, builder: ImageBuilder? = nil, logger: Logger) {
-        self.github = github
-        self.deploySlots = Slots(limit: config.limits.concurrentDeploys)
-        self.builder = builder ?? ImageBuilder(config: config, runner: SubprocessRunner(), slots: Slots(limit: config.limits.concurrentBuilds))
-        self.config = config
-        self.store = store
-        self.runtime = runtime
-        self.frontDoor = frontDoor
-        self.publisher = publisher
-        self.templates = templates
-        self.probe = probe
-        self.metrics = metrics
-        self.engineHealth = EngineHealth()
-        self.logger = logger
-    }
-}
-
 /// Converges each PR's environment to its newest desired state: one worker per PR at a time, many PRs in
 /// parallel (container starts limited to `limits.concurrent_deploys`, so a burst of closes is torn down
 /// together and shares nginx reloads), and a reconciler at start-up and every interval.
 public final class Controller: Service, Sendable {
     public let queue = WorkQueue()
     private let fresh = FreshKeys()
-    private let deps: ControllerDependencies
     private let retries = Retries()
+    let seams: ControllerSeams
+    let config: StagerConfig
+    let metrics: StagerMetrics
+    let logger: Logger
+    public let engineHealth = EngineHealth()
+    /// `docker run`s at a time (`limits.concurrent_deploys`); teardowns and comments are not held back by it.
+    private let deploySlots: Slots
 
-    public init(_ deps: ControllerDependencies) {
-        self.deps = deps
+    public init(config: StagerConfig, seams: ControllerSeams, metrics: StagerMetrics, logger: Logger) {
+        self.config = config
+        self.seams = seams
+        self.metrics = metrics
+        self.logger = logger
+        self.deploySlots = Slots(limit: config.limits.concurrentDeploys)
     }
+
+    private var environments: any EnvironmentRepository { seams.environments }
 
     /// `firstIntent`: this process just created the PR's environment from a webhook, so the engine cannot
     /// hold a container of it yet and its first plan need not ask (one `docker ps` less on the way to live).
     public func enqueue(_ key: PullRequestKey, firstIntent: Bool = false) async {
         if firstIntent { await fresh.insert(key) }
         await queue.enqueue(key)
-        deps.metrics.queueDepth(await queue.depth)
+        metrics.queueDepth(await queue.depth)
     }
 
     /// Room freed up: PRs waiting under `max_environments` try again, oldest first.
     func enqueueWaiting() async {
         do {
-            for key in try deps.store.waitingKeys() { await enqueue(key) }
+            for key in try await environments.waitingKeys() { await enqueue(key) }
         } catch {
-            deps.logger.error("cannot list the PRs waiting for room; the reconciler tries again", metadata: ["error": "\(error)"])
+            logger.error("cannot list the PRs waiting for room; the reconciler tries again", metadata: ["error": "\(error)"])
         }
     }
-
-    public var engineHealth: EngineHealth { deps.engineHealth }
 
     public func run() async throws {
         await reloadNginxIfOwed()
@@ -82,14 +53,20 @@ public final class Controller: Service, Sendable {
         }
         // Commands waiting for this serve learn at once that it is gone. In a task of its own: this one is
         // cancelled, and GRDB does not start a write for a cancelled task.
-        let store = deps.store
-        await Task { try? await store.setFact(Self.heartbeatFact, "stopped", at: .distantPast) }.value
+        let (environments, logger) = (environments, logger)
+        await Task {
+            do {
+                try await environments.setFact(Self.heartbeatFact, "stopped", at: .distantPast)
+            } catch {
+                logger.warning("could not record that serve stopped; waiting commands notice when the heartbeat ages", metadata: ["error": "\(error)"])
+            }
+        }.value
     }
 
     private func converging() async throws {
         try await cancelWhenGracefulShutdown {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<max(Self.workers, self.deps.config.limits.concurrentDeploys) {
+                for _ in 0..<max(Self.workers, self.config.limits.concurrentDeploys) {
                     group.addTask { await self.work() }
                 }
                 group.addTask { try await self.reconcileForever() }
@@ -109,9 +86,9 @@ public final class Controller: Service, Sendable {
     /// is gone: reload it first. nginx being down is no reason not to start; the next change or reconcile retries.
     func reloadNginxIfOwed() async {
         do {
-            if try await deps.frontDoor.reloadIfOwed() { deps.logger.info("reloaded nginx: a change to the sites folder had not been reloaded") }
+            if try await seams.frontDoor.reloadIfOwed() { logger.info("reloaded nginx: a change to the sites folder had not been reloaded") }
         } catch {
-            deps.logger.warning("nginx owes a reload and could not be reloaded; retrying later", metadata: ["error": "\(error)"])
+            logger.warning("nginx owes a reload and could not be reloaded; retrying later", metadata: ["error": "\(error)"])
         }
     }
 
@@ -119,7 +96,7 @@ public final class Controller: Service, Sendable {
         while let key = await queue.next() {
             await converge(key)
             await queue.done(key)
-            deps.metrics.queueDepth(await queue.depth)
+            metrics.queueDepth(await queue.depth)
         }
     }
 
@@ -135,33 +112,33 @@ public final class Controller: Service, Sendable {
     private func reconcileForever() async throws {
         while !Task.isCancelled {
             do {
-                _ = try await Reconciler(deps: deps, controller: self).reconcile()
+                _ = try await Reconciler(controller: self).reconcile()
                 await engineHealth.answered()
             } catch is CancellationError {
                 return
             } catch let error as EngineUnavailable {
                 await engineHealth.failed(error.message)
-                deps.logger.error("reconcile failed", metadata: ["error": "\(error)"])
+                logger.error("reconcile failed", metadata: ["error": "\(error)"])
             } catch {
-                deps.logger.error("reconcile failed", metadata: ["error": "\(error)"])
+                logger.error("reconcile failed", metadata: ["error": "\(error)"])
             }
-            try await Task.sleep(for: deps.config.reconcileInterval)
+            try await Task.sleep(for: config.reconcileInterval)
         }
     }
 
     /// `stager deploy`, `destroy`, `sync` and `gc` run as other processes and change desired state in the
     /// store; this notices within a second, and keeps a heartbeat those commands read to know serve is up.
     private func watchStore() async throws {
-        var seen = try deps.store.pendingVersions()
+        var seen = try await environments.pendingVersions()
         var lastBeat = ContinuousClock.now - Self.heartbeatEvery
         while !Task.isCancelled {
             // A store that fails for a moment (a locked database) is tried again next second; a lasting failure shows in the log.
             do {
                 if ContinuousClock.now - lastBeat >= Self.heartbeatEvery {
-                    try await deps.store.setFact(Self.heartbeatFact, "pid \(ProcessInfo.processInfo.processIdentifier)")
+                    try await environments.setFact(Self.heartbeatFact, "pid \(ProcessInfo.processInfo.processIdentifier)", at: Date())
                     lastBeat = ContinuousClock.now
                 }
-                let pending = try deps.store.pendingVersions()
+                let pending = try await environments.pendingVersions()
                 let changed = pending.filter { seen[$0.key] != $0.value }.keys
                 for key in changed.sorted(by: { $0.description < $1.description }) { await enqueue(key) }
                 if !changed.isEmpty { await enqueueWaiting() }
@@ -169,7 +146,7 @@ public final class Controller: Service, Sendable {
             } catch is CancellationError {
                 return
             } catch {
-                deps.logger.error("cannot read the store for other commands' changes", metadata: ["error": "\(error)"])
+                logger.error("cannot read the store for other commands' changes", metadata: ["error": "\(error)"])
             }
             try await Task.sleep(for: .seconds(1))
         }
@@ -187,18 +164,18 @@ public final class Controller: Service, Sendable {
     private func takeDownQueuedTeardowns(with env: Environment) async throws {
         var slugs: [String] = []
         for key in [env.key] + (await queue.queued) {
-            guard let other = try deps.store.environment(key), other.desired == .absent, await deps.frontDoor.routed(slug: other.slug) != nil else { continue }
+            guard let other = try await environments.environment(key), other.desired == .absent, await seams.frontDoor.routed(slug: other.slug) != nil else { continue }
             slugs.append(other.slug)
         }
         guard slugs.count > 1 else { return }
-        deps.logger.info("taking down queued teardowns together", metadata: ["vhosts": "\(slugs.count)"])
-        try await deps.frontDoor.remove(slugs: slugs)
+        logger.info("taking down queued teardowns together", metadata: ["vhosts": "\(slugs.count)"])
+        try await seams.frontDoor.remove(slugs: slugs)
     }
 
     /// The PR's newest intent, once pushes to it have paused (see `quietBeforeRedeploy`).
     private func settledIntent(_ key: PullRequestKey, since taken: ContinuousClock.Instant) async throws -> Environment? {
         while true {
-            guard let env = try deps.store.environment(key) else { return nil }
+            guard let env = try await environments.environment(key) else { return nil }
             let redeploy = env.desired == .present && env.deployedSha != nil && env.deployedSha != env.desiredSha
             // lastActivityAt moves with every accepted delivery.
             let quietFor = Date().timeIntervalSince(env.lastActivityAt ?? .distantPast)
@@ -216,42 +193,58 @@ public final class Controller: Service, Sendable {
     /// a newer intent arrives mid-way. A transient failure (engine down, GitHub unreachable) is retried
     /// later with backoff; the accepted intent stays in the store meanwhile.
     func converge(_ key: PullRequestKey) async {
-        var logger = deps.logger
+        let logger = logger(for: key)
+        do {
+            try await convergeNow(key, logger: logger)
+            await retries.clear(key)
+        } catch is CancellationError {
+            return
+        } catch {
+            if let unavailable = error as? EngineUnavailable { await engineHealth.failed(unavailable.message) }
+            let delay = await retries.schedule(key)
+            logger.error("converging failed; will retry", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
+            do {
+                try await environments.audit(key, kind: .error, message: "\(error)")
+            } catch {
+                logger.error("cannot record the failure in the audit trail", metadata: ["error": "\(error)"])
+            }
+            metrics.converged(outcome: ConvergenceOutcome.error.rawValue)
+        }
+    }
+
+    /// Converges the PR in this task until its newest intent is applied (or it waits for approval or room),
+    /// and throws what stops it. `gc` and `destroy` use it when no serve runs.
+    public func convergeNow(_ key: PullRequestKey) async throws {
+        try await convergeNow(key, logger: logger(for: key))
+    }
+
+    private func convergeNow(_ key: PullRequestKey, logger: Logger) async throws {
+        var logger = logger
+        let taken = ContinuousClock.now
+        while true {
+            try Task.checkCancellation()
+            guard let env = try await settledIntent(key, since: taken) else { return }
+            if env.desired == .absent { try await takeDownQueuedTeardowns(with: env) }
+            logger[metadataKey: "delivery"] = "\(env.lastDeliveryID ?? "-")"
+            var execution = Execution(seams: seams, config: config, env: env, deploySlots: deploySlots, metrics: metrics, logger: logger)
+            execution.nothingRunsYet = await fresh.take(key) && env.desiredVersion == 1 && env.appliedVersion == 0
+            let ending = try await execution.run()
+            await engineHealth.answered()
+            if ending == .superseded { continue }
+            metrics.converged(outcome: execution.outcome.rawValue)
+            // A waiting PR stays behind its desired version; freed room or the reconciler brings it back.
+            if ending == .waiting { return }
+            try await environments.markApplied(key, version: env.desiredVersion)
+            if execution.outcome == .removed { await enqueueWaiting() }
+            if try await environments.desiredVersion(key) == env.desiredVersion { return }
+        }
+    }
+
+    private func logger(for key: PullRequestKey) -> Logger {
+        var logger = logger
         logger[metadataKey: "repo"] = "\(key.repo)"
         logger[metadataKey: "pr"] = "\(key.number)"
-        let taken = ContinuousClock.now
-        while !Task.isCancelled {
-            do {
-                guard let env = try await settledIntent(key, since: taken) else { return }
-                if env.desired == .absent { try await takeDownQueuedTeardowns(with: env) }
-                logger[metadataKey: "delivery"] = "\(env.lastDeliveryID ?? "-")"
-                var execution = Execution(deps: deps, env: env, logger: logger)
-                execution.nothingRunsYet = await fresh.take(key) && env.desiredVersion == 1 && env.appliedVersion == 0
-                let ending = try await execution.run()
-                await engineHealth.answered()
-                if ending == .superseded { continue }
-                await retries.clear(key)
-                deps.metrics.converged(outcome: execution.outcome)
-                // A waiting PR stays behind its desired version; freed room or the reconciler brings it back.
-                if ending == .waiting { return }
-                try await deps.store.markApplied(key, version: env.desiredVersion)
-                if execution.outcome == "removed" { await enqueueWaiting() }
-                if try deps.store.desiredVersion(key) == env.desiredVersion { return }
-            } catch is CancellationError {
-                return
-            } catch {
-                if let unavailable = error as? EngineUnavailable { await engineHealth.failed(unavailable.message) }
-                let delay = await retries.schedule(key)
-                logger.error("converging failed; will retry", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
-                do {
-                    try await deps.store.audit(key, kind: "error", message: "\(error)")
-                } catch {
-                    logger.error("cannot record the failure in the audit trail", metadata: ["error": "\(error)"])
-                }
-                deps.metrics.converged(outcome: "error")
-                return
-            }
-        }
+        return logger
     }
 }
 

@@ -12,7 +12,7 @@ public struct ProbeAnswer: Sendable, Equatable {
 
 /// GETs a URL on this machine without following redirects or reusing connections: a health check's
 /// redirect is an answer, and a kept-alive connection to an old nginx worker would show an old routing.
-public final class HTTPProbe: NSObject, URLSessionTaskDelegate, Sendable {
+public final class HTTPProbe: NSObject, URLSessionTaskDelegate, Prober, Sendable {
     private let session: URLSession
     private let deadline: Duration
 

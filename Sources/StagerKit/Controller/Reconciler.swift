@@ -12,15 +12,15 @@ public struct ReconcileReport: Sendable, Equatable {
 /// Compares the store with what the engine and the sites folder hold: PRs whose plan is not empty go back
 /// to the controller, and containers and vhosts of this instance that belong to no environment are removed.
 struct Reconciler {
-    let deps: ControllerDependencies
     let controller: Controller
 
     func reconcile() async throws -> ReconcileReport {
         var report = ReconcileReport()
         await controller.reloadNginxIfOwed()
-        let containers = try await deps.runtime.list(for: nil)
-        let inventory = await deps.frontDoor.inventory()
-        let environments = try deps.store.allEnvironments()
+        let seams = controller.seams
+        let containers = try await seams.runtime.list(for: nil)
+        let inventory = await seams.frontDoor.inventory()
+        let environments = try await seams.environments.allEnvironments()
         var known = Set<PullRequestKey>()
         var liveSlugs = Set<String>()
 
@@ -30,7 +30,7 @@ struct Reconciler {
             let observed = Observation(
                 of: env,
                 containers: containers.filter { $0.repo == env.repo && $0.number == env.number },
-                routed: inventory.managed.contains(env.slug) ? await deps.frontDoor.routed(slug: env.slug) : nil
+                routed: inventory.managed.contains(env.slug) ? await seams.frontDoor.routed(slug: env.slug) : nil
             )
             let behind = env.desiredVersion > env.appliedVersion
             if behind || !Planner.plan(desired: env.desiredState, observed: observed).isEmpty {
@@ -40,22 +40,22 @@ struct Reconciler {
         }
 
         // Only containers of configured repositories: another tool's containers are not ours to judge.
-        for container in containers where deps.config.repo(container.repo) != nil {
+        for container in containers where controller.config.repo(container.repo) != nil {
             let key = PullRequestKey(repo: container.repo, number: container.number)
             guard !known.contains(key) else { continue }
-            try await deps.runtime.remove(container.id)
+            try await seams.runtime.remove(container.id)
             report.orphanContainers.append(container.name)
         }
 
         let orphanSlugs = inventory.managed.filter { !liveSlugs.contains($0) }
         if !orphanSlugs.isEmpty {
-            try await deps.frontDoor.remove(slugs: orphanSlugs)
+            try await seams.frontDoor.remove(slugs: orphanSlugs)
             report.orphanVhosts = orphanSlugs.map { "\($0).conf" }
         }
         report.foreignFiles = inventory.foreign
 
         if !report.enqueued.isEmpty || !report.orphanContainers.isEmpty || !report.orphanVhosts.isEmpty {
-            deps.logger.info("reconciled", metadata: [
+            controller.logger.info("reconciled", metadata: [
                 "enqueued": "\(report.enqueued.map(\.description))",
                 "orphan_containers": "\(report.orphanContainers)",
                 "orphan_vhosts": "\(report.orphanVhosts)",

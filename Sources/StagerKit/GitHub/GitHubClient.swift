@@ -41,7 +41,7 @@ public struct TaskSleeper: Sleeper {
 
 /// The one place that talks to GitHub's REST API: auth headers, pagination, retries with backoff that
 /// honour rate-limit headers.
-public struct GitHubClient: Sendable {
+public struct GitHubClient: PermissionLookup, Sendable {
     public struct Comment: Sendable, Decodable, Equatable {
         public var id: Int64
         public var body: String?

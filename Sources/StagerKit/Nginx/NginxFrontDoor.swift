@@ -64,7 +64,7 @@ public enum NginxError: Error, CustomStringConvertible, Equatable {
 /// after it are written together and cost one test and one reload;
 /// when the test rejects a batch, each change is tried on its own so only the bad one fails and is rolled
 /// back. An actor, so batches never overlap.
-public actor NginxFrontDoor {
+public actor NginxFrontDoor: FrontDoor {
     /// First line of every file Stager writes; anything else in the folder is not Stager's.
     static let markerPrefix = "# stager-vhost "
 
@@ -79,12 +79,16 @@ public actor NginxFrontDoor {
     private let runner: any CommandRunner
     private let logger: Logger
     private let metrics: StagerMetrics?
+    /// Asks nginx itself whether a change is live.
+    private let probe: any Prober
     public private(set) var reloadCount = 0
     private var pending: [Request] = []
     private var flusher: Task<Void, Never>?
 
-    public init(config: StagerConfig.Nginx, template: MustacheTemplate, runner: any CommandRunner, metrics: StagerMetrics? = nil, logger: Logger) {
+    public init(config: StagerConfig.Nginx, template: MustacheTemplate, runner: any CommandRunner, probe: any Prober = HTTPProbe(),
+                metrics: StagerMetrics? = nil, logger: Logger) {
         self.config = config
+        self.probe = probe
         self.template = template
         self.runner = runner
         self.metrics = metrics
@@ -120,6 +124,48 @@ public actor NginxFrontDoor {
         }
         return (managed, foreign)
     }
+
+    // MARK: Confirming through nginx
+
+    /// nginx's reload returns before its new workers serve: ask nginx itself, with the environment's
+    /// Host header, until the answer comes from the new container.
+    public nonisolated func confirmRouted(hostName: String, to container: String) async throws {
+        // The header alone is not proof when the container keeps its name (re-routed to a new port): nginx
+        // adds it to its own 502 too, so the answer must come from the container.
+        guard try await poll(hostName, until: { $0.headers["x-stager-upstream"] == container && ![502, 504].contains($0.status) }) else {
+            throw NginxError.reloadFailed("nginx did not route \(hostName) to \(container) in time")
+        }
+    }
+
+    /// A teardown is removed only once nginx stopped routing its URL.
+    public nonisolated func confirmUnrouted(hostName: String) async throws {
+        guard try await poll(hostName, until: { $0.headers["x-stager-upstream"] == nil }) else {
+            throw NginxError.reloadFailed("nginx still routes \(hostName) after its vhost was removed")
+        }
+    }
+
+    /// nginx's old workers keep accepting for a moment after a reload, so one good answer is not proof:
+    /// it takes several in a row, each on a fresh connection.
+    private nonisolated func poll(_ hostName: String, until accept: @escaping @Sendable (ProbeAnswer) -> Bool) async throws -> Bool {
+        let host = ["0.0.0.0", "*", "::"].contains(config.listenHost) ? "127.0.0.1" : config.listenHost
+        let clock = ContinuousClock()
+        let deadline = clock.now + config.confirmTimeout
+        var streak = 0
+        while clock.now < deadline {
+            let answer: ProbeAnswer?
+            do {
+                answer = try await probe.get(host: host, port: config.listenPort, path: "/.stager-probe", hostHeader: hostName)
+            } catch {
+                answer = nil  // nginx between workers, or not up: the next try tells
+            }
+            streak = answer.map(accept) == true ? streak + 1 : 0
+            if streak >= Self.confirmations { return true }
+            try await Task.sleep(for: .milliseconds(streak > 0 ? 2 : 10))
+        }
+        return false
+    }
+
+    static let confirmations = 5
 
     static func marker(in text: String) -> [String: String]? {
         guard let firstLine = text.split(separator: "\n", maxSplits: 1).first, firstLine.hasPrefix(markerPrefix) else { return nil }

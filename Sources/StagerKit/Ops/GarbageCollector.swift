@@ -173,21 +173,32 @@ public struct GarbageCollector: Sendable {
         }
     }
 
-    let deps: ControllerDependencies
+    let config: StagerConfig
+    let store: Store
+    let runtime: any ContainerRuntime
+    let frontDoor: any FrontDoor
+    /// Converges the teardowns gc records, when no serve runs to do it.
+    let controller: Controller
     let github: GitHubClient?
+    let logger: Logger
 
-    public init(deps: ControllerDependencies, github: GitHubClient?) {
-        self.deps = deps
-        self.github = github
+    public init(app: StagerApp) {
+        config = app.config
+        store = app.store
+        runtime = app.deps.runtime
+        frontDoor = app.deps.frontDoor
+        controller = app.controller
+        github = app.github
+        logger = app.deps.logger
     }
 
     /// Reads the world. Containers and vhosts are listed before the store, so anything created meanwhile
     /// already has its environment and is never mistaken for a leak.
     public func plan(now: Date = Date()) async throws -> GcPlan {
-        let containers = try await deps.runtime.list(for: nil)
-        let inventory = await deps.frontDoor.inventory()
-        let environments = try deps.store.allEnvironments()
-        let repos = deps.config.repos.keys.sorted()
+        let containers = try await runtime.list(for: nil)
+        let inventory = await frontDoor.inventory()
+        let environments = try store.allEnvironments()
+        let repos = config.repos.keys.sorted()
         let lookup = PullRequestStates(client: github)
         let open = await lookup.openPullRequests(repos)
         let live = environments.filter { $0.isLive }
@@ -198,17 +209,17 @@ public struct GarbageCollector: Sendable {
             missing += PullRequestStates.missing(open: pulls, repo: repo, environments: environments).map { PullRequestKey(repo: repo, number: $0.number) }
         }
         var images: [PullRequestKey: String] = [:]
-        if deps.config.gcRemovesImages {
+        if config.gcRemovesImages {
             for env in live {
-                if let repo = deps.config.repo(env.repo) { images[env.key] = ImageReference.perPullRequest(env, repo: repo) }
+                if let repo = config.repo(env.repo) { images[env.key] = ImageReference.perPullRequest(env, repo: repo) }
             }
         }
-        let workRoot = ImageBuilder.workRoot(dataDir: deps.config.dataDir)
+        let workRoot = ImageBuilder.workRoot(dataDir: config.dataDir)
         return GcPlan(.init(
             environments: environments, containers: containers, managedVhosts: inventory.managed, foreignFiles: inventory.foreign,
-            states: states, missing: missing, configuredRepos: Set(repos), images: images, builtImages: try await deps.runtime.builtImages(),
+            states: states, missing: missing, configuredRepos: Set(repos), images: images, builtImages: try await runtime.builtImages(),
             workFolders: ((try? FileManager.default.contentsOfDirectory(atPath: workRoot.path)) ?? []).sorted(),
-            idleTTL: deps.config.limits.idleTTL, now: now
+            idleTTL: config.limits.idleTTL, now: now
         ))
     }
 
@@ -247,9 +258,9 @@ public struct GarbageCollector: Sendable {
         var teardowns: [(GcPlan.Removal, Environment)] = []
         for removal in plan.environments {
             do {
-                let outcome = try await deps.store.accept(Intents.teardown(removal.env, updatedAt: removal.closedAt, source: "gc"))
+                let outcome = try await store.accept(Intents.teardown(removal.env, updatedAt: removal.closedAt, source: .gc))
                 guard case .accepted = outcome else { throw GcFailure.notRecorded(outcome) }
-                if let env = try deps.store.environment(removal.env.key) { teardowns.append((removal, env)) }
+                if let env = try store.environment(removal.env.key) { teardowns.append((removal, env)) }
             } catch {
                 summary.failed += 1
                 report(GcItem(action: .failed, kind: .environment, item: removal.env.key.description, reason: "\(error)"))
@@ -257,11 +268,11 @@ public struct GarbageCollector: Sendable {
         }
 
         // 2. Every vhost that goes, in one test and one reload.
-        let inventory = await deps.frontDoor.inventory()
+        let inventory = await frontDoor.inventory()
         let slugs = plan.vhosts + teardowns.map(\.1.slug).filter { inventory.managed.contains($0) }
         var vhostError: String?
         do {
-            try await deps.frontDoor.remove(slugs: slugs)
+            try await frontDoor.remove(slugs: slugs)
         } catch {
             vhostError = "\(error)"
         }
@@ -277,7 +288,7 @@ public struct GarbageCollector: Sendable {
 
         // 3. Each environment's containers and comment, through the controller's own steps, and the
         //    orphan containers: a few at a time, each reported as soon as it is done.
-        let deps = self.deps
+        let (store, runtime, controller) = (store, runtime, controller)
         let failedSlugs = vhostError == nil ? Set<String>() : Set(slugs)
         let vhostProblem = vhostError ?? ""
         let jobs: [@Sendable () async -> GcItem] = teardowns.map { removal, env in
@@ -285,15 +296,11 @@ public struct GarbageCollector: Sendable {
                 let item = "\(env.key) (\(env.slug))"
                 do {
                     guard !failedSlugs.contains(env.slug) else { throw NginxError.reloadFailed(vhostProblem) }
-                    var logger = deps.logger
-                    logger[metadataKey: "repo"] = "\(env.repo)"
-                    logger[metadataKey: "pr"] = "\(env.number)"
-                    var execution = Execution(deps: deps, env: env, logger: logger)
-                    guard try await execution.run() == .finished else { throw GcFailure.superseded }
-                    try await deps.store.markApplied(env.key, version: env.desiredVersion)
+                    try await controller.convergeNow(env.key)
                     // Only what happened is reported: the environment must be removed now.
-                    let status = try deps.store.environment(env.key)?.status
-                    guard status == .removed else { throw GcFailure.notRemoved(status) }
+                    let after = try store.environment(env.key)
+                    if after?.desired == .present { throw GcFailure.superseded }
+                    guard after?.status == .removed else { throw GcFailure.notRemoved(after?.status) }
                     return GcItem(action: .removed, kind: .environment, item: item, reason: removal.reason)
                 } catch {
                     return GcItem(action: .failed, kind: .environment, item: item, reason: "\(error)")
@@ -302,7 +309,7 @@ public struct GarbageCollector: Sendable {
         } + plan.containers.map { container in
             { @Sendable in
                 do {
-                    try await deps.runtime.remove(container.id)
+                    try await runtime.remove(container.id)
                     return Self.orphanItem(container, action: .removed)
                 } catch {
                     return GcItem(action: .failed, kind: .container, item: container.name, reason: "\(error)")
@@ -327,7 +334,7 @@ public struct GarbageCollector: Sendable {
         //    a crash interrupted.
         for folder in plan.workFolders {
             do {
-                try FileManager.default.removeItem(at: ImageBuilder.workRoot(dataDir: deps.config.dataDir).appendingPathComponent(folder))
+                try FileManager.default.removeItem(at: ImageBuilder.workRoot(dataDir: config.dataDir).appendingPathComponent(folder))
                 report(GcItem(action: .removed, kind: .workFolder, item: folder, reason: Self.workFolderReason))
             } catch {
                 summary.failed += 1
@@ -336,7 +343,7 @@ public struct GarbageCollector: Sendable {
         }
         for (image, reason) in plan.images.map({ ($0, Self.imageReason) }) + plan.builtImages.map({ ($0, Self.builtImageReason) }) {
             do {
-                if try await deps.runtime.removeImage(image) {
+                if try await runtime.removeImage(image) {
                     summary.images += 1
                     report(GcItem(action: .removed, kind: .image, item: image, reason: reason))
                 } else {

@@ -5,45 +5,40 @@ import Foundation
 enum Intents {
     /// A deploy of `pull` (as GitHub reports it) at `sha`, or at its head when `sha` is nil.
     /// `approvedBy`: an operator deploying by hand vouches for the code, fork or not.
-    static func deploy(_ pull: GitHubClient.PullRequest, repo: String, sha: String? = nil, source: String, approvedBy: String? = nil) -> IncomingDelivery {
-        let event = PullRequestEvent(
-            action: "synchronize", number: pull.number,
-            pull_request: .init(head: .init(ref: pull.head.ref, sha: sha ?? pull.head.sha, repo: pull.head.repo),
-                                title: pull.title, user: pull.user, updated_at: pull.updated_at, state: pull.state, merged: pull.merged),
-            repository: .init(full_name: repo, clone_url: nil), sender: nil
-        )
-        var result = delivery(event, intent: .deploy(sha: sha ?? pull.head.sha), source: source)
-        result.approvedBy = approvedBy
-        return result
+    static func deploy(_ pull: GitHubClient.PullRequest, repo: String, sha: String? = nil, source: ChangeSource, approvedBy: String? = nil) -> DesiredStateChange {
+        let head = sha ?? pull.head.sha
+        let facts = PullRequestFacts(branch: pull.head.ref, headSha: head, title: pull.title, author: pull.user?.login,
+                                     headRepo: pull.head.repo?.full_name, cloneURL: pull.head.repo?.clone_url, updatedAt: pull.updated_at)
+        var change = change(PullRequestKey(repo: repo, number: pull.number), .deploy(sha: head), facts, source: source)
+        change.approvedBy = approvedBy
+        return change
     }
 
     /// A redeploy of a known environment without asking GitHub (no token configured).
-    static func redeploy(_ env: Environment, sha: String, source: String, approvedBy: String) -> IncomingDelivery {
-        var result = delivery(event(for: env, action: "synchronize", sha: sha, updatedAt: nil), intent: .deploy(sha: sha), source: source)
-        result.approvedBy = approvedBy
-        return result
+    static func redeploy(_ env: Environment, sha: String, source: ChangeSource, approvedBy: String) -> DesiredStateChange {
+        var change = change(env.key, .deploy(sha: sha), facts(of: env, sha: sha, updatedAt: nil), source: source)
+        change.approvedBy = approvedBy
+        return change
     }
 
     /// A teardown of a known environment. `updatedAt` is GitHub's, when the PR was seen closed there.
     /// A command's teardown is the newest word on the PR (GitHub says it is closed now, or an operator
     /// says so): it is never ignored as older than a webhook.
-    static func teardown(_ env: Environment, updatedAt: String? = nil, source: String) -> IncomingDelivery {
-        var result = delivery(event(for: env, action: "closed", sha: env.desiredSha, updatedAt: updatedAt), intent: .teardown, source: source)
-        result.isCurrentState = true
-        return result
+    static func teardown(_ env: Environment, updatedAt: String? = nil, source: ChangeSource) -> DesiredStateChange {
+        var change = change(env.key, .teardown, facts(of: env, sha: env.desiredSha, updatedAt: updatedAt), source: source)
+        change.isCurrentState = true
+        return change
     }
 
-    private static func event(for env: Environment, action: String, sha: String, updatedAt: String?) -> PullRequestEvent {
-        PullRequestEvent(
-            action: action, number: env.number,
-            pull_request: .init(head: .init(ref: env.branch, sha: sha, repo: env.headRepo.isEmpty ? nil : .init(full_name: env.headRepo, clone_url: nil)),
-                                title: env.title, user: env.author.isEmpty ? nil : .init(login: env.author), updated_at: updatedAt,
-                                state: nil, merged: nil),
-            repository: .init(full_name: env.repo, clone_url: nil), sender: nil
-        )
+    /// What Stager knows of the PR, at `sha`.
+    private static func facts(of env: Environment, sha: String, updatedAt: String?) -> PullRequestFacts {
+        PullRequestFacts(branch: env.branch, headSha: sha, title: env.title, author: env.author.isEmpty ? nil : env.author,
+                         headRepo: env.headRepo.isEmpty ? nil : env.headRepo, updatedAt: updatedAt)
     }
 
-    private static func delivery(_ event: PullRequestEvent, intent: Intent, source: String) -> IncomingDelivery {
-        IncomingDelivery(id: "\(source)-\(UUID().uuidString.lowercased())", event: event, intent: intent, receivedAt: Date(), source: source)
+    private static func change(_ key: PullRequestKey, _ intent: Intent, _ facts: PullRequestFacts, source: ChangeSource) -> DesiredStateChange {
+        let action = intent == .teardown ? "closed" : "synchronize"
+        return DesiredStateChange(id: "\(source.rawValue)-\(UUID().uuidString.lowercased())", key: key, intent: intent, pullRequest: facts,
+                                  action: action, source: source)
     }
 }

@@ -9,22 +9,23 @@ public struct ManualControlError: Error, CustomStringConvertible, Equatable {
 /// `stager deploy`, `destroy` and `sync`: they record desired state through `Store.accept`, like a
 /// webhook, and a running `stager serve` converges it within a second.
 public struct ManualControl: Sendable {
-    let deps: ControllerDependencies
+    let config: StagerConfig
+    let store: Store
     let github: GitHubClient?
 
-    public init(deps: ControllerDependencies, github: GitHubClient?) {
-        self.deps = deps
+    public init(config: StagerConfig, store: Store, github: GitHubClient?) {
+        self.config = config
+        self.store = store
         self.github = github
     }
 
-    private var store: Store { deps.store }
     static let operatorName = "operator (stager deploy)"
 
     /// Records a deploy of the PR's head (read from GitHub), or of `sha`. Without a token only a PR Stager
     /// already knows can be redeployed.
     public func deploy(_ key: PullRequestKey, sha: String?) async throws -> (env: Environment, version: Int) {
         try requireConfigured(key)
-        let delivery: IncomingDelivery
+        let delivery: DesiredStateChange
         if let github {
             let pull: GitHubClient.PullRequest
             do {
@@ -33,9 +34,9 @@ public struct ManualControl: Sendable {
                 throw ManualControlError(message: "\(key): GitHub knows no such pull request, or the token cannot read it")
             }
             guard pull.isOpen else { throw ManualControlError(message: "\(key) is \(pull.merged == true ? "merged" : "closed") on GitHub; only open pull requests are deployed") }
-            delivery = Intents.deploy(pull, repo: key.repo, sha: sha, source: "deploy", approvedBy: Self.operatorName)
+            delivery = Intents.deploy(pull, repo: key.repo, sha: sha, source: .deploy, approvedBy: Self.operatorName)
         } else if let env = try store.environment(key) {
-            delivery = Intents.redeploy(env, sha: sha ?? env.desiredSha, source: "deploy", approvedBy: Self.operatorName)
+            delivery = Intents.redeploy(env, sha: sha ?? env.desiredSha, source: .deploy, approvedBy: Self.operatorName)
         } else {
             throw ManualControlError(message: "\(key): Stager has no environment for it and no GitHub token to read it (set github.token_env)")
         }
@@ -47,7 +48,7 @@ public struct ManualControl: Sendable {
         guard let env = try store.environment(key), env.isLive else {
             throw ManualControlError(message: "\(key) has no environment")
         }
-        var delivery = Intents.teardown(env, source: "destroy")
+        var delivery = Intents.teardown(env, source: .destroy)
         delivery.actor = Self.operatorName
         return try await record(delivery)
     }
@@ -64,7 +65,7 @@ public struct ManualControl: Sendable {
         guard github != nil else {
             throw ManualControlError(message: "sync asks GitHub for open pull requests: set a token (github.token_env or github.token_file)")
         }
-        let repos = deps.config.repos.keys.sorted()
+        let repos = config.repos.keys.sorted()
         let open = await PullRequestStates(client: github).openPullRequests(repos)
         let environments = try store.allEnvironments()
         var queued: [SyncLine] = []
@@ -73,7 +74,7 @@ public struct ManualControl: Sendable {
             switch open[repo] {
             case .success(let pulls):
                 for pull in PullRequestStates.missing(open: pulls, repo: repo, environments: environments) {
-                    if case .accepted = try await store.accept(Intents.deploy(pull, repo: repo, source: "sync")) {
+                    if case .accepted = try await store.accept(Intents.deploy(pull, repo: repo, source: .sync)) {
                         queued.append(SyncLine(key: PullRequestKey(repo: repo, number: pull.number), branch: pull.head.ref, sha: pull.head.sha))
                     }
                 }
@@ -105,16 +106,16 @@ public struct ManualControl: Sendable {
     }
 
     private func requireConfigured(_ key: PullRequestKey) throws {
-        guard deps.config.repo(key.repo) != nil else {
-            let known = deps.config.repos.keys.sorted().joined(separator: ", ")
+        guard config.repo(key.repo) != nil else {
+            let known = config.repos.keys.sorted().joined(separator: ", ")
             throw ManualControlError(message: "\(key.repo) is not a configured repository (configured: \(known.isEmpty ? "none" : known))")
         }
     }
 
-    private func record(_ delivery: IncomingDelivery) async throws -> (env: Environment, version: Int) {
+    private func record(_ delivery: DesiredStateChange) async throws -> (env: Environment, version: Int) {
         let outcome = try await store.accept(delivery)
-        guard case .accepted(let version) = outcome, let env = try store.environment(delivery.event.key) else {
-            throw ManualControlError(message: "\(delivery.event.key): a newer event is already applied; nothing changed")
+        guard case .accepted(let version) = outcome, let env = try store.environment(delivery.key) else {
+            throw ManualControlError(message: "\(delivery.key): a newer event is already applied; nothing changed")
         }
         return (env, version)
     }

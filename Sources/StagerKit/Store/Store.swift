@@ -11,34 +11,6 @@ public enum AcceptOutcome: Sendable, Equatable {
     case stale
 }
 
-/// A delivery as the webhook hands it to the store.
-public struct IncomingDelivery: Sendable {
-    public var id: String
-    public var event: PullRequestEvent
-    public var intent: Intent
-    public var receivedAt: Date
-    /// Who asked: `pull_request` for a webhook, else the command (`sync`, `deploy`, `destroy`, `gc`).
-    public var source: String
-    /// The sender of a `labeled` event with the deploy label; the controller checks their permission.
-    public var labeledBy: String? = nil
-    /// An operator's own deploy (`stager deploy`) needs no label.
-    public var approvedBy: String? = nil
-    /// Who caused it, for the audit trail: the webhook's sender, or the operator or command.
-    public var actor: String? = nil
-    /// A command's teardown (gc on GitHub's word that the PR is closed now, or an operator's `destroy`): the
-    /// newest state there is, never compared with webhooks' `updated_at`. Its `updated_at` still raises the mark older redeliveries
-    /// are measured against.
-    public var isCurrentState = false
-
-    public init(id: String, event: PullRequestEvent, intent: Intent, receivedAt: Date, source: String = "pull_request") {
-        self.id = id
-        self.event = event
-        self.intent = intent
-        self.receivedAt = receivedAt
-        self.source = source
-    }
-}
-
 /// Whether a PR may take an environment now, or waits for room (`max_environments`).
 public enum Admission: Sendable, Equatable {
     case admitted
@@ -46,36 +18,43 @@ public enum Admission: Sendable, Equatable {
     case waiting(position: Int, inUse: Int, limit: Int, scope: String)
 }
 
+/// What an audit line records.
+public enum AuditKind: String, Sendable, Codable {
+    /// A recorded change of desired state, by its source.
+    case webhook, deploy, destroy, sync, gc
+    case approval, blocked, waiting, build, ready, failure, teardown
+    /// A GitHub call whose failure did not fail the deploy (deployments).
+    case github
+    /// A convergence that failed for a passing reason and is retried.
+    case error
+}
+
+/// What set off the work an audit line records.
+public enum AuditTrigger: String, Sendable, Codable {
+    case webhook, manual, sync, gc, controller
+}
+
 /// One line of the audit trail.
 public struct AuditEvent: Sendable, Codable, Equatable {
     public var id: Int64?
     public var repo: String
     public var number: Int
+    /// An `AuditKind`'s raw value: the record keeps what was written, whichever version wrote it.
     public var kind: String
     public var message: String
     public var deliveryID: String?
     public var at: Date
     /// The commit it concerns, when it concerns one.
     public var sha: String? = nil
-    /// What set it off: `webhook`, `manual` (stager deploy/destroy), `sync`, `gc`, or `controller`.
+    /// An `AuditTrigger`'s raw value.
     public var trigger: String? = nil
     /// Who: the webhook's sender, the operator, or the approving writer.
     public var actor: String? = nil
-
-    /// The trigger a delivery's source stands for.
-    static func trigger(forSource source: String?) -> String {
-        switch source {
-        case "pull_request": return "webhook"
-        case "deploy", "destroy": return "manual"
-        case .some(let other): return other
-        case nil: return "controller"
-        }
-    }
 }
 
 /// The one place that touches SQLite: deliveries, desired and applied state per PR, and the audit trail.
 public final class Store: Sendable {
-    private let db: DatabasePool
+    fileprivate let db: DatabasePool
 
     public init(path: URL) throws {
         try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -189,20 +168,20 @@ public final class Store: Sendable {
 
     /// Records the delivery and moves the PR's desired state, in one transaction. Once this returns
     /// `.accepted`, a crash loses nothing: the controller finds the version ahead of the applied one.
-    public func accept(_ delivery: IncomingDelivery) async throws -> AcceptOutcome {
+    public func accept(_ delivery: DesiredStateChange) async throws -> AcceptOutcome {
         // Async, so the HTTP server's event loop never blocks on SQLite.
         try await db.write { db in
             if try Self.hasDelivery(db, id: delivery.id) { return .duplicate }
-            let event = delivery.event
-            let key = event.key
-            let updatedAt = event.pull_request.updated_at ?? ""
+            let pull = delivery.pullRequest
+            let key = delivery.key
+            let updatedAt = pull.updatedAt ?? ""
             var outcome: AcceptOutcome
             var environment = try Self.environment(db, key)
 
             if let current = environment, !delivery.isCurrentState, !updatedAt.isEmpty, updatedAt < current.sourceUpdatedAt {
                 outcome = .stale
             } else {
-                var env = try environment ?? Self.newEnvironment(db, event: event, at: delivery.receivedAt)
+                var env = try environment ?? Self.newEnvironment(db, delivery)
                 let wasGone = env.status == .removed && env.desired == .absent
                 switch delivery.intent {
                 case .deploy(let sha):
@@ -217,7 +196,7 @@ public final class Store: Sendable {
                     }
                     if wasGone {
                         // A reopened PR may have lost its slug to another environment meanwhile.
-                        env.slug = try Self.freeSlug(db, branch: event.pull_request.head.ref, key: key)
+                        env.slug = try Self.freeSlug(db, branch: pull.branch, key: key)
                     }
                     env.desired = .present
                     env.desiredSha = sha
@@ -228,11 +207,11 @@ public final class Store: Sendable {
                     env.desired = .absent
                     if env.status != .removed { env.status = .removing }
                 }
-                env.branch = event.pull_request.head.ref
-                env.title = event.pull_request.title ?? env.title
-                env.author = event.pull_request.user?.login ?? env.author
-                env.headRepo = event.pull_request.head.repo?.full_name ?? env.headRepo
-                env.cloneURL = event.pull_request.head.repo?.clone_url ?? env.cloneURL
+                env.branch = pull.branch
+                env.title = pull.title ?? env.title
+                env.author = pull.author ?? env.author
+                env.headRepo = pull.headRepo ?? env.headRepo
+                env.cloneURL = pull.cloneURL ?? env.cloneURL
                 if updatedAt > env.sourceUpdatedAt { env.sourceUpdatedAt = updatedAt }
                 env.desiredVersion += 1
                 env.lastDeliveryID = delivery.id
@@ -241,16 +220,16 @@ public final class Store: Sendable {
                 environment = env
                 outcome = .accepted(version: env.desiredVersion)
             }
-            let actor = delivery.actor ?? event.sender?.login ?? delivery.approvedBy
+            let actor = delivery.actor ?? delivery.approvedBy
             try DeliveryRow(
-                id: delivery.id, event: delivery.source, action: event.action, repo: key.repo, number: key.number,
+                id: delivery.id, event: delivery.source.rawValue, action: delivery.action, repo: key.repo, number: key.number,
                 outcome: outcome == .stale ? "stale" : "accepted", receivedAt: delivery.receivedAt, actor: actor
             ).insert(db)
             var audit = AuditRow(AuditEvent(
-                repo: key.repo, number: key.number, kind: delivery.source == "pull_request" ? "webhook" : delivery.source,
-                message: outcome == .stale ? "\(event.action) ignored: older than the applied state" : "\(event.action) at \(event.pull_request.head.sha.prefix(12))",
-                deliveryID: delivery.id, at: delivery.receivedAt, sha: event.pull_request.head.sha,
-                trigger: AuditEvent.trigger(forSource: delivery.source), actor: actor
+                repo: key.repo, number: key.number, kind: delivery.source.auditKind.rawValue,
+                message: outcome == .stale ? "\(delivery.action) ignored: older than the applied state" : "\(delivery.action) at \(pull.headSha.prefix(12))",
+                deliveryID: delivery.id, at: delivery.receivedAt, sha: pull.headSha,
+                trigger: delivery.source.trigger.rawValue, actor: actor
             ))
             try audit.insert(db)
             return outcome
@@ -269,7 +248,7 @@ public final class Store: Sendable {
 
     /// Every environment, the removed ones included, oldest first.
     public func allEnvironments() throws -> [Environment] {
-        try db.read { try EnvironmentRow.order(Column("createdAt"), Column("repo"), Column("number")).fetchAll($0).map(\.environment) }
+        try db.read(Self.allEnvironments)
     }
 
     /// Applies `change` to the stored environment in a transaction and returns the result.
@@ -297,17 +276,12 @@ public final class Store: Sendable {
     }
 
     public func desiredVersion(_ key: PullRequestKey) throws -> Int? {
-        try db.read { db in
-            try Int.fetchOne(db, sql: "SELECT desiredVersion FROM environment WHERE repo = ? AND number = ?", arguments: [key.repo, key.number])
-        }
+        try db.read { try Self.desiredVersion($0, key) }
     }
 
     /// PRs whose desired version is ahead of the applied one, with that version.
     public func pendingVersions() throws -> [PullRequestKey: Int] {
-        try db.read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT repo, number, desiredVersion FROM environment WHERE desiredVersion > appliedVersion")
-            return Dictionary(rows.map { (PullRequestKey(repo: $0["repo"], number: $0["number"]), $0["desiredVersion"]) }) { first, _ in first }
-        }
+        try db.read(Self.pendingVersions)
     }
 
     // MARK: Admission (max_environments)
@@ -349,12 +323,7 @@ public final class Store: Sendable {
 
     /// PRs waiting for room, oldest first.
     public func waitingKeys() throws -> [PullRequestKey] {
-        try db.read { db in
-            try EnvironmentRow
-                .filter(Column("desired") == Desire.present.rawValue && Column("admitted") == false && Column("waitingSince") != nil)
-                .order(Column("waitingSince"), Column("createdAt"))
-                .fetchAll(db).map(\.environment.key)
-        }
+        try db.read(Self.waitingKeys)
     }
 
     // MARK: Facts
@@ -377,12 +346,12 @@ public final class Store: Sendable {
 
     /// Records what happened; the trigger and who caused it come from `deliveryID`'s delivery (the intent
     /// being carried out), unless `actor` names someone else (a writer approving, say).
-    public func audit(_ key: PullRequestKey, kind: String, message: String, deliveryID: String? = nil, sha: String? = nil, actor: String? = nil) async throws {
+    public func audit(_ key: PullRequestKey, kind: AuditKind, message: String, deliveryID: String? = nil, sha: String? = nil, actor: String? = nil) async throws {
         try await db.write { db in
             let delivery = try deliveryID.flatMap { try DeliveryRow.fetchOne(db, key: $0) }
             var row = AuditRow(AuditEvent(
-                repo: key.repo, number: key.number, kind: kind, message: message, deliveryID: deliveryID, at: Date(), sha: sha,
-                trigger: AuditEvent.trigger(forSource: delivery?.event), actor: actor ?? delivery?.actor
+                repo: key.repo, number: key.number, kind: kind.rawValue, message: message, deliveryID: deliveryID, at: Date(), sha: sha,
+                trigger: (delivery.map { ChangeSource(rawValue: $0.event)?.trigger ?? .controller } ?? .controller).rawValue, actor: actor ?? delivery?.actor
             ))
             try row.insert(db)
         }
@@ -401,9 +370,29 @@ public final class Store: Sendable {
 
     // The hot queries (every delivery, every step) use cached statements: compiling one costs more than running it.
 
-    private static func environment(_ db: Database, _ key: PullRequestKey) throws -> Environment? {
+    fileprivate static func environment(_ db: Database, _ key: PullRequestKey) throws -> Environment? {
         let statement = try db.cachedStatement(sql: "SELECT * FROM environment WHERE repo = ? AND number = ?")
         return try EnvironmentRow.fetchOne(statement, arguments: [key.repo, key.number])?.environment
+    }
+
+    fileprivate static func allEnvironments(_ db: Database) throws -> [Environment] {
+        try EnvironmentRow.order(Column("createdAt"), Column("repo"), Column("number")).fetchAll(db).map(\.environment)
+    }
+
+    fileprivate static func desiredVersion(_ db: Database, _ key: PullRequestKey) throws -> Int? {
+        try Int.fetchOne(db, sql: "SELECT desiredVersion FROM environment WHERE repo = ? AND number = ?", arguments: [key.repo, key.number])
+    }
+
+    fileprivate static func pendingVersions(_ db: Database) throws -> [PullRequestKey: Int] {
+        let rows = try Row.fetchAll(db, sql: "SELECT repo, number, desiredVersion FROM environment WHERE desiredVersion > appliedVersion")
+        return Dictionary(rows.map { (PullRequestKey(repo: $0["repo"], number: $0["number"]), $0["desiredVersion"]) }) { first, _ in first }
+    }
+
+    fileprivate static func waitingKeys(_ db: Database) throws -> [PullRequestKey] {
+        try EnvironmentRow
+            .filter(Column("desired") == Desire.present.rawValue && Column("admitted") == false && Column("waitingSince") != nil)
+            .order(Column("waitingSince"), Column("createdAt"))
+            .fetchAll(db).map(\.environment.key)
     }
 
     private static func hasDelivery(_ db: Database, id: String) throws -> Bool {
@@ -411,13 +400,14 @@ public final class Store: Sendable {
         return try Bool.fetchOne(statement, arguments: [id]) ?? false
     }
 
-    private static func newEnvironment(_ db: Database, event: PullRequestEvent, at date: Date) throws -> Environment {
-        Environment(
-            repo: event.repository.full_name, number: event.number,
-            slug: try freeSlug(db, branch: event.pull_request.head.ref, key: event.key),
-            branch: event.pull_request.head.ref, title: event.pull_request.title ?? "",
-            author: event.pull_request.user?.login ?? "", headRepo: event.pull_request.head.repo?.full_name ?? "",
-            desired: .absent, desiredSha: event.pull_request.head.sha, desiredVersion: 0, appliedVersion: 0,
+    private static func newEnvironment(_ db: Database, _ change: DesiredStateChange) throws -> Environment {
+        let (pull, date) = (change.pullRequest, change.receivedAt)
+        return Environment(
+            repo: change.key.repo, number: change.key.number,
+            slug: try freeSlug(db, branch: pull.branch, key: change.key),
+            branch: pull.branch, title: pull.title ?? "",
+            author: pull.author ?? "", headRepo: pull.headRepo ?? "",
+            desired: .absent, desiredSha: pull.headSha, desiredVersion: 0, appliedVersion: 0,
             sourceUpdatedAt: "", status: .queued, commentPending: false, createdAt: date, updatedAt: date,
             lastActivityAt: date, admitted: false, waitingSince: nil,
             approvedSha: nil, approvedBy: nil, labelSha: nil, labelSender: nil
@@ -465,4 +455,57 @@ private struct AuditRow: Codable, FetchableRecord, MutablePersistableRecord {
     init(_ event: AuditEvent) { self.event = event }
     init(from decoder: any Decoder) throws { event = try AuditEvent(from: decoder) }
     func encode(to encoder: any Encoder) throws { try event.encode(to: encoder) }
+}
+
+/// The store as the controller's repository of environments. Its reads suspend while SQLite answers (the
+/// store's own reads, for the commands, block), so a slow read never holds one of the few threads the
+/// webhook's answers need.
+public struct SQLiteEnvironments: EnvironmentRepository {
+    let store: Store
+    private var db: DatabasePool { store.db }
+
+    public func environment(_ key: PullRequestKey) async throws -> Environment? {
+        try await db.read { db in try Store.environment(db, key) }
+    }
+
+    public func allEnvironments() async throws -> [Environment] {
+        try await db.read { db in try Store.allEnvironments(db) }
+    }
+
+    public func desiredVersion(_ key: PullRequestKey) async throws -> Int? {
+        try await db.read { db in try Store.desiredVersion(db, key) }
+    }
+
+    public func pendingVersions() async throws -> [PullRequestKey: Int] {
+        try await db.read { db in try Store.pendingVersions(db) }
+    }
+
+    public func waitingKeys() async throws -> [PullRequestKey] {
+        try await db.read { db in try Store.waitingKeys(db) }
+    }
+
+    @discardableResult
+    public func update(_ key: PullRequestKey, _ change: @escaping @Sendable (inout Environment) -> Void) async throws -> Environment? {
+        try await store.update(key, change)
+    }
+
+    public func markApplied(_ key: PullRequestKey, version: Int) async throws {
+        try await store.markApplied(key, version: version)
+    }
+
+    public func admit(_ key: PullRequestKey, limit: Int, repoLimit: Int?, at date: Date) async throws -> Admission {
+        try await store.admit(key, limit: limit, repoLimit: repoLimit, at: date)
+    }
+
+    public func audit(_ key: PullRequestKey, kind: AuditKind, message: String, deliveryID: String?, sha: String?, actor: String?) async throws {
+        try await store.audit(key, kind: kind, message: message, deliveryID: deliveryID, sha: sha, actor: actor)
+    }
+
+    public func setFact(_ name: String, _ value: String, at date: Date) async throws {
+        try await store.setFact(name, value, at: date)
+    }
+}
+
+extension Store {
+    public var environments: SQLiteEnvironments { SQLiteEnvironments(store: self) }
 }

@@ -84,7 +84,7 @@ public struct EventView: Codable, Sendable, Equatable {
         kind = event.kind
         message = event.message
         sha = event.sha
-        trigger = event.trigger ?? "controller"
+        trigger = event.trigger ?? AuditTrigger.controller.rawValue
         actor = event.actor
         delivery_id = event.deliveryID
         at = ISO8601DateFormatter().string(from: event.at)

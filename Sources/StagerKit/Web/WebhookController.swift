@@ -69,9 +69,9 @@ public struct WebhookController: Sendable {
             return reply(.badRequest, "missing X-GitHub-Delivery header", event: eventName, outcome: "bad_request")
         }
 
-        var delivery = IncomingDelivery(id: deliveryID, event: event, intent: intent, receivedAt: Date())
-        if labeled { delivery.labeledBy = event.sender?.login ?? "" }
-        let outcome = try await store.accept(delivery)
+        var change = DesiredStateChange(delivery: deliveryID, event: event, intent: intent)
+        if labeled { change.labeledBy = event.sender?.login ?? "" }
+        let outcome = try await store.accept(change)
         switch outcome {
         case .duplicate:
             return reply(.ok, "duplicate delivery \(deliveryID): already recorded", event: eventName, outcome: "duplicate")
