@@ -130,6 +130,7 @@ public final class Controller: Service, Sendable {
     /// store; this notices within a second, and keeps a heartbeat those commands read to know serve is up.
     private func watchStore() async throws {
         var seen = try await environments.pendingVersions()
+        var reconcileRequest = try await environments.fact(Self.reconcileRequestFact)
         var lastBeat = ContinuousClock.now - Self.heartbeatEvery
         while !Task.isCancelled {
             // A store that fails for a moment (a locked database) is tried again next second; a lasting failure shows in the log.
@@ -143,6 +144,16 @@ public final class Controller: Service, Sendable {
                 for key in changed.sorted(by: { $0.description < $1.description }) { await enqueue(key) }
                 if !changed.isEmpty { await enqueueWaiting() }
                 seen = pending
+                // gc asks for orphans to go now rather than at the next interval.
+                let request = try await environments.fact(Self.reconcileRequestFact)
+                if request != reconcileRequest {
+                    reconcileRequest = request
+                    do {
+                        _ = try await Reconciler(controller: self).reconcile()
+                    } catch {
+                        logger.error("reconcile asked for by gc failed; the next interval tries again", metadata: ["error": "\(error)"])
+                    }
+                }
             } catch is CancellationError {
                 return
             } catch {
@@ -185,6 +196,8 @@ public final class Controller: Service, Sendable {
     }
 
     public static let heartbeatFact = "serve.heartbeat"
+    /// Changed by `stager gc` when it recorded work: serve reconciles at once.
+    public static let reconcileRequestFact = "serve.reconcile-requested"
     static let heartbeatEvery: Duration = .seconds(5)
 
     // MARK: Converging one PR

@@ -156,6 +156,8 @@ public struct GarbageCollector: Sendable {
         public var images = 0
         public var failed = 0
         public var dryRun = false
+        /// Who removed the containers and vhosts: the running serve, or gc itself when none runs.
+        public var doneBy: String? = nil
 
         public var line: String {
             let verb = dryRun ? "would remove" : "removed"
@@ -165,6 +167,7 @@ public struct GarbageCollector: Sendable {
             if unknown > 0 { text += " (\(unknown) unknown)" }
             if missing > 0 { text += "; \(Self.count(missing, "open PR")) without an environment (stager sync)" }
             if failed > 0 { text += "; \(failed) failed" }
+            if let doneBy { text += "; done by \(doneBy)" }
             return text
         }
 
@@ -255,7 +258,7 @@ public struct GarbageCollector: Sendable {
         }
 
         // 1. Record the teardowns first, so a running `stager serve` does not bring them back meanwhile.
-        var teardowns: [(GcPlan.Removal, Environment)] = []
+        var teardowns: [(removal: GcPlan.Removal, env: Environment)] = []
         for removal in plan.environments {
             do {
                 let outcome = try await store.accept(Intents.teardown(removal.env, updatedAt: removal.closedAt, source: .gc))
@@ -267,66 +270,22 @@ public struct GarbageCollector: Sendable {
             }
         }
 
-        // 2. Every vhost that goes, in one test and one reload.
-        let inventory = await frontDoor.inventory()
-        let slugs = plan.vhosts + teardowns.map(\.1.slug).filter { inventory.managed.contains($0) }
-        var vhostError: String?
-        do {
-            try await frontDoor.remove(slugs: slugs)
-        } catch {
-            vhostError = "\(error)"
-        }
-        for slug in plan.vhosts {
-            if let vhostError {
-                summary.failed += 1
-                report(GcItem(action: .failed, kind: .vhost, item: "\(slug).conf", reason: vhostError))
-            } else {
-                summary.vhosts += 1
-                report(GcItem(action: .removed, kind: .vhost, item: "\(slug).conf", reason: "belongs to no environment"))
-            }
-        }
-
-        // 3. Each environment's containers and comment, through the controller's own steps, and the
-        //    orphan containers: a few at a time, each reported as soon as it is done.
-        let (store, runtime, controller) = (store, runtime, controller)
-        let failedSlugs = vhostError == nil ? Set<String>() : Set(slugs)
-        let vhostProblem = vhostError ?? ""
-        let jobs: [@Sendable () async -> GcItem] = teardowns.map { removal, env in
-            { @Sendable in
-                let item = "\(env.key) (\(env.slug))"
-                do {
-                    guard !failedSlugs.contains(env.slug) else { throw NginxError.reloadFailed(vhostProblem) }
-                    try await controller.convergeNow(env.key)
-                    // Only what happened is reported: the environment must be removed now.
-                    let after = try store.environment(env.key)
-                    if after?.desired == .present { throw GcFailure.superseded }
-                    guard after?.status == .removed else { throw GcFailure.notRemoved(after?.status) }
-                    return GcItem(action: .removed, kind: .environment, item: item, reason: removal.reason)
-                } catch {
-                    return GcItem(action: .failed, kind: .environment, item: item, reason: "\(error)")
-                }
-            }
-        } + plan.containers.map { container in
-            { @Sendable in
-                do {
-                    try await runtime.remove(container.id)
-                    return Self.orphanItem(container, action: .removed)
-                } catch {
-                    return GcItem(action: .failed, kind: .container, item: container.name, reason: "\(error)")
-                }
-            }
-        }
-        await withTaskGroup(of: GcItem.self) { group in
-            var pending = jobs.makeIterator()
-            for _ in 0..<Self.parallelRemovals { if let job = pending.next() { group.addTask(operation: job) } }
-            while let item = await group.next() {
-                if let job = pending.next() { group.addTask(operation: job) }
+        // 2. Containers, vhosts and comments change only in `stager serve`, when it runs: it is asked to
+        //    reconcile now, and each item is reported once it is gone.
+        let work = teardowns.count + plan.vhosts.count + plan.containers.count
+        if work > 0 {
+            let serveRuns = ServeHeartbeat(store: store).isBeating()
+            summary.doneBy = serveRuns ? "stager serve" : "gc itself (stager serve is not running)"
+            let items = serveRuns
+                ? await awaitServe(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers, report: report)
+                : await removeHere(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers, report: report)
+            for item in items {
                 switch (item.action, item.kind) {
                 case (.failed, _): summary.failed += 1
                 case (_, .environment): summary.environments += 1
+                case (_, .vhost): summary.vhosts += 1
                 default: summary.containers += 1
                 }
-                report(item)
             }
         }
 
@@ -356,6 +315,127 @@ public struct GarbageCollector: Sendable {
         }
         return summary
     }
+
+    /// Asks the running serve to reconcile now and waits until each teardown is applied and each orphan is
+    /// gone, reporting each as it goes. What serve does not finish in `serveTimeout` is reported failed.
+    private func awaitServe(teardowns: [(removal: GcPlan.Removal, env: Environment)], vhosts: [String], containers: [ContainerInfo],
+                            report: (GcItem) -> Void) async -> [GcItem] {
+        var items: [GcItem] = []
+        var pendingTeardowns = teardowns
+        var pendingVhosts = vhosts
+        var pendingContainers = containers
+        let clock = ContinuousClock()
+        let deadline = clock.now + Self.serveTimeout
+        do {
+            try await store.setFact(Controller.reconcileRequestFact, UUID().uuidString)
+        } catch {
+            logger.warning("could not ask stager serve to reconcile now; it does at its next interval", metadata: ["error": "\(error)"])
+        }
+        func done(_ item: GcItem) {
+            items.append(item)
+            report(item)
+        }
+        while !(pendingTeardowns.isEmpty && pendingVhosts.isEmpty && pendingContainers.isEmpty), clock.now < deadline {
+            do {
+                pendingTeardowns = try pendingTeardowns.filter { removal, env in
+                    let item = "\(env.key) (\(env.slug))"
+                    guard let now = try store.environment(env.key) else { return true }
+                    if now.desired == .present {
+                        done(GcItem(action: .failed, kind: .environment, item: item, reason: GcFailure.superseded.description))
+                        return false
+                    }
+                    guard now.status == .removed, now.appliedVersion >= env.desiredVersion else { return true }
+                    done(GcItem(action: .removed, kind: .environment, item: item, reason: removal.reason))
+                    return false
+                }
+                let managed = Set(await frontDoor.inventory().managed)
+                pendingVhosts = pendingVhosts.filter { slug in
+                    guard !managed.contains(slug) else { return true }
+                    done(GcItem(action: .removed, kind: .vhost, item: "\(slug).conf", reason: "belongs to no environment"))
+                    return false
+                }
+                if !pendingContainers.isEmpty {
+                    let present = Set(try await runtime.list(for: nil).map(\.id))
+                    pendingContainers = pendingContainers.filter { container in
+                        guard !present.contains(container.id) else { return true }
+                        done(Self.orphanItem(container, action: .removed))
+                        return false
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            } catch {
+                logger.warning("gc could not read what serve did; trying again", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(500))  // cancelled only with the process
+            }
+        }
+        let late = "stager serve did not remove it within \(Self.serveTimeout); it keeps trying (see its log)"
+        for (_, env) in pendingTeardowns { done(GcItem(action: .failed, kind: .environment, item: "\(env.key) (\(env.slug))", reason: late)) }
+        for slug in pendingVhosts { done(GcItem(action: .failed, kind: .vhost, item: "\(slug).conf", reason: late)) }
+        for container in pendingContainers { done(GcItem(action: .failed, kind: .container, item: container.name, reason: late)) }
+        return items
+    }
+
+    /// No serve runs: gc does the work itself, through the controller's own steps. Every vhost goes in one
+    /// test and one reload; then each environment and orphan container, a few at a time.
+    private func removeHere(teardowns: [(removal: GcPlan.Removal, env: Environment)], vhosts: [String], containers: [ContainerInfo],
+                            report: (GcItem) -> Void) async -> [GcItem] {
+        var items: [GcItem] = []
+        let inventory = await frontDoor.inventory()
+        let slugs = vhosts + teardowns.map(\.env.slug).filter { inventory.managed.contains($0) }
+        var vhostError: String?
+        do {
+            try await frontDoor.remove(slugs: slugs)
+        } catch {
+            vhostError = "\(error)"
+        }
+        for slug in vhosts {
+            let item = vhostError.map { GcItem(action: .failed, kind: .vhost, item: "\(slug).conf", reason: $0) }
+                ?? GcItem(action: .removed, kind: .vhost, item: "\(slug).conf", reason: "belongs to no environment")
+            items.append(item)
+            report(item)
+        }
+        let (store, runtime, controller) = (store, runtime, controller)
+        let failedSlugs = vhostError == nil ? Set<String>() : Set(slugs)
+        let vhostProblem = vhostError ?? ""
+        let jobs: [@Sendable () async -> GcItem] = teardowns.map { removal, env in
+            { @Sendable in
+                let item = "\(env.key) (\(env.slug))"
+                do {
+                    guard !failedSlugs.contains(env.slug) else { throw NginxError.reloadFailed(vhostProblem) }
+                    try await controller.convergeNow(env.key)
+                    // Only what happened is reported: the environment must be removed now.
+                    let after = try store.environment(env.key)
+                    if after?.desired == .present { throw GcFailure.superseded }
+                    guard after?.status == .removed else { throw GcFailure.notRemoved(after?.status) }
+                    return GcItem(action: .removed, kind: .environment, item: item, reason: removal.reason)
+                } catch {
+                    return GcItem(action: .failed, kind: .environment, item: item, reason: "\(error)")
+                }
+            }
+        } + containers.map { container in
+            { @Sendable in
+                do {
+                    try await runtime.remove(container.id)
+                    return Self.orphanItem(container, action: .removed)
+                } catch {
+                    return GcItem(action: .failed, kind: .container, item: container.name, reason: "\(error)")
+                }
+            }
+        }
+        await withTaskGroup(of: GcItem.self) { group in
+            var pending = jobs.makeIterator()
+            for _ in 0..<Self.parallelRemovals { if let job = pending.next() { group.addTask(operation: job) } }
+            while let item = await group.next() {
+                if let job = pending.next() { group.addTask(operation: job) }
+                items.append(item)
+                report(item)
+            }
+        }
+        return items
+    }
+
+    /// How long gc waits for a running serve to carry out what it recorded.
+    static let serveTimeout: Duration = .seconds(120)
 
     static let imageReason = "the image of a removed environment (gc.remove_images)"
     static let builtImageReason = "built by Stager for a PR that has no environment any more"

@@ -89,8 +89,7 @@ public struct ManualControl: Sendable {
 
     /// Whether a `stager serve` on this data folder beat its heart recently.
     public func serveIsRunning(now: Date = Date()) -> Bool {
-        guard let beat = try? store.fact(Controller.heartbeatFact) else { return false }
-        return now.timeIntervalSince(beat.at) < 3 * Controller.heartbeatEvery.seconds
+        ServeHeartbeat(store: store).isBeating(now: now)
     }
 
     /// Waits until serve has applied `version` (ready, failed or removed), the PR waits for room, or serve

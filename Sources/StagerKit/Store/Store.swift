@@ -504,6 +504,10 @@ public struct SQLiteEnvironments: EnvironmentRepository {
     public func setFact(_ name: String, _ value: String, at date: Date) async throws {
         try await store.setFact(name, value, at: date)
     }
+
+    public func fact(_ name: String) async throws -> String? {
+        try await db.read { db in try String.fetchOne(db, sql: "SELECT value FROM fact WHERE name = ?", arguments: [name]) }
+    }
 }
 
 extension Store {

@@ -105,6 +105,8 @@ actor InMemoryEnvironments: EnvironmentRepository {
 
     func setFact(_ name: String, _ value: String, at date: Date) { facts[name] = value }
 
+    func fact(_ name: String) -> String? { facts[name] }
+
     private func waiters() -> [Environment] {
         rows.values.filter { $0.desired == .present && !$0.admitted && $0.waitingSince != nil }
             .sorted { ($0.waitingSince ?? .distantPast, $0.createdAt) < ($1.waitingSince ?? .distantPast, $1.createdAt) }
