@@ -137,6 +137,17 @@ final class Bench: @unchecked Sendable {
         var p99Milliseconds: Double
         var maxMilliseconds: Double
         var stored: Int
+        /// The server's own p99 (`stager_webhook_ack_seconds`, as the upper bound of its bucket): what the
+        /// handler took, without the client's and the network's share.
+        var serverP99Milliseconds: Double
+    }
+
+    /// The `stager_webhook_ack_seconds` buckets now (upper bound → cumulative count).
+    func ackBuckets() async throws -> [(bound: Double, count: Double)] {
+        try PrometheusText(try await get("/metrics")).samples
+            .filter { $0.name == "stager_webhook_ack_seconds_bucket" }
+            .map { (Double($0.labels["le"] ?? "") ?? .infinity, $0.value) }
+            .sorted { $0.bound < $1.bound }
     }
 
     /// Signed deliveries with unique ids at a fixed rate, each acknowledged and durably stored. `storm`: pushes
@@ -160,6 +171,7 @@ final class Bench: @unchecked Sendable {
         }
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
         let storedBefore = try store.deliveryCount()
+        let bucketsBefore = try await ackBuckets()
         let (harness, port) = (harness, servePort)
         let start = clock.now
         let interval = Duration.seconds(1) / sizes.ackRate
@@ -178,6 +190,9 @@ final class Bench: @unchecked Sendable {
         }
         let latencies = Samples(seconds: answers.map(\.1.seconds))
         let stored = try store.deliveryCount() - storedBefore
+        let bucketsAfter = try await ackBuckets()
+        let counts = bucketsAfter.map { after in (after.bound, after.count - (bucketsBefore.first { $0.bound == after.bound }?.count ?? 0)) }
+        let serverP99 = counts.first { $0.1 >= 0.99 * (counts.last?.1 ?? 0) }?.0 ?? .infinity
         // Close them all and let the controller finish, so the next scenario starts from a quiet machine.
         for pr in 0..<prs {
             _ = try await harness.send("closed", number: first + pr, branch: "bench-ack-\(pr)", sha: Fixtures.sha("ack-closed"),
@@ -189,7 +204,7 @@ final class Bench: @unchecked Sendable {
         return Ack(load: storm ? "pushes to 20 deploying PRs" : "200 PRs gated by require_label", rate: sizes.ackRate, seconds: sizes.ackSeconds,
                    sent: total, non2xx: answers.filter { !(200..<300).contains($0.0) }.count,
                    p50Milliseconds: latencies.median * 1000, p99Milliseconds: latencies.p99 * 1000, maxMilliseconds: latencies.max * 1000,
-                   stored: stored)
+                   stored: stored, serverP99Milliseconds: serverP99 * 1000)
     }
 
     struct Scale: Encodable {

@@ -23,7 +23,7 @@ public struct StagerApp: Sendable {
     /// nil when no token is configured.
     public let github: GitHubClient?
 
-    public init(config: StagerConfig, runner: any CommandRunner = SubprocessRunner(), publisher: (any CommentPublisher)? = nil, logger: Logger) throws {
+    public init(config: StagerConfig, runner: any CommandRunner = SubprocessRunner(niceness: 10), publisher: (any CommentPublisher)? = nil, logger: Logger) throws {
         self.config = config
         let templates = try Templates.load(overrideDir: config.templatesDir)
         try Self.writeGeneratedHtpasswd(config)

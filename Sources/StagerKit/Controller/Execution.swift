@@ -72,14 +72,17 @@ struct Execution {
         if env.desired == .present {
             guard try await approved(), try await admitted() else { return .waiting }
         }
-        // A teardown takes the URL down before asking the engine anything: closes that come together then reach
-        // nginx together and share a reload, and the URL is gone at once.
-        if env.desired == .absent, await seams.frontDoor.routed(slug: env.slug) != nil {
-            guard try await perform(.removeVhost) else { return .finished }
+        // A teardown takes the URL down before anything else: closes that come together then reach nginx
+        // together and share a reload, and the URL is gone at once. The engine is asked meanwhile.
+        let observed: Observation
+        if nothingRunsYet {
+            observed = Observation(of: env, containers: [], routed: await seams.frontDoor.routed(slug: env.slug))
+        } else if env.desired == .absent, await seams.frontDoor.routed(slug: env.slug) != nil {
+            try await takeURLDown()
+            observed = Observation(of: env, containers: [], routed: nil)
+        } else {
+            observed = try await observe()
         }
-        let observed = nothingRunsYet
-            ? Observation(of: env, containers: [], routed: await seams.frontDoor.routed(slug: env.slug))
-            : try await observe()
         let steps = Planner.plan(desired: env.desiredState, observed: observed)
         if !steps.isEmpty {
             logger.info("converging", metadata: ["desired": "\(env.desiredState)", "steps": "\(steps.count)"])
@@ -245,6 +248,34 @@ struct Execution {
             logger.info("environment removed")
         }
         return true
+    }
+
+    /// A teardown's first move. The engine is asked for the PR's containers while nginx reloads without the
+    /// vhost; once the reload is in, the containers go (the one serving at once, any other as soon as the
+    /// engine names it) while nginx's old workers finish: a request that still reaches one meets a closed
+    /// PR either way. The teardown goes on once nginx confirms.
+    private mutating func takeURLDown() async throws {
+        let (runtime, frontDoor, key, hostName, slug, serving) = (seams.runtime, seams.frontDoor, key, hostName, env.slug, env.containerID)
+        if env.status != .removing { try await setStatus(.removing) }
+        outcome = .removed
+        try await withThrowingTaskGroup(of: [ContainerInfo].self) { group in
+            group.addTask { try await runtime.list(for: key) }
+            try await frontDoor.remove(slug: slug)
+            group.addTask { try await frontDoor.confirmUnrouted(hostName: hostName); return [] }
+            if let serving { group.addTask { try await runtime.remove(serving); return [] } }
+            while let listed = try await group.next() {
+                for container in listed where !Self.same(container.id, serving) {
+                    group.addTask { try await runtime.remove(container.id); return [] }
+                }
+            }
+        }
+        logger.info("took the URL down and removed the containers")
+    }
+
+    /// docker names a container by its full id or any unique prefix of it.
+    private static func same(_ id: String, _ other: String?) -> Bool {
+        guard let other, !id.isEmpty, !other.isEmpty else { return false }
+        return id.hasPrefix(other) || other.hasPrefix(id)
     }
 
     private var hostName: String { "\(env.slug).\(config.preview.domain)" }

@@ -14,6 +14,18 @@ public struct StagerMetrics: Sendable {
         .seconds(15), .seconds(60), .seconds(300),
     ]
 
+    /// From a millisecond up: the webhook's answer is one SQLite transaction away.
+    static let ackBuckets: [Duration] = [
+        .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20), .milliseconds(50),
+        .milliseconds(100), .milliseconds(250), .seconds(1),
+    ]
+
+    /// Time from the request's arrival in the handler to its answer.
+    public func acknowledged(in duration: Duration) {
+        registry.makeDurationHistogram(name: "stager_webhook_ack_seconds", buckets: Self.ackBuckets,
+                                       help: "Time to answer a webhook delivery, from its arrival in the handler").record(duration)
+    }
+
     public func webhook(event: String, outcome: String) {
         registry.makeCounter(name: "stager_webhooks_total", labels: [("event", event), ("outcome", outcome)],
                              help: "Webhook deliveries received, by event and outcome").increment()

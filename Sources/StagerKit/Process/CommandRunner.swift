@@ -97,16 +97,21 @@ extension CommandRunner {
 public struct SubprocessRunner: CommandRunner {
     /// Output beyond this is an error rather than silently cut (container logs are asked for with --tail).
     private let outputLimit: Int
+    /// Started through `nice -n N` when set: docker, git and nginx then yield the CPU to Stager's own
+    /// threads, so a webhook's answer does not wait behind a burst of deploys on a small host.
+    private let niceness: Int?
 
-    public init(outputLimit: Int = 16 * 1024 * 1024) {
+    public init(outputLimit: Int = 16 * 1024 * 1024, niceness: Int? = nil) {
         self.outputLimit = outputLimit
+        self.niceness = niceness
     }
 
     public func run(_ command: Command) async throws -> CommandResult {
         do {
+            let (executable, arguments) = launch(command)
             let result = try await Subprocess.run(
-                Self.executable(command),
-                arguments: Arguments(command.arguments),
+                executable,
+                arguments: arguments,
                 environment: try Self.environment(command),
                 output: .string(limit: outputLimit),
                 error: .string(limit: outputLimit)
@@ -136,9 +141,10 @@ public struct SubprocessRunner: CommandRunner {
         defer { if sink != .terminal { try? descriptor.close() } }
         let errors: FileDescriptor = sink == .terminal ? .standardError : descriptor
         do {
+            let (executable, arguments) = launch(command)
             let result = try await Subprocess.run(
-                Self.executable(command),
-                arguments: Arguments(command.arguments),
+                executable,
+                arguments: arguments,
                 environment: try Self.environment(command),
                 output: .fileDescriptor(descriptor, closeAfterSpawningProcess: false),
                 error: .fileDescriptor(errors, closeAfterSpawningProcess: false)
@@ -149,8 +155,12 @@ public struct SubprocessRunner: CommandRunner {
         }
     }
 
-    private static func executable(_ command: Command) -> Executable {
-        command.executable.contains("/") ? .path(FilePath(command.executable)) : .name(command.executable)
+    private func launch(_ command: Command) -> (Executable, Arguments) {
+        guard let niceness else {
+            let executable: Executable = command.executable.contains("/") ? .path(FilePath(command.executable)) : .name(command.executable)
+            return (executable, Arguments(command.arguments))
+        }
+        return (.name("nice"), Arguments(["-n", String(niceness), command.executable] + command.arguments))
     }
 
     private static func environment(_ command: Command) throws -> Subprocess.Environment {

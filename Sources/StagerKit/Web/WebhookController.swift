@@ -15,7 +15,9 @@ public struct WebhookController: Sendable {
 
     public func addRoutes(to router: Router<some RequestContext>) {
         router.post("/webhook") { request, context in
-            try await self.handle(request)
+            let arrived = ContinuousClock.now
+            defer { self.metrics.acknowledged(in: ContinuousClock.now - arrived) }
+            return try await self.handle(request)
         }
     }
 
