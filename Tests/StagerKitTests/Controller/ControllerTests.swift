@@ -151,14 +151,20 @@ struct ControllerTests {
         #expect(await bench.timeline.count("run pr-4 \(b)") == 1)
     }
 
-    @Test func aPushStopsTheBuildOfTheCommitItReplaces() async throws {
+    /// A repository that builds, PR `number` opened at `a`, converging in a task until its build started.
+    func startBuilding(_ number: Int) async throws -> (ControllerBench, Task<Void, any Error>) {
         let bench = try ControllerBench(repoOptions: """
             build:
               dockerfile: Dockerfile
         """)
-        await bench.open(5, sha: a)
-        let first = Task { try await bench.converge(5) }
+        await bench.open(number, sha: a)
+        let converging = Task { try await bench.converge(number) }
         #expect(try await Wait.until { await bench.builder.started == [a] })
+        return (bench, converging)
+    }
+
+    @Test func aPushStopsTheBuildOfTheCommitItReplaces() async throws {
+        let (bench, first) = try await startBuilding(5)
         #expect(await bench.environment(5)?.status == .building)
 
         await bench.open(5, sha: b)
@@ -173,13 +179,7 @@ struct ControllerTests {
     }
 
     @Test func aFailedBuildSaysWhyWithTheBuildLog() async throws {
-        let bench = try ControllerBench(repoOptions: """
-            build:
-              dockerfile: Dockerfile
-        """)
-        await bench.open(6, sha: a)
-        let converging = Task { try await bench.converge(6) }
-        #expect(try await Wait.until { await bench.builder.started == [a] })
+        let (bench, converging) = try await startBuilding(6)
         await bench.builder.finish(succeeding: false)
         try await converging.value
         #expect(await bench.environment(6)?.status == .failed)
