@@ -66,7 +66,7 @@ struct GcPrinter {
     private static func encode(_ value: some Encodable) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
+        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"  // GcItem and the summary always encode
     }
 }
 

@@ -47,7 +47,7 @@ public struct JSONLogHandler: LogHandler {
         fields["message"] = "\(event.message)"
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard var line = try? encoder.encode(fields) else { return }
+        guard var line = try? encoder.encode(fields) else { return }  // string fields always encode
         line.append(0x0A)
         write(line)
     }

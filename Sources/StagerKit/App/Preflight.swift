@@ -28,7 +28,7 @@ public struct Preflight: Sendable {
             results.append(Result(name: "engine", passed: false, detail: "\(error); start dockerd or fix docker.command"))
         }
         results.append(sitesDirWritable())
-        let test = try? await runner.run(Command(argv: config.nginx.testCommand))
+        let test = try? await runner.run(Command(argv: config.nginx.testCommand))  // nil is reported as "could not run"
         if let test, test.succeeded {
             results.append(Result(name: "nginx", passed: true, detail: "`\(config.nginx.testCommand.joined(separator: " "))` passes"))
         } else {
@@ -46,7 +46,7 @@ public struct Preflight: Sendable {
         guard let flag = config.nginx.testCommand.firstIndex(of: "-t") else { return nil }
         var dump = config.nginx.testCommand
         dump[flag] = "-T"
-        guard let result = try? await runner.run(Command(argv: dump)), result.succeeded else { return nil }
+        guard let result = try? await runner.run(Command(argv: dump)), result.succeeded else { return nil }  // no dump: the check is skipped
         let dir = config.nginx.sitesDir.standardizedFileURL.path
         let relative = dir.hasPrefix("/etc/nginx/") ? String(dir.dropFirst("/etc/nginx/".count)) : dir
         let included = result.standardOutput.split(separator: "\n").contains { line in

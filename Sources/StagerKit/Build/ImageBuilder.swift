@@ -131,8 +131,8 @@ public struct ImageBuilder: ImageBuilding, Sendable {
         let root = Self.workRoot(dataDir: config.dataDir)
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let folder = root.appendingPathComponent(Self.workFolderName(key: env.key, sha: sha))
-        try? FileManager.default.removeItem(at: folder)
-        defer { try? FileManager.default.removeItem(at: folder) }
+        try? FileManager.default.removeItem(at: folder)  // a folder left by an interrupted build, if any
+        defer { try? FileManager.default.removeItem(at: folder) }  // what stays is gc's (work folders)
         Self.append(log, "fetching \(sha) from \(url.absoluteString)\n")
         for command in fetchCommands(url: url, sha: sha, into: folder, token: token) {
             let code = try await runner.stream(command, to: .file(log))
@@ -152,7 +152,7 @@ public struct ImageBuilder: ImageBuilding, Sendable {
 
     /// The last lines of the build log, tokens masked.
     public static func tail(_ log: URL, lines: Int, secrets: [String]) -> String {
-        guard let text = try? String(contentsOf: log, encoding: .utf8) else { return "" }
+        guard let text = try? String(contentsOf: log, encoding: .utf8) else { return "" }  // no log yet: no tail
         return SecretMask.mask(text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n"), secrets: secrets)
     }
 
@@ -163,11 +163,17 @@ public struct ImageBuilder: ImageBuilding, Sendable {
         }
     }
 
+    /// Stager's own lines in the build log. The log is a courtesy: the build's result never depends on it,
+    /// so a line that cannot be written is skipped.
     static func append(_ log: URL, _ text: String) {
-        guard let handle = try? FileHandle(forWritingTo: log) else { return }
-        defer { try? handle.close() }
-        _ = try? handle.seekToEnd()
-        try? handle.write(contentsOf: Data(text.utf8))
+        do {
+            let handle = try FileHandle(forWritingTo: log)
+            defer { try? handle.close() }  // closing after the write cannot lose it
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(text.utf8))
+        } catch {
+            return
+        }
     }
 }
 

@@ -96,7 +96,7 @@ private struct Validator {
     /// variable the configuration names but the environment lacks is an error rather than "not set".
     func secret(envKey: String?, fileKey: String?, keyPrefix: String, defaultEnv: String?, requiredWhenNamed: Bool = false) throws -> String? {
         if let path = fileKey {
-            guard let text = try? String(contentsOf: self.path(path), encoding: .utf8) else {
+            guard let text = try? String(contentsOf: self.path(path), encoding: .utf8) else {  // the else branch names the file that cannot be read
                 throw fail("\(keyPrefix)_file", "cannot read \(path)")
             }
             let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -234,7 +234,7 @@ private struct Validator {
             guard let first = name.first, first.isLetter || first == "_", name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
                 throw fail("\(key).args.\(name)", "is not a valid build argument name")
             }
-            guard (try? ImageReference.template(value)) != nil else { throw fail("\(key).args.\(name)", "is not a valid Mustache template") }
+            guard (try? ImageReference.template(value)) != nil else { throw fail("\(key).args.\(name)", "is not a valid Mustache template") }  // the throw says what is wrong
         }
         if let target = build.target, !target.isEmpty, !target.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
             throw fail("\(key).target", "is not a build stage name, got \"\(target)\"")
@@ -265,7 +265,7 @@ private struct Validator {
 
     func deploymentEnvironment(_ value: String?) throws -> String {
         let template = value ?? "pr-{{number}}"
-        guard !template.trimmingCharacters(in: .whitespaces).isEmpty, (try? ImageReference.template(template)) != nil else {
+        guard !template.trimmingCharacters(in: .whitespaces).isEmpty, (try? ImageReference.template(template)) != nil else {  // the throw says what is wrong
             throw fail("github.deployment_environment", "must be a Mustache template such as \"pr-{{number}}\", got \"\(template)\"")
         }
         return template

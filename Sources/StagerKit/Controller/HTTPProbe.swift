@@ -65,7 +65,7 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable ()
         once.set(continuation)
         let timer = Task {
             // Cancelled when the body answers first: then the sleep ends early and nothing is resumed.
-            guard (try? await Task.sleep(for: limit)) != nil else { return }
+            guard (try? await Task.sleep(for: limit)) != nil else { return }  // cancelled: the body finished first
             once.resume(with: .failure(URLError(.timedOut)))
         }
         Task {

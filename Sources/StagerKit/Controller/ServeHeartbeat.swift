@@ -12,7 +12,7 @@ public struct ServeHeartbeat: Sendable {
     /// A beat within three intervals. A store that cannot be read counts as no serve: the command then
     /// says serve is not running rather than waiting for nothing.
     public func isBeating(now: Date = Date()) -> Bool {
-        guard let beat = try? store.fact(Controller.heartbeatFact) else { return false }
+        guard let beat = try? store.fact(Controller.heartbeatFact) else { return false }  // an unreadable store means no serve to wait for
         return now.timeIntervalSince(beat.at) < 3 * Controller.heartbeatEvery.seconds
     }
 }

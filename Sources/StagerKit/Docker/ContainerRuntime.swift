@@ -142,10 +142,10 @@ public struct DockerCLI: ContainerRuntime {
             }
             envFile = file
             let handle = try FileHandle(forWritingTo: file)
-            defer { try? handle.close() }
+            defer { try? handle.close() }  // closing after a failed write: the write error is thrown
             try handle.write(contentsOf: Data(text.utf8))
         }
-        defer { if let envFile { try? FileManager.default.removeItem(at: envFile) } }
+        defer { if let envFile { try? FileManager.default.removeItem(at: envFile) } }  // a leftover 0600 env file in the scratch folder is overwritten next time
         let result = try await run(Self.runArguments(spec, envFile: envFile?.path))
         let id = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
         let port = try await run(["port", id, "\(spec.containerPort)/tcp"])
@@ -205,7 +205,7 @@ public struct DockerCLI: ContainerRuntime {
         // Someone else (serve beside gc) started the removal: it is done only once the container is gone.
         let gone = try await Poller(first: .milliseconds(50), longest: .milliseconds(500)).until(timeout: .seconds(30)) {
             // An engine hiccup while looking counts as not gone yet.
-            guard let inspect = try? await run(["container", "inspect", "--format", "{{.Id}}", idOrName], allowFailure: true) else { return false }
+            guard let inspect = try? await run(["container", "inspect", "--format", "{{.Id}}", idOrName], allowFailure: true) else { return false }  // an engine hiccup while looking counts as not gone yet
             return !inspect.succeeded && inspect.message.contains("No such container")
         }
         guard gone else { throw CommandError.failed(command(["rm", idOrName]), result) }
@@ -248,7 +248,7 @@ public struct DockerCLI: ContainerRuntime {
         output.split(separator: "\n").flatMap { line -> [(image: String, key: PullRequestKey)] in
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             guard fields.count == 3, let number = Int(fields[2]), !fields[1].isEmpty,
-                  let tags = try? JSONDecoder().decode([String]?.self, from: Data(fields[0].utf8)) else { return [] }
+                  let tags = try? JSONDecoder().decode([String]?.self, from: Data(fields[0].utf8)) else { return [] }  // a line docker printed otherwise is not one of ours
             return (tags ?? []).map { ($0, PullRequestKey(repo: fields[1], number: number)) }
         }
     }

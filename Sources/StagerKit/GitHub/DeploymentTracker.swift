@@ -12,7 +12,7 @@ struct DeploymentTracker: Sendable {
 
     func environmentName(_ env: Environment) -> String {
         let context: [String: Any] = ["number": env.number, "slug": env.slug, "repo": env.repo]
-        return (try? ImageReference.template(config.github.deploymentEnvironment).render(context)) ?? "pr-\(env.number)"
+        return (try? ImageReference.template(config.github.deploymentEnvironment).render(context)) ?? "pr-\(env.number)"  // validated at start-up; pr-N is the fallback
     }
 
     /// A new deployment of `sha`, marked in progress.

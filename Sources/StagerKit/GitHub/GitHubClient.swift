@@ -337,7 +337,7 @@ public struct GitHubClient: PermissionLookup, Sendable {
 
     private static func message(_ data: Data) -> String {
         struct Body: Decodable { var message: String? }
-        return (try? JSONDecoder().decode(Body.self, from: data))?.message ?? String(decoding: data.prefix(200), as: UTF8.self)
+        return (try? JSONDecoder().decode(Body.self, from: data))?.message ?? String(decoding: data.prefix(200), as: UTF8.self)  // not GitHub's error shape: the raw start is shown
     }
 
     static func nextLink(_ header: String?) -> URL? {

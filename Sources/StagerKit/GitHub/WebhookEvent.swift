@@ -79,12 +79,12 @@ public enum WebhookPayload {
         struct Form: Decodable { var payload: String }
         // Whatever is wrong with the form (not UTF-8, bad escapes, no payload field), it carries no payload.
         guard let text = String(data: body, encoding: .utf8),
-              let form = try? URLEncodedFormDecoder().decode(Form.self, from: text) else { throw Failure.notForm }
+              let form = try? URLEncodedFormDecoder().decode(Form.self, from: text) else { throw Failure.notForm }  // the throw says it is not a form
         return Data(form.payload.utf8)
     }
 
     public static func decodePullRequest(_ json: Data) throws -> PullRequestEvent {
-        guard (try? JSONSerialization.jsonObject(with: json)) is [String: Any] else { throw Failure.notJSON }
+        guard (try? JSONSerialization.jsonObject(with: json)) is [String: Any] else { throw Failure.notJSON }  // the throw says it is not JSON
         do {
             let event = try JSONDecoder().decode(PullRequestEvent.self, from: json)
             guard !event.action.isEmpty else { throw Failure.missingField("action") }

@@ -104,18 +104,18 @@ public actor NginxFrontDoor: FrontDoor {
 
     /// The container and loopback port the vhost sends the slug's requests to; nil without a vhost file.
     public func routed(slug: String) -> RoutedUpstream? {
-        guard let text = try? String(contentsOf: file(slug), encoding: .utf8), let marker = Self.marker(in: text),
+        guard let text = try? String(contentsOf: file(slug), encoding: .utf8), let marker = Self.marker(in: text),  // no readable vhost file: nothing routed
               let container = marker["container"] else { return nil }
         return RoutedUpstream(container: container, port: marker["port"].flatMap(Int.init))
     }
 
     /// Slugs of the vhost files Stager wrote, and names of the other files it leaves alone.
     public func inventory() -> (managed: [String], foreign: [String]) {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: config.sitesDir.path)) ?? []
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: config.sitesDir.path)) ?? []  // no sites folder yet: nothing written
         var managed: [String] = []
         var foreign: [String] = []
         for name in names.sorted() where !name.hasPrefix(".") {
-            let text = try? String(contentsOf: config.sitesDir.appendingPathComponent(name), encoding: .utf8)
+            let text = try? String(contentsOf: config.sitesDir.appendingPathComponent(name), encoding: .utf8)  // an unreadable file is not ours: listed as foreign
             if name.hasSuffix(".conf"), let text, Self.marker(in: text) != nil {
                 managed.append(String(name.dropLast(".conf".count)))
             } else {
@@ -241,7 +241,7 @@ public actor NginxFrontDoor: FrontDoor {
             let batch = pending
             pending.removeAll()
             await apply(batch)
-            try? await Task.sleep(for: config.batchDelay)
+            try? await Task.sleep(for: config.batchDelay)  // cancelled only with the process
         }
         flusher = nil
     }
@@ -390,7 +390,7 @@ public actor NginxFrontDoor: FrontDoor {
         guard Slug.isValidLabel(slug) else { throw NginxError.unsafePath(slug) }
         let file = config.sitesDir.appendingPathComponent("\(slug).conf")
         // A symlink planted in the sites folder could point anywhere: never read through it or replace it.
-        if (try? FileManager.default.destinationOfSymbolicLink(atPath: file.path)) != nil { throw NginxError.unsafePath(file.path) }
+        if (try? FileManager.default.destinationOfSymbolicLink(atPath: file.path)) != nil { throw NginxError.unsafePath(file.path) }  // throws when it is not a link, which is what we want
         return file
     }
 
@@ -403,7 +403,7 @@ public actor NginxFrontDoor: FrontDoor {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary.path])
         }
         if rename(temporary.path, target.path) != 0 {
-            try? FileManager.default.removeItem(at: temporary)
+            try? FileManager.default.removeItem(at: temporary)  // cleanup after the error being thrown
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: target.path])
         }
     }

@@ -37,7 +37,7 @@ public struct ContainerLogs: Sendable {
                               write: @Sendable (String) -> Void = { Swift.print($0, terminator: "") }) async throws {
         guard try store.environment(key) != nil else { throw ManualControlError(message: "\(key) has no environment") }
         let file = ImageBuilder.logFile(dataDir: dataDir, key: key)
-        guard let text = try? String(contentsOf: file, encoding: .utf8) else {
+        guard let text = try? String(contentsOf: file, encoding: .utf8) else {  // the else branch says the log is unreadable
             throw ManualControlError(message: "\(key) has no build log (its repository builds nothing, or no build has run yet)")
         }
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
@@ -46,7 +46,7 @@ public struct ContainerLogs: Sendable {
         var offset = text.utf8.count
         while true {
             try await Task.sleep(for: .milliseconds(250))
-            if let data = try? Data(contentsOf: file), data.count > offset {
+            if let data = try? Data(contentsOf: file), data.count > offset {  // a log rotated away is read again next tick
                 write(String(decoding: data.dropFirst(offset), as: UTF8.self))
                 offset = data.count
             }

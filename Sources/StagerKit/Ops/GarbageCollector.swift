@@ -221,7 +221,7 @@ public struct GarbageCollector: Sendable {
         return GcPlan(.init(
             environments: environments, containers: containers, managedVhosts: inventory.managed, foreignFiles: inventory.foreign,
             states: states, missing: missing, configuredRepos: Set(repos), images: images, builtImages: try await runtime.builtImages(),
-            workFolders: ((try? FileManager.default.contentsOfDirectory(atPath: workRoot.path)) ?? []).sorted(),
+            workFolders: ((try? FileManager.default.contentsOfDirectory(atPath: workRoot.path)) ?? []).sorted(),  // no work folder yet: nothing interrupted
             idleTTL: config.limits.idleTTL, now: now
         ))
     }

@@ -98,7 +98,7 @@ public struct ManualControl: Sendable {
         let store = self.store
         let control = self
         _ = try await Poller(first: .milliseconds(50), longest: .milliseconds(500)).until(timeout: timeout) {
-            guard let env = try? store.environment(key) else { return false }
+            guard let env = try? store.environment(key) else { return false }  // a locked database is read again next poll
             return env.appliedVersion >= version || env.status == .waiting || !control.serveIsRunning()
         }
         return try store.environment(key)

@@ -138,7 +138,7 @@ public struct SubprocessRunner: CommandRunner {
                 throw CommandError.couldNotStart(command, "cannot open \(url.path): \(error)")
             }
         }
-        defer { if sink != .terminal { try? descriptor.close() } }
+        defer { if sink != .terminal { try? descriptor.close() } }  // the command already ran; closing cannot change its result
         let errors: FileDescriptor = sink == .terminal ? .standardError : descriptor
         do {
             let (executable, arguments) = launch(command)

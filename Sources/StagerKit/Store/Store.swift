@@ -64,7 +64,7 @@ public final class Store: Sendable {
         try Self.migrator.migrate(db)
         // The database holds delivery payload facts and comment bodies: keep it to its owner.
         for suffix in ["", "-wal", "-shm"] {
-            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path.path + suffix)
+            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path.path + suffix)  // the -wal and -shm files may not exist yet
         }
     }
 
