@@ -9,40 +9,9 @@ enum KnownKeys {
         case anyKeys(Shape)
     }
 
-    static let repo: Shape = .mapping([
-        "image": .leaf, "command": .leaf, "port": .leaf, "health_path": .leaf, "health_timeout": .leaf, "smoke": .leaf, "drain": .leaf,
-        "env": .anyKeys(.leaf), "allow_forks": .leaf, "memory": .leaf, "cpus": .leaf, "pids": .leaf,
-        "max_environments": .leaf, "cap_add": .leaf, "read_only": .leaf, "privileged": .leaf,
-        "require_label": .leaf, "webhook_secret_env": .leaf, "webhook_secret_file": .leaf,
-        "access": .mapping(["htpasswd_file": .leaf, "users_env": .leaf, "allow_ips": .leaf]), "build": .mapping(["context": .leaf, "dockerfile": .leaf, "args": .anyKeys(.leaf), "target": .leaf]),
-        "clone_url": .leaf,
-    ])
-
-    static let root: Shape = .mapping([
-        "server": .mapping(["listen": .leaf, "max_body_bytes": .leaf, "admin_token_env": .leaf, "admin_token_file": .leaf, "public_url": .leaf]),
-        "data_dir": .leaf,
-        "instance": .leaf,
-        "reconcile_interval": .leaf,
-        "templates_dir": .leaf,
-        "webhook": .mapping(["secret_env": .leaf, "secret_file": .leaf]),
-        "github": .mapping([
-            "api_url": .leaf, "token_env": .leaf, "token_file": .leaf, "deployments": .leaf, "deployment_environment": .leaf,
-            "request_timeout": .leaf, "max_attempts": .leaf,
-        ]),
-        "preview": .mapping(["domain": .leaf, "scheme": .leaf, "public_port": .leaf]),
-        "nginx": .mapping([
-            "sites_dir": .leaf, "listen": .leaf, "test_command": .leaf, "reload_command": .leaf, "confirm_timeout": .leaf, "batch_delay": .leaf,
-        ]),
-        "docker": .mapping(["command": .leaf]),
-        "repos": .anyKeys(repo),
-        "limits": .mapping([
-            "max_environments": .leaf, "memory": .leaf, "cpus": .leaf, "pids": .leaf, "concurrent_deploys": .leaf,
-            "idle_ttl": .leaf, "concurrent_builds": .leaf,
-        ]),
-        "forks": .mapping(["label": .leaf]),
-        "build": .mapping(["allowed_hosts": .leaf, "allow_file_urls": .leaf]),
-        "gc": .mapping(["remove_images": .leaf]),
-    ])
+    /// Read off `ConfigFile`'s own Decodable conformance, so the keys the loader decodes are the keys it
+    /// accepts: one schema, not two to keep in step.
+    static let root: Shape = SchemaProbe.shape(of: ConfigFile.self)
 
     static func check(_ node: Node, file: String) throws {
         try check(node, shape: root, path: "", file: file)
@@ -66,5 +35,126 @@ enum KnownKeys {
                 try check(value, shape: inner, path: keyPath, file: file)
             }
         }
+    }
+}
+
+/// Learns a Decodable type's keys by decoding it from nothing: every optional key it asks for is recorded
+/// (and answered "absent"); a type that asks for all keys (a dictionary) takes any key, with the shape of
+/// its values. Works for types whose every property is optional, as `ConfigFile`'s are.
+enum SchemaProbe {
+    static func shape<T: Decodable>(of type: T.Type) -> KnownKeys.Shape {
+        let recorder = Recorder()
+        // A type the probe cannot decode from nothing is taken as a value (a leaf).
+        guard (try? T(from: ProbeDecoder(recorder: recorder))) != nil else { return .leaf }
+        return recorder.shape
+    }
+
+    /// What one level asked for.
+    final class Recorder {
+        var keys: [String: KnownKeys.Shape] = [:]
+        var anyKeys: KnownKeys.Shape?
+        var isMapping = false
+
+        var shape: KnownKeys.Shape {
+            if let anyKeys { return .anyKeys(anyKeys) }
+            return isMapping ? .mapping(keys) : .leaf
+        }
+    }
+
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    struct ProbeDecoder: Decoder {
+        let recorder: Recorder
+        var codingPath: [any CodingKey] = []
+        var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+        func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
+            recorder.isMapping = true
+            return KeyedDecodingContainer(Keyed<Key>(recorder: recorder))
+        }
+
+        func unkeyedContainer() throws -> any UnkeyedDecodingContainer { Empty() }
+        func singleValueContainer() throws -> any SingleValueDecodingContainer { Single() }
+    }
+
+    struct Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
+        let recorder: Recorder
+        var codingPath: [any CodingKey] { [] }
+
+        /// A dictionary asks for its keys: it takes any, and one stand-in key shows its values' shape.
+        var allKeys: [Key] {
+            recorder.anyKeys = recorder.anyKeys ?? .leaf
+            return Key(stringValue: "*").map { [$0] } ?? []
+        }
+
+        /// Every optional value of a plain type is asked for through here first: a leaf key.
+        func contains(_ key: Key) -> Bool {
+            if recorder.keys[key.stringValue] == nil { recorder.keys[key.stringValue] = .leaf }
+            return false
+        }
+        func decodeNil(forKey key: Key) throws -> Bool { true }
+
+        func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
+            let inner = Recorder()
+            let value = try T(from: ProbeDecoder(recorder: inner))
+            if recorder.anyKeys != nil { recorder.anyKeys = inner.shape } else { recorder.keys[key.stringValue] = inner.shape }
+            return value
+        }
+
+        func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
+            recorder.keys[key.stringValue] = SchemaProbe.shape(of: T.self)
+            return nil
+        }
+
+        func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
+            KeyedDecodingContainer(Keyed<NestedKey>(recorder: Recorder()))
+        }
+
+        func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer { Empty() }
+        func superDecoder() throws -> any Decoder { ProbeDecoder(recorder: Recorder()) }
+        func superDecoder(forKey key: Key) throws -> any Decoder { ProbeDecoder(recorder: Recorder()) }
+    }
+
+    /// An empty list.
+    struct Empty: UnkeyedDecodingContainer {
+        var codingPath: [any CodingKey] { [] }
+        var count: Int? { 0 }
+        var isAtEnd: Bool { true }
+        var currentIndex: Int { 0 }
+
+        struct End: Error {}
+        mutating func decodeNil() throws -> Bool { true }
+        mutating func decode<T: Decodable>(_ type: T.Type) throws -> T { throw End() }
+        mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> { throw End() }
+        mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer { throw End() }
+        mutating func superDecoder() throws -> any Decoder { throw End() }
+    }
+
+    /// A value: the zero of its type.
+    struct Single: SingleValueDecodingContainer {
+        var codingPath: [any CodingKey] { [] }
+        struct NotAValue: Error {}
+
+        func decodeNil() -> Bool { false }
+        func decode(_ type: Bool.Type) throws -> Bool { false }
+        func decode(_ type: String.Type) throws -> String { "" }
+        func decode(_ type: Double.Type) throws -> Double { 0 }
+        func decode(_ type: Float.Type) throws -> Float { 0 }
+        func decode(_ type: Int.Type) throws -> Int { 0 }
+        func decode(_ type: Int8.Type) throws -> Int8 { 0 }
+        func decode(_ type: Int16.Type) throws -> Int16 { 0 }
+        func decode(_ type: Int32.Type) throws -> Int32 { 0 }
+        func decode(_ type: Int64.Type) throws -> Int64 { 0 }
+        func decode(_ type: UInt.Type) throws -> UInt { 0 }
+        func decode(_ type: UInt8.Type) throws -> UInt8 { 0 }
+        func decode(_ type: UInt16.Type) throws -> UInt16 { 0 }
+        func decode(_ type: UInt32.Type) throws -> UInt32 { 0 }
+        func decode(_ type: UInt64.Type) throws -> UInt64 { 0 }
+        func decode<T: Decodable>(_ type: T.Type) throws -> T { try T(from: ProbeDecoder(recorder: Recorder())) }
     }
 }
