@@ -210,7 +210,8 @@ public final class Controller: Service, Sendable {
         do {
             try await convergeNow(key, logger: logger)
             await retries.clear(key)
-        } catch is CancellationError {
+        } catch where error is CancellationError || Task.isCancelled {
+            // A shutdown: a docker process it stopped ends with a signal's exit status, not a failure worth a retry.
             return
         } catch {
             if let unavailable = error as? EngineUnavailable { await engineHealth.failed(unavailable.message) }
