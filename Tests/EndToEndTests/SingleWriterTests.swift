@@ -54,4 +54,20 @@ struct SingleWriterTests {
             try await expectOnlyPullRequestOneLeft(harness)
         }
     }
+
+    /// A serve that stops beating while gc waits for it (killed, say): gc does the rest itself.
+    @Test func gcFinishesTheWorkWhenServeStopsWhileItWaits() async throws {
+        try await E2EHarness.run(name: "gc-serve-gone") { harness in
+            try await leaks(harness)
+            await harness.stop()
+            // The last beat of a serve that died without saying so: it ages out while gc waits.
+            try await #require(harness.app?.store).setFact(Controller.heartbeatFact, "pid 1")
+
+            let gc = try await harness.stager(["gc"])
+            #expect(gc.exitCode == 0, "\(gc.standardError)")
+            #expect(gc.standardOutput.contains("gc: removed 1 environment, 1 container, 1 vhost; kept 1; done by stager serve, then gc itself (serve stopped meanwhile)"),
+                    "\(gc.standardOutput)")
+            try await expectOnlyPullRequestOneLeft(harness)
+        }
+    }
 }

@@ -67,9 +67,9 @@ struct NginxBatchTests {
         }
         #expect(results == ["good-one": true, "serving": false, "good-two": true])
         // The bad change was rolled back: the environment it would have replaced still routes to its old container.
-        #expect(await door.routedContainer(slug: "serving") == "old")
-        #expect(await door.routedContainer(slug: "good-one") == "g1")
-        #expect(await door.routedContainer(slug: "good-two") == "g2")
+        #expect(await door.routed(slug: "serving")?.container == "old")
+        #expect(await door.routed(slug: "good-one")?.container == "g1")
+        #expect(await door.routed(slug: "good-two")?.container == "g2")
         // One reload for the first apply; the good ones share one (or go alone if the first found nginx idle).
         #expect((2...3).contains(await door.reloadCount))
     }

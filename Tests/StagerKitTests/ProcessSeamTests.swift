@@ -113,7 +113,7 @@ struct ProcessSeamTests {
                           upstreamPort: 40000, containerName: "c1", sha: "abc")
         try await door.apply(route)
         #expect(runner.commands.map { [$0.executable] + $0.arguments } == [["nginx", "-t"], ["nginx", "-s", "reload"]])
-        #expect(await door.routedContainer(slug: "feat") == "c1")
+        #expect(await door.routed(slug: "feat")?.container == "c1")
         let mode = try FileManager.default.attributesOfItem(atPath: config.nginx.sitesDir.appendingPathComponent("feat.conf").path)[.posixPermissions] as? Int
         #expect(mode == 0o640)
         let inventory = await door.inventory()
@@ -122,7 +122,7 @@ struct ProcessSeamTests {
         try "server {}".write(to: config.nginx.sitesDir.appendingPathComponent("other.conf"), atomically: true, encoding: .utf8)
         #expect(await door.inventory().foreign == ["other.conf"])
         try await door.remove(slug: "feat")
-        #expect(await door.routedContainer(slug: "feat") == nil)
+        #expect(await door.routed(slug: "feat")?.container == nil)
         await #expect(throws: NginxError.self) { try await door.remove(slug: "../etc/passwd") }
         // A symlink planted in the sites folder is never written through.
         try FileManager.default.createSymbolicLink(atPath: config.nginx.sitesDir.appendingPathComponent("planted.conf").path, withDestinationPath: "/etc/hostname")

@@ -78,7 +78,7 @@ struct Execution {
         if nothingRunsYet {
             observed = Observation(of: env, containers: [], routed: await seams.frontDoor.routed(slug: env.slug))
         } else if env.desired == .absent, await seams.frontDoor.routed(slug: env.slug) != nil {
-            try await takeURLDown()
+            _ = try await perform(.removeVhost)
             observed = Observation(of: env, containers: [], routed: nil)
         } else {
             observed = try await observe()
@@ -223,10 +223,7 @@ struct Execution {
         case .announceReady:
             try await announceReady()
         case .removeVhost:
-            try await setStatus(.removing)
-            outcome = .removed
-            try await seams.frontDoor.remove(slug: env.slug)
-            try await seams.frontDoor.confirmUnrouted(hostName: hostName)
+            try await takeURLDown()
         case .deleteComment:
             try await announcer.removeComment(of: env)
         case .markRemoved:

@@ -54,7 +54,7 @@ public protocol FrontDoor: Sendable {
 }
 
 extension FrontDoor {
-    func remove(slug: String) async throws { try await remove(slugs: [slug]) }
+    public func remove(slug: String) async throws { try await remove(slugs: [slug]) }
 }
 
 /// One HTTP GET on this machine: health checks, smoke checks and confirmations through nginx.

@@ -97,11 +97,6 @@ public actor NginxFrontDoor: FrontDoor {
 
     // MARK: Reading
 
-    /// The container the slug's vhost routes to, nil when Stager has no vhost for it.
-    public func routedContainer(slug: String) -> String? {
-        routed(slug: slug)?.container
-    }
-
     /// The container and loopback port the vhost sends the slug's requests to; nil without a vhost file.
     public func routed(slug: String) -> RoutedUpstream? {
         guard let text = try? String(contentsOf: file(slug), encoding: .utf8), let marker = Self.marker(in: text),  // no readable vhost file: nothing routed
@@ -196,11 +191,6 @@ public actor NginxFrontDoor: FrontDoor {
     /// Writes the vhost, tests and reloads nginx; a rejected configuration is rolled back.
     public func apply(_ route: Route) async throws {
         try await change([(route.slug, render(route))])
-    }
-
-    /// Removes the slug's vhost and reloads nginx.
-    public func remove(slug: String) async throws {
-        try await change([(slug, nil)])
     }
 
     /// Removes several vhosts with a single test and reload.

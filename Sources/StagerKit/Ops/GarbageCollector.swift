@@ -274,11 +274,15 @@ public struct GarbageCollector: Sendable {
         //    reconcile now, and each item is reported once it is gone.
         let work = teardowns.count + plan.vhosts.count + plan.containers.count
         if work > 0 {
-            let serveRuns = ServeHeartbeat(store: store).isBeating()
-            summary.doneBy = serveRuns ? "stager serve" : "gc itself (stager serve is not running)"
-            let items = serveRuns
-                ? await awaitServe(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers, report: report)
-                : await removeHere(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers, report: report)
+            let items: [GcItem]
+            if ServeHeartbeat(store: store).isBeating() {
+                let waited = await awaitServe(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers, report: report)
+                items = waited.items
+                summary.doneBy = waited.serveStopped ? "stager serve, then gc itself (serve stopped meanwhile)" : "stager serve"
+            } else {
+                items = await removeHere(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers, report: report)
+                summary.doneBy = "gc itself (stager serve is not running)"
+            }
             for item in items {
                 switch (item.action, item.kind) {
                 case (.failed, _): summary.failed += 1
@@ -289,7 +293,7 @@ public struct GarbageCollector: Sendable {
             }
         }
 
-        // 5. Images of the removed environments, once their containers are gone, and work folders of builds
+        // 3. Images of the removed environments, once their containers are gone, and work folders of builds
         //    a crash interrupted.
         for folder in plan.workFolders {
             do {
@@ -317,9 +321,10 @@ public struct GarbageCollector: Sendable {
     }
 
     /// Asks the running serve to reconcile now and waits until each teardown is applied and each orphan is
-    /// gone, reporting each as it goes. What serve does not finish in `serveTimeout` is reported failed.
+    /// gone, reporting each as it goes. What serve does not finish in `serveTimeout` is reported failed;
+    /// when serve stops beating meanwhile, gc does the rest itself.
     private func awaitServe(teardowns: [(removal: GcPlan.Removal, env: Environment)], vhosts: [String], containers: [ContainerInfo],
-                            report: (GcItem) -> Void) async -> [GcItem] {
+                            report: (GcItem) -> Void) async -> (items: [GcItem], serveStopped: Bool) {
         var items: [GcItem] = []
         var pendingTeardowns = teardowns
         var pendingVhosts = vhosts
@@ -335,7 +340,12 @@ public struct GarbageCollector: Sendable {
             items.append(item)
             report(item)
         }
+        let heartbeat = ServeHeartbeat(store: store)
         while !(pendingTeardowns.isEmpty && pendingVhosts.isEmpty && pendingContainers.isEmpty), clock.now < deadline {
+            guard heartbeat.isBeating() else {
+                items += await removeHere(teardowns: pendingTeardowns, vhosts: pendingVhosts, containers: pendingContainers, report: report)
+                return (items, true)
+            }
             do {
                 pendingTeardowns = try pendingTeardowns.filter { removal, env in
                     let item = "\(env.key) (\(env.slug))"
@@ -362,7 +372,8 @@ public struct GarbageCollector: Sendable {
                         return false
                     }
                 }
-                try await Task.sleep(for: .milliseconds(100))
+                // Each look lists the engine (one docker process): a few a second is plenty.
+                try await Task.sleep(for: .milliseconds(250))
             } catch {
                 logger.warning("gc could not read what serve did; trying again", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .milliseconds(500))  // cancelled only with the process
@@ -372,7 +383,7 @@ public struct GarbageCollector: Sendable {
         for (_, env) in pendingTeardowns { done(GcItem(action: .failed, kind: .environment, item: "\(env.key) (\(env.slug))", reason: late)) }
         for slug in pendingVhosts { done(GcItem(action: .failed, kind: .vhost, item: "\(slug).conf", reason: late)) }
         for container in pendingContainers { done(GcItem(action: .failed, kind: .container, item: container.name, reason: late)) }
-        return items
+        return (items, false)
     }
 
     /// No serve runs: gc does the work itself, through the controller's own steps. Every vhost goes in one

@@ -336,10 +336,12 @@ public final class Store: Sendable {
     }
 
     public func fact(_ name: String) throws -> (value: String, at: Date)? {
-        try db.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT value, at FROM fact WHERE name = ?", arguments: [name]) else { return nil }
-            return (row["value"], row["at"])
-        }
+        try db.read { db in try Self.fact(db, name) }
+    }
+
+    fileprivate static func fact(_ db: Database, _ name: String) throws -> (value: String, at: Date)? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT value, at FROM fact WHERE name = ?", arguments: [name]) else { return nil }
+        return (row["value"], row["at"])
     }
 
     // MARK: Audit
@@ -506,7 +508,7 @@ public struct SQLiteEnvironments: EnvironmentRepository {
     }
 
     public func fact(_ name: String) async throws -> String? {
-        try await db.read { db in try String.fetchOne(db, sql: "SELECT value FROM fact WHERE name = ?", arguments: [name]) }
+        try await db.read { db in try Store.fact(db, name)?.value }
     }
 }
 
