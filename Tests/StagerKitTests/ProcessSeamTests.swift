@@ -6,6 +6,21 @@ import Testing
 
 @Suite("Commands Stager runs")
 struct ProcessSeamTests {
+    /// Through `nice`, a missing program is still "could not start" (the engine or nginx is unavailable),
+    /// not a command that ran and refused.
+    @Test func aMissingProgramCannotStartWithOrWithoutNice() async throws {
+        for runner in [SubprocessRunner(), SubprocessRunner(niceness: 10)] {
+            await #expect {
+                try await runner.run(Command("stager-no-such-program", ["ps"]))
+            } throws: { error in
+                guard case CommandError.couldNotStart = error else { return false }
+                return true
+            }
+        }
+        let niced = try await SubprocessRunner(niceness: 10).run(Command("sh", ["-c", "echo $(nice); exit 3"]))
+        #expect(niced.exitCode == 3 && niced.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "10")
+    }
+
     @Test func dockerRunIsArgvWithLabelsLimitsAndLoopbackOnly() async throws {
         let envFile = EnvFileSeen()
         let runner = RecordingRunner { command in

@@ -302,7 +302,6 @@ struct Execution {
         let (probe, path) = (seams.probe, healthPath)
         // Starts at 5 ms: a small app listens within tens of milliseconds of `docker run` returning.
         return try await Poller(first: .milliseconds(5), longest: .milliseconds(500)).until(timeout: repo?.healthTimeout ?? .seconds(60)) {
-            // Not answering yet is what this loop waits out; each try's error says only that.
             guard let answer = try? await probe.get(host: "127.0.0.1", port: port, path: path) else { return false }  // not answering yet is what the loop waits out
             return answer.status < 500
         }

@@ -116,11 +116,13 @@ public struct SubprocessRunner: CommandRunner {
                 output: .string(limit: outputLimit),
                 error: .string(limit: outputLimit)
             )
-            return CommandResult(
+            let collected = CommandResult(
                 exitCode: Self.code(result.terminationStatus),
                 standardOutput: result.standardOutput,
                 standardError: result.standardError
             )
+            try throwIfNiceCouldNotStart(command, collected)
+            return collected
         } catch let error as SubprocessError {
             throw CommandError.couldNotStart(command, "\(error)")
         }
@@ -153,6 +155,14 @@ public struct SubprocessRunner: CommandRunner {
         } catch let error as SubprocessError {
             throw CommandError.couldNotStart(command, "\(error)")
         }
+    }
+
+    /// `nice` reports a command it cannot find (127) or run (126) in its own words: the same "could not
+    /// start" as without it, so callers tell a missing docker or nginx from one that refused.
+    private func throwIfNiceCouldNotStart(_ command: Command, _ result: CommandResult) throws {
+        // nice names itself first ("nice: …" or "/usr/bin/nice: …"); the program's own 126 or 127 does not.
+        guard niceness != nil, [126, 127].contains(result.exitCode), result.standardError.prefix(while: { $0 != ":" }).hasSuffix("nice") else { return }
+        throw CommandError.couldNotStart(command, result.standardError.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     private func launch(_ command: Command) -> (Executable, Arguments) {
