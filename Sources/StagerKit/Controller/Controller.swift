@@ -8,7 +8,7 @@ import ServiceLifecycle
 public final class Controller: Service, Sendable {
     public let queue = WorkQueue()
     private let fresh = FreshKeys()
-    private let retries = Retries()
+    let retries = Retries()
     let seams: ControllerSeams
     let config: StagerConfig
     let metrics: StagerMetrics
@@ -72,6 +72,7 @@ public final class Controller: Service, Sendable {
                 group.addTask { try await self.reconcileForever() }
                 group.addTask { try await self.watchStore() }
                 group.addTask { try await self.retryWhenDue() }
+                group.addTask { try await self.watchForTheEngine() }
                 defer { group.cancelAll() }
                 try await withTaskCancellationHandler {
                     try await group.next()
@@ -106,6 +107,35 @@ public final class Controller: Service, Sendable {
         while !Task.isCancelled {
             for key in await retries.takeDue() { await enqueue(key) }
             try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// While the engine is down, asks it every second whether it is back; when it is, the PRs waiting out a
+    /// backoff go at once and a reconcile finds what the outage stopped, instead of at the next interval.
+    private func watchForTheEngine() async throws {
+        while !Task.isCancelled {
+            try await Task.sleep(for: Self.engineWatchEvery)
+            await checkTheEngine()
+        }
+    }
+
+    static let engineWatchEvery: Duration = .seconds(1)
+
+    /// One look of `watchForTheEngine`.
+    func checkTheEngine() async {
+        guard await engineHealth.down != nil else { return }
+        do {
+            try await seams.runtime.ping()
+        } catch {
+            return
+        }
+        await engineHealth.answered()
+        logger.info("the Docker engine answers again; retrying now what waited for it")
+        await retries.bringForward()
+        do {
+            _ = try await Reconciler(controller: self).reconcile()
+        } catch {
+            logger.error("reconcile after the engine came back failed; the next interval tries again", metadata: ["error": "\(error)"])
         }
     }
 
@@ -292,6 +322,12 @@ actor Retries {
         let ready = due.filter { $0.value <= now }.keys.sorted { $0.description < $1.description }
         for key in ready { due[key] = nil }
         return ready
+    }
+
+    /// What caused the failures has passed (the engine answers again): every scheduled retry is due now.
+    func bringForward() {
+        let now = ContinuousClock.now
+        for key in due.keys { due[key] = now }
     }
 
     /// A success: the next failure starts from the shortest delay again.

@@ -196,8 +196,10 @@ struct Execution {
         case .awaitHealthy:
             guard let candidate else { return false }
             guard try await awaitHealthy(candidate) else {
-                let seconds = repo?.healthTimeout.components.seconds ?? 0
-                return try await fail(sha: candidate.sha, reason: "the container did not answer \(healthPath) below 500 within \(seconds)s")
+                let seconds = (repo?.healthTimeout ?? .zero).seconds
+                // Whole seconds as configured ("30s"); a sub-second timeout keeps its fraction ("0.3s").
+                let shown = seconds.rounded() == seconds ? String(Int(seconds)) : String(seconds)
+                return try await fail(sha: candidate.sha, reason: "the container did not answer \(healthPath) below 500 within \(shown)s")
             }
             if let problem = await smokeProblem(candidate) {
                 return try await fail(sha: candidate.sha, reason: problem)

@@ -1,8 +1,8 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOCore
+import NIOHTTP1
 
 public enum GitHubError: Error, CustomStringConvertible, Equatable {
     /// GitHub answered with a status Stager does not retry (401, 404, 410, 422…).
@@ -53,7 +53,8 @@ public struct GitHubClient: PermissionLookup, Sendable {
 
     private let baseURL: URL
     private let token: String
-    private let session: URLSession
+    private let transport: Transport
+    private let timeout: TimeAmount
     private let maxAttempts: Int
     private let sleeper: any Sleeper
     private let logger: Logger
@@ -73,10 +74,8 @@ public struct GitHubClient: PermissionLookup, Sendable {
                 metrics: StagerMetrics? = nil, logger: Logger) {
         self.baseURL = baseURL
         self.token = token
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout.seconds
-        configuration.connectionProxyDictionary = [:]
-        self.session = URLSession(configuration: configuration)
+        self.transport = Transport()
+        self.timeout = .nanoseconds(Int64(timeout.seconds * 1_000_000_000))
         self.maxAttempts = maxAttempts
         self.sleeper = sleeper
         self.metrics = metrics
@@ -257,7 +256,7 @@ public struct GitHubClient: PermissionLookup, Sendable {
         while let page = next {
             let (data, response) = try await send("GET", page, body: nil, expecting: [200])
             items += try decode([Item].self, data)
-            next = Self.nextLink(response.value(forHTTPHeaderField: "Link"))
+            next = Self.nextLink(response.first(name: "Link"))
         }
         return items
     }
@@ -280,37 +279,36 @@ public struct GitHubClient: PermissionLookup, Sendable {
         }
     }
 
-    private func send(_ method: String, _ url: URL, body: (any Encodable)?, expecting: Set<Int>) async throws -> (Data, HTTPURLResponse) {
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        request.setValue("application/vnd.github+json", forHTTPHeaderField: "Accept")
-        request.setValue("2022-11-28", forHTTPHeaderField: "X-GitHub-Api-Version")
-        request.setValue(Self.userAgent, forHTTPHeaderField: "User-Agent")
+    private func send(_ method: String, _ url: URL, body: (any Encodable)?, expecting: Set<Int>) async throws -> (Data, HTTPHeaders) {
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = HTTPMethod(rawValue: method)
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.headers.add(name: "Accept", value: "application/vnd.github+json")
+        request.headers.add(name: "X-GitHub-Api-Version", value: "2022-11-28")
+        request.headers.add(name: "User-Agent", value: Self.userAgent)
         if let body {
-            request.httpBody = try JSONEncoder().encode(body)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(body)))
+            request.headers.add(name: "Content-Type", value: "application/json")
         }
 
         var lastProblem = ""
         for attempt in 1...maxAttempts {
             let wait: Duration
             do {
-                let (data, response) = try await inFlight.withSlot { try await session.data(for: request) }
-                guard let http = response as? HTTPURLResponse else { throw GitHubError.badResponse("not HTTP") }
-                if expecting.contains(http.statusCode) {
+                let (status, headers, data) = try await inFlight.withSlot { try await transport.execute(request, timeout: timeout) }
+                if expecting.contains(status) {
                     metrics?.githubRequest(outcome: "ok")
-                    return (data, http)
+                    return (data, headers)
                 }
                 let message = Self.message(data)
-                switch RetryPolicy.decide(status: http.statusCode, headers: http.headerLookup, attempt: attempt) {
+                switch RetryPolicy.decide(status: status, headers: { headers.first(name: $0) }, attempt: attempt) {
                 case .fail:
-                    metrics?.githubRequest(outcome: "error_\(http.statusCode)")
-                    throw GitHubError.status(http.statusCode, message)
+                    metrics?.githubRequest(outcome: "error_\(status)")
+                    throw GitHubError.status(status, message)
                 case .retry(after: let delay):
-                    let rateLimited = [403, 429].contains(http.statusCode)
+                    let rateLimited = [403, 429].contains(status)
                     metrics?.githubRequest(outcome: rateLimited ? "rate_limited" : "server_error")
-                    lastProblem = "\(http.statusCode) \(message)"
+                    lastProblem = "\(status) \(message)"
                     // A rate limit refused the request before doing anything; a 5xx may have come after storing it.
                     if method == "POST", !rateLimited { throw GitHubError.unclear(lastProblem) }
                     wait = delay
@@ -378,9 +376,24 @@ public enum RetryPolicy {
     }
 }
 
-extension HTTPURLResponse {
-    var headerLookup: (String) -> String? {
-        { name in self.value(forHTTPHeaderField: name) }
+extension GitHubClient {
+    /// Owns the HTTP client: AsyncHTTPClient cancels a request cleanly with its task (URLSession on Linux
+    /// crashed on cancellation), and it reads no proxy from the environment.
+    final class Transport: Sendable {
+        /// GitHub's answers are small JSON; a page of 100 comments stays far below this.
+        static let largestBody = 16 * 1024 * 1024
+        private let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+
+        deinit {
+            // Finishes in the background: the client keeps itself alive until it is shut down.
+            client.shutdown { _ in }
+        }
+
+        func execute(_ request: HTTPClientRequest, timeout: TimeAmount) async throws -> (status: Int, headers: HTTPHeaders, body: Data) {
+            let response = try await client.execute(request, timeout: timeout)
+            let body = try await response.body.collect(upTo: Self.largestBody)
+            return (Int(response.status.code), response.headers, Data(buffer: body))
+        }
     }
 }
 

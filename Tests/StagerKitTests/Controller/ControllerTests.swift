@@ -230,6 +230,25 @@ struct ControllerTests {
         #expect(await bench.runtime.containers.count == 1)
     }
 
+    /// The engine's return brings retries forward: the PR does not wait out its backoff.
+    @Test func theEngineComingBackRetriesAtOnce() async throws {
+        let bench = try ControllerBench()
+        await bench.runtime.setUnavailable(true)
+        await bench.open(11, sha: a)
+        await bench.controller.converge(bench.key(11))
+        #expect(await bench.controller.engineHealth.down != nil)
+        #expect(await bench.controller.retries.takeDue().isEmpty)
+
+        await bench.controller.checkTheEngine()
+        #expect(await bench.controller.engineHealth.down != nil, "still down: nothing changes")
+        #expect(await bench.controller.retries.takeDue().isEmpty)
+
+        await bench.runtime.setUnavailable(false)
+        await bench.controller.checkTheEngine()
+        #expect(await bench.controller.engineHealth.down == nil)
+        #expect(await bench.controller.retries.takeDue() == [bench.key(11)])
+    }
+
     @Test func aRefusedImageIsAFailedDeployNamingDocker() async throws {
         let bench = try ControllerBench()
         await bench.runtime.refuse("acme/web:\(a)")
