@@ -50,6 +50,7 @@ let package = Package(
             name: "StagerTestSupport",
             dependencies: [
                 "StagerKit",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],

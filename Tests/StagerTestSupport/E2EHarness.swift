@@ -41,6 +41,7 @@ public final class E2EHarness: @unchecked Sendable {
     private var githubServer: Task<Void, any Error>?
     private let runner = SubprocessRunner()
     private let probe = HTTPProbe()
+    private let sender = WebhookSender()
     /// For loads: a timeout that tells a lost request from a slow one on a busy machine.
     private let loadProbe = HTTPProbe(timeout: .seconds(10))
 
@@ -171,16 +172,9 @@ public final class E2EHarness: @unchecked Sendable {
     /// POSTs a raw body to /webhook, signed with `secret` (the global one by default) unless `signed` is false.
     public func post(_ body: Data, event: String, delivery: String = UUID().uuidString, port: Int? = nil,
                      secret: String = TestConfig.secret, signed: Bool = true) async throws -> (Int, String) {
-        guard let url = URL(string: "http://127.0.0.1:\(port ?? self.port)/webhook") else { throw URLError(.badURL) }
-        var request = URLRequest(url: url)
-        request.httpMethod = "POST"
-        request.httpBody = body
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue(event, forHTTPHeaderField: "X-GitHub-Event")
-        request.setValue(delivery, forHTTPHeaderField: "X-GitHub-Delivery")
-        if signed { request.setValue(WebhookSignature(secret: secret).header(for: body), forHTTPHeaderField: "X-Hub-Signature-256") }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+        var headers = [("Content-Type", "application/json"), ("X-GitHub-Event", event), ("X-GitHub-Delivery", delivery)]
+        if signed { headers.append(("X-Hub-Signature-256", WebhookSignature(secret: secret).header(for: body))) }
+        return try await sender.post("http://127.0.0.1:\(port ?? self.port)/webhook", headers: headers, body: body)
     }
 
     // MARK: Looking
