@@ -44,7 +44,7 @@ func formatMilliseconds(_ value: Double) -> String {
 
 func report(_ results: Results) -> String {
     func row(_ cells: [String]) -> String {
-        zip(cells, [14, 22, 22, 8, 8]).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: " ") + (cells.count > 5 ? cells[5] : "")
+        zip(cells, [14, 25, 22, 8, 8]).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: " ") + (cells.count > 5 ? cells[5] : "")
     }
     func pair(_ samples: Samples) -> String { "\(formatSeconds(samples.median)) / \(formatSeconds(samples.p90))" }
     let open = results.openToLive, close = results.closeToGone, redeploy = results.redeploy, ack = results.ack, scale = results.scale
