@@ -79,12 +79,14 @@ struct ProcessSeamTests {
     }
 
     @Test func dockerPsOutputIsParsed() {
-        let output = "id1\tstager-default-a\trunning\tacme/web\t7\tsha1\ta\t127.0.0.1:49153->8080/tcp\n" +
-            "id2\tstager-default-b\texited\tacme/web\t8\tsha2\tb\t\nbroken line\n"
+        let output = "id1\tstager-default-a\trunning\tacme/web\t7\tsha1\ta\t127.0.0.1:49153->8080/tcp\tapp\t\t\n" +
+            "id2\tstager-default-b\texited\tacme/web\t8\tsha2\tb\t\t\t\t\nbroken line\n" +
+            "id3\tstager-default-a-db\trunning\tacme/web\t7\t\ta\t5432/tcp\tservice\tdb\tab12\n"
         let containers = DockerCLI.parseList(output)
-        #expect(containers.count == 2)
+        #expect(containers.count == 3)
         #expect(containers[0] == ContainerInfo(id: "id1", name: "stager-default-a", repo: "acme/web", number: 7, sha: "sha1", slug: "a", running: true, hostPort: 49153))
-        #expect(containers[1].running == false && containers[1].hostPort == nil)
+        #expect(containers[1].running == false && containers[1].hostPort == nil && containers[1].service == nil)
+        #expect(containers[2].service == "db" && containers[2].definition == "ab12" && containers[2].hostPort == nil)
     }
 
     /// A removal serve already started is done only once the container is gone (gc beside serve used to

@@ -154,6 +154,11 @@ public final class E2EHarness: @unchecked Sendable {
         if let containers = try? await containers() {
             for container in containers { _ = try? await runner.run(Command("docker", ["rm", "-f", container.id])) }
         }
+        // Then the networks and volumes of services (none unless a test configured some).
+        for kind in ["network", "volume"] {
+            let listed = (try? await runner.run(Command("docker", [kind, "ls", "-q", "--filter", "label=stager.instance=\(instance)"])))?.standardOutput ?? ""
+            for name in listed.split(separator: "\n") { _ = try? await runner.run(Command("docker", [kind, "rm", String(name)])) }
+        }
         _ = try? await runner.run(Command(Fixtures.repoRoot.appendingPathComponent("scripts/private-nginx").path, ["stop", dir.appendingPathComponent("nginx").path]))
         try? FileManager.default.removeItem(at: dir)
     }

@@ -38,6 +38,7 @@ struct ConfigFile: Decodable {
     }
     struct Docker: Decodable {
         var command: [String]?
+        var seed_image: String?
     }
     struct Repo: Decodable {
         var image: String?
@@ -62,6 +63,23 @@ struct ConfigFile: Decodable {
         var access: Access?
         var build: RepoBuild?
         var clone_url: String?
+        var release: [String]?
+        var services: [String: Service]?
+    }
+    struct Service: Decodable {
+        var image: String?
+        var command: [String]?
+        var env: [String: String]?
+        var port: Int?
+        var health_path: String?
+        var health_timeout: String?
+        var volumes: [String: String]?
+        var seed: [String: String]?
+        var memory: String?
+        var cpus: String?
+        var pids: Int?
+        var cap_add: [String]?
+        var depends_on: [String]?
     }
     struct RepoBuild: Decodable {
         var context: String?

@@ -58,7 +58,7 @@ public struct ConfigLoader: Sendable {
     }
 }
 
-private struct Validator {
+struct Validator {
     let file: String
     let baseDir: URL
     let environment: [String: String]
@@ -212,6 +212,7 @@ private struct Validator {
                 batchDelay: try batchDelay(doc.nginx?.batch_delay)
             ),
             dockerCommand: try command(doc.docker?.command, key: "docker.command", default: ["docker"]),
+            seedImage: try seedImage(doc.docker?.seed_image),
             repos: repos,
             limits: limits,
             templatesDir: doc.templates_dir.map(path),
@@ -298,33 +299,12 @@ private struct Validator {
         guard healthPath.hasPrefix("/"), !healthPath.contains(where: { $0.isWhitespace || $0.isNewline }) else {
             throw fail("\(key).health_path", "must be a path starting with '/', got \"\(healthPath)\"")
         }
-        for envName in (repo.env ?? [:]).keys {
-            guard let first = envName.first, first.isLetter || first == "_",
-                  envName.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
-                throw fail("\(key).env.\(envName)", "is not a valid environment variable name")
-            }
-            guard !envName.hasPrefix("STAGER_") else {
-                throw fail("\(key).env.\(envName)", "STAGER_* variables are set by Stager itself")
-            }
-        }
         if let memory = repo.memory { try checkMemory(memory, key: "\(key).memory") }
         if let cpus = repo.cpus { try checkCPUs(cpus, key: "\(key).cpus") }
         if let pids = repo.pids, pids <= 0 { throw fail("\(key).pids", "must be positive") }
         if let max = repo.max_environments, max <= 0 { throw fail("\(key).max_environments", "must be positive") }
         if repo.privileged != nil {
             throw fail("\(key).privileged", "privileged containers are never run: a preview runs untrusted code; use cap_add for the one capability it needs")
-        }
-        let capabilities = try (repo.cap_add ?? []).map { capability in
-            // Docker takes both NET_ADMIN and CAP_NET_ADMIN; one spelling is kept.
-            let upper = capability.uppercased()
-            let name = upper.hasPrefix("CAP_") ? String(upper.dropFirst(4)) : upper
-            guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isUppercase || $0 == "_") }), name != "ALL", name != "SYS_ADMIN" else {
-                throw fail("\(key).cap_add", "\"\(capability)\" is not a capability Stager grants (ALL and SYS_ADMIN are refused)")
-            }
-            return name
-        }
-        for (name, value) in repo.env ?? [:] where value.hasLineBreak {
-            throw fail("\(key).env.\(name)", "values may not contain line breaks")
         }
         for path in repo.smoke ?? [] where !path.hasPrefix("/") || path.contains(where: { $0.isWhitespace || $0.isNewline }) {
             throw fail("\(key).smoke", "each entry is a path starting with '/', got \"\(path)\"")
@@ -336,13 +316,13 @@ private struct Validator {
             port: port,
             healthPath: healthPath,
             healthTimeout: try duration(repo.health_timeout, key: "\(key).health_timeout", default: .seconds(60)),
-            env: repo.env ?? [:],
+            env: try variables(repo.env, key: "\(key).env"),
             allowForks: repo.allow_forks ?? false,
             memory: repo.memory,
             cpus: repo.cpus,
             pids: repo.pids,
             maxEnvironments: repo.max_environments,
-            capAdd: capabilities,
+            capAdd: try capabilities(repo.cap_add, key: "\(key).cap_add"),
             readOnly: repo.read_only ?? false,
             requireLabel: repo.require_label ?? false,
             webhookSecret: try secret(envKey: repo.webhook_secret_env, fileKey: repo.webhook_secret_file,
@@ -353,6 +333,8 @@ private struct Validator {
         built.cloneURL = repo.clone_url.flatMap { $0.isEmpty ? nil : $0 }
         built.smoke = repo.smoke ?? []
         built.drain = try duration(repo.drain, key: "\(key).drain", default: .seconds(2))
+        built.services = try services(repo.services, key: "\(key).services")
+        built.release = try release(repo.release, key: "\(key).release")
         return built
     }
 

@@ -121,6 +121,35 @@ public struct StagerConfig: Sendable {
         /// This repository's own webhook secret; nil: the global one.
         public var webhookSecret: String?
         public var access: Access
+        /// Services beside the app, one set per environment, in an order where each comes after those it
+        /// depends on.
+        public var services: [Service] = []
+        /// Run once per deploy in the new app image, after the services are healthy, before traffic switches.
+        public var release: [String]? = nil
+    }
+
+    /// A service beside the app (`repos.X.services.NAME`): its own container on the environment's network,
+    /// reachable by its name, never published on the host.
+    public struct Service: Sendable, Equatable {
+        public var name: String
+        /// Mustache template of the image reference, like the app's.
+        public var image: String
+        public var command: [String]
+        public var env: [String: String]
+        /// Healthy once this TCP port accepts inside the network; nil: once the container runs.
+        public var port: Int?
+        /// With `port`: healthy once GET this path answers below 500.
+        public var healthPath: String?
+        public var healthTimeout: Duration
+        /// Volume name → mount path; one docker volume per environment and name.
+        public var volumes: [String: String]
+        /// Volume name → the docker volume it starts as a copy of.
+        public var seed: [String: String]
+        public var memory: String?
+        public var cpus: String?
+        public var pids: Int?
+        public var capAdd: [String]
+        public var dependsOn: [String]
     }
 
     /// How a repository that builds from the branch builds its image (`repos.X.build`).
@@ -170,6 +199,9 @@ public struct StagerConfig: Sendable {
     public var preview: Preview
     public var nginx: Nginx
     public var dockerCommand: [String]
+    /// The image of the short-lived container that copies a seed volume (`docker.seed_image`); it must hold
+    /// `busybox`.
+    public var seedImage: String = "busybox"
     public var repos: [String: Repo]
     public var limits: Limits
     public var templatesDir: URL?

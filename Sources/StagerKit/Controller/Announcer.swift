@@ -27,7 +27,10 @@ public enum Announcement: Sendable, Equatable {
 
 /// The last lines of what failed: the candidate container's log or the build's.
 public struct FailureLog: Sendable, Equatable {
-    public enum Source: Sendable, Equatable { case container, build }
+    public enum Source: Sendable, Equatable {
+        case container, build, release
+        case service(String)
+    }
     public var source: Source
     public var text: String
 
@@ -190,7 +193,12 @@ public struct Announcer: Sendable {
             (context.sha, context.url, context.serving) = (sha, url, serving.map { String($0.prefix(12)) })
             (context.reason, context.reasonFence) = (reason, MarkdownEscaping.fence(for: reason))
             (context.log, context.logFence) = (tail, MarkdownEscaping.fence(for: tail))
-            context.logTitle = log?.source == .build ? "Last lines of the build log" : "Last lines of the container log"
+            context.logTitle = switch log?.source {
+            case .build: "Last lines of the build log"
+            case .release: "Last lines of the release command's output"
+            case .service(let name): "Last lines of the log of service \(name)"
+            case .container, nil: "Last lines of the container log"
+            }
         case .blocked(let ignored):
             context.blocked = true
             context.fork = env.isFork

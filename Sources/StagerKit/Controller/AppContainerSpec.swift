@@ -6,7 +6,7 @@ extension ContainerSpec {
         let limits = config.limits
         // A random tail keeps names unique even when an exited container of the same sha lingers.
         let name = "stager-\(config.instance)-\(env.slug.prefix(40))-\(sha.prefix(7))-\(UUID().uuidString.prefix(4).lowercased())"
-        return ContainerSpec(
+        var spec = ContainerSpec(
             name: name, image: image, command: repo.command, containerPort: repo.port,
             labels: [
                 ContainerLabels.managed: "true", ContainerLabels.instance: config.instance,
@@ -20,5 +20,9 @@ extension ContainerSpec {
             memory: repo.memory ?? limits.memory, cpus: repo.cpus ?? limits.cpus, pids: repo.pids ?? limits.pids,
             capAdd: repo.capAdd, readOnly: repo.readOnly
         )
+        spec.labels[ContainerLabels.role] = "app"
+        // Beside services, the app is on the environment's network and reaches each by its name.
+        if !repo.services.isEmpty { spec.network = StackLayout(env: env, repo: repo, config: config).network }
+        return spec
     }
 }

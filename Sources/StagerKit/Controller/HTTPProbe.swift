@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOPosix
 
 /// One HTTP answer, as far as health checks and nginx confirmation need it.
 public struct ProbeAnswer: Sendable, Equatable {
@@ -51,6 +52,20 @@ public final class HTTPProbe: Prober, Sendable {
             body.writeBuffer(&chunk)
         }
         return ProbeAnswer(status: Int(response.status.code), headers: headers, body: String(buffer: body))
+    }
+}
+
+extension HTTPProbe {
+    public func accepts(host: String, port: Int) async -> Bool {
+        let bootstrap = ClientBootstrap(group: HTTPClient.defaultEventLoopGroup).connectTimeout(.seconds(1))
+        do {
+            let channel = try await bootstrap.connect(host: host, port: port).get()
+            try await channel.close()
+            return true
+        } catch {
+            // Refused or timed out: not listening yet, which the caller's loop waits out.
+            return false
+        }
     }
 }
 

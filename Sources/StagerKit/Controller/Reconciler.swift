@@ -6,6 +6,8 @@ public struct ReconcileReport: Sendable, Equatable {
     public var enqueued: [PullRequestKey] = []
     public var orphanContainers: [String] = []
     public var orphanVhosts: [String] = []
+    /// Networks and volumes, as "network NAME" / "volume NAME".
+    public var orphanResources: [String] = []
     public var foreignFiles: [String] = []
 }
 
@@ -33,7 +35,8 @@ struct Reconciler {
                 routed: inventory.managed.contains(env.slug) ? await seams.frontDoor.routed(slug: env.slug) : nil
             )
             let behind = env.desiredVersion > env.appliedVersion
-            if behind || !Planner.plan(desired: env.desiredState, observed: observed).isEmpty {
+            let stack = StackLayout.of(env, config: controller.config)?.desire(sha: env.desiredSha) ?? .none
+            if behind || !Planner.plan(desired: env.desiredState, observed: observed, stack: stack).isEmpty {
                 report.enqueued.append(env.key)
                 await controller.enqueue(env.key)
             }
@@ -47,6 +50,20 @@ struct Reconciler {
             report.orphanContainers.append(container.name)
         }
 
+        // Networks and volumes of PRs with no environment, or one that was removed: a teardown cut short.
+        let removed = Set(environments.filter { $0.desired == .absent && $0.status == .removed }.map(\.key))
+        for resource in try await seams.runtime.stackResources(for: nil)
+        where controller.config.repo(resource.repo) != nil && (!known.contains(resource.key) || removed.contains(resource.key)) {
+            // A network still holds a container being removed: the next pass takes it.
+            do {
+                try await seams.runtime.remove(resource)
+                if resource.kind == .volume { try await seams.environments.setFact(StackLayout.seededFact(resource.name), "", at: Date()) }
+                report.orphanResources.append("\(resource.kind.rawValue) \(resource.name)")
+            } catch let error as CommandError {
+                controller.logger.warning("an orphan was not removed; the next pass tries again", metadata: ["resource": "\(resource.name)", "error": "\(error)"])
+            }
+        }
+
         let orphanSlugs = inventory.managed.filter { !liveSlugs.contains($0) }
         if !orphanSlugs.isEmpty {
             try await seams.frontDoor.remove(slugs: orphanSlugs)
@@ -54,11 +71,12 @@ struct Reconciler {
         }
         report.foreignFiles = inventory.foreign
 
-        if !report.enqueued.isEmpty || !report.orphanContainers.isEmpty || !report.orphanVhosts.isEmpty {
+        if !report.enqueued.isEmpty || !report.orphanContainers.isEmpty || !report.orphanVhosts.isEmpty || !report.orphanResources.isEmpty {
             controller.logger.info("reconciled", metadata: [
                 "enqueued": "\(report.enqueued.map(\.description))",
                 "orphan_containers": "\(report.orphanContainers)",
                 "orphan_vhosts": "\(report.orphanVhosts)",
+                "orphan_resources": "\(report.orphanResources)",
             ])
         }
         return report

@@ -60,6 +60,8 @@ extension FrontDoor {
 /// One HTTP GET on this machine: health checks, smoke checks and confirmations through nginx.
 public protocol Prober: Sendable {
     func get(host: String, port: Int, path: String, hostHeader: String?, headers: [String: String]) async throws -> ProbeAnswer
+    /// Whether a TCP connection to the port is accepted (a service that speaks no HTTP).
+    func accepts(host: String, port: Int) async -> Bool
 }
 
 extension Prober {

@@ -15,6 +15,13 @@ public struct ContainerSpec: Sendable, Equatable {
     public var capAdd: [String] = []
     /// A read-only root filesystem with a tmpfs `/tmp` (`repos.X.read_only`).
     public var readOnly = false
+    /// The environment's network (when it has services), and this container's host name on it.
+    public var network: String? = nil
+    public var alias: String? = nil
+    /// Docker volume name → mount path.
+    public var mounts: [String: String] = [:]
+    /// false: a service, never published on the host; `containerPort` only says where it listens.
+    public var publish = true
 }
 
 extension String {
@@ -50,6 +57,45 @@ public protocol ContainerRuntime: Sendable {
     func builtImages() async throws -> [(image: String, key: PullRequestKey)]
     /// Whether the engine answers at all.
     func ping() async throws
+
+    // An environment with services is a set of containers on a network of its own, with volumes.
+
+    /// Starts a container that is not published on the host (a service); returns its id.
+    func startService(_ spec: ContainerSpec) async throws -> String
+    /// Runs a container to its end (`release`), at most `timeout`; its exit status and output.
+    func runToEnd(_ spec: ContainerSpec, timeout: Duration) async throws -> (exitCode: Int32, output: String)
+    /// The container's address on `network`; nil when it is not on it (or not running).
+    func address(of container: String, on network: String) async throws -> String?
+    /// Creates the network unless it exists.
+    func ensureNetwork(_ name: String, labels: [String: String]) async throws
+    /// Creates the volume unless it exists.
+    func ensureVolume(_ name: String, labels: [String: String]) async throws
+    /// Whether a volume of this name exists (a seed must, before it is copied).
+    func volumeExists(_ name: String) async throws -> Bool
+    /// Copies every file of `seed` into `volume` with a short-lived container of `image` (which holds busybox).
+    func copyVolume(from seed: String, to volume: String, image: String, labels: [String: String]) async throws
+    /// Networks and volumes of this instance, optionally only those of one PR.
+    func stackResources(for key: PullRequestKey?) async throws -> [StackResource]
+    /// Removes a network or volume; one already gone counts as removed.
+    func remove(_ resource: StackResource) async throws
+}
+
+/// A network or volume of an environment.
+public struct StackResource: Sendable, Equatable, Hashable {
+    public enum Kind: String, Sendable { case network, volume }
+    public var kind: Kind
+    public var name: String
+    public var repo: String
+    public var number: Int
+
+    public var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
+
+    public init(kind: Kind, name: String, repo: String, number: Int) {
+        self.kind = kind
+        self.name = name
+        self.repo = repo
+        self.number = number
+    }
 }
 
 /// Labels every Stager container carries (see CONTRACT.md).
@@ -61,6 +107,11 @@ public enum ContainerLabels {
     public static let branch = "stager.branch"
     public static let sha = "stager.sha"
     public static let slug = "stager.slug"
+    /// `app`, `service` or `release`.
+    public static let role = "stager.role"
+    public static let service = "stager.service"
+    /// A fingerprint of a service's definition: a changed one recreates the service.
+    public static let definition = "stager.definition"
 }
 
 /// The docker CLI, run through the one `CommandRunner`, with argv only.
@@ -105,16 +156,27 @@ public struct DockerCLI: ContainerRuntime {
     /// `docker run`'s argv. Variables are not in it (argv is visible to every user of the machine): they go
     /// through `envFile`.
     public static func runArguments(_ spec: ContainerSpec, envFile: String?) -> [String] {
-        var args = ["run", "--detach", "--name", spec.name,
-                    "--publish", "127.0.0.1::\(spec.containerPort)",
-                    "--memory", spec.memory, "--cpus", spec.cpus, "--pids-limit", String(spec.pids),
-                    "--restart", "unless-stopped",
+        var args = ["run", "--detach", "--name", spec.name]
+        if spec.publish { args += ["--publish", "127.0.0.1::\(spec.containerPort)"] }
+        args += ["--restart", "unless-stopped"]
+        return args + isolationArguments(spec, envFile: envFile)
+    }
+
+    /// What every container Stager runs has: limits, hardening, network, volumes, labels, variables, then
+    /// the image and command.
+    static func isolationArguments(_ spec: ContainerSpec, envFile: String?) -> [String] {
+        var args = ["--memory", spec.memory, "--cpus", spec.cpus, "--pids-limit", String(spec.pids),
                     "--security-opt", "no-new-privileges", "--cap-drop", "ALL"]
+        if let network = spec.network {
+            args += ["--network", network]
+            if let alias = spec.alias { args += ["--network-alias", alias] }
+        }
+        for (volume, path) in spec.mounts.sorted(by: { $0.key < $1.key }) {
+            args += ["--mount", "type=volume,src=\(volume),dst=\(path)"]
+        }
         for capability in spec.capAdd { args += ["--cap-add", capability] }
         if spec.readOnly { args += ["--read-only", "--tmpfs", "/tmp"] }
-        for (key, value) in spec.labels.sorted(by: { $0.key < $1.key }) {
-            args += ["--label", "\(key)=\(value)"]
-        }
+        args += labelArguments(spec.labels)
         if let envFile { args += ["--env-file", envFile] }
         // "--" ends docker's options: an image or command can never be read as a flag.
         return args + ["--", spec.image] + spec.command
@@ -131,6 +193,43 @@ public struct DockerCLI: ContainerRuntime {
     }
 
     public func start(_ spec: ContainerSpec) async throws -> (id: String, hostPort: Int) {
+        let id = try await launch(spec, arguments: Self.runArguments)
+        let port = try await run(["port", id, "\(spec.containerPort)/tcp"])
+        guard let hostPort = Self.parsePort(port.standardOutput) else {
+            throw CommandError.failed(command(["port", id]), port)
+        }
+        return (id, hostPort)
+    }
+
+    public func startService(_ spec: ContainerSpec) async throws -> String {
+        try await launch(spec, arguments: Self.runArguments)
+    }
+
+    public func runToEnd(_ spec: ContainerSpec, timeout: Duration) async throws -> (exitCode: Int32, output: String) {
+        let arguments: @Sendable (ContainerSpec, String?) -> [String] = { spec, envFile in
+            ["run", "--rm", "--name", spec.name] + Self.isolationArguments(spec, envFile: envFile)
+        }
+        do {
+            return try await withDeadline(timeout) {
+                let result = try await withEnvFile(spec) { envFile in
+                    try await run(arguments(spec, envFile), allowFailure: true)
+                }
+                return (result.exitCode, (result.standardOutput + result.standardError).trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+        } catch is DeadlineExceeded {
+            // The client was stopped; the container it ran is not: it goes too.
+            try await remove(spec.name)
+            return (124, "stopped after \(timeout)")
+        }
+    }
+
+    /// Runs docker with the spec's variables in a 0600 env file that exists only meanwhile; the id it printed.
+    private func launch(_ spec: ContainerSpec, arguments: (ContainerSpec, String?) -> [String]) async throws -> String {
+        let result = try await withEnvFile(spec) { envFile in try await run(arguments(spec, envFile)) }
+        return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private func withEnvFile<T>(_ spec: ContainerSpec, _ body: (String?) async throws -> T) async throws -> T {
         var envFile: URL?
         if !spec.environment.isEmpty {
             let text = try Self.envFileText(spec.environment)
@@ -146,13 +245,7 @@ public struct DockerCLI: ContainerRuntime {
             try handle.write(contentsOf: Data(text.utf8))
         }
         defer { if let envFile { try? FileManager.default.removeItem(at: envFile) } }  // a leftover 0600 env file in the scratch folder is overwritten next time
-        let result = try await run(Self.runArguments(spec, envFile: envFile?.path))
-        let id = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
-        let port = try await run(["port", id, "\(spec.containerPort)/tcp"])
-        guard let hostPort = Self.parsePort(port.standardOutput) else {
-            throw CommandError.failed(command(["port", id]), port)
-        }
-        return (id, hostPort)
+        return try await body(envFile?.path)
     }
 
     /// `docker port` prints lines like `127.0.0.1:49153`.
@@ -168,6 +261,7 @@ public struct DockerCLI: ContainerRuntime {
     static let listFormat = [
         "{{.ID}}", "{{.Names}}", "{{.State}}", "{{.Label \"stager.repo\"}}", "{{.Label \"stager.pr\"}}",
         "{{.Label \"stager.sha\"}}", "{{.Label \"stager.slug\"}}", "{{.Ports}}",
+        "{{.Label \"stager.role\"}}", "{{.Label \"stager.service\"}}", "{{.Label \"stager.definition\"}}",
     ].joined(separator: "\t")
 
     public func list(for key: PullRequestKey?) async throws -> [ContainerInfo] {
@@ -184,14 +278,17 @@ public struct DockerCLI: ContainerRuntime {
     static func parseList(_ output: String) -> [ContainerInfo] {
         output.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 8, let number = Int(fields[4]) else { return nil }
+            guard fields.count == 11, let number = Int(fields[4]) else { return nil }
             // Ports look like "127.0.0.1:49153->8080/tcp".
             let hostPort = fields[7].split(separator: ",").lazy.compactMap { mapping -> Int? in
                 guard let arrow = mapping.range(of: "->") else { return nil }
                 return parsePort(String(mapping[..<arrow.lowerBound]))
             }.first
+            // Containers from before services had no role: they are apps.
             return ContainerInfo(id: fields[0], name: fields[1], repo: fields[3], number: number, sha: fields[5],
-                                 slug: fields[6], running: fields[2] == "running", hostPort: hostPort)
+                                 slug: fields[6], running: fields[2] == "running", hostPort: hostPort,
+                                 service: fields[8] == "service" && !fields[9].isEmpty ? fields[9] : nil,
+                                 definition: fields[10].isEmpty ? nil : fields[10])
         }
     }
 
@@ -262,5 +359,71 @@ public struct DockerCLI: ContainerRuntime {
 
     public func ping() async throws {
         try await run(["version", "--format", "{{.Server.Version}}"])
+    }
+
+    // MARK: Networks and volumes
+
+    public func address(of container: String, on network: String) async throws -> String? {
+        let format = "{{with index .NetworkSettings.Networks \"\(network)\"}}{{.IPAddress}}{{end}}"
+        let result = try await run(["container", "inspect", "--format", format, "--", container], allowFailure: true)
+        let address = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        return result.succeeded && !address.isEmpty ? address : nil
+    }
+
+    public func ensureNetwork(_ name: String, labels: [String: String]) async throws {
+        let result = try await run(["network", "create", "--driver", "bridge"] + Self.labelArguments(labels) + ["--", name], allowFailure: true)
+        guard result.succeeded || result.message.contains("already exists") else {
+            throw CommandError.failed(command(["network", "create", name]), result)
+        }
+    }
+
+    public func ensureVolume(_ name: String, labels: [String: String]) async throws {
+        // `volume create` of an existing name answers with the name: it is idempotent by itself.
+        try await run(["volume", "create"] + Self.labelArguments(labels) + ["--", name])
+    }
+
+    public func volumeExists(_ name: String) async throws -> Bool {
+        try await run(["volume", "inspect", "--format", "{{.Name}}", "--", name], allowFailure: true).succeeded
+    }
+
+    public func copyVolume(from seed: String, to volume: String, image: String, labels: [String: String]) async throws {
+        // The seed is mounted read-only; `cp -a` keeps owners and modes, which a database's files need.
+        let args = ["run", "--rm", "--network", "none", "--security-opt", "no-new-privileges",
+                    "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE", "--cap-add", "FOWNER"]
+            + Self.labelArguments(labels)
+            + ["--mount", "type=volume,src=\(seed),dst=/from,readonly", "--mount", "type=volume,src=\(volume),dst=/to",
+               "--", image, "busybox", "cp", "-a", "/from/.", "/to/"]
+        try await run(args)
+    }
+
+    public func stackResources(for key: PullRequestKey?) async throws -> [StackResource] {
+        var filters = ["--filter", "label=\(ContainerLabels.managed)=true", "--filter", "label=\(ContainerLabels.instance)=\(instance)"]
+        if let key {
+            filters += ["--filter", "label=\(ContainerLabels.repo)=\(key.repo)", "--filter", "label=\(ContainerLabels.pr)=\(key.number)"]
+        }
+        let format = "{{.Name}}\t{{.Label \"stager.repo\"}}\t{{.Label \"stager.pr\"}}"
+        let networks = try await run(["network", "ls"] + filters + ["--format", format]).standardOutput
+        let volumes = try await run(["volume", "ls"] + filters + ["--format", format]).standardOutput
+        return Self.parseResources(networks, kind: .network) + Self.parseResources(volumes, kind: .volume)
+    }
+
+    static func parseResources(_ output: String, kind: StackResource.Kind) -> [StackResource] {
+        output.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 3, let number = Int(fields[2]), !fields[1].isEmpty else { return nil }
+            return StackResource(kind: kind, name: fields[0], repo: fields[1], number: number)
+        }
+    }
+
+    public func remove(_ resource: StackResource) async throws {
+        let result = try await run([resource.kind.rawValue, "rm", "--", resource.name], allowFailure: true)
+        let gone = ["No such network", "not found", "No such volume", "no such volume"]
+        guard result.succeeded || gone.contains(where: result.message.contains) else {
+            throw CommandError.failed(command([resource.kind.rawValue, "rm", resource.name]), result)
+        }
+    }
+
+    static func labelArguments(_ labels: [String: String]) -> [String] {
+        labels.sorted { $0.key < $1.key }.flatMap { ["--label", "\($0.key)=\($0.value)"] }
     }
 }

@@ -8,8 +8,15 @@ public struct ContainerInfo: Sendable, Equatable, Hashable {
     public var slug: String
     public var running: Bool
     public var hostPort: Int?
+    /// The service this container runs; nil for the app.
+    public var service: String?
+    /// A service's definition fingerprint (`stager.definition`).
+    public var definition: String?
 
-    public init(id: String, name: String, repo: String, number: Int, sha: String, slug: String, running: Bool, hostPort: Int?) {
+    public init(id: String, name: String, repo: String, number: Int, sha: String, slug: String, running: Bool, hostPort: Int?,
+                service: String? = nil, definition: String? = nil) {
+        self.service = service
+        self.definition = definition
         self.id = id
         self.name = name
         self.repo = repo
@@ -23,8 +30,10 @@ public struct ContainerInfo: Sendable, Equatable, Hashable {
 
 /// What the world looks like for one PR right now.
 public struct Observation: Sendable, Equatable {
-    /// Containers labelled with this PR, running or not.
+    /// App containers labelled with this PR, running or not.
     public var containers: [ContainerInfo]
+    /// Its service containers (`stager.role=service`).
+    public var services: [ContainerInfo] = []
     /// The container the vhost file routes to, nil when there is no vhost file.
     public var routedContainer: String?
     /// The loopback port the vhost file routes to.
@@ -49,14 +58,19 @@ public struct Observation: Sendable, Equatable {
 extension Observation {
     /// What is known of an environment, with what the engine and the sites folder say.
     public init(of env: Environment, containers: [ContainerInfo], routed: RoutedUpstream?) {
-        self.init(containers: containers, routedContainer: routed?.container, routedPort: routed?.port, status: env.status,
-                  failedSha: env.failedSha, hasComment: env.commentID != nil, commentPending: env.commentPending)
+        self.init(containers: containers.filter { $0.service == nil }, routedContainer: routed?.container, routedPort: routed?.port,
+                  status: env.status, failedSha: env.failedSha, hasComment: env.commentID != nil, commentPending: env.commentPending)
+        services = containers.filter { $0.service != nil }
     }
 }
 
 /// One thing the controller does. Steps after `startContainer` or `adoptContainer` act on that container,
 /// the candidate.
 public enum Step: Sendable, Equatable {
+    /// The network, volumes (seeded) and service containers as configured, each service healthy.
+    case prepareStack
+    /// The repository's `release` command in the new image, before its container starts.
+    case runRelease(sha: String)
     case startContainer(sha: String)
     case adoptContainer(ContainerInfo)
     /// Wait for the health path, then the smoke paths: nothing switches to a container that fails them.
@@ -69,31 +83,38 @@ public enum Step: Sendable, Equatable {
     /// Mark ready and create or edit the sticky comment.
     case announceReady
     case removeVhost
+    /// Service containers, the network and the volumes.
+    case removeStack
     case deleteComment
     case markRemoved
 }
 
 /// Desired state + observation in, steps out. Pure: no process, no clock, no I/O.
 public enum Planner {
-    public static func plan(desired: DesiredState, observed: Observation) -> [Step] {
+    /// `stack`: the services the repository configures now (none: a plain app).
+    public static func plan(desired: DesiredState, observed: Observation, stack: StackDesire = .none) -> [Step] {
         switch desired {
         case .absent:
-            return planAbsent(observed)
+            return planAbsent(observed, stack: stack)
         case .present(let sha):
-            return planPresent(sha: sha, observed)
+            let steps = planPresent(sha: sha, observed, stack: stack)
+            // Services repaired beside an app that keeps serving (one removed by hand, a changed definition).
+            guard !steps.contains(.prepareStack), stack.needsPreparing(observed.services), observed.failedSha != sha else { return steps }
+            return [.prepareStack] + steps
         }
     }
 
-    private static func planAbsent(_ observed: Observation) -> [Step] {
+    private static func planAbsent(_ observed: Observation, stack: StackDesire) -> [Step] {
         var steps: [Step] = []
         if observed.routedContainer != nil { steps.append(.removeVhost) }
         steps += observed.containers.map(Step.removeContainer)
+        if !observed.services.isEmpty || (!stack.services.isEmpty && observed.status != .removed) { steps.append(.removeStack) }
         if observed.hasComment || observed.commentPending { steps.append(.deleteComment) }
         if observed.status != .removed { steps.append(.markRemoved) }
         return steps
     }
 
-    private static func planPresent(sha: String, _ observed: Observation) -> [Step] {
+    private static func planPresent(sha: String, _ observed: Observation, stack: StackDesire) -> [Step] {
         let serving = observed.containers.first { $0.running && $0.name == observed.routedContainer }
 
         if let serving, serving.sha == sha {
@@ -113,11 +134,13 @@ public enum Planner {
             return observed.containers.filter { $0 != serving && !$0.running }.map(Step.removeContainer)
         }
 
-        var steps: [Step] = []
+        var steps: [Step] = stack.needsPreparing(observed.services) ? [.prepareStack] : []
         let candidate = observed.containers.first { $0.running && $0.sha == sha && $0 != serving }
         if let candidate {
             steps.append(.adoptContainer(candidate))
         } else {
+            // The release runs once per deploy, before the new app starts; an adopted one ran it already.
+            if stack.release { steps.append(.runRelease(sha: sha)) }
             steps.append(.startContainer(sha: sha))
         }
         steps += [.awaitHealthy, .routeToCandidate]

@@ -22,7 +22,7 @@ public enum Admission: Sendable, Equatable {
 public enum AuditKind: String, Sendable, Codable {
     /// A recorded change of desired state, by its source.
     case webhook, deploy, destroy, sync, gc
-    case approval, blocked, waiting, build, ready, failure, teardown
+    case approval, blocked, waiting, build, release, ready, failure, teardown
     /// A GitHub call whose failure did not fail the deploy (deployments).
     case github
     /// A convergence that failed for a passing reason and is retried.

@@ -191,6 +191,103 @@ actor InMemoryRuntime: ContainerRuntime {
     func builtImages() throws -> [(image: String, key: PullRequestKey)] { [] }
 
     func ping() throws { try engine() }
+
+    // The stack: networks and volumes by name, service containers with an address on their network.
+
+    private(set) var networks: Set<String> = []
+    private(set) var volumes: [String: [String: String]] = [:]
+    private(set) var volumeData: [String: String] = [:]
+    /// Release commands `runToEnd` answers with this exit status (default 0).
+    var releaseExit: Int32 = 0
+    private var resourceLabels: [String: [String: String]] = [:]
+
+    func setReleaseExit(_ code: Int32) { releaseExit = code }
+    func addVolume(_ name: String, data: String) {
+        volumes[name] = [:]
+        volumeData[name] = data
+    }
+
+    func startService(_ spec: ContainerSpec) async throws -> String {
+        try engine()
+        guard let network = spec.network, networks.contains(network) else {
+            throw CommandError.failed(Command("docker", ["run", spec.name]), CommandResult(exitCode: 125, standardError: "network not found"))
+        }
+        if refusedImages.contains(spec.image) {
+            throw CommandError.failed(Command("docker", ["run", spec.image]), CommandResult(exitCode: 125, standardError: "Unable to find image"))
+        }
+        await timeline.record("service \(spec.labels[ContainerLabels.service] ?? "")")
+        let info = ContainerInfo(id: "id-\(spec.name)", name: spec.name, repo: spec.labels[ContainerLabels.repo] ?? "",
+                                 number: Int(spec.labels[ContainerLabels.pr] ?? "") ?? 0, sha: "", slug: spec.labels[ContainerLabels.slug] ?? "",
+                                 running: true, hostPort: nil, service: spec.labels[ContainerLabels.service],
+                                 definition: spec.labels[ContainerLabels.definition])
+        containers.append(info)
+        serviceImages[info.id] = spec.image
+        return info.id
+    }
+
+    private var serviceImages: [String: String] = [:]
+
+    func runToEnd(_ spec: ContainerSpec, timeout: Duration) async throws -> (exitCode: Int32, output: String) {
+        try engine()
+        await timeline.record("release \(spec.image)")
+        return (releaseExit, "migrating\n")
+    }
+
+    func address(of container: String, on network: String) throws -> String? {
+        try engine()
+        guard let found = containers.first(where: { $0.id == container && $0.running }), networks.contains(network) else { return nil }
+        return unhealthyImages.contains(serviceImages[found.id] ?? "") ? nil : "10.0.0.2"
+    }
+
+    func ensureNetwork(_ name: String, labels: [String: String]) async throws {
+        try engine()
+        if networks.insert(name).inserted { await timeline.record("network \(name)") }
+        resourceLabels[name] = labels
+    }
+
+    func ensureVolume(_ name: String, labels: [String: String]) async throws {
+        try engine()
+        if volumes[name] == nil {
+            volumes[name] = labels
+            volumeData[name] = ""
+        }
+        resourceLabels[name] = labels
+    }
+
+    func volumeExists(_ name: String) throws -> Bool {
+        try engine()
+        return volumes[name] != nil
+    }
+
+    func copyVolume(from seed: String, to volume: String, image: String, labels: [String: String]) async throws {
+        try engine()
+        volumeData[volume] = volumeData[seed]
+        await timeline.record("seed \(volume)")
+    }
+
+    func stackResources(for key: PullRequestKey?) throws -> [StackResource] {
+        try engine()
+        return (networks.map { ($0, StackResource.Kind.network) } + volumes.keys.map { ($0, StackResource.Kind.volume) }).compactMap { name, kind in
+            guard let labels = resourceLabels[name], let repo = labels[ContainerLabels.repo], let number = Int(labels[ContainerLabels.pr] ?? "") else { return nil }
+            guard key == nil || (key?.repo == repo && key?.number == number) else { return nil }
+            return StackResource(kind: kind, name: name, repo: repo, number: number)
+        }.sorted { $0.name < $1.name }
+    }
+
+    func remove(_ resource: StackResource) async throws {
+        try engine()
+        switch resource.kind {
+        case .network:
+            guard !containers.contains(where: { $0.service != nil && $0.name.hasPrefix(resource.name) }) else {
+                throw CommandError.failed(Command("docker", ["network", "rm"]), CommandResult(exitCode: 1, standardError: "has active endpoints"))
+            }
+            networks.remove(resource.name)
+        case .volume:
+            volumes[resource.name] = nil
+            volumeData[resource.name] = nil
+        }
+        await timeline.record("rm \(resource.kind.rawValue) \(resource.name)")
+    }
 }
 
 /// nginx in memory: routes per slug; `rejectNext` makes the next apply fail the way `nginx -t` does.
@@ -245,6 +342,9 @@ struct InMemoryProber: Prober {
         guard let status = await runtime.answer(port: port) else { throw URLError(.cannotConnectToHost) }
         return ProbeAnswer(status: status, headers: [:], body: "")
     }
+
+    /// A service on the in-memory network accepts once it has an address.
+    func accepts(host: String, port: Int) async -> Bool { host == "10.0.0.2" }
 }
 
 /// The PR's sticky comment, one per PR, as GitHub keeps it.
