@@ -19,8 +19,12 @@ struct Logs: AsyncParsableCommand {
     @Flag(name: .long, help: "The last image build's log instead (repositories that build from the branch).")
     var build = false
 
+    @Option(name: .long, help: "A service's log instead of the app's (repos.X.services), e.g. --service db.")
+    var service: String?
+
     func validate() throws {
         if let tail, tail < 0 { throw ValidationError("--tail: expected a number of lines, 0 or more") }
+        if build, service != nil { throw ValidationError("--build and --service: give one of them") }
     }
 
     func run() async throws {
@@ -32,7 +36,7 @@ struct Logs: AsyncParsableCommand {
             try await logs.printBuildLog(pullRequest.key, dataDir: config.dataDir, tail: tail, follow: follow)
             return
         }
-        let status = try await logs.print(pullRequest.key, tail: tail, follow: follow)
+        let status = try await logs.print(pullRequest.key, service: service, tail: tail, follow: follow)
         if status != 0 { throw ExitCode(status) }
     }
 }

@@ -157,4 +157,36 @@ struct ServicesTests {
             #expect(try await exec(app.id, "/bin/busybox wget -qO- http://db:8080/value") == "seeded-9")
         }
     }
+
+    /// A leaked service container, network and volume (a PR with no environment): `gc --dry-run` lists them
+    /// by kind and leaves them; `gc` removes them (serve, running, does it).
+    @Test func gcRemovesALeakedServiceNetworkAndVolume() async throws {
+        try await E2EHarness.run(name: "services-gc") { harness in
+            let labels = ["--label", "stager.managed=true", "--label", "stager.instance=\(harness.instance)",
+                          "--label", "stager.repo=acme/web", "--label", "stager.pr=998"]
+            let prefix = "stager-\(harness.instance)-leaked"
+            _ = try await runner.check(Command("docker", ["network", "create"] + labels + ["\(prefix)"]))
+            _ = try await runner.check(Command("docker", ["volume", "create"] + labels + ["\(prefix)-db-data"]))
+            _ = try await runner.check(Command("docker", ["run", "-d", "--name", "\(prefix)-db", "--network", prefix,
+                                                          "--mount", "type=volume,src=\(prefix)-db-data,dst=/data"] + labels
+                                                          + ["--label", "stager.role=service", "--label", "stager.service=db",
+                                                             "--", E2EHarness.image, "/bin/busybox", "httpd", "-f", "-p", "8080"]))
+
+            let dry = try await harness.stager(["gc", "--dry-run", "--json"])
+            #expect(dry.exitCode == 0, "\(dry.standardError)")
+            let items = dry.standardOutput.split(separator: "\n").dropLast().compactMap { try? JSONDecoder().decode(GcItem.self, from: Data($0.utf8)) }
+            #expect(Set(items.filter { $0.action == .wouldRemove }.map(\.kind)) == [.service, .network, .volume], "\(items)")
+            #expect(dry.standardOutput.contains("gc: would remove 0 environments, 1 container, 0 vhosts, 2 networks and volumes; kept 0"),
+                    "\(dry.standardOutput)")
+            #expect(try await resources(harness, "network", pr: 998).count == 1)
+
+            let gc = try await harness.stager(["gc"])
+            #expect(gc.exitCode == 0, "\(gc.standardError)")
+            #expect(gc.standardOutput.contains("gc: removed 0 environments, 1 container, 0 vhosts, 2 networks and volumes; kept 0"),
+                    "\(gc.standardOutput)")
+            #expect(try await harness.containers().filter { $0.number == 998 }.isEmpty)
+            #expect(try await resources(harness, "network", pr: 998).isEmpty)
+            #expect(try await resources(harness, "volume", pr: 998).isEmpty)
+        }
+    }
 }

@@ -104,6 +104,18 @@ struct ConfigTests {
         ("repos:\n  acme/web:\n    image: \"x\"\n    access: {users_env: NOT_SET_ANYWHERE}\n", "repos.acme/web.access.users_env"),
         ("repos:\n  acme/web:\n    image: \"x\"\n    webhook_secret_env: NOT_SET_ANYWHERE\n", "repos.acme/web.webhook_secret_env"),
         ("server:\n  admin_token_env: NOT_SET_ANYWHERE\n", "server.admin_token_env"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      Bad_Name: {image: \"y\"}\n", "repos.acme/web.services.Bad_Name"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {port: 5432}\n", "repos.acme/web.services.db.image"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", depends_on: [cache]}\n", "repos.acme/web.services.db.depends_on"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", depends_on: [db]}\n", "repos.acme/web.services.db.depends_on"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      a: {image: \"y\", depends_on: [b]}\n      b: {image: \"y\", depends_on: [a]}\n", "repos.acme/web.services"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", seed: {data: \"s\"}}\n", "repos.acme/web.services.db.seed.data"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", health_path: \"/\"}\n", "repos.acme/web.services.db.health_path"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", volumes: {data: \"relative\"}}\n", "repos.acme/web.services.db.volumes.data"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", cap_add: [\"ALL\"]}\n", "repos.acme/web.services.db.cap_add"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", imagee: \"z\"}\n", "repos.acme/web.services.db.imagee"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    release: []\n", "repos.acme/web.release"),
+        ("docker:\n  seed_image: \"\"\n", "docker.seed_image"),
     ])
     func errorsNameTheKey(yaml: String, key: String) {
         do {
@@ -115,6 +127,25 @@ struct ConfigTests {
         } catch {
             Issue.record("unexpected \(error)")
         }
+    }
+
+    /// Services start after what they depend on, by name among equals.
+    @Test func servicesStartInDependencyOrder() throws {
+        let config = try TestConfig.load("""
+        repos:
+          acme/web:
+            image: "x"
+            release: ["bin/migrate"]
+            services:
+              worker: {image: "w", depends_on: [db, cache]}
+              db: {image: "postgres:16", port: 5432, volumes: {data: "/var/lib/postgresql/data"}, seed: {data: "seed-db"}}
+              cache: {image: "redis:7", port: 6379}
+        """, in: dir)
+        let repo = try #require(config.repo("acme/web"))
+        #expect(repo.services.map(\.name) == ["cache", "db", "worker"])
+        #expect(repo.release == ["bin/migrate"])
+        #expect(repo.services.first { $0.name == "db" }?.seed == ["data": "seed-db"])
+        #expect(config.seedImage == "busybox")
     }
 
     @Test func missingSecretSaysWhichVariable() throws {

@@ -21,9 +21,11 @@ public struct Preflight: Sendable {
 
     public func run() async -> [Result] {
         var results = [Result(name: "config", passed: true, detail: "\(config.configFile?.path ?? "(embedded)") is valid, \(config.repos.count) repositories")]
+        let docker = DockerCLI(command: config.dockerCommand, instance: config.instance, runner: runner)
         do {
-            try await DockerCLI(command: config.dockerCommand, instance: config.instance, runner: runner).ping()
+            try await docker.ping()
             results.append(Result(name: "engine", passed: true, detail: "the Docker engine answers"))
+            results += await seedVolumes(docker)
         } catch {
             results.append(Result(name: "engine", passed: false, detail: "\(error); start dockerd or fix docker.command"))
         }
@@ -37,6 +39,26 @@ public struct Preflight: Sendable {
         }
         if let included = await sitesIncluded() { results.append(included) }
         results += await github()
+        return results
+    }
+
+    /// Every volume a service is seeded from exists (dependencies and cycles were checked with the configuration).
+    private func seedVolumes(_ docker: DockerCLI) async -> [Result] {
+        var results: [Result] = []
+        for repo in config.repos.values.sorted(by: { $0.name < $1.name }) {
+            for service in repo.services {
+                for (volume, seed) in service.seed.sorted(by: { $0.key < $1.key }) {
+                    let name = "seed repos.\(repo.name).services.\(service.name).seed.\(volume)"
+                    do {
+                        results.append(try await docker.volumeExists(seed)
+                            ? Result(name: name, passed: true, detail: "the docker volume \(seed) exists")
+                            : Result(name: name, passed: false, detail: "no docker volume \(seed); create it (docker volume create \(seed)) and fill it"))
+                    } catch {
+                        results.append(Result(name: name, passed: false, detail: "\(error)"))
+                    }
+                }
+            }
+        }
         return results
     }
 

@@ -109,6 +109,7 @@ struct Execution {
     struct StackFailure: Error {
         var reason: String
         var log: FailureLog?
+        var service: String? = nil
     }
 
     // MARK: The gate
@@ -177,7 +178,9 @@ struct Execution {
             if env.status != .deploying { try await setStatus(.deploying) }
             do {
                 try await prepareStack(layout)
+                try await recordServices(layout, unhealthy: nil)
             } catch let failure as StackFailure {
+                try await recordServices(layout, unhealthy: failure.service)
                 return try await fail(sha: env.desiredSha, reason: failure.reason, log: failure.log)
             }
         case .runRelease(let sha):
@@ -356,7 +359,7 @@ struct Execution {
             let tail = SecretMask.mask((try? await runtime.logTail(id, lines: 30)) ?? "", secrets: Array(service.env.values))  // no log is still a failure worth naming
             let what = service.port.map { port in service.healthPath.map { "GET \($0) on port \(port) below 500" } ?? "TCP port \(port)" } ?? "running"
             throw StackFailure(reason: "service \(service.name) was not healthy (\(what)) within \(service.healthTimeout)",
-                               log: FailureLog(.service(service.name), tail))
+                               log: FailureLog(.service(service.name), tail), service: service.name)
         }
     }
 
@@ -418,6 +421,18 @@ struct Execution {
     /// A release that runs longer is stopped and fails the deploy.
     static let releaseTimeout: Duration = .seconds(600)
 
+    /// What the API and the pages show of the services: each configured one, its container, and whether it
+    /// got healthy (`unhealthy` names the one that did not; one without a container is `missing`).
+    private func recordServices(_ layout: StackLayout, unhealthy: String?) async throws {
+        let containers = try await seams.runtime.list(for: key).filter { $0.service != nil }
+        let states = layout.repo.services.map { service in
+            let container = containers.first { $0.service == service.name && $0.running }
+            let status = service.name == unhealthy ? "unhealthy" : container == nil ? "missing" : "healthy"
+            return ServiceState(name: service.name, status: status, containerID: container?.id)
+        }
+        try await environments.update(key) { $0.services = states }
+    }
+
     /// Service containers, then the network (nothing is attached any more), then the volumes and their marks.
     private func removeStack(_ layout: StackLayout) async throws {
         let runtime = seams.runtime
@@ -427,6 +442,7 @@ struct Execution {
             try await runtime.remove(resource)
             if resource.kind == .volume { try await environments.setFact(StackLayout.seededFact(resource.name), "", at: Date()) }
         }
+        try await environments.update(key) { $0.services = [] }
         logger.info("removed the services, network and volumes", metadata: ["resources": "\(resources.count)"])
     }
     private var healthPath: String { repo?.healthPath ?? "/" }

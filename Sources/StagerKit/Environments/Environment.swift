@@ -37,6 +37,19 @@ public enum EnvironmentStatus: String, Sendable, Codable, CaseIterable {
     case removed
 }
 
+/// One service of an environment: `healthy`, or `unhealthy` when it did not become healthy in time.
+public struct ServiceState: Sendable, Equatable, Codable {
+    public var name: String
+    public var status: String
+    public var containerID: String?
+
+    public init(name: String, status: String, containerID: String?) {
+        self.name = name
+        self.status = status
+        self.containerID = containerID
+    }
+}
+
 /// What the PR should look like: running `sha`, or nothing at all.
 public enum DesiredState: Sendable, Equatable {
     case present(sha: String)
@@ -101,6 +114,8 @@ public struct Environment: Sendable, Equatable, Codable {
     public var lastDeploySeconds: Double? = nil
     /// `pull_request.head.repo.clone_url` of the newest delivery: where a build fetches from.
     public var cloneURL: String? = nil
+    /// The services beside the app as the last deploy left them.
+    public var services: [ServiceState] = []
 
     /// A PR whose head lives in another repository (or in a deleted fork).
     public var isFork: Bool { headRepo != repo }

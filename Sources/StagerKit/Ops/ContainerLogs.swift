@@ -11,12 +11,21 @@ public struct ContainerLogs: Sendable {
         self.docker = docker
     }
 
-    /// The container to read; a clear error when there is none.
-    public func container(for key: PullRequestKey) async throws -> String {
+    /// The container to read (the app's, or with `service` that service's); a clear error when there is none.
+    public func container(for key: PullRequestKey, service: String? = nil) async throws -> String {
         guard let env = try store.environment(key) else {
             throw ManualControlError(message: "\(key) has no environment")
         }
-        let containers = try await docker.list(for: key)
+        let all = try await docker.list(for: key)
+        if let service {
+            if let container = all.first(where: { $0.service == service && $0.running }) ?? all.first(where: { $0.service == service }) {
+                return container.id
+            }
+            let known = Set(all.compactMap(\.service)).sorted()
+            throw ManualControlError(message: "\(key) has no container of service \(service)"
+                + (known.isEmpty ? " (it has no services now)" : " (its services: \(known.joined(separator: ", ")))"))
+        }
+        let containers = all.filter { $0.service == nil }
         if let serving = env.containerID, containers.contains(where: { $0.id.hasPrefix(serving) || serving.hasPrefix($0.id) }) {
             return serving
         }
@@ -27,8 +36,8 @@ public struct ContainerLogs: Sendable {
         throw ManualControlError(message: "\(key) has no container now; status \(env.status.rawValue)\(why)")
     }
 
-    public func print(_ key: PullRequestKey, tail: Int?, follow: Bool) async throws -> Int32 {
-        try await docker.printLogs(try await container(for: key), tail: tail, follow: follow)
+    public func print(_ key: PullRequestKey, service: String? = nil, tail: Int?, follow: Bool) async throws -> Int32 {
+        try await docker.printLogs(try await container(for: key, service: service), tail: tail, follow: follow)
     }
 
     /// The PR's last build log (repositories with a `build:` block); with `follow`, what is written next too,

@@ -19,6 +19,8 @@ public struct GcItem: Sendable, Codable, Equatable {
         case pullRequest = "pull request"
         case image
         case workFolder = "work folder"
+        /// A service's container, network or volume (services beside the app).
+        case service, network, volume
     }
 
     public var action: Action
@@ -53,6 +55,8 @@ public struct GcPlan: Sendable, Equatable {
     public var builtImages: [String] = []
     /// Build work folders no running build uses (left by a crash).
     public var workFolders: [String] = []
+    /// Networks and volumes of PRs with no live environment.
+    public var resources: [StackResource] = []
 
     public struct Kept: Sendable, Equatable {
         public var env: Environment
@@ -72,6 +76,7 @@ public struct GcPlan: Sendable, Equatable {
         public var images: [PullRequestKey: String] = [:]
         public var builtImages: [(image: String, key: PullRequestKey)] = []
         public var workFolders: [String] = []
+        public var stackResources: [StackResource] = []
         public var idleTTL: Duration?
         public var now: Date
     }
@@ -95,6 +100,7 @@ public struct GcPlan: Sendable, Equatable {
         // Only this instance's containers of configured repositories: another tool's are not ours to judge.
         let liveKeys = Set(live.map(\.key))
         containers = facts.containers.filter { facts.configuredRepos.contains($0.repo) && !liveKeys.contains($0.key) }
+        resources = facts.stackResources.filter { facts.configuredRepos.contains($0.repo) && !liveKeys.contains($0.key) }
         let keptSlugs = Set(kept.map(\.env.slug))
         let removedSlugs = Set(environments.map(\.env.slug))
         vhosts = facts.managedVhosts.filter { !keptSlugs.contains($0) && !removedSlugs.contains($0) }
@@ -154,6 +160,8 @@ public struct GarbageCollector: Sendable {
         public var unknown = 0
         public var missing = 0
         public var images = 0
+        /// Networks and volumes.
+        public var resources = 0
         public var failed = 0
         public var dryRun = false
         /// Who removed the containers and vhosts: the running serve, or gc itself when none runs.
@@ -163,6 +171,7 @@ public struct GarbageCollector: Sendable {
             let verb = dryRun ? "would remove" : "removed"
             var text = "gc: \(verb) \(Self.count(environments, "environment")), \(Self.count(containers, "container")), \(Self.count(vhosts, "vhost"))"
             if images > 0 { text += ", \(Self.count(images, "image"))" }
+            if resources > 0 { text += ", \(Self.count(resources, "network or volume", plural: "networks and volumes"))" }
             text += "; kept \(kept)"
             if unknown > 0 { text += " (\(unknown) unknown)" }
             if missing > 0 { text += "; \(Self.count(missing, "open PR")) without an environment (stager sync)" }
@@ -171,8 +180,8 @@ public struct GarbageCollector: Sendable {
             return text
         }
 
-        static func count(_ number: Int, _ noun: String) -> String {
-            "\(number) \(noun)\(number == 1 ? "" : "s")"
+        static func count(_ number: Int, _ noun: String, plural: String? = nil) -> String {
+            "\(number) \(number == 1 ? noun : plural ?? noun + "s")"
         }
     }
 
@@ -222,6 +231,7 @@ public struct GarbageCollector: Sendable {
             environments: environments, containers: containers, managedVhosts: inventory.managed, foreignFiles: inventory.foreign,
             states: states, missing: missing, configuredRepos: Set(repos), images: images, builtImages: try await runtime.builtImages(),
             workFolders: ((try? FileManager.default.contentsOfDirectory(atPath: workRoot.path)) ?? []).sorted(),  // no work folder yet: nothing interrupted
+            stackResources: try await runtime.stackResources(for: nil),
             idleTTL: config.limits.idleTTL, now: now
         ))
     }
@@ -250,6 +260,8 @@ public struct GarbageCollector: Sendable {
             for image in plan.images { report(GcItem(action: removing, kind: .image, item: image, reason: Self.imageReason)) }
             for image in plan.builtImages { report(GcItem(action: removing, kind: .image, item: image, reason: Self.builtImageReason)) }
             for folder in plan.workFolders { report(GcItem(action: removing, kind: .workFolder, item: folder, reason: Self.workFolderReason)) }
+            for resource in plan.resources { report(Self.orphanItem(resource, action: removing)) }
+            summary.resources = plan.resources.count
             summary.images = plan.images.count + plan.builtImages.count
             summary.environments = plan.environments.count
             summary.vhosts = plan.vhosts.count
@@ -272,15 +284,17 @@ public struct GarbageCollector: Sendable {
 
         // 2. Containers, vhosts and comments change only in `stager serve`, when it runs: it is asked to
         //    reconcile now, and each item is reported once it is gone.
-        let work = teardowns.count + plan.vhosts.count + plan.containers.count
+        let work = teardowns.count + plan.vhosts.count + plan.containers.count + plan.resources.count
         if work > 0 {
             let items: [GcItem]
             if ServeHeartbeat(store: store).isBeating() {
-                let waited = await awaitServe(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers, report: report)
+                let waited = await awaitServe(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers,
+                                              resources: plan.resources, report: report)
                 items = waited.items
                 summary.doneBy = waited.serveStopped ? "stager serve, then gc itself (serve stopped meanwhile)" : "stager serve"
             } else {
-                items = await removeHere(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers, report: report)
+                items = await removeHere(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers,
+                                         resources: plan.resources, report: report)
                 summary.doneBy = "gc itself (stager serve is not running)"
             }
             for item in items {
@@ -288,6 +302,7 @@ public struct GarbageCollector: Sendable {
                 case (.failed, _): summary.failed += 1
                 case (_, .environment): summary.environments += 1
                 case (_, .vhost): summary.vhosts += 1
+                case (_, .network), (_, .volume): summary.resources += 1
                 default: summary.containers += 1
                 }
             }
@@ -324,11 +339,12 @@ public struct GarbageCollector: Sendable {
     /// gone, reporting each as it goes. What serve does not finish in `serveTimeout` is reported failed;
     /// when serve stops beating meanwhile, gc does the rest itself.
     private func awaitServe(teardowns: [(removal: GcPlan.Removal, env: Environment)], vhosts: [String], containers: [ContainerInfo],
-                            report: (GcItem) -> Void) async -> (items: [GcItem], serveStopped: Bool) {
+                            resources: [StackResource], report: (GcItem) -> Void) async -> (items: [GcItem], serveStopped: Bool) {
         var items: [GcItem] = []
         var pendingTeardowns = teardowns
         var pendingVhosts = vhosts
         var pendingContainers = containers
+        var pendingResources = resources
         let clock = ContinuousClock()
         let deadline = clock.now + Self.serveTimeout
         do {
@@ -341,9 +357,10 @@ public struct GarbageCollector: Sendable {
             report(item)
         }
         let heartbeat = ServeHeartbeat(store: store)
-        while !(pendingTeardowns.isEmpty && pendingVhosts.isEmpty && pendingContainers.isEmpty), clock.now < deadline {
+        while !(pendingTeardowns.isEmpty && pendingVhosts.isEmpty && pendingContainers.isEmpty && pendingResources.isEmpty), clock.now < deadline {
             guard heartbeat.isBeating() else {
-                items += await removeHere(teardowns: pendingTeardowns, vhosts: pendingVhosts, containers: pendingContainers, report: report)
+                items += await removeHere(teardowns: pendingTeardowns, vhosts: pendingVhosts, containers: pendingContainers,
+                                          resources: pendingResources, report: report)
                 return (items, true)
             }
             do {
@@ -372,6 +389,14 @@ public struct GarbageCollector: Sendable {
                         return false
                     }
                 }
+                if !pendingResources.isEmpty {
+                    let present = Set(try await runtime.stackResources(for: nil))
+                    pendingResources = pendingResources.filter { resource in
+                        guard !present.contains(resource) else { return true }
+                        done(Self.orphanItem(resource, action: .removed))
+                        return false
+                    }
+                }
                 // Each look lists the engine (one docker process): a few a second is plenty.
                 try await Task.sleep(for: .milliseconds(250))
             } catch {
@@ -382,14 +407,15 @@ public struct GarbageCollector: Sendable {
         let late = "stager serve did not remove it within \(Self.serveTimeout); it keeps trying (see its log)"
         for (_, env) in pendingTeardowns { done(GcItem(action: .failed, kind: .environment, item: "\(env.key) (\(env.slug))", reason: late)) }
         for slug in pendingVhosts { done(GcItem(action: .failed, kind: .vhost, item: "\(slug).conf", reason: late)) }
-        for container in pendingContainers { done(GcItem(action: .failed, kind: .container, item: container.name, reason: late)) }
+        for container in pendingContainers { done(GcItem(action: .failed, kind: Self.kind(of: container), item: container.name, reason: late)) }
+        for resource in pendingResources { done(GcItem(action: .failed, kind: Self.kind(of: resource), item: resource.name, reason: late)) }
         return (items, false)
     }
 
     /// No serve runs: gc does the work itself, through the controller's own steps. Every vhost goes in one
     /// test and one reload; then each environment and orphan container, a few at a time.
     private func removeHere(teardowns: [(removal: GcPlan.Removal, env: Environment)], vhosts: [String], containers: [ContainerInfo],
-                            report: (GcItem) -> Void) async -> [GcItem] {
+                            resources: [StackResource], report: (GcItem) -> Void) async -> [GcItem] {
         var items: [GcItem] = []
         let inventory = await frontDoor.inventory()
         let slugs = vhosts + teardowns.map(\.env.slug).filter { inventory.managed.contains($0) }
@@ -429,7 +455,7 @@ public struct GarbageCollector: Sendable {
                     try await runtime.remove(container.id)
                     return Self.orphanItem(container, action: .removed)
                 } catch {
-                    return GcItem(action: .failed, kind: .container, item: container.name, reason: "\(error)")
+                    return GcItem(action: .failed, kind: Self.kind(of: container), item: container.name, reason: "\(error)")
                 }
             }
         }
@@ -441,6 +467,17 @@ public struct GarbageCollector: Sendable {
                 items.append(item)
                 report(item)
             }
+        }
+        // Networks once their containers are gone, then volumes.
+        for resource in resources.sorted(by: { ($0.kind == .network ? 0 : 1, $0.name) < ($1.kind == .network ? 0 : 1, $1.name) }) {
+            var item = Self.orphanItem(resource, action: .removed)
+            do {
+                try await runtime.remove(resource)
+            } catch {
+                item = GcItem(action: .failed, kind: item.kind, item: resource.name, reason: "\(error)")
+            }
+            items.append(item)
+            report(item)
         }
         return items
     }
@@ -457,7 +494,15 @@ public struct GarbageCollector: Sendable {
     static let parallelRemovals = 4
 
     private static func orphanItem(_ container: ContainerInfo, action: GcItem.Action) -> GcItem {
-        GcItem(action: action, kind: .container, item: container.name,
+        GcItem(action: action, kind: kind(of: container), item: container.name,
                reason: "\(container.running ? "running" : "exited"), labelled \(container.repo)#\(container.number), no environment")
     }
+
+    private static func orphanItem(_ resource: StackResource, action: GcItem.Action) -> GcItem {
+        GcItem(action: action, kind: kind(of: resource), item: resource.name, reason: "labelled \(resource.repo)#\(resource.number), no environment")
+    }
+
+    private static func kind(of container: ContainerInfo) -> GcItem.Kind { container.service == nil ? .container : .service }
+
+    private static func kind(of resource: StackResource) -> GcItem.Kind { resource.kind == .network ? .network : .volume }
 }

@@ -161,6 +161,11 @@ public final class Store: Sendable {
                 t.add(column: "cloneURL", .text)
             }
         }
+        migrator.registerMigration("v6: services") { db in
+            try db.alter(table: "environment") { t in
+                t.add(column: "services", .text).notNull().defaults(to: "[]")
+            }
+        }
         return migrator
     }
 

@@ -81,6 +81,9 @@ enum DashboardPages {
         context["deployed_sha"] = view.deployed_sha ?? ""
         context["created_at"] = view.created_at
         context["container_name"] = view.container_name ?? ""
+        context["services"] = view.services.map { ["name": $0.name, "status": $0.status, "healthy": $0.status == "healthy",
+                                                   "container_id": String(($0.container_id ?? "").prefix(12))] }
+        context["has_services"] = !view.services.isEmpty
         context["degraded"] = view.degraded ?? ""
         return context
     }

@@ -9,12 +9,13 @@ public enum EnvironmentTable {
     }
 
     public static func text(_ views: [EnvironmentView], now: Date, degraded: String? = nil) -> String {
-        let header = ["REPO", "PR", "BRANCH", "URL", "STATUS", "SHA", "AGE", "IDLE", "CONTAINER"]
+        let header = ["REPO", "PR", "BRANCH", "URL", "STATUS", "SHA", "AGE", "IDLE", "SERVICES", "CONTAINER"]
         let formatter = ISO8601DateFormatter()
         let since = { (stamp: String) in formatter.date(from: stamp).map { Self.age(now.timeIntervalSince($0)) } ?? "-" }
         let rows = views.map { view -> [String] in
             [view.repo, "#\(view.number)", view.branch, view.url ?? "-", view.status, String(view.sha.prefix(12)),
-             since(view.created_at), since(view.last_activity_at), view.container_id.map { String($0.prefix(12)) } ?? "-"]
+             since(view.created_at), since(view.last_activity_at), services(view),
+             view.container_id.map { String($0.prefix(12)) } ?? "-"]
         }
         // The engine's state comes first: without it the statuses below are only the last ones known.
         let warning = degraded.map { "WARNING: \($0); statuses are the last known\n" } ?? ""
@@ -25,6 +26,12 @@ public enum EnvironmentTable {
                 index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
         }.joined(separator: "\n")
+    }
+
+    /// `db,cache` when all are healthy; a service that is not says so: `db(unhealthy),cache`.
+    static func services(_ view: EnvironmentView) -> String {
+        guard !view.services.isEmpty else { return "-" }
+        return view.services.map { $0.status == "healthy" ? $0.name : "\($0.name)(\($0.status))" }.joined(separator: ",")
     }
 
     static func age(_ seconds: TimeInterval) -> String {

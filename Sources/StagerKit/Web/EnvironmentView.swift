@@ -29,6 +29,14 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
     public var last_deploy_seconds: Double?
     /// Set while the Docker engine does not answer: the status shown is the last one known.
     public var degraded: String?
+    /// The services beside the app (`repos.X.services`), as the last deploy left them.
+    public var services: [ServiceView]
+
+    public struct ServiceView: Codable, Sendable, Equatable {
+        public var name: String
+        public var status: String
+        public var container_id: String?
+    }
 
     /// Environments that exist or are on their way; removed ones are history.
     public static func current(in store: Store, config: StagerConfig, degraded: String? = nil) throws -> [EnvironmentView] {
@@ -59,6 +67,7 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
         updated_at = formatter.string(from: env.updatedAt)
         last_activity_at = formatter.string(from: env.lastActivityAt ?? env.updatedAt)
         self.degraded = degraded
+        services = env.services.map { ServiceView(name: $0.name, status: $0.status, container_id: $0.containerID) }
     }
 }
 
