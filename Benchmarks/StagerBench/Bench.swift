@@ -14,6 +14,8 @@ final class Bench: @unchecked Sendable {
         var ackRate: Int
         var ackSeconds: Int
         var scale: Int
+        /// Opens and pushes of the stack scenario.
+        var stackRuns: Int
     }
 
     let sizes: Sizes
@@ -23,18 +25,24 @@ final class Bench: @unchecked Sendable {
     let config: StagerConfig
     let log: URL
     let stagerBinary: String
-    private let runner = SubprocessRunner()
-    private let probe = HTTPProbe()
+    let runner = SubprocessRunner()
+    let probe = HTTPProbe()
     private let api = URLSession(configuration: .ephemeral)
-    private let clock = ContinuousClock()
+    let clock = ContinuousClock()
     private var floorContainers: [String] = []
+    /// The docker volume the stack scenario's service is seeded from.
+    let stackSeed: String
 
     init(sizes: Sizes, stagerBinary: String) async throws {
         self.sizes = sizes
         self.stagerBinary = stagerBinary
+        stackSeed = "stager-bench-seed-\(UUID().uuidString.prefix(8).lowercased())"
+        try await Self.makeSeed(stackSeed, runner: runner)
         // acme/gated: every PR waits for a writer's label, so its deliveries cost the controller no container.
-        harness = try await E2EHarness(name: "bench", extraRepos: E2EHarness.servingRepo("acme/gated", "require_label: true"),
-                                       extraLimits: "  max_environments: \(sizes.scale + 50)\n  concurrent_deploys: 4")
+        harness = try await E2EHarness(name: "bench", extraRepos: E2EHarness.servingRepo("acme/gated", "require_label: true")
+                                           + Self.stackRepoConfig(seed: stackSeed),
+                                       extraLimits: "  max_environments: \(sizes.scale + 50)\n  concurrent_deploys: 4",
+                                       extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"")
         servePort = try E2EHarness.freePort()
         config = try harness.loadConfig(port: servePort)
         log = harness.dir.appendingPathComponent("serve.log")
@@ -51,6 +59,15 @@ final class Bench: @unchecked Sendable {
         try? FileManager.default.copyItem(at: log, to: kept)
         for name in floorContainers { _ = try? await runner.run(Command("docker", ["rm", "-f", name])) }
         await harness.shutdown()
+        // What a failed run of the floor left, then the seed.
+        let leftovers = ["--filter", "label=stager.bench=\(harness.instance)"]
+        let containers = (try? await runner.run(Command("docker", ["ps", "-aq"] + leftovers)))?.standardOutput ?? ""
+        for id in containers.split(separator: "\n") { _ = try? await runner.run(Command("docker", ["rm", "-f", String(id)])) }
+        for kind in ["network", "volume"] {
+            let names = (try? await runner.run(Command("docker", [kind, "ls", "-q"] + leftovers)))?.standardOutput ?? ""
+            for name in names.split(separator: "\n") { _ = try? await runner.run(Command("docker", [kind, "rm", String(name)])) }
+        }
+        _ = try? await runner.run(Command("docker", ["volume", "rm", stackSeed]))
     }
 
     // MARK: Scenarios
@@ -279,26 +296,26 @@ final class Bench: @unchecked Sendable {
 
     /// From sending `opened` to the first 200 through nginx on the announced URL with this sha's page;
     /// then waits for the environment to settle (its comment written) before the next run.
-    func stagerOpen(number: Int, branch: String, sha: String? = nil) async throws -> Double {
+    func stagerOpen(number: Int, branch: String, sha: String? = nil, repo: String = "acme/web") async throws -> Double {
         let sha = sha ?? Fixtures.sha(branch)
         let start = clock.now
-        try await send("opened", number: number, branch: branch, sha: sha)
-        guard try await waitServed(slug: branch, sha: sha) else { throw BenchFailure("#\(number) was not live within 60 s; see \(log.path)") }
+        try await send("opened", number: number, branch: branch, sha: sha, repo: repo)
+        guard try await waitServed(slug: branch, sha: sha) else { throw BenchFailure("\(repo)#\(number) was not live within 60 s; see \(log.path)") }
         let elapsed = (clock.now - start).seconds
-        _ = try await waitUntil(timeout: .seconds(30)) { try await self.status(number) == "ready" }
+        _ = try await waitUntil(timeout: .seconds(30)) { try await self.status(number, repo: repo) == "ready" }
         return elapsed
     }
 
     /// From sending `closed` to the URL no longer served and the container gone.
-    func stagerClose(number: Int, branch: String) async throws -> Double {
+    func stagerClose(number: Int, branch: String, repo: String = "acme/web") async throws -> Double {
         let start = clock.now
-        try await send("closed", number: number, branch: branch, sha: Fixtures.sha(branch), updatedAt: "2026-11-24T10:30:00Z")
+        try await send("closed", number: number, branch: branch, sha: Fixtures.sha(branch), updatedAt: "2026-11-24T10:30:00Z", repo: repo)
         guard try await waitUntil(timeout: .seconds(60), fast: true, { await self.harness.throughNginx(slug: branch)?.status == 404 }),
               try await waitUntil(timeout: .seconds(60), fast: true, { try await self.containerShas(number: number).isEmpty }) else {
             throw BenchFailure("#\(number) was not gone within 60 s; see \(log.path)")
         }
         let elapsed = (clock.now - start).seconds
-        _ = try await waitUntil(timeout: .seconds(30)) { try await self.status(number) == "removed" }
+        _ = try await waitUntil(timeout: .seconds(30)) { try await self.status(number, repo: repo) == "removed" }
         return elapsed
     }
 
@@ -317,6 +334,13 @@ final class Bench: @unchecked Sendable {
             "--env", "STAGER_SHA=\(sha)", "--env", "STAGER_BRANCH=\(slug)", "--", E2EHarness.image,
             "/bin/busybox", "sh", "-c", "echo \"sha=$STAGER_SHA branch=$STAGER_BRANCH\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www",
         ])).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        try await routeByHand(container: id, slug: slug, sha: sha)
+        return (clock.now - start).seconds
+    }
+
+    /// The floor's second half: the container's port polled until 200, a vhost written, nginx reloaded and
+    /// polled until it serves this sha.
+    func routeByHand(container id: String, slug: String, sha: String) async throws {
         let portText = try await runner.check(Command("docker", ["port", id, "8080/tcp"])).standardOutput
         guard let port = portText.split(separator: "\n").first.flatMap({ $0.split(separator: ":").last }).flatMap({ Int($0) }) else {
             throw BenchFailure("docker port said \(portText)")
@@ -328,7 +352,6 @@ final class Bench: @unchecked Sendable {
         try vhost.write(to: config.nginx.sitesDir.appendingPathComponent("\(slug).conf"), atomically: true, encoding: .utf8)
         try await runner.check(Command(argv: config.nginx.reloadCommand))
         guard try await waitServed(slug: slug, sha: sha) else { throw BenchFailure("the floor's \(slug) was not served") }
-        return (clock.now - start).seconds
     }
 
     /// Remove the vhost, reload, poll through nginx until it is gone, remove the container.
@@ -345,8 +368,9 @@ final class Bench: @unchecked Sendable {
 
     // MARK: Helpers
 
-    func send(_ action: String, number: Int, branch: String, sha: String, updatedAt: String = "2026-11-24T09:00:00Z") async throws {
-        let (status, body) = try await harness.send(action, number: number, branch: branch, sha: sha, updatedAt: updatedAt, port: servePort)
+    func send(_ action: String, number: Int, branch: String, sha: String, updatedAt: String = "2026-11-24T09:00:00Z",
+              repo: String = "acme/web") async throws {
+        let (status, body) = try await harness.send(action, number: number, branch: branch, sha: sha, updatedAt: updatedAt, repo: repo, port: servePort)
         guard (200..<300).contains(status) else { throw BenchFailure("webhook answered \(status): \(body)") }
     }
 
@@ -378,8 +402,8 @@ final class Bench: @unchecked Sendable {
         Int(try PrometheusText(try await get("/metrics")).value("stager_nginx_reloads_total") ?? 0)
     }
 
-    func status(_ number: Int) async throws -> String? {
-        let body = try await get("/api/environments/acme/web/\(number)")
+    func status(_ number: Int, repo: String = "acme/web") async throws -> String? {
+        let body = try await get("/api/environments/\(repo)/\(number)")
         return try? JSONDecoder().decode(EnvironmentDetail.self, from: Data(body.utf8)).environment.status
     }
 

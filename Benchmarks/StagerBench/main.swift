@@ -35,6 +35,7 @@ struct Results: Encodable {
     var ack: Bench.Ack
     var ackUnderPushStorm: Bench.Ack
     var scale: Bench.Scale
+    var stack: Bench.Stack
     var targets: [String: Bool]
 }
 
@@ -48,7 +49,7 @@ func report(_ results: Results) -> String {
     }
     func pair(_ samples: Samples) -> String { "\(formatSeconds(samples.median)) / \(formatSeconds(samples.p90))" }
     let open = results.openToLive, close = results.closeToGone, redeploy = results.redeploy, ack = results.ack, scale = results.scale
-    let storm = results.ackUnderPushStorm
+    let storm = results.ackUnderPushStorm, stack = results.stack
     var lines = [
         "stager bench (\(results.quick ? "quick" : "full"), \(results.build) build, \(results.cores) cores, \(results.date))",
         "",
@@ -57,6 +58,10 @@ func report(_ results: Results) -> String {
         row(["close→gone", pair(close.stager), pair(close.floor), String(format: "%.2f", close.ratio), "\(close.reloads)", "ratio ≤ 1.3"]),
         row(["redeploy", "\(redeploy.failed) of \(redeploy.requests) failed", "new sha after \(formatSeconds(redeploy.newShaServedAfter))", "", "\(redeploy.reloads)",
              "0 failed at \(redeploy.rate) req/s"]),
+        row(["stack open", pair(stack.open.stager), pair(stack.open.floor), String(format: "%.2f", stack.open.ratio), "",
+             "ratio ≤ 1.3 (one seeded service, \(stack.open.stager.seconds.count) PRs)"]),
+        row(["stack push", pair(stack.pushStack), "plain \(pair(stack.pushPlain))", String(format: "%.2f", stack.pushRatio), "",
+             "ratio ≤ 1.3 against a plain app's push"]),
         row(["ack", String(format: "p50 %.1f ms p99 %.1f ms", ack.p50Milliseconds, ack.p99Milliseconds), String(format: "max %.1f ms", ack.maxMilliseconds), "",
              "", "p99 < 20 ms; server p99 ≤ \(formatMilliseconds(ack.serverP99Milliseconds)); \(ack.non2xx) non-2xx; \(ack.stored)/\(ack.sent) stored at \(ack.rate)/s for \(ack.seconds) s (\(ack.load))"]),
         row(["ack (storm)", String(format: "p50 %.1f ms p99 %.1f ms", storm.p50Milliseconds, storm.p99Milliseconds), String(format: "max %.1f ms", storm.maxMilliseconds), "",
@@ -82,8 +87,8 @@ do {
     exit(2)
 }
 let sizes = options.quick
-    ? Bench.Sizes(openRuns: 3, redeployRate: 20, ackRate: 50, ackSeconds: 2, scale: 10)
-    : Bench.Sizes(openRuns: 10, redeployRate: 50, ackRate: 200, ackSeconds: 10, scale: 100)
+    ? Bench.Sizes(openRuns: 3, redeployRate: 20, ackRate: 50, ackSeconds: 2, scale: 10, stackRuns: 2)
+    : Bench.Sizes(openRuns: 10, redeployRate: 50, ackRate: 200, ackSeconds: 10, scale: 100, stackRuns: 5)
 
 do {
     let bench = try await Bench(sizes: sizes, stagerBinary: options.stager)
@@ -92,6 +97,8 @@ do {
         let (open, close) = try await bench.openAndClose()
         FileHandle.standardError.write(Data("bench: redeploy under \(sizes.redeployRate) req/s\n".utf8))
         let redeploy = try await bench.redeploy()
+        FileHandle.standardError.write(Data("bench: a repository with a seeded service, \(sizes.stackRuns) PRs against the floor\n".utf8))
+        let stack = try await bench.stack()
         FileHandle.standardError.write(Data("bench: ack at \(sizes.ackRate)/s for \(sizes.ackSeconds) s, then again under a push storm\n".utf8))
         let ack = try await bench.ack(storm: false)
         let ackStorm = try await bench.ack(storm: true)
@@ -101,10 +108,12 @@ do {
         let results = Results(
             date: ISO8601DateFormatter().string(from: Date()), quick: options.quick, build: options.build,
             cores: ProcessInfo.processInfo.activeProcessorCount, openToLive: open, closeToGone: close, redeploy: redeploy, ack: ack,
-            ackUnderPushStorm: ackStorm, scale: scale,
+            ackUnderPushStorm: ackStorm, scale: scale, stack: stack,
             targets: [
                 "open→live ratio ≤ 1.3": open.ratio <= 1.3,
                 "redeploy 0 failed": redeploy.failed == 0,
+                "stack open→live ratio ≤ 1.3": stack.open.ratio <= 1.3,
+                "stack push ≤ 1.3× plain push": stack.pushRatio <= 1.3,
                 "ack p99 < 20 ms, all 2xx and stored": ack.p99Milliseconds < 20 && ack.non2xx == 0 && ack.stored == ack.sent,
                 "close→gone ratio ≤ 1.3": close.ratio <= 1.3,
                 "storm ack p99 < 100 ms, all 2xx and stored": ackStorm.p99Milliseconds < 100 && ackStorm.non2xx == 0 && ackStorm.stored == ackStorm.sent,
