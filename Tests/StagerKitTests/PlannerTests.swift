@@ -126,4 +126,50 @@ struct PlannerTests {
             }
         }
     }
+
+    // MARK: Stacks
+
+    func service(_ name: String, definition: String = "d1", running: Bool = true) -> ContainerInfo {
+        ContainerInfo(id: "svc-\(name)", name: "stager-default-pr-1-\(name)", repo: "acme/web", number: 1, sha: "", slug: "pr-1",
+                      running: running, hostPort: nil, service: name, definition: definition)
+    }
+
+    @Test func aFirstStackDeployPreparesServicesThenReleasesThenStarts() {
+        let stack = StackDesire(services: ["db": "d1"], release: true)
+        let steps = Planner.plan(desired: .present(sha: "sha1"), observed: Observation(containers: [], routedContainer: nil, status: .queued), stack: stack)
+        #expect(steps == [.prepareStack, .runRelease(sha: "sha1"), .startContainer(sha: "sha1"), .awaitHealthy, .routeToCandidate, .announceReady])
+    }
+
+    @Test func aPushToAStackLeavesHealthyServicesAlone() {
+        let old = ContainerInfo(id: "old", name: "old", repo: "acme/web", number: 1, sha: "sha1", slug: "pr-1", running: true, hostPort: 40000)
+        var observed = Observation(containers: [old], routedContainer: "old", status: .ready)
+        observed.services = [service("db")]
+        let steps = Planner.plan(desired: .present(sha: "sha2"), observed: observed, stack: StackDesire(services: ["db": "d1"], release: true))
+        #expect(steps.first == .runRelease(sha: "sha2") && !steps.contains(.prepareStack))
+    }
+
+    @Test func aChangedStoppedOrMissingServiceIsPreparedBesideTheServingApp() {
+        let old = ContainerInfo(id: "old", name: "old", repo: "acme/web", number: 1, sha: "sha1", slug: "pr-1", running: true, hostPort: 40000)
+        let stack = StackDesire(services: ["db": "d1", "cache": "c1"])
+        for services in [[service("db")], [service("db"), service("cache", definition: "c0")], [service("db"), service("cache", running: false)],
+                         [service("db"), service("cache", definition: "c1"), service("gone")]] {
+            var observed = Observation(containers: [old], routedContainer: "old", status: .ready)
+            observed.services = services
+            #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed, stack: stack) == [.prepareStack], "\(services.map(\.name))")
+        }
+        var healthy = Observation(containers: [old], routedContainer: "old", status: .ready)
+        healthy.services = [service("db"), service("cache", definition: "c1")]
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: healthy, stack: stack) == [])
+    }
+
+    @Test func aTeardownRemovesTheStackAfterTheApp() {
+        let old = ContainerInfo(id: "old", name: "old", repo: "acme/web", number: 1, sha: "sha1", slug: "pr-1", running: true, hostPort: 40000)
+        var observed = Observation(containers: [old], routedContainer: "old", status: .ready, hasComment: true)
+        observed.services = [service("db")]
+        #expect(Planner.plan(desired: .absent, observed: observed, stack: StackDesire(services: ["db": "d1"])) ==
+                [.removeVhost, .removeContainer(old), .removeStack, .deleteComment, .markRemoved])
+        // Removed already and nothing left: nothing to do.
+        let removed = Observation(containers: [], routedContainer: nil, status: .removed)
+        #expect(Planner.plan(desired: .absent, observed: removed, stack: StackDesire(services: ["db": "d1"])) == [])
+    }
 }

@@ -74,6 +74,54 @@ struct ProcessSeamTests {
         }
     }
 
+    /// The argv of every docker call a stack makes: services unpublished on the environment's network under
+    /// their name, volumes by --mount, the release run to its end, the seed copied read-only without network.
+    @Test func theStacksDockerCallsAreArgvOnly() async throws {
+        let runner = RecordingRunner { command in
+            switch command.arguments.first {
+            case "network" where command.arguments.contains("ls"): CommandResult(exitCode: 0, standardOutput: "stager-default-pr-1\tacme/web\t1\n")
+            case "volume" where command.arguments.contains("ls"): CommandResult(exitCode: 0, standardOutput: "stager-default-pr-1-db-data\tacme/web\t1\nforeign\t\t\n")
+            case "network" where command.arguments.contains("create"): CommandResult(exitCode: 1, standardError: "network with name x already exists")
+            case "run" where command.arguments.contains("stager-default-pr-1-release"): CommandResult(exitCode: 3, standardOutput: "migration failed\n")
+            default: CommandResult(exitCode: 0, standardOutput: "id1\n")
+            }
+        }
+        let docker = DockerCLI(command: ["docker"], instance: "default", runner: runner, scratchDir: try TestConfig.temporaryDirectory("scratch"))
+        var spec = ContainerSpec(name: "stager-default-pr-1-db", image: "postgres:16", command: [], containerPort: 5432,
+                                 labels: ["stager.role": "service"], environment: ["POSTGRES_PASSWORD": "pw"], memory: "256m", cpus: "1", pids: 64)
+        spec.network = "stager-default-pr-1"
+        spec.alias = "db"
+        spec.publish = false
+        spec.mounts = ["stager-default-pr-1-db-data": "/var/lib/postgresql/data"]
+        #expect(try await docker.startService(spec) == "id1")
+        try await docker.ensureNetwork("stager-default-pr-1", labels: ["stager.pr": "1"])
+        try await docker.ensureVolume("stager-default-pr-1-db-data", labels: ["stager.pr": "1"])
+        try await docker.copyVolume(from: "seed", to: "stager-default-pr-1-db-data", image: "busybox", labels: ["stager.pr": "1"])
+        var release = spec
+        release.name = "stager-default-pr-1-release"
+        release.command = ["bin/migrate", "--all"]
+        let ended = try await docker.runToEnd(release, timeout: .seconds(5))
+        #expect(ended.exitCode == 3 && ended.output == "migration failed")
+        let resources = try await docker.stackResources(for: PullRequestKey(repo: "acme/web", number: 1))
+        #expect(resources == [StackResource(kind: .network, name: "stager-default-pr-1", repo: "acme/web", number: 1),
+                              StackResource(kind: .volume, name: "stager-default-pr-1-db-data", repo: "acme/web", number: 1)])
+
+        let calls = runner.commands.map(\.arguments)
+        let service = calls[0]
+        #expect(Array(service.prefix(4)) == ["run", "--detach", "--name", "stager-default-pr-1-db"])
+        #expect(!service.contains("--publish") && !service.contains { $0.contains("pw") })
+        #expect(service.contains("--network") && service.contains("--network-alias") && service.contains("db"))
+        #expect(service.contains("type=volume,src=stager-default-pr-1-db-data,dst=/var/lib/postgresql/data"))
+        #expect(service.contains("--cap-drop") && service.contains("no-new-privileges"))
+        #expect(calls[1] == ["network", "create", "--driver", "bridge", "--label", "stager.pr=1", "--", "stager-default-pr-1"])
+        #expect(calls[2] == ["volume", "create", "--label", "stager.pr=1", "--", "stager-default-pr-1-db-data"])
+        #expect(calls[3].suffix(7) == ["--", "busybox", "busybox", "cp", "-a", "/from/.", "/to/"])
+        #expect(calls[3].contains("type=volume,src=seed,dst=/from,readonly") && calls[3].contains("none"))
+        #expect(Array(calls[4].prefix(4)) == ["run", "--rm", "--name", "stager-default-pr-1-release"])
+        #expect(calls[4].suffix(4) == ["--", "postgres:16", "bin/migrate", "--all"])
+        #expect(calls[5].prefix(2) == ["network", "ls"] && calls[5].contains("label=stager.pr=1"))
+    }
+
     @Test func aVariableWithALineBreakIsRefused() {
         #expect(throws: ContainerSpecError.lineBreakInVariable("X")) { try DockerCLI.envFileText(["X": "a\nB=evil"]) }
     }
