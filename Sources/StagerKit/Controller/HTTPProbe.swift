@@ -19,13 +19,7 @@ public final class HTTPProbe: Prober, Sendable {
 
     /// `timeout`: how long a request may go without an answer.
     public init(timeout: Duration = .seconds(2)) {
-        var configuration = HTTPClient.Configuration()
-        configuration.redirectConfiguration = .disallow
-        let limit = TimeAmount.nanoseconds(Int64(timeout.seconds * 1_000_000_000))
-        configuration.timeout = .init(connect: limit, read: limit)
-        // Every confirmation through nginx goes to one host: nothing Stager sends may wait for a connection.
-        configuration.connectionPool = .init(idleTimeout: .seconds(1), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
-        client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        client = .forThisMachine(timeout: timeout)
         self.timeout = timeout + .seconds(1)
     }
 
@@ -52,6 +46,19 @@ public final class HTTPProbe: Prober, Sendable {
             body.writeBuffer(&chunk)
         }
         return ProbeAnswer(status: Int(response.status.code), headers: headers, body: String(buffer: body))
+    }
+}
+
+extension HTTPClient {
+    /// A client for servers on this machine: redirects are answers, not followed; `timeout` to connect and
+    /// between reads; and since everything goes to one or two hosts, no request waits for a pooled connection.
+    public static func forThisMachine(timeout: Duration) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        let limit = TimeAmount.nanoseconds(Int64(timeout.seconds * 1_000_000_000))
+        configuration.timeout = .init(connect: limit, read: limit)
+        configuration.connectionPool = .init(idleTimeout: .seconds(1), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 }
 
