@@ -68,7 +68,9 @@ struct StackLayout {
         let limits = config.limits
         var spec = ContainerSpec(
             name: "\(network)-\(service.name)", image: image, command: service.command, containerPort: service.port ?? 0,
-            labels: labels.merging([ContainerLabels.role: "service", ContainerLabels.service: service.name]) { $1 },
+            // The usual labels; `stager.sha` is the commit whose deploy created it.
+            labels: labels.merging([ContainerLabels.role: "service", ContainerLabels.service: service.name,
+                                    ContainerLabels.branch: env.branch, ContainerLabels.sha: sha]) { $1 },
             environment: service.env,
             memory: service.memory ?? limits.memory, cpus: service.cpus ?? limits.cpus, pids: service.pids ?? limits.pids,
             capAdd: service.capAdd

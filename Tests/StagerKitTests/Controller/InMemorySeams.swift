@@ -217,7 +217,7 @@ actor InMemoryRuntime: ContainerRuntime {
         }
         await timeline.record("service \(spec.labels[ContainerLabels.service] ?? "")")
         let info = ContainerInfo(id: "id-\(spec.name)", name: spec.name, repo: spec.labels[ContainerLabels.repo] ?? "",
-                                 number: Int(spec.labels[ContainerLabels.pr] ?? "") ?? 0, sha: "", slug: spec.labels[ContainerLabels.slug] ?? "",
+                                 number: Int(spec.labels[ContainerLabels.pr] ?? "") ?? 0, sha: spec.labels[ContainerLabels.sha] ?? "", slug: spec.labels[ContainerLabels.slug] ?? "",
                                  running: true, hostPort: nil, service: spec.labels[ContainerLabels.service],
                                  definition: spec.labels[ContainerLabels.definition])
         containers.append(info)
