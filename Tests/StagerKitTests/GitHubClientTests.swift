@@ -19,8 +19,13 @@ struct GitHubClientTests {
     func withFake(_ body: (GitHubFake, URL, RecordingSleeper) async throws -> Void) async throws {
         let fake = GitHubFake(token: "ghp_test")
         let (url, server) = try await fake.start()
-        defer { server.cancel() }
-        try await body(fake, url, RecordingSleeper())
+        do {
+            try await body(fake, url, RecordingSleeper())
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
     }
 
     func client(_ url: URL, token: String = "ghp_test", sleeper: RecordingSleeper) -> GitHubClient {

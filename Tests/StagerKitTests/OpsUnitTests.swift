@@ -164,7 +164,6 @@ struct OpsSeamTests {
     @Test func openPullRequestsFollowPagesAndAClosedPRIsSeenAsClosed() async throws {
         let fake = GitHubFake(token: "ghp_test")
         let (url, server) = try await fake.start()
-        defer { server.cancel() }
         for number in 1...150 { await fake.setPull(number: number, branch: "b\(number)", sha: Fixtures.sha("\(number)")) }
         await fake.setPull(number: 151, branch: "done", sha: Fixtures.sha("done"), state: "closed", merged: true)
         let client = GitHubClient(baseURL: url, token: "ghp_test", timeout: .seconds(5), maxAttempts: 2, logger: Logger(label: "t"))
@@ -177,6 +176,7 @@ struct OpsSeamTests {
         )
         #expect(states[PullRequestKey(repo: "acme/web", number: 151)] == .closed(merged: true, updatedAt: "2026-11-24T09:00:00Z"))
         #expect(states[PullRequestKey(repo: "acme/web", number: 3)] == .open)
+        await server.stop()
         guard case .unknown(let why) = states[PullRequestKey(repo: "acme/web", number: 152)] else {
             Issue.record("a 404 must be unknown")
             return

@@ -37,8 +37,8 @@ public final class E2EHarness: @unchecked Sendable {
     public let token = "ghp_e2e_token"
     public private(set) var app: StagerApp?
     public private(set) var port = 0
-    private var server: Task<Void, any Error>?
-    private var githubServer: Task<Void, any Error>?
+    private var server: ServiceRunner?
+    private var githubServer: ServiceRunner?
     private let runner = SubprocessRunner()
     private let probe = HTTPProbe()
     private let sender = WebhookSender()
@@ -136,21 +136,20 @@ public final class E2EHarness: @unchecked Sendable {
         let app = try StagerApp(config: loadConfig(), logger: Logger(label: "stager-e2e"))
         let box = PortBox()
         let application = app.buildApplication { port in await box.set(port) }
-        server = Task { try await application.run() }
+        server = ServiceRunner(application, logger: Logger(label: "stager-e2e"))
         port = try await box.wait()
         self.app = app
     }
 
     /// Stops the in-process Stager (as a graceful shutdown would).
     public func stop() async {
-        server?.cancel()
-        _ = try? await server?.value
+        await server?.stop()
         server = nil
     }
 
     public func shutdown() async {
         await stop()
-        githubServer?.cancel()
+        await githubServer?.stop()
         if let containers = try? await containers() {
             for container in containers { _ = try? await runner.run(Command("docker", ["rm", "-f", container.id])) }
         }

@@ -121,8 +121,8 @@ public actor GitHubFake {
 
     // MARK: Serving
 
-    /// Starts the stand-in on 127.0.0.1 and returns its base URL and the task serving it.
-    public func start() async throws -> (url: URL, server: Task<Void, any Error>) {
+    /// Starts the stand-in on 127.0.0.1 and returns its base URL and what stops it.
+    public func start() async throws -> (url: URL, server: ServiceRunner) {
         let router = Router()
         router.add(middleware: GitHubChecks(fake: self))
         router.get("/repos/:owner/:repo/issues/:number/comments") { request, context in
@@ -166,7 +166,7 @@ public actor GitHubFake {
             onServerRunning: { channel in await port.set(channel.localAddress?.port ?? 0) },
             logger: .init(label: "github-fake")
         )
-        let server = Task { try await app.run() }
+        let server = ServiceRunner(app, logger: .init(label: "github-fake"))
         let bound = try await port.wait()
         guard let url = URL(string: "http://127.0.0.1:\(bound)") else { throw URLError(.badURL) }
         return (url, server)
