@@ -19,7 +19,7 @@ struct ServicesTests {
             command: ["/bin/busybox", "sh", "-c", "v=$(/bin/busybox wget -qO- http://db:8080/value); echo \\"sha=$STAGER_SHA data=$v\\" > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]
             port: 8080
             health_timeout: "20s"
-            release: ["/bin/busybox", "sh", "-c", "[ \\"$STAGER_SHA\\" != '\(failingSha)' ] || { echo 'migration 7 failed'; exit 3; }; /bin/busybox wget -qO- http://db:8080/value"]
+            release: ["/bin/busybox", "sh", "-c", "[ \\"$STAGER_SHA\\" != '\(failingSha)' ] || { echo 'migration 7 failed'; exit 3; }; echo release for $STAGER_SHA; /bin/busybox wget -qO- http://db:8080/value"]
             services:
               db:
                 image: "\(image)"
@@ -96,7 +96,8 @@ struct ServicesTests {
             let store = try #require(harness.app?.store)
             let releases = try store.auditEvents(for: PullRequestKey(repo: "acme/stack", number: 70), limit: 500).filter { $0.kind == "release" }
             #expect(releases.filter { $0.sha == one }.count == 1 && releases.filter { $0.sha == three }.count == 1, "\(releases.map(\.message))")
-            #expect(releases.allSatisfy { $0.message.contains("exited 0") })
+            #expect(releases.allSatisfy { $0.message.contains("exited 0") && $0.message.contains("release for \($0.sha ?? "-")") },
+                    "each release ran with its own deploy's variables and reached db: \(releases.map(\.message))")
 
             // Close: app, service, network and volume go; the other environment keeps serving.
             try await harness.send("closed", number: 70, branch: "stack-one", sha: three, updatedAt: "2026-11-24T09:10:00Z", repo: "acme/stack")

@@ -105,12 +105,6 @@ struct Execution {
     /// A newer intent arrived while this one's image was being built; the build was stopped.
     struct Superseded: Error {}
 
-    /// A service that could not start or become healthy: the deploy fails, naming it.
-    struct StackFailure: Error {
-        var reason: String
-        var log: FailureLog?
-        var service: String? = nil
-    }
 
     // MARK: The gate
 
@@ -176,11 +170,12 @@ struct Execution {
         case .prepareStack:
             guard let layout else { return true }
             if env.status != .deploying { try await setStatus(.deploying) }
+            let steps = stackSteps(layout)
             do {
-                try await prepareStack(layout)
-                try await recordServices(layout, unhealthy: nil)
-            } catch let failure as StackFailure {
-                try await recordServices(layout, unhealthy: failure.service)
+                try await steps.prepare(sha: env.desiredSha)
+                try await steps.recordServices(unhealthy: nil)
+            } catch let failure as StackSteps.Failure {
+                try await steps.recordServices(unhealthy: failure.service)
                 return try await fail(sha: env.desiredSha, reason: failure.reason, log: failure.log)
             }
         case .runRelease(let sha):
@@ -188,7 +183,7 @@ struct Execution {
             return try await runRelease(release, layout: layout, sha: sha)
         case .removeStack:
             guard let layout else { return true }
-            try await removeStack(layout)
+            try await stackSteps(layout).remove()
         case .startContainer(let sha):
             if let repo, let spec = repo.build {
                 guard try await ensureBuilt(sha: sha, spec: spec, repo: repo) else { return false }
@@ -308,95 +303,8 @@ struct Execution {
 
     private var stackDesire: StackDesire { layout?.desire(sha: env.desiredSha) ?? .none }
 
-    /// Network, volumes (seeded the first time) and each service, started group by group (a service after
-    /// those it depends on) and healthy; service containers no longer configured go.
-    private func prepareStack(_ layout: StackLayout) async throws {
-        let runtime = seams.runtime
-        if layout.hasServices { try await runtime.ensureNetwork(layout.network, labels: layout.labels) }
-        let existing = try await runtime.list(for: key).filter { $0.service != nil }
-        let wanted = Set(layout.repo.services.map(\.name))
-        for container in existing where !wanted.contains(container.service ?? "") {
-            try await runtime.remove(container.id)
-        }
-        let sha = env.desiredSha
-        for group in layout.startGroups {
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                for service in group {
-                    let mine = existing.filter { $0.service == service.name }
-                    tasks.addTask { try await self.ensureService(service, layout: layout, sha: sha, existing: mine) }
-                }
-                try await tasks.waitForAll()
-            }
-        }
-    }
-
-    private func ensureService(_ service: StagerConfig.Service, layout: StackLayout, sha: String, existing: [ContainerInfo]) async throws {
-        let runtime = seams.runtime
-        let spec: ContainerSpec
-        do {
-            spec = try layout.spec(for: service, sha: sha)
-        } catch {
-            throw StackFailure(reason: "service \(service.name): \(error)", log: nil)
-        }
-        var id = existing.first { $0.running && $0.definition == spec.labels[ContainerLabels.definition] }?.id
-        if id == nil || existing.count > 1 {
-            for container in existing where container.id != id { try await runtime.remove(container.id) }
-        }
-        if id == nil {
-            for (volume, _) in service.volumes.sorted(by: { $0.key < $1.key }) {
-                try await prepareVolume(layout.volume(service.name, volume), seed: service.seed[volume], layout: layout, service: service.name)
-            }
-            do {
-                id = try await runtime.startService(spec)
-            } catch let error as CommandError {
-                throw StackFailure(reason: "docker could not start service \(service.name): \(error)", log: nil)
-            }
-            logger.info("started service", metadata: ["service": "\(service.name)", "image": "\(spec.image)"])
-            try await announcer.audit(env, .deploy, "started service \(service.name) from \(spec.image)", sha: sha)
-        }
-        guard let id else { return }
-        guard try await serviceHealthy(service, id: id, network: layout.network) else {
-            let tail = SecretMask.mask((try? await runtime.logTail(id, lines: 30)) ?? "", secrets: Array(service.env.values))  // no log is still a failure worth naming
-            let what = service.port.map { port in service.healthPath.map { "GET \($0) on port \(port) below 500" } ?? "TCP port \(port)" } ?? "running"
-            throw StackFailure(reason: "service \(service.name) was not healthy (\(what)) within \(service.healthTimeout)",
-                               log: FailureLog(.service(service.name), tail), service: service.name)
-        }
-    }
-
-    /// A volume exists; the first time, as a copy of its seed. A fact marks the copy done, so a copy a crash
-    /// cut short runs again and a seeded volume is never copied over.
-    private func prepareVolume(_ volume: String, seed: String?, layout: StackLayout, service: String) async throws {
-        let runtime = seams.runtime
-        try await runtime.ensureVolume(volume, labels: layout.labels.merging([ContainerLabels.service: service]) { $1 })
-        guard let seed, try await environments.fact(StackLayout.seededFact(volume)) ?? "" == "" else { return }
-        guard try await runtime.volumeExists(seed) else {
-            throw StackFailure(reason: "service \(service): the seed volume \(seed) does not exist (docker volume ls)", log: nil)
-        }
-        let clock = ContinuousClock()
-        let began = clock.now
-        do {
-            try await runtime.copyVolume(from: seed, to: volume, image: config.seedImage, labels: layout.labels)
-        } catch let error as CommandError {
-            throw StackFailure(reason: "service \(service): copying the seed volume \(seed) failed: \(error)", log: nil)
-        }
-        try await environments.setFact(StackLayout.seededFact(volume), seed, at: Date())
-        logger.info("seeded volume", metadata: ["volume": "\(volume)", "from": "\(seed)", "seconds": "\((clock.now - began).seconds)"])
-        try await announcer.audit(env, .deploy, "seeded \(volume) from \(seed) in \(Int((clock.now - began).seconds * 1000)) ms")
-    }
-
-    /// Running, and (with a port) accepting on it inside the network, or answering its path below 500.
-    private func serviceHealthy(_ service: StagerConfig.Service, id: String, network: String) async throws -> Bool {
-        let (runtime, probe) = (seams.runtime, seams.probe)
-        return try await Poller(first: .milliseconds(20), longest: .milliseconds(500)).until(timeout: service.healthTimeout) {
-            // Not on the network yet (starting, or exited) is what the loop waits out.
-            guard let address = try? await runtime.address(of: id, on: network) else { return false }  // the engine asked again next round
-            guard let port = service.port else { return true }
-            if let path = service.healthPath {
-                guard let answer = try? await probe.get(host: address, port: port, path: path) else { return false }  // not answering yet
-                return answer.status < 500
-            }
-            return await probe.accepts(host: address, port: port)
-        }
+    private func stackSteps(_ layout: StackLayout) -> StackSteps {
+        StackSteps(layout: layout, seams: seams, seedImage: config.seedImage, logger: logger)
     }
 
     /// The release command in the new image with the app's variables, on the network; exit 0 or the deploy fails.
@@ -404,47 +312,14 @@ struct Execution {
         guard let repo else { return false }
         if env.status != .deploying { try await setStatus(.deploying) }
         let app = ContainerSpec.app(of: env, repo: repo, sha: sha, image: try image(of: repo, sha: sha), config: config)
-        let spec = layout.releaseSpec(app: app, command: command, sha: sha)
-        let clock = ContinuousClock()
-        let began = clock.now
-        let (exitCode, output) = try await seams.runtime.runToEnd(spec, timeout: Self.releaseTimeout)
-        let masked = SecretMask.mask(output, secrets: Array(repo.env.values))
-        let argv = command.joined(separator: " ")
-        try await announcer.audit(env, .release, "release `\(argv)` exited \(exitCode) after \(Int((clock.now - began).seconds * 1000)) ms:\n\(masked.suffix(4000))", sha: sha)
-        logger.info("ran release", metadata: ["exit": "\(exitCode)"])
-        guard exitCode == 0 else {
-            return try await fail(sha: sha, reason: "the release command `\(argv)` exited \(exitCode)", log: FailureLog(.release, masked))
+        let release = try await stackSteps(layout).release(command, app: app, sha: sha)
+        guard release.exitCode == 0 else {
+            return try await fail(sha: sha, reason: "the release command `\(command.joined(separator: " "))` exited \(release.exitCode)",
+                                  log: FailureLog(.release, release.output))
         }
         return true
     }
 
-    /// A release that runs longer is stopped and fails the deploy.
-    static let releaseTimeout: Duration = .seconds(600)
-
-    /// What the API and the pages show of the services: each configured one, its container, and whether it
-    /// got healthy (`unhealthy` names the one that did not; one without a container is `missing`).
-    private func recordServices(_ layout: StackLayout, unhealthy: String?) async throws {
-        let containers = try await seams.runtime.list(for: key).filter { $0.service != nil }
-        let states = layout.repo.services.map { service in
-            let container = containers.first { $0.service == service.name && $0.running }
-            let status = service.name == unhealthy ? "unhealthy" : container == nil ? "missing" : "healthy"
-            return ServiceState(name: service.name, status: status, containerID: container?.id)
-        }
-        try await environments.update(key) { $0.services = states }
-    }
-
-    /// Service containers, then the network (nothing is attached any more), then the volumes and their marks.
-    private func removeStack(_ layout: StackLayout) async throws {
-        let runtime = seams.runtime
-        for container in try await runtime.list(for: key) { try await runtime.remove(container.id) }
-        let resources = try await runtime.stackResources(for: key)
-        for resource in resources.filter({ $0.kind == .network }) + resources.filter({ $0.kind == .volume }) {
-            try await runtime.remove(resource)
-            if resource.kind == .volume { try await environments.setFact(StackLayout.seededFact(resource.name), "", at: Date()) }
-        }
-        try await environments.update(key) { $0.services = [] }
-        logger.info("removed the services, network and volumes", metadata: ["resources": "\(resources.count)"])
-    }
     private var healthPath: String { repo?.healthPath ?? "/" }
 
     private func setStatus(_ status: EnvironmentStatus) async throws {
