@@ -116,6 +116,8 @@ struct ConfigTests {
         ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", imagee: \"z\"}\n", "repos.acme/web.services.db.imagee"),
         ("repos:\n  acme/web:\n    image: \"x\"\n    release: []\n", "repos.acme/web.release"),
         ("docker:\n  seed_image: \"\"\n", "docker.seed_image"),
+        ("nginx:\n  activity_listen: \"0.0.0.0:8089\"\n", "nginx.activity_listen"),
+        ("nginx:\n  sites_dir: \"/tmp/s\"\n  activity_file: \"/tmp/s/a.conf\"\n", "nginx.activity_file"),
     ])
     func errorsNameTheKey(yaml: String, key: String) {
         do {

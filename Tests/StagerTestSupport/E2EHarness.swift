@@ -80,6 +80,8 @@ public final class E2EHarness: @unchecked Sendable {
           test_command: [\(nginxArgs), "-t", "-q"]
           reload_command: [\(nginxArgs), "-s", "reload"]
           confirm_timeout: "10s"
+          activity_listen: "127.0.0.1:\(try Self.freePort())"
+          activity_file: "\(nginxDir)/stager-activity.conf"
         limits:
           memory: "64m"
           cpus: "0.5"

@@ -81,8 +81,17 @@ public struct StagerApp: Sendable {
         Application(
             router: buildRouter(),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "stager"),
-            services: [controller],
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            services: [controller, RequestActivity(config: config, store: store, logger: deps.logger)],
+            onServerRunning: { [controller, logger = deps.logger] channel in
+                // From the moment serve answers, a command that records work sees it running and waits for it
+                // (the controller beats again every few seconds once it has started).
+                do {
+                    try await controller.beat()
+                } catch {
+                    logger.warning("could not record that serve runs; commands see it at the next beat", metadata: ["error": "\(error)"])
+                }
+                await onServerRunning(channel.localAddress?.port ?? 0)
+            },
             logger: deps.logger
         )
     }

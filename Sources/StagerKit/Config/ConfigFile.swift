@@ -35,6 +35,8 @@ struct ConfigFile: Decodable {
         var reload_command: [String]?
         var confirm_timeout: String?
         var batch_delay: String?
+        var activity_listen: String?
+        var activity_file: String?
     }
     struct Docker: Decodable {
         var command: [String]?

@@ -159,6 +159,10 @@ struct Validator {
         guard ["http", "https"].contains(previewScheme) else { throw fail("preview.scheme", "must be http or https") }
         let (nginxHost, nginxPort) = try hostPort(doc.nginx?.listen ?? "127.0.0.1:8088", key: "nginx.listen")
         let publicPort = doc.preview?.public_port ?? nginxPort
+        let (activityHost, activityPort) = try hostPort(doc.nginx?.activity_listen ?? "127.0.0.1:8089", key: "nginx.activity_listen")
+        guard ["127.0.0.1", "::1"].contains(activityHost), activityPort > 0 else {
+            throw fail("nginx.activity_listen", "must be a loopback address with a port, such as 127.0.0.1:8089 (nginx sends every request's line there), got \"\(doc.nginx?.activity_listen ?? "")\"")
+        }
         guard (1...65535).contains(publicPort) else { throw fail("preview.public_port", "must be a port number") }
 
         let limits = StagerConfig.Limits(
@@ -209,7 +213,10 @@ struct Validator {
                 testCommand: try command(doc.nginx?.test_command, key: "nginx.test_command", default: ["nginx", "-t"]),
                 reloadCommand: try command(doc.nginx?.reload_command, key: "nginx.reload_command", default: ["nginx", "-s", "reload"]),
                 confirmTimeout: try duration(doc.nginx?.confirm_timeout, key: "nginx.confirm_timeout", default: .seconds(10)),
-                batchDelay: try batchDelay(doc.nginx?.batch_delay)
+                batchDelay: try batchDelay(doc.nginx?.batch_delay),
+                activityHost: activityHost,
+                activityPort: activityPort,
+                activityFile: try activityFile(doc.nginx, sitesDir: path(doc.nginx?.sites_dir ?? "/etc/nginx/stager"))
             ),
             dockerCommand: try command(doc.docker?.command, key: "docker.command", default: ["docker"]),
             seedImage: try seedImage(doc.docker?.seed_image),
@@ -442,5 +449,17 @@ extension DecodingError {
         case .dataCorrupted(let context): return context.debugDescription
         @unknown default: return "invalid value"
         }
+    }
+}
+
+extension Validator {
+    /// `nginx.activity_file`, by default `stager-activity.conf` beside the sites folder; never inside it,
+    /// where every file is an environment's vhost.
+    func activityFile(_ nginx: ConfigFile.Nginx?, sitesDir: URL) throws -> URL {
+        let file = nginx?.activity_file.map(path) ?? sitesDir.deletingLastPathComponent().appendingPathComponent("stager-activity.conf")
+        guard file.pathExtension == "conf", file.deletingLastPathComponent().standardizedFileURL.path != sitesDir.standardizedFileURL.path else {
+            throw fail("nginx.activity_file", "must be a .conf file outside nginx.sites_dir (nginx's http block includes it), got \"\(file.path)\"")
+        }
+        return file
     }
 }

@@ -71,6 +71,13 @@ public struct StagerConfig: Sendable {
         public var confirmTimeout: Duration
         /// After a batch of vhost changes, what arrives within this long joins the next batch (one test, one reload).
         public var batchDelay: Duration = .milliseconds(20)
+        /// Where nginx sends a line for each request to an environment (syslog over UDP, on loopback) and serve
+        /// listens: `last_request_at` (`nginx.activity_listen`).
+        public var activityHost = "127.0.0.1"
+        public var activityPort = 8089
+        /// The http-level lines that send each request's server name there (`nginx.activity_file`); nginx's
+        /// http block includes it beside the sites folder.
+        public var activityFile: URL = URL(fileURLWithPath: "/etc/nginx/stager-activity.conf")
 
         /// The `listen` directive's argument, as written in the configuration.
         public var listen: String { "\(listenHost):\(listenPort)" }

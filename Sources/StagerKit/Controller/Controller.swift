@@ -166,7 +166,7 @@ public final class Controller: Service, Sendable {
             // A store that fails for a moment (a locked database) is tried again next second; a lasting failure shows in the log.
             do {
                 if ContinuousClock.now - lastBeat >= Self.heartbeatEvery {
-                    try await environments.setFact(Self.heartbeatFact, "pid \(ProcessInfo.processInfo.processIdentifier)", at: Date())
+                    try await beat()
                     lastBeat = ContinuousClock.now
                 }
                 let pending = try await environments.pendingVersions()
@@ -223,6 +223,11 @@ public final class Controller: Service, Sendable {
             guard redeploy, quietFor < Self.quietBeforeRedeploy.seconds, ContinuousClock.now - taken < Self.longestSettle else { return env }
             try await Task.sleep(for: .milliseconds(50))
         }
+    }
+
+    /// Tells commands that serve runs (`ServeHeartbeat` reads it).
+    public func beat() async throws {
+        try await environments.setFact(Self.heartbeatFact, "pid \(ProcessInfo.processInfo.processIdentifier)", at: Date())
     }
 
     public static let heartbeatFact = "serve.heartbeat"

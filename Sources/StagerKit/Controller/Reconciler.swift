@@ -20,7 +20,10 @@ struct Reconciler {
         var report = ReconcileReport()
         await controller.reloadNginxIfOwed()
         let seams = controller.seams
+        // What the engine holds is listed before the store is read: anything created meanwhile already has its
+        // environment, and is never taken for an orphan.
         let containers = try await seams.runtime.list(for: nil)
+        let resources = try await seams.runtime.stackResources(for: nil)
         let inventory = await seams.frontDoor.inventory()
         let environments = try await seams.environments.allEnvironments()
         var known = Set<PullRequestKey>()
@@ -52,7 +55,7 @@ struct Reconciler {
 
         // Networks and volumes of PRs with no environment, or one that was removed: a teardown cut short.
         let removed = Set(environments.filter { $0.desired == .absent && $0.status == .removed }.map(\.key))
-        for resource in try await seams.runtime.stackResources(for: nil)
+        for resource in resources
         where controller.config.repo(resource.repo) != nil && (!known.contains(resource.key) || removed.contains(resource.key)) {
             // A network still holds a container being removed: the next pass takes it.
             do {

@@ -116,6 +116,8 @@ public struct Environment: Sendable, Equatable, Codable {
     public var cloneURL: String? = nil
     /// The services beside the app as the last deploy left them.
     public var services: [ServiceState] = []
+    /// The newest request through nginx to the environment's URL.
+    public var lastRequestAt: Date? = nil
 
     /// A PR whose head lives in another repository (or in a deleted fork).
     public var isFork: Bool { headRepo != repo }

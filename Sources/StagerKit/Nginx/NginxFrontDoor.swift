@@ -204,6 +204,7 @@ public actor NginxFrontDoor: FrontDoor {
     /// so what nginx has loaded matches the folder. True when it reloaded.
     @discardableResult
     public func reloadIfOwed() async throws -> Bool {
+        if try await writeActivityConfiguration() { return true }
         guard FileManager.default.fileExists(atPath: owedMarker.path) else { return false }
         try await change([])
         return true
@@ -376,6 +377,45 @@ public actor NginxFrontDoor: FrontDoor {
         }
     }
 
+    /// Writes `nginx.activity_file` when it is missing or says something else, tests and reloads; true when
+    /// it did. nginx's test refusing it (an nginx without syslog) removes it again: serve works on, and only
+    /// `last_request_at` stays empty.
+    private func writeActivityConfiguration() async throws -> Bool {
+        let target = config.activityFile
+        // An unreadable file is as good as missing: it is written again.
+        guard (try? String(contentsOf: target, encoding: .utf8)) != activityConfiguration else { return false }
+        do {
+            try writeAtomically(Data(activityConfiguration.utf8), to: target)
+        } catch {
+            throw NginxError.cannotWrite(path: target.path, reason: "\(error)")
+        }
+        do {
+            try await testAndReload()
+        } catch NginxError.rejected(let message) {
+            logger.error("nginx refused the activity lines; last_request_at will not move", metadata: ["file": "\(target.path)", "nginx": "\(message)"])
+            do {
+                try FileManager.default.removeItem(at: target)
+            } catch {
+                logger.error("cannot remove the refused activity file", metadata: ["file": "\(target.path)", "error": "\(error)"])
+            }
+        }
+        return true
+    }
+
+    /// http-level lines, beside any access_log of nginx's own configuration (several logs on one level all
+    /// write): each request's server name goes to serve as a syslog datagram on loopback, which records it
+    /// as the environment's `last_request_at`. An `access_log off;` in nginx's http block would cancel it.
+    var activityConfiguration: String {
+        let host = config.activityHost.contains(":") ? "[\(config.activityHost)]" : config.activityHost
+        return """
+        # Written by Stager: sends the server name of each request to stager serve (last_request_at). The
+        # server's name, not the Host header: a request nginx's default server answers is no preview's.
+        log_format stager_activity '$server_name';
+        access_log syslog:server=\(host):\(config.activityPort),tag=stager,nohostname stager_activity;
+
+        """
+    }
+
     private func file(_ slug: String) throws -> URL {
         guard Slug.isValidLabel(slug) else { throw NginxError.unsafePath(slug) }
         let file = config.sitesDir.appendingPathComponent("\(slug).conf")
@@ -385,9 +425,10 @@ public actor NginxFrontDoor: FrontDoor {
     }
 
     private func writeAtomically(_ data: Data, to target: URL) throws {
-        try FileManager.default.createDirectory(at: config.sitesDir, withIntermediateDirectories: true)
+        let folder = target.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         // The temporary name does not end in .conf, so nginx's include never sees a half-written file.
-        let temporary = config.sitesDir.appendingPathComponent(".\(target.lastPathComponent).\(UUID().uuidString).tmp")
+        let temporary = folder.appendingPathComponent(".\(target.lastPathComponent).\(UUID().uuidString).tmp")
         // Readable by its owner and group only (nginx's master reads it as root), from the first byte on.
         guard FileManager.default.createFile(atPath: temporary.path, contents: data, attributes: [.posixPermissions: 0o640]) else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary.path])

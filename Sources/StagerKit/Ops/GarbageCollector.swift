@@ -204,10 +204,11 @@ public struct GarbageCollector: Sendable {
         logger = app.deps.logger
     }
 
-    /// Reads the world. Containers and vhosts are listed before the store, so anything created meanwhile
+    /// Reads the world. Containers, networks, volumes and vhosts are listed before the store, so anything created meanwhile
     /// already has its environment and is never mistaken for a leak.
     public func plan(now: Date = Date()) async throws -> GcPlan {
         let containers = try await runtime.list(for: nil)
+        let resources = try await runtime.stackResources(for: nil)
         let inventory = await frontDoor.inventory()
         let environments = try store.allEnvironments()
         let repos = config.repos.keys.sorted()
@@ -231,7 +232,7 @@ public struct GarbageCollector: Sendable {
             environments: environments, containers: containers, managedVhosts: inventory.managed, foreignFiles: inventory.foreign,
             states: states, missing: missing, configuredRepos: Set(repos), images: images, builtImages: try await runtime.builtImages(),
             workFolders: ((try? FileManager.default.contentsOfDirectory(atPath: workRoot.path)) ?? []).sorted(),  // no work folder yet: nothing interrupted
-            stackResources: try await runtime.stackResources(for: nil),
+            stackResources: resources,
             idleTTL: config.limits.idleTTL, now: now
         ))
     }

@@ -166,6 +166,11 @@ public final class Store: Sendable {
                 t.add(column: "services", .text).notNull().defaults(to: "[]")
             }
         }
+        migrator.registerMigration("v7: requests") { db in
+            try db.alter(table: "environment") { t in
+                t.add(column: "lastRequestAt", .datetime)
+            }
+        }
         return migrator
     }
 
@@ -267,6 +272,20 @@ public final class Store: Sendable {
             env.updatedAt = Date()
             try EnvironmentRow(env).update(db)
             return env
+        }
+    }
+
+    /// The newest request through nginx to each environment (`last_request_at`), in one transaction; an
+    /// older time never replaces a newer one. Nothing else of the environment changes.
+    public func recordRequests(_ requests: [PullRequestKey: Date]) async throws {
+        guard !requests.isEmpty else { return }
+        try await db.write { db in
+            for (key, at) in requests {
+                try db.execute(sql: """
+                    UPDATE environment SET lastRequestAt = ?
+                    WHERE repo = ? AND number = ? AND (lastRequestAt IS NULL OR lastRequestAt < ?)
+                    """, arguments: [at, key.repo, key.number, at])
+            }
         }
     }
 

@@ -84,6 +84,7 @@ enum DashboardPages {
         context["services"] = view.services.map { ["name": $0.name, "status": $0.status, "healthy": $0.status == "healthy",
                                                    "container_id": String(($0.container_id ?? "").prefix(12))] }
         context["has_services"] = !view.services.isEmpty
+        context["last_request_at"] = view.last_request_at ?? ""
         context["degraded"] = view.degraded ?? ""
         return context
     }

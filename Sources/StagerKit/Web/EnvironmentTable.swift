@@ -9,12 +9,12 @@ public enum EnvironmentTable {
     }
 
     public static func text(_ views: [EnvironmentView], now: Date, degraded: String? = nil) -> String {
-        let header = ["REPO", "PR", "BRANCH", "URL", "STATUS", "SHA", "AGE", "IDLE", "SERVICES", "CONTAINER"]
+        let header = ["REPO", "PR", "BRANCH", "URL", "STATUS", "SHA", "AGE", "IDLE", "REQUEST", "SERVICES", "CONTAINER"]
         let formatter = ISO8601DateFormatter()
         let since = { (stamp: String) in formatter.date(from: stamp).map { Self.age(now.timeIntervalSince($0)) } ?? "-" }
         let rows = views.map { view -> [String] in
             [view.repo, "#\(view.number)", view.branch, view.url ?? "-", view.status, String(view.sha.prefix(12)),
-             since(view.created_at), since(view.last_activity_at), services(view),
+             since(view.created_at), since(view.last_activity_at), view.last_request_at.map(since) ?? "-", services(view),
              view.container_id.map { String($0.prefix(12)) } ?? "-"]
         }
         // The engine's state comes first: without it the statuses below are only the last ones known.

@@ -29,6 +29,8 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
     public var last_deploy_seconds: Double?
     /// Set while the Docker engine does not answer: the status shown is the last one known.
     public var degraded: String?
+    /// The newest request through nginx to `url` (Stager knows of it within a second); nil before the first.
+    public var last_request_at: String?
     /// The services beside the app (`repos.X.services`), as the last deploy left them.
     public var services: [ServiceView]
 
@@ -66,6 +68,7 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
         created_at = formatter.string(from: env.createdAt)
         updated_at = formatter.string(from: env.updatedAt)
         last_activity_at = formatter.string(from: env.lastActivityAt ?? env.updatedAt)
+        last_request_at = env.lastRequestAt.map(formatter.string(from:))
         self.degraded = degraded
         services = env.services.map { ServiceView(name: $0.name, status: $0.status, container_id: $0.containerID) }
     }
