@@ -122,6 +122,24 @@ struct ProcessSeamTests {
         #expect(calls[5].prefix(2) == ["network", "ls"] && calls[5].contains("label=stager.pr=1"))
     }
 
+    /// `check` says when nginx does not include the activity lines (last_request_at would never move).
+    @Test func checkSaysWhenNginxDoesNotIncludeTheActivityFile() async throws {
+        let dir = try TestConfig.temporaryDirectory("activity-include")
+        let config = try TestConfig.load("nginx:\n  sites_dir: nginx/sites\n", in: dir)
+        let sites = config.nginx.sitesDir.standardizedFileURL.path
+        let activity = config.nginx.activityFile.standardizedFileURL.path
+        #expect(activity == dir.appendingPathComponent("nginx/stager-activity.conf").standardizedFileURL.path)
+        let without = "http {\n    include \(sites)/*.conf;\n}\n"
+        let with = "http {\n    include \(sites)/*.conf;\n    include \(activity.dropLast(5))*.conf;\n}\n"
+        for (dump, passes) in [(without, false), (with, true)] {
+            let runner = RecordingRunner { command in
+                command.arguments.contains("-T") ? CommandResult(exitCode: 0, standardOutput: dump) : CommandResult(exitCode: 0)
+            }
+            let result = try #require(await Preflight(config: config, runner: runner).run().first { $0.name == "nginx activity include" })
+            #expect(result.passed == passes, "\(result.line)")
+        }
+    }
+
     @Test func aVariableWithALineBreakIsRefused() {
         #expect(throws: ContainerSpecError.lineBreakInVariable("X")) { try DockerCLI.envFileText(["X": "a\nB=evil"]) }
     }

@@ -37,7 +37,7 @@ public struct Preflight: Sendable {
             let message = test?.message ?? "could not run it"
             results.append(Result(name: "nginx", passed: false, detail: "`\(config.nginx.testCommand.joined(separator: " "))` fails: \(message); fix nginx.test_command or nginx's configuration"))
         }
-        if let included = await sitesIncluded() { results.append(included) }
+        results += await sitesIncluded()
         results += await github()
         return results
     }
@@ -64,20 +64,29 @@ public struct Preflight: Sendable {
 
     /// `nginx -T` prints the whole configuration: the sites folder must be included in it, or vhosts are
     /// written and nginx never reads them.
-    private func sitesIncluded() async -> Result? {
-        guard let flag = config.nginx.testCommand.firstIndex(of: "-t") else { return nil }
+    private func sitesIncluded() async -> [Result] {
+        guard let flag = config.nginx.testCommand.firstIndex(of: "-t") else { return [] }
         var dump = config.nginx.testCommand
         dump[flag] = "-T"
-        guard let result = try? await runner.run(Command(argv: dump)), result.succeeded else { return nil }  // no dump: the check is skipped
-        let dir = config.nginx.sitesDir.standardizedFileURL.path
-        let relative = dir.hasPrefix("/etc/nginx/") ? String(dir.dropFirst("/etc/nginx/".count)) : dir
-        let included = result.standardOutput.split(separator: "\n").contains { line in
-            let text = line.trimmingCharacters(in: .whitespaces)
-            return text.hasPrefix("include") && (text.contains(dir + "/") || text.contains(" " + relative + "/"))
+        guard let result = try? await runner.run(Command(argv: dump)), result.succeeded else { return [] }  // no dump: the check is skipped
+        let includes = result.standardOutput.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.hasPrefix("include") }
+        /// Whether an include names `prefix` (absolute, or relative to /etc/nginx).
+        func included(_ prefix: String) -> Bool {
+            let relative = prefix.hasPrefix("/etc/nginx/") ? String(prefix.dropFirst("/etc/nginx/".count)) : prefix
+            return includes.contains { $0.contains(prefix) || $0.contains(" " + relative) }
         }
-        return included
-            ? Result(name: "nginx include", passed: true, detail: "nginx reads \(dir)")
-            : Result(name: "nginx include", passed: false, detail: "nginx's configuration does not include \(dir); add `include \(dir)/*.conf;` to its http block")
+        let dir = config.nginx.sitesDir.standardizedFileURL.path
+        let activity = config.nginx.activityFile.standardizedFileURL.path
+        let pattern = activity.hasSuffix(".conf") ? String(activity.dropLast(".conf".count)) + "*.conf" : activity
+        return [
+            included(dir + "/")
+                ? Result(name: "nginx include", passed: true, detail: "nginx reads \(dir)")
+                : Result(name: "nginx include", passed: false, detail: "nginx's configuration does not include \(dir); add `include \(dir)/*.conf;` to its http block"),
+            included(String(activity.dropLast(".conf".count)))
+                ? Result(name: "nginx activity include", passed: true, detail: "nginx reads \(activity): last_request_at moves with each request")
+                : Result(name: "nginx activity include", passed: false,
+                         detail: "nginx's configuration does not include \(activity); add `include \(pattern);` to its http block (or last_request_at never moves)"),
+        ]
     }
 
     /// The token can read each configured repository's pull requests.
