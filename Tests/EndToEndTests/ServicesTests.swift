@@ -39,8 +39,13 @@ struct ServicesTests {
                                                       "/bin/busybox", "sh", "-c", "echo \(value) > /d/value"]))
     }
 
-    func removeSeed(_ name: String) async {
-        _ = try? await runner.run(Command("docker", ["volume", "rm", name]))  // already gone is fine
+    /// A seed volume holding `value` for the length of `body`, removed after it whatever happened.
+    func withSeed(_ value: String, _ body: (String) async throws -> Void) async throws {
+        let seed = "stager-e2e-seed-\(UUID().uuidString.prefix(8).lowercased())"
+        try await makeSeed(seed, value: value)
+        let outcome = await Result { try await body(seed) }
+        _ = try? await runner.run(Command("docker", ["volume", "rm", seed]))  // already gone is fine
+        try outcome.get()
     }
 
     func exec(_ container: String, _ script: String) async throws -> String {
@@ -62,100 +67,97 @@ struct ServicesTests {
     }
 
     @Test func seededDataIsolatedKeptOnPushAndGoneOnClose() async throws {
-        let seed = "stager-e2e-seed-\(UUID().uuidString.prefix(8).lowercased())"
-        try await makeSeed(seed, value: "seeded-42")
-        defer { Task { await removeSeed(seed) } }
-        try await E2EHarness.run(name: "services", extraRepos: Self.stackRepo("acme/stack", seed: seed),
-                                 extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"") { harness in
-            let (one, two) = (Fixtures.sha("stack-one"), Fixtures.sha("stack-two"))
-            try await harness.send("opened", number: 70, branch: "stack-one", sha: one, repo: "acme/stack")
-            try await harness.send("opened", number: 71, branch: "stack-two", sha: two, repo: "acme/stack")
-            #expect(try await harness.waitUntil(timeout: .seconds(60)) {
-                await harness.throughNginx(slug: "stack-one")?.body.contains("sha=\(one) data=seeded-42") == true
-            })
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-                await harness.throughNginx(slug: "stack-two")?.body.contains("sha=\(two) data=seeded-42") == true
-            })
+        try await withSeed("seeded-42") { seed in
+            try await E2EHarness.run(name: "services", extraRepos: Self.stackRepo("acme/stack", seed: seed),
+                                     extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"") { harness in
+                let (one, two) = (Fixtures.sha("stack-one"), Fixtures.sha("stack-two"))
+                try await harness.send("opened", number: 70, branch: "stack-one", sha: one, repo: "acme/stack")
+                try await harness.send("opened", number: 71, branch: "stack-two", sha: two, repo: "acme/stack")
+                #expect(try await harness.waitUntil(timeout: .seconds(60)) {
+                    await harness.throughNginx(slug: "stack-one")?.body.contains("sha=\(one) data=seeded-42") == true
+                })
+                #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                    await harness.throughNginx(slug: "stack-two")?.body.contains("sha=\(two) data=seeded-42") == true
+                })
 
-            // A write in one environment's data is not seen by the other; `db` is each one's own.
-            let db70 = try #require(try await service(harness, 70, "db"))
-            _ = try await exec(db70.id, "echo changed-70 > /data/value")
-            let app70 = try #require(try await app(harness, 70)), app71 = try #require(try await app(harness, 71))
-            #expect(try await exec(app70.id, "/bin/busybox wget -qO- http://db:8080/value") == "changed-70")
-            #expect(try await exec(app71.id, "/bin/busybox wget -qO- http://db:8080/value") == "seeded-42")
-            // Services are not published on the host.
-            #expect(db70.hostPort == nil)
+                // A write in one environment's data is not seen by the other; `db` is each one's own.
+                let db70 = try #require(try await service(harness, 70, "db"))
+                _ = try await exec(db70.id, "echo changed-70 > /data/value")
+                let app70 = try #require(try await app(harness, 70)), app71 = try #require(try await app(harness, 71))
+                #expect(try await exec(app70.id, "/bin/busybox wget -qO- http://db:8080/value") == "changed-70")
+                #expect(try await exec(app71.id, "/bin/busybox wget -qO- http://db:8080/value") == "seeded-42")
+                // Services are not published on the host.
+                #expect(db70.hostPort == nil)
 
-            // A push: the data and the service container stay, the release runs again in the new image.
-            let three = Fixtures.sha("stack-three")
-            try await harness.send("synchronize", number: 70, branch: "stack-one", sha: three, updatedAt: "2026-11-24T09:05:00Z", repo: "acme/stack")
-            #expect(try await harness.waitUntil(timeout: .seconds(60)) {
-                await harness.throughNginx(slug: "stack-one")?.body.contains("sha=\(three) data=changed-70") == true
-            })
-            #expect(try await service(harness, 70, "db")?.id == db70.id)
-            let store = try #require(harness.app?.store)
-            let releases = try store.auditEvents(for: PullRequestKey(repo: "acme/stack", number: 70), limit: 500).filter { $0.kind == "release" }
-            #expect(releases.filter { $0.sha == one }.count == 1 && releases.filter { $0.sha == three }.count == 1, "\(releases.map(\.message))")
-            #expect(releases.allSatisfy { $0.message.contains("exited 0") && $0.message.contains("release for \($0.sha ?? "-")") },
-                    "each release ran with its own deploy's variables and reached db: \(releases.map(\.message))")
+                // A push: the data and the service container stay, the release runs again in the new image.
+                let three = Fixtures.sha("stack-three")
+                try await harness.send("synchronize", number: 70, branch: "stack-one", sha: three, updatedAt: "2026-11-24T09:05:00Z", repo: "acme/stack")
+                #expect(try await harness.waitUntil(timeout: .seconds(60)) {
+                    await harness.throughNginx(slug: "stack-one")?.body.contains("sha=\(three) data=changed-70") == true
+                })
+                #expect(try await service(harness, 70, "db")?.id == db70.id)
+                let store = try #require(harness.app?.store)
+                let releases = try store.auditEvents(for: PullRequestKey(repo: "acme/stack", number: 70), limit: 500).filter { $0.kind == "release" }
+                #expect(releases.filter { $0.sha == one }.count == 1 && releases.filter { $0.sha == three }.count == 1, "\(releases.map(\.message))")
+                #expect(releases.allSatisfy { $0.message.contains("exited 0") && $0.message.contains("release for \($0.sha ?? "-")") },
+                        "each release ran with its own deploy's variables and reached db: \(releases.map(\.message))")
 
-            // Close: app, service, network and volume go; the other environment keeps serving.
-            try await harness.send("closed", number: 70, branch: "stack-one", sha: three, updatedAt: "2026-11-24T09:10:00Z", repo: "acme/stack")
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-                let containers = try await harness.containers().filter { $0.number == 70 }
-                let networks = try await resources(harness, "network", pr: 70), volumes = try await resources(harness, "volume", pr: 70)
-                return containers.isEmpty && networks.isEmpty && volumes.isEmpty
-            })
-            #expect(try await harness.waitSettled(70, repo: "acme/stack", status: .removed))
-            #expect(await harness.throughNginx(slug: "stack-two")?.body.contains("data=seeded-42") == true)
-            #expect(try await resources(harness, "volume", pr: 71).count == 1)
+                // Close: app, service, network and volume go; the other environment keeps serving.
+                try await harness.send("closed", number: 70, branch: "stack-one", sha: three, updatedAt: "2026-11-24T09:10:00Z", repo: "acme/stack")
+                #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                    let containers = try await harness.containers().filter { $0.number == 70 }
+                    let networks = try await resources(harness, "network", pr: 70), volumes = try await resources(harness, "volume", pr: 70)
+                    return containers.isEmpty && networks.isEmpty && volumes.isEmpty
+                })
+                #expect(try await harness.waitSettled(70, repo: "acme/stack", status: .removed))
+                #expect(await harness.throughNginx(slug: "stack-two")?.body.contains("data=seeded-42") == true)
+                #expect(try await resources(harness, "volume", pr: 71).count == 1)
+            }
         }
     }
 
     @Test func aFailingReleaseOrAnUnhealthyServiceFailsNamingItWhileTheOldAppServes() async throws {
-        let seed = "stager-e2e-seed-\(UUID().uuidString.prefix(8).lowercased())"
-        try await makeSeed(seed, value: "seeded-7")
-        defer { Task { await removeSeed(seed) } }
-        let bad = Fixtures.sha("bad-release")
-        try await E2EHarness.run(name: "services-fail",
-                                 extraRepos: Self.stackRepo("acme/stack", seed: seed, failingSha: bad)
-                                     + "\n" + Self.stackRepo("acme/sick", seed: seed, healthPort: 9999),
-                                 extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"") { harness in
-            let good = Fixtures.sha("good-release")
-            try await harness.send("opened", number: 72, branch: "release", sha: good, repo: "acme/stack")
-            #expect(try await harness.waitSettled(72, repo: "acme/stack", status: .ready, timeout: .seconds(60)))
-            try await harness.send("synchronize", number: 72, branch: "release", sha: bad, updatedAt: "2026-11-24T09:05:00Z", repo: "acme/stack")
-            #expect(try await harness.waitSettled(72, repo: "acme/stack", status: .failed, timeout: .seconds(60)))
-            let comment = await harness.github.comments(on: "acme/stack", issue: 72).last?.body ?? ""
-            #expect(comment.contains("exited 3") && comment.contains("migration 7 failed"), "\(comment)")
-            #expect(await harness.throughNginx(slug: "release")?.body.contains("sha=\(good)") == true)
+        try await withSeed("seeded-7") { seed in
+            let bad = Fixtures.sha("bad-release")
+            try await E2EHarness.run(name: "services-fail",
+                                     extraRepos: Self.stackRepo("acme/stack", seed: seed, failingSha: bad)
+                                         + "\n" + Self.stackRepo("acme/sick", seed: seed, healthPort: 9999),
+                                     extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"") { harness in
+                let good = Fixtures.sha("good-release")
+                try await harness.send("opened", number: 72, branch: "release", sha: good, repo: "acme/stack")
+                #expect(try await harness.waitSettled(72, repo: "acme/stack", status: .ready, timeout: .seconds(60)))
+                try await harness.send("synchronize", number: 72, branch: "release", sha: bad, updatedAt: "2026-11-24T09:05:00Z", repo: "acme/stack")
+                #expect(try await harness.waitSettled(72, repo: "acme/stack", status: .failed, timeout: .seconds(60)))
+                let comment = await harness.github.comments(on: "acme/stack", issue: 72).last?.body ?? ""
+                #expect(comment.contains("exited 3") && comment.contains("migration 7 failed"), "\(comment)")
+                #expect(await harness.throughNginx(slug: "release")?.body.contains("sha=\(good)") == true)
 
-            try await harness.send("opened", number: 73, branch: "sick", sha: Fixtures.sha("sick"), repo: "acme/sick")
-            #expect(try await harness.waitSettled(73, repo: "acme/sick", status: .failed, timeout: .seconds(60)))
-            let sick = await harness.github.comments(on: "acme/sick", issue: 73).last?.body ?? ""
-            #expect(sick.contains("service db was not healthy"), "\(sick)")
-            #expect(try await app(harness, 73) == nil, "no app started beside an unhealthy service")
+                try await harness.send("opened", number: 73, branch: "sick", sha: Fixtures.sha("sick"), repo: "acme/sick")
+                #expect(try await harness.waitSettled(73, repo: "acme/sick", status: .failed, timeout: .seconds(60)))
+                let sick = await harness.github.comments(on: "acme/sick", issue: 73).last?.body ?? ""
+                #expect(sick.contains("service db was not healthy"), "\(sick)")
+                #expect(try await app(harness, 73) == nil, "no app started beside an unhealthy service")
+            }
         }
     }
 
     @Test func aServiceContainerRemovedByHandComesBack() async throws {
-        let seed = "stager-e2e-seed-\(UUID().uuidString.prefix(8).lowercased())"
-        try await makeSeed(seed, value: "seeded-9")
-        defer { Task { await removeSeed(seed) } }
-        try await E2EHarness.run(name: "services-drift", extraRepos: Self.stackRepo("acme/stack", seed: seed), reconcileInterval: "1s",
-                                 extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"") { harness in
-            try await harness.send("opened", number: 74, branch: "drift", sha: Fixtures.sha("drift"), repo: "acme/stack")
-            #expect(try await harness.waitSettled(74, repo: "acme/stack", status: .ready, timeout: .seconds(60)))
-            let app = try #require(try await app(harness, 74))
-            let db = try #require(try await service(harness, 74, "db"))
-            _ = try await runner.check(Command("docker", ["rm", "-f", db.id]))
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-                guard let again = try await service(harness, 74, "db") else { return false }
-                return again.id != db.id && again.running
-            })
-            #expect(try await self.app(harness, 74)?.id == app.id, "the app was not touched")
-            // The volume kept the data: the new db answers what the old one did.
-            #expect(try await exec(app.id, "/bin/busybox wget -qO- http://db:8080/value") == "seeded-9")
+        try await withSeed("seeded-9") { seed in
+            try await E2EHarness.run(name: "services-drift", extraRepos: Self.stackRepo("acme/stack", seed: seed), reconcileInterval: "1s",
+                                     extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"") { harness in
+                try await harness.send("opened", number: 74, branch: "drift", sha: Fixtures.sha("drift"), repo: "acme/stack")
+                #expect(try await harness.waitSettled(74, repo: "acme/stack", status: .ready, timeout: .seconds(60)))
+                let app = try #require(try await app(harness, 74))
+                let db = try #require(try await service(harness, 74, "db"))
+                _ = try await runner.check(Command("docker", ["rm", "-f", db.id]))
+                #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                    guard let again = try await service(harness, 74, "db") else { return false }
+                    return again.id != db.id && again.running
+                })
+                #expect(try await self.app(harness, 74)?.id == app.id, "the app was not touched")
+                // The volume kept the data: the new db answers what the old one did.
+                #expect(try await exec(app.id, "/bin/busybox wget -qO- http://db:8080/value") == "seeded-9")
+            }
         }
     }
 
