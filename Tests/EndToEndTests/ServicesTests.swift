@@ -157,6 +157,18 @@ struct ServicesTests {
                 #expect(try await self.app(harness, 74)?.id == app.id, "the app was not touched")
                 // The volume kept the data: the new db answers what the old one did.
                 #expect(try await exec(app.id, "/bin/busybox wget -qO- http://db:8080/value") == "seeded-9")
+
+                // Where people see the services: ls, the page, logs --service, check.
+                let table = try await harness.stager(["ls"]).standardOutput
+                #expect(table.contains("SERVICES") && table.contains(" db "), "\(table)")
+                #expect(try await harness.get("/environments/acme/stack/74").body.contains("<code>db</code> healthy"))
+                let logs = try await harness.stager(["logs", "acme/stack#74", "--service", "db"])
+                #expect(logs.exitCode == 0, "\(logs.standardError)")
+                let missing = try await harness.stager(["logs", "acme/stack#74", "--service", "cache"])
+                #expect(missing.exitCode == 1 && missing.standardError.contains("no container of service cache (its services: db)"),
+                        "\(missing.standardError)")
+                let check = try await harness.stager(["check"]).standardOutput
+                #expect(check.contains("ok   seed repos.acme/stack.services.db.seed.data: the docker volume \(seed) exists"), "\(check)")
             }
         }
     }

@@ -52,6 +52,33 @@ struct NginxBatchTests {
         #expect(await door.inventory().managed.isEmpty)
     }
 
+    /// The activity file is written once and reloaded; an nginx that refuses it gets it removed, is not asked
+    /// again at the next reconcile, and a reload owed meanwhile still happens.
+    @Test func theActivityFileIsWrittenOnceAndARefusalIsNotRepeated() async throws {
+        let dir = try TestConfig.temporaryDirectory("activity")
+        let config = try TestConfig.load("nginx:\n  sites_dir: nginx/sites\n", in: dir)
+        let file = config.nginx.activityFile
+        let accepting = RecordingRunner { _ in CommandResult(exitCode: 0) }
+        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: accepting, logger: Logger(label: "t"))
+        #expect(try await door.reloadIfOwed())
+        #expect(try String(contentsOf: file, encoding: .utf8).contains("access_log syslog:server=127.0.0.1:8089,tag=stager,nohostname stager_activity;"))
+        #expect(try await door.reloadIfOwed() == false, "written already: nothing to do")
+        #expect(accepting.commands.count == 2)
+
+        try FileManager.default.removeItem(at: file)
+        let refusing = RecordingRunner { command in
+            command.arguments.contains("-t") ? CommandResult(exitCode: 1, standardError: "nginx: [emerg] unknown syslog") : CommandResult(exitCode: 0)
+        }
+        let strict = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: refusing, logger: Logger(label: "t"))
+        try FileManager.default.createDirectory(at: config.nginx.sitesDir, withIntermediateDirectories: true)
+        try Data().write(to: config.nginx.sitesDir.appendingPathComponent(".stager-reload-owed"))
+        #expect(try await strict.reloadIfOwed(), "the owed reload happened")
+        #expect(!FileManager.default.fileExists(atPath: file.path))
+        #expect(refusing.commands.map(\.arguments) == [["-t"], ["-s", "reload"]])
+        #expect(try await strict.reloadIfOwed() == false)
+        #expect(refusing.commands.count == 2, "a refused activity file is not offered again")
+    }
+
     @Test func aBadVhostInABatchFailsAloneAndTheRestGoLive() async throws {
         let dir = try TestConfig.temporaryDirectory("batch-bad")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  batch_delay: 50ms\n", in: dir)

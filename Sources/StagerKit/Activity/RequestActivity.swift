@@ -70,19 +70,10 @@ public final class RequestActivity: Service, Sendable {
     }
 
     private func flushForever() async throws {
-        var keys: [String: PullRequestKey] = [:]
         while true {
             try await Task.sleep(for: Self.flushEvery)
-            let pending = await seen.take()
-            guard !pending.isEmpty else { continue }
             do {
-                // Slugs are the environments' own (never two live ones alike); a new one means a new environment.
-                if pending.keys.contains(where: { keys[$0] == nil }) {
-                    keys = Dictionary(try store.allEnvironments().filter(\.isLive).map { ($0.slug, $0.key) }) { first, _ in first }
-                }
-                var requests: [PullRequestKey: Date] = [:]
-                for (slug, at) in pending { if let key = keys[slug] { requests[key] = max(at, requests[key] ?? at) } }
-                try await store.recordRequests(requests)
+                try await store.recordRequests(await seen.take())
             } catch {
                 logger.warning("could not record requests' activity; the next ones will be", metadata: ["error": "\(error)"])
             }

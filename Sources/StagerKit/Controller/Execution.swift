@@ -83,7 +83,7 @@ struct Execution {
         } else {
             observed = try await observe()
         }
-        let steps = Planner.plan(desired: env.desiredState, observed: observed, stack: stackDesire)
+        let steps = Planner.plan(desired: env.desiredState, observed: observed, stack: StackLayout.desire(for: env, config: config))
         if !steps.isEmpty {
             logger.info("converging", metadata: ["desired": "\(env.desiredState)", "steps": "\(steps.count)"])
         }
@@ -104,7 +104,6 @@ struct Execution {
 
     /// A newer intent arrived while this one's image was being built; the build was stopped.
     struct Superseded: Error {}
-
 
     // MARK: The gate
 
@@ -300,8 +299,6 @@ struct Execution {
     // MARK: Services beside the app
 
     private var layout: StackLayout? { StackLayout.of(env, config: config) }
-
-    private var stackDesire: StackDesire { layout?.desire(sha: env.desiredSha) ?? .none }
 
     private func stackSteps(_ layout: StackLayout) -> StackSteps {
         StackSteps(layout: layout, seams: seams, seedImage: config.seedImage, logger: logger)

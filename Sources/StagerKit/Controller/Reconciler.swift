@@ -38,7 +38,7 @@ struct Reconciler {
                 routed: inventory.managed.contains(env.slug) ? await seams.frontDoor.routed(slug: env.slug) : nil
             )
             let behind = env.desiredVersion > env.appliedVersion
-            let stack = StackLayout.of(env, config: controller.config)?.desire(sha: env.desiredSha) ?? .none
+            let stack = StackLayout.desire(for: env, config: controller.config)
             if behind || !Planner.plan(desired: env.desiredState, observed: observed, stack: stack).isEmpty {
                 report.enqueued.append(env.key)
                 await controller.enqueue(env.key)
@@ -60,7 +60,6 @@ struct Reconciler {
             // A network still holds a container being removed: the next pass takes it.
             do {
                 try await seams.runtime.remove(resource)
-                if resource.kind == .volume { try await seams.environments.setFact(StackLayout.seededFact(resource.name), "", at: Date()) }
                 report.orphanResources.append("\(resource.kind.rawValue) \(resource.name)")
             } catch let error as CommandError {
                 controller.logger.warning("an orphan was not removed; the next pass tries again", metadata: ["resource": "\(resource.name)", "error": "\(error)"])

@@ -39,6 +39,11 @@ struct StackLayout {
         return StackLayout(env: env, repo: repo, config: config)
     }
 
+    /// What the planner is told of `env`'s stack.
+    static func desire(for env: Environment, config: StagerConfig) -> StackDesire {
+        of(env, config: config)?.desire(sha: env.desiredSha) ?? .none
+    }
+
     var hasServices: Bool { !repo.services.isEmpty }
     var network: String { "stager-\(config.instance)-\(env.slug)" }
 

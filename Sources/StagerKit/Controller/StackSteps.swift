@@ -76,12 +76,16 @@ struct StackSteps {
         }
     }
 
-    /// A volume exists; the first time, as a copy of its seed. A fact marks the copy done, so a copy a crash
-    /// cut short runs again and a seeded volume is never copied over.
+    /// A volume exists; the first time, as a copy of its seed. A volume made now is always seeded; one that
+    /// was there already only when the store has no mark of a finished copy (a crash cut it short). So
+    /// whoever removed a volume (a teardown, gc, a person), its next one starts from the seed again, and a
+    /// volume with data is never copied over.
     private func prepareVolume(_ volume: String, seed: String?, service: String) async throws {
         let runtime = seams.runtime
+        let existed = seed != nil ? try await runtime.volumeExists(volume) : true
         try await runtime.ensureVolume(volume, labels: layout.labels.merging([ContainerLabels.service: service]) { $1 })
-        guard let seed, try await seams.environments.fact(StackLayout.seededFact(volume)) ?? "" == "" else { return }
+        guard let seed else { return }
+        if existed, try await seams.environments.fact(StackLayout.seededFact(volume)) ?? "" != "" { return }
         guard try await runtime.volumeExists(seed) else {
             throw Failure(reason: "service \(service): the seed volume \(seed) does not exist (docker volume ls)", log: nil)
         }
@@ -141,7 +145,8 @@ struct StackSteps {
         try await seams.environments.update(key) { $0.services = states }
     }
 
-    /// Service containers, then the network (nothing is attached any more), then the volumes and their marks.
+    /// Service containers, then the network (nothing is attached any more), then the volumes; their marks go
+    /// too, so the store does not keep one per volume that ever was.
     func remove() async throws {
         let runtime = seams.runtime
         for container in try await runtime.list(for: key) { try await runtime.remove(container.id) }

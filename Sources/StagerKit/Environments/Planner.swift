@@ -98,8 +98,9 @@ public enum Planner {
             return planAbsent(observed, stack: stack)
         case .present(let sha):
             let steps = planPresent(sha: sha, observed, stack: stack)
-            // Services repaired beside an app that keeps serving (one removed by hand, a changed definition).
-            guard !steps.contains(.prepareStack), stack.needsPreparing(observed.services), observed.failedSha != sha else { return steps }
+            // Services come first, for a new deploy and beside an app that keeps serving alike (one removed by
+            // hand, a changed definition); not for a sha that failed, which waits for a newer one.
+            guard stack.needsPreparing(observed.services), observed.failedSha != sha else { return steps }
             return [.prepareStack] + steps
         }
     }
@@ -134,7 +135,7 @@ public enum Planner {
             return observed.containers.filter { $0 != serving && !$0.running }.map(Step.removeContainer)
         }
 
-        var steps: [Step] = stack.needsPreparing(observed.services) ? [.prepareStack] : []
+        var steps: [Step] = []
         let candidate = observed.containers.first { $0.running && $0.sha == sha && $0 != serving }
         if let candidate {
             steps.append(.adoptContainer(candidate))

@@ -82,6 +82,8 @@ public actor NginxFrontDoor: FrontDoor {
     /// Asks nginx itself whether a change is live.
     private let probe: any Prober
     public private(set) var reloadCount = 0
+    /// nginx's test refused `nginx.activity_file`.
+    private var activityRefused = false
     private var pending: [Request] = []
     private var flusher: Task<Void, Never>?
 
@@ -204,8 +206,9 @@ public actor NginxFrontDoor: FrontDoor {
     /// so what nginx has loaded matches the folder. True when it reloaded.
     @discardableResult
     public func reloadIfOwed() async throws -> Bool {
-        if try await writeActivityConfiguration() { return true }
-        guard FileManager.default.fileExists(atPath: owedMarker.path) else { return false }
+        // Its reload, when it writes, also takes in whatever else was owed.
+        let wroteActivity = try await writeActivityConfiguration()
+        guard FileManager.default.fileExists(atPath: owedMarker.path) else { return wroteActivity }
         try await change([])
         return true
     }
@@ -381,6 +384,8 @@ public actor NginxFrontDoor: FrontDoor {
     /// it did. nginx's test refusing it (an nginx without syslog) removes it again: serve works on, and only
     /// `last_request_at` stays empty.
     private func writeActivityConfiguration() async throws -> Bool {
+        // Refused once, it is not offered to nginx again at every reconcile; a restart of serve tries again.
+        guard !activityRefused else { return false }
         let target = config.activityFile
         // An unreadable file is as good as missing: it is written again.
         guard (try? String(contentsOf: target, encoding: .utf8)) != activityConfiguration else { return false }
@@ -392,6 +397,7 @@ public actor NginxFrontDoor: FrontDoor {
         do {
             try await testAndReload()
         } catch NginxError.rejected(let message) {
+            activityRefused = true
             logger.error("nginx refused the activity lines; last_request_at will not move", metadata: ["file": "\(target.path)", "nginx": "\(message)"])
             do {
                 try FileManager.default.removeItem(at: target)

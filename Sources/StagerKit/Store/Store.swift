@@ -275,19 +275,21 @@ public final class Store: Sendable {
         }
     }
 
-    /// The newest request through nginx to each environment (`last_request_at`), in one transaction; an
-    /// older time never replaces a newer one. Nothing else of the environment changes.
-    public func recordRequests(_ requests: [PullRequestKey: Date]) async throws {
+    /// The newest request through nginx to the live environment of each slug (`last_request_at`), in one
+    /// transaction; an older time never replaces a newer one, and nothing else of the environment changes.
+    public func recordRequests(_ requests: [String: Date]) async throws {
         guard !requests.isEmpty else { return }
         try await db.write { db in
-            for (key, at) in requests {
-                try db.execute(sql: """
-                    UPDATE environment SET lastRequestAt = ?
-                    WHERE repo = ? AND number = ? AND (lastRequestAt IS NULL OR lastRequestAt < ?)
-                    """, arguments: [at, key.repo, key.number, at])
+            for (slug, at) in requests {
+                try EnvironmentRow.filter(Column("slug") == slug).filter(Self.isLive)
+                    .filter(Column("lastRequestAt") == nil || Column("lastRequestAt") < at)
+                    .updateAll(db, Column("lastRequestAt").set(to: at))
             }
         }
     }
+
+    /// `Environment.isLive` in SQL: not torn down. Live environments never share a slug.
+    private static let isLive = Column("status") != EnvironmentStatus.removed.rawValue || Column("desired") == Desire.present.rawValue
 
     /// Records that the controller converged the PR to `version`, unless a newer intent arrived meanwhile.
     public func markApplied(_ key: PullRequestKey, version: Int) async throws {
@@ -445,7 +447,7 @@ public final class Store: Sendable {
             try EnvironmentRow
                 .filter(Column("slug") == candidate)
                 .filter(!(Column("repo") == key.repo && Column("number") == key.number))
-                .filter(Column("status") != EnvironmentStatus.removed.rawValue || Column("desired") == Desire.present.rawValue)
+                .filter(isLive)
                 .fetchCount(db) > 0
         }
     }

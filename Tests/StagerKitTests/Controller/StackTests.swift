@@ -128,6 +128,25 @@ struct StackTests {
         #expect(await bench.timeline.count("seed") == 2)
     }
 
+    /// A volume removed behind Stager's back (gc, a person) leaves its mark in the store; the new one is
+    /// seeded all the same.
+    @Test func aVolumeMadeAnewIsSeededWhoeverRemovedTheOldOne() async throws {
+        let bench = try await bench()
+        await bench.open(9, sha: a)
+        try await bench.converge(9)
+        let db = try #require(await bench.runtime.containers.first { $0.service == "db" })
+        try await bench.runtime.remove(db.id)
+        try await bench.runtime.remove(StackResource(kind: .volume, name: "stager-default-pr-9-db-data", repo: "acme/web", number: 9))
+        try await bench.converge(9)
+        #expect(await bench.timeline.count("seed stager-default-pr-9-db-data") == 2)
+        #expect(await bench.runtime.volumeData["stager-default-pr-9-db-data"] == "seeded rows")
+        // The service removed alone (its volume kept) is not seeded over.
+        let again = try #require(await bench.runtime.containers.first { $0.service == "db" })
+        try await bench.runtime.remove(again.id)
+        try await bench.converge(9)
+        #expect(await bench.timeline.count("seed stager-default-pr-9-db-data") == 2)
+    }
+
     @Test func aServiceRemovedByHandComesBackWithoutTouchingTheApp() async throws {
         let bench = try await bench()
         await bench.open(8, sha: a)
