@@ -82,10 +82,11 @@ struct StackSteps {
     /// volume with data is never copied over.
     private func prepareVolume(_ volume: String, seed: String?, service: String) async throws {
         let runtime = seams.runtime
-        let existed = seed != nil ? try await runtime.volumeExists(volume) : true
+        // Asked of the engine only when the store has a mark: a first deploy seeds without the extra look.
+        let marked = seed != nil ? try await seams.environments.fact(StackLayout.seededFact(volume)) ?? "" != "" : false
+        let seededBefore = marked ? try await runtime.volumeExists(volume) : false
         try await runtime.ensureVolume(volume, labels: layout.labels.merging([ContainerLabels.service: service]) { $1 })
-        guard let seed else { return }
-        if existed, try await seams.environments.fact(StackLayout.seededFact(volume)) ?? "" != "" { return }
+        guard let seed, !seededBefore else { return }
         guard try await runtime.volumeExists(seed) else {
             throw Failure(reason: "service \(service): the seed volume \(seed) does not exist (docker volume ls)", log: nil)
         }
