@@ -182,6 +182,42 @@ struct Destroy: AsyncParsableCommand {
     }
 }
 
+struct Sleep: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Put an environment to sleep: its containers stop (kept, with their volumes) and a request to its URL wakes it."
+    )
+
+    @OptionGroup var target: ManualTarget
+
+    func run() async throws {
+        let (config, control) = try target.options.manualControl()
+        guard let (_, version) = try await control.sleep(target.key) else {
+            print("\(target.key) is asleep already")
+            return
+        }
+        print("sleep \(target.key) recorded")
+        try await target.wait.report(control, key: target.key, version: version, config: config)
+    }
+}
+
+struct Wake: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Wake a sleeping environment: its services, then its app, each healthy."
+    )
+
+    @OptionGroup var target: ManualTarget
+
+    func run() async throws {
+        let (config, control) = try target.options.manualControl()
+        guard let (_, version) = try await control.wake(target.key) else {
+            print("\(target.key) is awake already")
+            return
+        }
+        print("wake \(target.key) recorded")
+        try await target.wait.report(control, key: target.key, version: version, config: config)
+    }
+}
+
 extension ConfigOptions {
     func manualControl() throws -> (StagerConfig, ManualControl) {
         let config = try load()

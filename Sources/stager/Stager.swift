@@ -8,7 +8,7 @@ struct Stager: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stager",
         abstract: "Per-pull-request preview environments: docker containers behind nginx, driven by GitHub webhooks.",
-        subcommands: [Serve.self, List.self, Logs.self, GarbageCollect.self, Sync.self, Deploy.self, Destroy.self, Check.self]
+        subcommands: [Serve.self, List.self, Logs.self, GarbageCollect.self, Sync.self, Deploy.self, Destroy.self, Sleep.self, Wake.self, Check.self]
     )
 
     /// Exit status per the contract: 0 done, 1 failed, 2 bad usage or bad configuration.

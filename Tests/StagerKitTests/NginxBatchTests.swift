@@ -29,7 +29,7 @@ struct NginxBatchTests {
         let dir = try TestConfig.temporaryDirectory("batch")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  batch_delay: 50ms\n", in: dir)
         let runner = Self.nginx(sites: config.nginx.sitesDir)
-        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
+        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<10 {
                 group.addTask { try await door.apply(Self.route("feature-\(index)", container: "c\(index)")) }
@@ -59,7 +59,7 @@ struct NginxBatchTests {
         let config = try TestConfig.load("nginx:\n  sites_dir: nginx/sites\n", in: dir)
         let file = config.nginx.activityFile
         let accepting = RecordingRunner { _ in CommandResult(exitCode: 0) }
-        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: accepting, logger: Logger(label: "t"))
+        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: accepting, logger: Logger(label: "t"))
         #expect(try await door.reloadIfOwed())
         #expect(try String(contentsOf: file, encoding: .utf8).contains("access_log syslog:server=127.0.0.1:8089,tag=stager,nohostname stager_activity;"))
         #expect(try await door.reloadIfOwed() == false, "written already: nothing to do")
@@ -69,7 +69,7 @@ struct NginxBatchTests {
         let refusing = RecordingRunner { command in
             command.arguments.contains("-t") ? CommandResult(exitCode: 1, standardError: "nginx: [emerg] unknown syslog") : CommandResult(exitCode: 0)
         }
-        let strict = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: refusing, logger: Logger(label: "t"))
+        let strict = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: refusing, logger: Logger(label: "t"))
         try FileManager.default.createDirectory(at: config.nginx.sitesDir, withIntermediateDirectories: true)
         try Data().write(to: config.nginx.sitesDir.appendingPathComponent(".stager-reload-owed"))
         #expect(try await strict.reloadIfOwed(), "the owed reload happened")
@@ -83,7 +83,7 @@ struct NginxBatchTests {
         let dir = try TestConfig.temporaryDirectory("batch-bad")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  batch_delay: 50ms\n", in: dir)
         let runner = Self.nginx(sites: config.nginx.sitesDir)
-        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
+        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
         try await door.apply(Self.route("serving", container: "old"))
 
         let results = await withTaskGroup(of: (String, Bool).self) { group in

@@ -11,7 +11,7 @@ struct NoSwallowedErrorsTests {
     @Test func aVhostThatCannotBeWrittenFailsNamingTheFile() async throws {
         let dir = try TestConfig.temporaryDirectory("unwritable")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  test_command: [\"true\"]\n  reload_command: [\"true\"]\n", in: dir)
-        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: SubprocessRunner(), logger: Logger(label: "t"))
+        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: SubprocessRunner(), logger: Logger(label: "t"))
         // A folder where the vhost file should go: writing the file over it fails.
         try FileManager.default.createDirectory(at: config.nginx.sitesDir.appendingPathComponent("blocked.conf/inside"), withIntermediateDirectories: true)
         let route = Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "blocked", hostName: "blocked.preview.localhost",
@@ -29,7 +29,7 @@ struct NoSwallowedErrorsTests {
     @Test func aReloadThatCannotReachNginxIsWorthRetryingAndRollsBack() async throws {
         let dir = try TestConfig.temporaryDirectory("noreload")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  test_command: [\"true\"]\n  reload_command: [\"false\"]\n", in: dir)
-        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: SubprocessRunner(), logger: Logger(label: "t"))
+        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: SubprocessRunner(), logger: Logger(label: "t"))
         let route = Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "later", hostName: "later.preview.localhost",
                           upstreamPort: 40000, containerName: "c", sha: "abc")
         await #expect(throws: NginxError.self) { try await door.apply(route) }

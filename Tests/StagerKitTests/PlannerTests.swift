@@ -103,13 +103,15 @@ struct PlannerTests {
                         let absent = Planner.plan(desired: .absent, observed: observed)
                         #expect(absent.isEmpty == (containers.isEmpty && routed == nil && !hasComment && status == .removed))
                         let present = Planner.plan(desired: .present(sha: "sha2"), observed: observed)
+                        // Waking what slept is not said on the PR.
+                        let ready: Step = status == .sleeping ? .markAwake : .announceReady
                         let serving = containers.contains { $0.name == routed && $0.running && $0.sha == "sha2" }
                         if serving {
                             #expect(!present.contains(.routeToCandidate))
-                            #expect(present.allSatisfy { if case .removeContainer(let c) = $0 { return c.name != routed } else { return $0 == .announceReady } })
+                            #expect(present.allSatisfy { if case .removeContainer(let c) = $0 { return c.name != routed } else { return $0 == ready } }, "\(status) \(present)")
                         } else {
                             let switchIndex = try #require(present.firstIndex(of: .routeToCandidate))
-                            let announceIndex = try #require(present.firstIndex(of: .announceReady))
+                            let announceIndex = try #require(present.firstIndex(of: .announceReady) ?? present.firstIndex(of: ready))
                             #expect(switchIndex < announceIndex)
                             // Nothing is removed before the switch, and what served is removed only after a drain.
                             let removals = present.indices.filter { if case .removeContainer = present[$0] { return true } else { return false } }
@@ -171,5 +173,61 @@ struct PlannerTests {
         // Removed already and nothing left: nothing to do.
         let removed = Observation(containers: [], routedContainer: nil, status: .removed)
         #expect(Planner.plan(desired: .absent, observed: removed, stack: StackDesire(services: ["db": "d1"])) == [])
+    }
+}
+
+@Suite("Planner: sleep and wake")
+struct SleepPlannerTests {
+    static func app(running: Bool, sha: String = "sha1") -> ContainerInfo {
+        ContainerInfo(id: "id-app", name: "app", repo: "acme/web", number: 1, sha: sha, slug: "feature", running: running, hostPort: 40001)
+    }
+    static func db(running: Bool) -> ContainerInfo {
+        ContainerInfo(id: "id-db", name: "app-db", repo: "acme/web", number: 1, sha: "sha1", slug: "feature", running: running, hostPort: nil,
+                      service: "db", definition: "d1")
+    }
+    static let stack = StackDesire(services: ["db": "d1"])
+
+    func observed(app: ContainerInfo?, db: Bool, asleepRoute: Bool, status: EnvironmentStatus) -> Observation {
+        var observed = Observation(containers: app.map { [$0] } ?? [], routedContainer: "app", routedPort: 40001, status: status)
+        observed.services = [Self.db(running: db)]
+        observed.routedAsleep = asleepRoute
+        return observed
+    }
+
+    @Test func sleepRecordsItThenRoutesToTheWakePathThenStopsTheAppThenTheServices() {
+        let app = Self.app(running: true)
+        #expect(Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: app, db: true, asleepRoute: false, status: .ready), stack: Self.stack)
+            == [.markAsleep, .routeToWake(app), .stopContainer(app), .stopContainer(Self.db(running: true))])
+    }
+
+    @Test func aSleepCutShortGoesOnWhereItStopped() {
+        let stopped = Self.app(running: false)
+        #expect(Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: stopped, db: true, asleepRoute: true, status: .sleeping), stack: Self.stack)
+            == [.stopContainer(Self.db(running: true))])
+        #expect(Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: stopped, db: false, asleepRoute: true, status: .sleeping), stack: Self.stack)
+            == [])
+    }
+
+    @Test func aWakeStartsTheServicesThenTheAppAndSaysNothingOnThePR() {
+        let stopped = Self.app(running: false)
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed(app: stopped, db: false, asleepRoute: true, status: .sleeping), stack: Self.stack)
+            == [.prepareStack, .wakeContainer(stopped), .awaitHealthy, .routeToCandidate, .markAwake])
+    }
+
+    @Test func aWakeCutShortAfterTheStartRoutesTheRunningApp() {
+        let running = Self.app(running: true)
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed(app: running, db: true, asleepRoute: true, status: .sleeping), stack: Self.stack)
+            == [.adoptContainer(running), .awaitHealthy, .routeToCandidate, .markAwake])
+    }
+
+    @Test func aPushWhileAsleepDeploysTheNewShaAndSaysSo() {
+        let stopped = Self.app(running: false)
+        let steps = Planner.plan(desired: .present(sha: "sha2"), observed: observed(app: stopped, db: true, asleepRoute: true, status: .queued), stack: Self.stack)
+        #expect(steps == [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .removeContainer(stopped), .announceReady])
+    }
+
+    @Test func nothingDeployedToSleepIsDeployedFirst() {
+        let steps = Planner.plan(desired: .asleep(sha: "sha1"), observed: Observation(containers: [], routedContainer: nil, status: .queued))
+        #expect(steps == [.startContainer(sha: "sha1"), .awaitHealthy, .routeToCandidate, .announceReady])
     }
 }

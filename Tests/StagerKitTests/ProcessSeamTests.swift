@@ -178,7 +178,7 @@ struct ProcessSeamTests {
         let runner = RecordingRunner { command in
             command.arguments.contains("-t") ? CommandResult(exitCode: 1, standardError: "nginx: [emerg] unexpected \"}\"") : CommandResult(exitCode: 0)
         }
-        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
+        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
         let route = Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "feat", hostName: "feat.preview.localhost",
                           upstreamPort: 40000, containerName: "c1", sha: "abc")
         await #expect(throws: NginxError.rejected("nginx: [emerg] unexpected \"}\"")) { try await door.apply(route) }
@@ -191,7 +191,7 @@ struct ProcessSeamTests {
         let dir = try TestConfig.temporaryDirectory("reload")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n", in: dir)
         let runner = RecordingRunner()
-        let door = NginxFrontDoor(config: config.nginx, template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
+        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
         let route = Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "feat", hostName: "feat.preview.localhost",
                           upstreamPort: 40000, containerName: "c1", sha: "abc")
         try await door.apply(route)

@@ -10,7 +10,7 @@ struct TemplateTests {
         let dir = try TestConfig.temporaryDirectory("tpl")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  listen: \"127.0.0.1:9999\"\n", in: dir)
         let templates = try Templates.load()
-        let door = NginxFrontDoor(config: config.nginx, template: templates.vhost, runner: SubprocessRunner(), logger: Logger(label: "t"))
+        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: templates.vhost, runner: SubprocessRunner(), logger: Logger(label: "t"))
         let route = Route(key: PullRequestKey(repo: "acme/web", number: 7), slug: "feature-x", hostName: "feature-x.preview.localhost",
                           upstreamPort: 41234, containerName: "stager-default-feature-x-abc1234-9f9f", sha: "abc1234")
         let text = await door.render(route)

@@ -20,6 +20,7 @@ public struct StagerApp: Sendable {
     public let store: Store
     public let controller: Controller
     public let deps: Dependencies
+    let wakePath: WakePath
     /// nil when no token is configured.
     public let github: GitHubClient?
 
@@ -32,11 +33,12 @@ public struct StagerApp: Sendable {
         let github = GitHubClient(config: config.github, metrics: metrics, logger: logger)
         let publisher: any CommentPublisher = publisher ?? github.map(GitHubCommentPublisher.init) ?? LogCommentPublisher(logger: logger)
         let probe = HTTPProbe()
+        let wakePath = try WakePath(config: config, store: store)
         let deps = Dependencies(
             store: store,
             runtime: DockerCLI(command: config.dockerCommand, instance: config.instance, runner: runner,
                                scratchDir: config.dataDir.appendingPathComponent("run")),
-            frontDoor: NginxFrontDoor(config: config.nginx, template: templates.vhost, runner: runner, probe: probe, metrics: metrics, logger: logger),
+            frontDoor: NginxFrontDoor(config: config.nginx, wakePath: wakePath, template: templates.vhost, runner: runner, probe: probe, metrics: metrics, logger: logger),
             templates: templates, metrics: metrics, logger: logger
         )
         let seams = ControllerSeams(
@@ -49,6 +51,7 @@ public struct StagerApp: Sendable {
         )
         self.store = store
         self.deps = deps
+        self.wakePath = wakePath
         self.github = github
         self.controller = Controller(config: config, seams: seams, metrics: metrics, logger: logger)
     }
@@ -70,6 +73,7 @@ public struct StagerApp: Sendable {
             secrets: WebhookSecrets(config: config), maxBodyBytes: config.server.maxBodyBytes,
             config: config, store: store, controller: controller, metrics: deps.metrics, logger: deps.logger
         ).addRoutes(to: router)
+        WakeController(wakePath: wakePath, store: store, controller: controller, logger: deps.logger).addRoutes(to: router)
         DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics, engineHealth: controller.engineHealth,
                             runtime: deps.runtime, logger: deps.logger)
             .addRoutes(to: router)

@@ -67,6 +67,7 @@ struct ConfigFile: Decodable {
         var clone_url: String?
         var release: [String]?
         var services: [String: Service]?
+        var sleep_after: String?
     }
     struct Service: Decodable {
         var image: String?
@@ -101,6 +102,10 @@ struct ConfigFile: Decodable {
         var concurrent_deploys: Int?
         var idle_ttl: String?
         var concurrent_builds: Int?
+        var max_awake: Int?
+    }
+    struct Sleep: Decodable {
+        var wake_timeout: String?
     }
 
     var server: Server?
@@ -117,6 +122,7 @@ struct ConfigFile: Decodable {
     var limits: Limits?
     var gc: GC?
     var build: Build?
+    var sleep: Sleep?
 
     struct Access: Decodable {
         var htpasswd_file: String?

@@ -172,7 +172,8 @@ struct Validator {
             pids: doc.limits?.pids ?? 256,
             concurrentDeploys: doc.limits?.concurrent_deploys ?? 4,
             idleTTL: try doc.limits?.idle_ttl.map { try duration($0, key: "limits.idle_ttl", default: .zero) },
-            concurrentBuilds: doc.limits?.concurrent_builds ?? 1
+            concurrentBuilds: doc.limits?.concurrent_builds ?? 1,
+            maxAwake: doc.limits?.max_awake
         )
         guard limits.maxEnvironments > 0 else { throw fail("limits.max_environments", "must be positive") }
         guard limits.concurrentDeploys > 0 else { throw fail("limits.concurrent_deploys", "must be positive") }
@@ -180,6 +181,7 @@ struct Validator {
         try checkMemory(limits.memory, key: "limits.memory")
         try checkCPUs(limits.cpus, key: "limits.cpus")
         guard limits.pids > 0 else { throw fail("limits.pids", "must be positive") }
+        if let maxAwake = limits.maxAwake, maxAwake <= 0 { throw fail("limits.max_awake", "must be positive") }
 
         var repos: [String: StagerConfig.Repo] = [:]
         for (name, repo) in doc.repos ?? [:] {
@@ -225,7 +227,8 @@ struct Validator {
             templatesDir: doc.templates_dir.map(path),
             gcRemovesImages: doc.gc?.remove_images ?? false,
             build: .init(allowedHosts: doc.build?.allowed_hosts ?? [github.webHost],
-                         allowFileURLs: doc.build?.allow_file_urls ?? false)
+                         allowFileURLs: doc.build?.allow_file_urls ?? false),
+            wakeTimeout: try duration(doc.sleep?.wake_timeout, key: "sleep.wake_timeout", default: .seconds(60))
         )
     }
 
@@ -342,6 +345,7 @@ struct Validator {
         built.drain = try duration(repo.drain, key: "\(key).drain", default: .seconds(2))
         built.services = try services(repo.services, key: "\(key).services")
         built.release = try release(repo.release, key: "\(key).release")
+        built.sleepAfter = try repo.sleep_after.map { try duration($0, key: "\(key).sleep_after", default: .zero) }
         return built
     }
 

@@ -94,6 +94,8 @@ public struct StagerConfig: Sendable {
         public var idleTTL: Duration?
         /// `docker build`s at a time; others wait in order.
         public var concurrentBuilds: Int = 1
+        /// More environments awake than this: the least recently used one sleeps; nil: no limit.
+        public var maxAwake: Int? = nil
     }
 
     public struct Repo: Sendable {
@@ -133,6 +135,8 @@ public struct StagerConfig: Sendable {
         public var services: [Service] = []
         /// Run once per deploy in the new app image, after the services are healthy, before traffic switches.
         public var release: [String]? = nil
+        /// No request, deploy or event for this long: the environment sleeps; nil: never.
+        public var sleepAfter: Duration? = nil
     }
 
     /// A service beside the app (`repos.X.services.NAME`): its own container on the environment's network,
@@ -215,6 +219,8 @@ public struct StagerConfig: Sendable {
     /// `stager gc` also removes the images of the environments it removes (per-PR image tags only).
     public var gcRemovesImages: Bool
     public var build: Build = Build(allowedHosts: ["github.com"], allowFileURLs: false)
+    /// How long a request to a sleeping environment is held while it wakes (`sleep.wake_timeout`).
+    public var wakeTimeout: Duration = .seconds(60)
 
     public func repo(_ fullName: String) -> Repo? {
         repos[fullName]

@@ -14,6 +14,8 @@ public final class Controller: Service, Sendable {
     let metrics: StagerMetrics
     let logger: Logger
     public let engineHealth = EngineHealth()
+    /// Requests held for sleeping environments wait here for the wake.
+    public let wakes = WakeSignals()
     /// `docker run`s at a time (`limits.concurrent_deploys`); teardowns and comments are not held back by it.
     private let deploySlots: Slots
 
@@ -73,6 +75,7 @@ public final class Controller: Service, Sendable {
                 group.addTask { try await self.watchStore() }
                 group.addTask { try await self.retryWhenDue() }
                 group.addTask { try await self.watchForTheEngine() }
+                group.addTask { try await self.sleepWhenIdle() }
                 defer { group.cancelAll() }
                 try await withTaskCancellationHandler {
                     try await group.next()
@@ -138,6 +141,33 @@ public final class Controller: Service, Sendable {
             logger.error("reconcile after the engine came back failed; the next interval tries again", metadata: ["error": "\(error)"])
         }
     }
+
+    /// Puts idle environments to sleep (`sleep_after`) and the least recently used beyond `max_awake`, as
+    /// changes of desired state like any other.
+    private func sleepWhenIdle() async throws {
+        guard config.limits.maxAwake != nil || config.repos.values.contains(where: { $0.sleepAfter != nil }) else { return }
+        while !Task.isCancelled {
+            try await Task.sleep(for: Self.idleCheckEvery)
+            await putIdleToSleep()
+        }
+    }
+
+    static let idleCheckEvery: Duration = .seconds(2)
+
+    /// One look of `sleepWhenIdle`.
+    func putIdleToSleep(now: Date = Date()) async {
+        do {
+            for env in SleepPolicy.due(try await environments.allEnvironments(), config: config, now: now) {
+                if case .accepted = try await environments.recordChange(Intents.sleep(env, source: .idle, actor: Self.idleActor)) {
+                    await enqueue(env.key)
+                }
+            }
+        } catch {
+            logger.error("cannot put idle environments to sleep; trying again shortly", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static let idleActor = "stager serve (idle)"
 
     private func reconcileForever() async throws {
         while !Task.isCancelled {
@@ -275,7 +305,7 @@ public final class Controller: Service, Sendable {
             guard let env = try await settledIntent(key, since: taken) else { return }
             if env.desired == .absent { try await takeDownQueuedTeardowns(with: env) }
             logger[metadataKey: "delivery"] = "\(env.lastDeliveryID ?? "-")"
-            var execution = Execution(seams: seams, config: config, env: env, deploySlots: deploySlots, metrics: metrics, logger: logger)
+            var execution = Execution(seams: seams, config: config, env: env, deploySlots: deploySlots, metrics: metrics, wakes: wakes, logger: logger)
             execution.nothingRunsYet = await fresh.take(key) && env.desiredVersion == 1 && env.appliedVersion == 0
             let ending = try await execution.run()
             await engineHealth.answered()

@@ -37,6 +37,8 @@ struct Execution {
     let env: Environment
     let deploySlots: Slots
     let metrics: StagerMetrics
+    /// Requests held while the environment wakes wait here for the candidate's port.
+    let wakes: WakeSignals
     var logger: Logger
     /// The container the plan started or adopted.
     private var candidate: ContainerInfo?
@@ -44,13 +46,17 @@ struct Execution {
     /// The environment is brand new in this process: no container of it can exist, so the engine is not asked.
     var nothingRunsYet = false
     private let startedAt = ContinuousClock.now
+    /// How long a wake took until its app answered its health path.
+    private var wokeAfter: Duration?
 
-    init(seams: ControllerSeams, config: StagerConfig, env: Environment, deploySlots: Slots, metrics: StagerMetrics, logger: Logger) {
+    init(seams: ControllerSeams, config: StagerConfig, env: Environment, deploySlots: Slots, metrics: StagerMetrics, wakes: WakeSignals,
+         logger: Logger) {
         self.seams = seams
         self.config = config
         self.env = env
         self.deploySlots = deploySlots
         self.metrics = metrics
+        self.wakes = wakes
         self.logger = logger
     }
 
@@ -168,7 +174,8 @@ struct Execution {
         switch step {
         case .prepareStack:
             guard let layout else { return true }
-            if env.status != .deploying { try await setStatus(.deploying) }
+            // A wake keeps saying `sleeping` until its app answers.
+            if env.status != .deploying && env.status != .sleeping { try await setStatus(.deploying) }
             let steps = stackSteps(layout)
             do {
                 try await steps.prepare(sha: env.desiredSha)
@@ -221,6 +228,11 @@ struct Execution {
             if let problem = await smokeProblem(candidate) {
                 return try await fail(sha: candidate.sha, reason: problem)
             }
+            // Requests held for a sleeping environment go to it now, while nginx is told.
+            if let port = candidate.hostPort {
+                if env.status == .sleeping { wokeAfter = ContinuousClock.now - startedAt }
+                await wakes.post(.awake(port: port), for: key)
+            }
         case .drain:
             let drain = repo?.drain ?? .seconds(2)
             logger.info("draining the previous container", metadata: ["for": "\(drain)"])
@@ -241,6 +253,33 @@ struct Execution {
             logger.info("removed container", metadata: ["container": "\(container.name)"])
         case .announceReady:
             try await announceReady()
+        case .markAsleep:
+            try await environments.update(key) { $0.status = .sleeping }
+            await wakes.forget(key)
+            try await announcer.audit(env, .sleep, "going to sleep: the URL routes to the wake path and the containers stop")
+            logger.info("going to sleep")
+        case .routeToWake(let app):
+            let route = Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: app.hostPort ?? 0, containerName: app.name, sha: app.sha,
+                              branch: env.branch, access: repo?.access ?? .open, asleep: true)
+            try await seams.frontDoor.apply(route)
+            try await seams.frontDoor.confirmRouted(hostName: hostName, to: app.name, asleep: true)
+        case .stopContainer(let container):
+            try await seams.runtime.stop(container.id)
+            logger.info("stopped container", metadata: ["container": "\(container.name)"])
+        case .wakeContainer(let container):
+            let port: Int?
+            do {
+                port = try await seams.runtime.restart(container.id, containerPort: repo?.port)
+            } catch let error as CommandError {
+                guard case .failed = error else { throw error }
+                candidate = container
+                return try await fail(sha: container.sha, reason: "docker could not start the sleeping container again: \(error)")
+            }
+            candidate = ContainerInfo(id: container.id, name: container.name, repo: container.repo, number: container.number, sha: container.sha,
+                                      slug: container.slug, running: true, hostPort: port)
+            logger.info("woke container", metadata: ["container": "\(container.name)", "port": "\(port.map(String.init) ?? "-")"])
+        case .markAwake:
+            try await markAwake()
         case .removeVhost:
             try await takeURLDown()
         case .deleteComment:
@@ -440,6 +479,23 @@ struct Execution {
         }
     }
 
+    /// Ready again at the sha it slept with; said in the audit trail and the metrics, not on the PR.
+    private func markAwake() async throws {
+        guard let serving = candidate else { return }
+        try await environments.update(key) {
+            $0.status = .ready
+            $0.lastActivityAt = Date()
+            $0.containerID = serving.id
+            $0.containerName = serving.name
+            $0.hostPort = serving.hostPort
+        }
+        let took = wokeAfter ?? (ContinuousClock.now - startedAt)
+        metrics.woke(outcome: "awake", duration: took)
+        try await announcer.audit(env, .wake, "awake: \(serving.name) answered \(healthPath) \(Int(took.seconds * 1000)) ms after the wake began",
+                                  sha: serving.sha)
+        logger.info("awake", metadata: ["ms": "\(Int(took.seconds * 1000))"])
+    }
+
     /// Records a failed deploy: the candidate goes (with its log tail kept for the comment), whatever
     /// served before keeps serving, and the same sha is not retried until a newer intent arrives. Always
     /// false: the rest of the plan must not run.
@@ -459,6 +515,8 @@ struct Execution {
         }
         logger.warning("deploy failed", metadata: ["reason": "\(reason)"])
         metrics.deployed(outcome: "failed", duration: ContinuousClock.now - startedAt)
+        if env.status == .sleeping { metrics.woke(outcome: "failed", duration: ContinuousClock.now - startedAt) }
+        await wakes.post(.failed(reason: reason), for: key)
         try await announcer.deploymentEnded(env, success: false, reason: reason)
         try await announcer.announce(.failed(sha: sha, reason: reason, log: log, serving: stillServing), for: env) {
             $0.failureReason = reason

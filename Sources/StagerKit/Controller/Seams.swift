@@ -12,6 +12,8 @@ public protocol EnvironmentRepository: Sendable {
     func pendingVersions() async throws -> [PullRequestKey: Int]
     /// PRs waiting for room, oldest first.
     func waitingKeys() async throws -> [PullRequestKey]
+    /// Records a change of desired state as `Store.accept` does (serve's own: sleeping what is idle).
+    func recordChange(_ change: DesiredStateChange) async throws -> AcceptOutcome
     /// Changes one environment in one transaction; nil when there is none.
     @discardableResult
     func update(_ key: PullRequestKey, _ change: @escaping @Sendable (inout Environment) -> Void) async throws -> Environment?
@@ -45,8 +47,9 @@ public protocol FrontDoor: Sendable {
     func inventory() async -> (managed: [String], foreign: [String])
     func apply(_ route: Route) async throws
     func remove(slugs: [String]) async throws
-    /// Returns once requests for `hostName` reach `container` (several answers in a row).
-    func confirmRouted(hostName: String, to container: String) async throws
+    /// Returns once requests for `hostName` reach `container`, or its wake path when `asleep` (several
+    /// answers in a row).
+    func confirmRouted(hostName: String, to container: String, asleep: Bool) async throws
     /// Returns once requests for `hostName` no longer reach any environment.
     func confirmUnrouted(hostName: String) async throws
     /// Reloads when a change was written but never reloaded (a crash between the two); true when it did.
@@ -55,6 +58,10 @@ public protocol FrontDoor: Sendable {
 
 extension FrontDoor {
     public func remove(slug: String) async throws { try await remove(slugs: [slug]) }
+
+    public func confirmRouted(hostName: String, to container: String) async throws {
+        try await confirmRouted(hostName: hostName, to: container, asleep: false)
+    }
 }
 
 /// One HTTP GET on this machine: health checks, smoke checks and confirmations through nginx.

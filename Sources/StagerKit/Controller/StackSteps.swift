@@ -51,7 +51,18 @@ struct StackSteps {
         } catch {
             throw Failure(reason: "service \(service.name): \(error)", log: nil)
         }
-        var id = existing.first { $0.running && $0.definition == spec.labels[ContainerLabels.definition] }?.id
+        let definition = spec.labels[ContainerLabels.definition]
+        var id = existing.first { $0.running && $0.definition == definition }?.id
+        // A service that sleeps starts again as it was; one the engine cannot start is made anew below.
+        if id == nil, let stopped = existing.first(where: { $0.definition == definition }) {
+            do {
+                _ = try await runtime.restart(stopped.id, containerPort: nil)
+                id = stopped.id
+                logger.info("started service again", metadata: ["service": "\(service.name)"])
+            } catch let error as CommandError {
+                logger.warning("a stopped service did not start again; making it anew", metadata: ["service": "\(service.name)", "error": "\(error)"])
+            }
+        }
         if id == nil || existing.count > 1 {
             for container in existing where container.id != id { try await runtime.remove(container.id) }
         }

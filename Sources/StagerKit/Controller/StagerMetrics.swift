@@ -47,6 +47,20 @@ public struct StagerMetrics: Sendable {
                                        help: "Time to tear one environment down").record(duration)
     }
 
+    /// From a wake's first request (or command) to the app answering its health path: what a held request waits.
+    static let wakeBuckets: [Duration] = [
+        .milliseconds(100), .milliseconds(250), .milliseconds(500), .milliseconds(750), .seconds(1), .seconds(2), .seconds(5),
+        .seconds(15), .seconds(60),
+    ]
+
+    /// `outcome`: `awake` or `failed`.
+    public func woke(outcome: String, duration: Duration) {
+        registry.makeCounter(name: "stager_wakes_total", labels: [("outcome", outcome)],
+                             help: "Sleeping environments woken, by outcome (awake, failed)").increment()
+        registry.makeDurationHistogram(name: "stager_wake_seconds", buckets: Self.wakeBuckets,
+                                       help: "Time from the wake's start to the app answering its health path").record(duration)
+    }
+
     public func queueDepth(_ depth: Int) {
         registry.makeGauge(name: "stager_queue_depth", help: "Pull requests waiting for the controller").set(Double(depth))
     }

@@ -58,6 +58,14 @@ public protocol ContainerRuntime: Sendable {
     /// Whether the engine answers at all.
     func ping() async throws
 
+    // Sleep stops an environment's containers and keeps them; wake starts them again.
+
+    /// Stops a container and keeps it; one already stopped counts as stopped.
+    func stop(_ idOrName: String) async throws
+    /// Starts a stopped container again; the loopback port its `containerPort` is published on now (the
+    /// engine picks a new one), nil for a container that publishes none.
+    func restart(_ idOrName: String, containerPort: Int?) async throws -> Int?
+
     // An environment with services is a set of containers on a network of its own, with volumes.
 
     /// Starts a container that is not published on the host (a service); returns its id.
@@ -158,7 +166,9 @@ public struct DockerCLI: ContainerRuntime {
     public static func runArguments(_ spec: ContainerSpec, envFile: String?) -> [String] {
         var args = ["run", "--detach", "--name", spec.name]
         if spec.publish { args += ["--publish", "127.0.0.1::\(spec.containerPort)"] }
-        args += ["--restart", "unless-stopped"]
+        // An init as PID 1 passes docker stop's SIGTERM on (an app as PID 1 that never asked for it would
+        // ignore it, and each sleep would wait out docker's 10 s), and reaps what the app leaves.
+        args += ["--restart", "unless-stopped", "--init"]
         return args + isolationArguments(spec, envFile: envFile)
     }
 
@@ -359,6 +369,18 @@ public struct DockerCLI: ContainerRuntime {
 
     public func ping() async throws {
         try await run(["version", "--format", "{{.Server.Version}}"])
+    }
+
+    public func stop(_ idOrName: String) async throws {
+        try await run(["stop", "--", idOrName])
+    }
+
+    public func restart(_ idOrName: String, containerPort: Int?) async throws -> Int? {
+        try await run(["start", "--", idOrName])
+        guard let containerPort else { return nil }
+        let port = try await run(["port", idOrName, "\(containerPort)/tcp"])
+        guard let hostPort = Self.parsePort(port.standardOutput) else { throw CommandError.failed(command(["port", idOrName]), port) }
+        return hostPort
     }
 
     // MARK: Networks and volumes

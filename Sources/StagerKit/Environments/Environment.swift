@@ -31,6 +31,8 @@ public enum EnvironmentStatus: String, Sendable, Codable, CaseIterable {
     case building
     case deploying
     case ready
+    /// Stopped while idle (its containers and volumes kept); a request to its URL wakes it.
+    case sleeping
     case failed
     case removing
     /// Torn down; the row stays so an older redelivery cannot bring it back.
@@ -50,9 +52,10 @@ public struct ServiceState: Sendable, Equatable, Codable {
     }
 }
 
-/// What the PR should look like: running `sha`, or nothing at all.
+/// What the PR should look like: running `sha`, `sha` stopped until a request wakes it, or nothing at all.
 public enum DesiredState: Sendable, Equatable {
     case present(sha: String)
+    case asleep(sha: String)
     case absent
 }
 
@@ -118,6 +121,8 @@ public struct Environment: Sendable, Equatable, Codable {
     public var services: [ServiceState] = []
     /// The newest request through nginx to the environment's URL.
     public var lastRequestAt: Date? = nil
+    /// Should sleep (idle, or `stager sleep`); a request, `stager wake` or a push clears it.
+    public var asleep = false
 
     /// A PR whose head lives in another repository (or in a deleted fork).
     public var isFork: Bool { headRepo != repo }
@@ -125,7 +130,14 @@ public struct Environment: Sendable, Equatable, Codable {
     public var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
 
     public var desiredState: DesiredState {
-        desired == .present ? .present(sha: desiredSha) : .absent
+        guard desired == .present else { return .absent }
+        return asleep ? .asleep(sha: desiredSha) : .present(sha: desiredSha)
+    }
+
+    /// The last sign of use: a request through nginx, a deploy or an event. What `sleep_after` and
+    /// `max_awake` measure from.
+    public var lastUsedAt: Date {
+        max(lastRequestAt ?? .distantPast, lastActivityAt ?? .distantPast, createdAt)
     }
 
     /// Not torn down: it holds, or is about to hold, a slug, a vhost or containers.

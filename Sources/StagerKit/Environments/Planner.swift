@@ -38,6 +38,8 @@ public struct Observation: Sendable, Equatable {
     public var routedContainer: String?
     /// The loopback port the vhost file routes to.
     public var routedPort: Int?
+    /// The vhost routes to the wake path: the environment sleeps.
+    public var routedAsleep = false
     public var status: EnvironmentStatus
     public var failedSha: String?
     public var hasComment: Bool
@@ -61,6 +63,7 @@ extension Observation {
         self.init(containers: containers.filter { $0.service == nil }, routedContainer: routed?.container, routedPort: routed?.port,
                   status: env.status, failedSha: env.failedSha, hasComment: env.commentID != nil, commentPending: env.commentPending)
         services = containers.filter { $0.service != nil }
+        routedAsleep = routed?.asleep ?? false
     }
 }
 
@@ -85,6 +88,16 @@ public enum Step: Sendable, Equatable {
     case removeVhost
     /// Service containers, the network and the volumes.
     case removeStack
+    /// Write the vhost that sends requests to the wake path, reload, and confirm through nginx.
+    case routeToWake(ContainerInfo)
+    /// Stop a container and keep it (sleep): the app first, then its services.
+    case stopContainer(ContainerInfo)
+    /// Status `sleeping`: said in the audit trail, not on the PR.
+    case markAsleep
+    /// Start the stopped app again; it becomes the candidate, on the port the engine gives it now.
+    case wakeContainer(ContainerInfo)
+    /// Ready again after a wake: recorded, not said on the PR (no noise for sleep and wake).
+    case markAwake
     case deleteComment
     case markRemoved
 }
@@ -96,6 +109,10 @@ public enum Planner {
         switch desired {
         case .absent:
             return planAbsent(observed, stack: stack)
+        case .asleep(let sha):
+            if let steps = planAsleep(sha: sha, observed) { return steps }
+            // Nothing of that sha was deployed to put to sleep: it is deployed first, and sleeps at the next pass.
+            return plan(desired: .present(sha: sha), observed: observed, stack: stack)
         case .present(let sha):
             let steps = planPresent(sha: sha, observed, stack: stack)
             // Services come first, for a new deploy and beside an app that keeps serving alike (one removed by
@@ -103,6 +120,24 @@ public enum Planner {
             guard stack.needsPreparing(observed.services), observed.failedSha != sha else { return steps }
             return [.prepareStack] + steps
         }
+    }
+
+    /// The URL goes to the wake path before anything stops, so no request meets a stopped container; then
+    /// the app stops, then its services. Nil when no container of `sha` serves the URL.
+    private static func planAsleep(sha: String, _ observed: Observation) -> [Step]? {
+        guard let app = observed.containers.first(where: { $0.name == observed.routedContainer && $0.sha == sha }) else { return nil }
+        // Recorded first: a request that comes meanwhile wakes it as a sleeping environment, quietly.
+        var steps: [Step] = observed.status == .sleeping ? [] : [.markAsleep]
+        if !observed.routedAsleep { steps.append(.routeToWake(app)) }
+        steps += observed.containers.filter { $0 != app }.map(Step.removeContainer)
+        if app.running { steps.append(.stopContainer(app)) }
+        steps += observed.services.filter(\.running).map(Step.stopContainer)
+        return steps
+    }
+
+    /// How the end of a plan that left the same sha serving is recorded: a wake is not said on the PR.
+    private static func ready(_ observed: Observation) -> Step {
+        observed.status == .sleeping ? .markAwake : .announceReady
     }
 
     private static func planAbsent(_ observed: Observation, stack: StackDesire) -> [Step] {
@@ -120,19 +155,26 @@ public enum Planner {
 
         if let serving, serving.sha == sha {
             let others = observed.containers.filter { $0 != serving }.map(Step.removeContainer)
-            // The engine restarted the container (its own restart or dockerd's) on a new loopback port:
-            // the vhost must follow it before the URL works again.
-            if let routedPort = observed.routedPort, serving.hostPort != routedPort {
-                return [.adoptContainer(serving), .awaitHealthy, .routeToCandidate] + others + [.announceReady]
+            // The engine restarted the container (its own restart or dockerd's) on a new loopback port, or a
+            // wake was cut short after its start: the vhost must follow it before the URL works again.
+            if observed.routedAsleep || observed.routedPort.map({ serving.hostPort != $0 }) == true {
+                return [.adoptContainer(serving), .awaitHealthy, .routeToCandidate] + others + [ready(observed)]
             }
             var steps = others
-            if observed.status != .ready || observed.commentPending { steps.append(.announceReady) }
+            if observed.status != .ready || observed.commentPending { steps.append(ready(observed)) }
             return steps
         }
 
         // This sha already failed: keep whatever still serves, and wait for a newer intent.
         if observed.failedSha == sha {
             return observed.containers.filter { $0 != serving && !$0.running }.map(Step.removeContainer)
+        }
+
+        // A sleeping environment wakes: what was stopped starts again (its services first, by `.prepareStack`).
+        if serving == nil, observed.status == .sleeping,
+           let stopped = observed.containers.first(where: { !$0.running && $0.sha == sha && $0.name == observed.routedContainer }) {
+            return [.wakeContainer(stopped), .awaitHealthy, .routeToCandidate]
+                + observed.containers.filter { $0 != stopped }.map(Step.removeContainer) + [ready(observed)]
         }
 
         var steps: [Step] = []

@@ -45,6 +45,10 @@ public struct PullRequestEvent: Sendable, Decodable, Equatable {
 public enum Intent: Sendable, Equatable {
     case deploy(sha: String)
     case teardown
+    /// Stop it until a request wakes it (idle, or `stager sleep`).
+    case sleep
+    /// Start what sleeps (a request to its URL, or `stager wake`).
+    case wake
 
     /// opened/reopened/synchronize deploy, closed tears down; nil for every other action.
     public init?(action: String, sha: String) {

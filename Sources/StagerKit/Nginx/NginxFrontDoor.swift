@@ -13,9 +13,12 @@ public struct Route: Sendable, Equatable {
     /// The raw branch name; templates get it only through `NginxEscaping`.
     public var branch: String
     public var access: StagerConfig.Access
+    /// The environment sleeps: requests go to serve's wake path, which hands them back once it is awake.
+    public var asleep: Bool
 
     public init(key: PullRequestKey, slug: String, hostName: String, upstreamPort: Int, containerName: String, sha: String,
-                branch: String = "", access: StagerConfig.Access = .open) {
+                branch: String = "", access: StagerConfig.Access = .open, asleep: Bool = false) {
+        self.asleep = asleep
         self.branch = branch
         self.access = access
         self.key = key
@@ -31,6 +34,8 @@ public struct Route: Sendable, Equatable {
 public struct RoutedUpstream: Sendable, Equatable {
     public var container: String
     public var port: Int?
+    /// The vhost sends requests to the wake path (the container sleeps).
+    public var asleep = false
 }
 
 public enum NginxError: Error, CustomStringConvertible, Equatable {
@@ -75,6 +80,7 @@ public actor NginxFrontDoor: FrontDoor {
     }
 
     private let config: StagerConfig.Nginx
+    private let wakePath: WakePath
     private let template: MustacheTemplate
     private let runner: any CommandRunner
     private let logger: Logger
@@ -87,9 +93,10 @@ public actor NginxFrontDoor: FrontDoor {
     private var pending: [Request] = []
     private var flusher: Task<Void, Never>?
 
-    public init(config: StagerConfig.Nginx, template: MustacheTemplate, runner: any CommandRunner, probe: any Prober = HTTPProbe(),
+    public init(config: StagerConfig.Nginx, wakePath: WakePath, template: MustacheTemplate, runner: any CommandRunner, probe: any Prober = HTTPProbe(),
                 metrics: StagerMetrics? = nil, logger: Logger) {
         self.config = config
+        self.wakePath = wakePath
         self.probe = probe
         self.template = template
         self.runner = runner
@@ -103,7 +110,7 @@ public actor NginxFrontDoor: FrontDoor {
     public func routed(slug: String) -> RoutedUpstream? {
         guard let text = try? String(contentsOf: file(slug), encoding: .utf8), let marker = Self.marker(in: text),  // no readable vhost file: nothing routed
               let container = marker["container"] else { return nil }
-        return RoutedUpstream(container: container, port: marker["port"].flatMap(Int.init))
+        return RoutedUpstream(container: container, port: marker["port"].flatMap(Int.init), asleep: marker["asleep"] == "1")
     }
 
     /// Slugs of the vhost files Stager wrote, and names of the other files it leaves alone.
@@ -126,11 +133,14 @@ public actor NginxFrontDoor: FrontDoor {
 
     /// nginx's reload returns before its new workers serve: ask nginx itself, with the environment's
     /// Host header, until the answer comes from the new container.
-    public nonisolated func confirmRouted(hostName: String, to container: String) async throws {
-        // The header alone is not proof when the container keeps its name (re-routed to a new port): nginx
-        // adds it to its own 502 too, so the answer must come from the container.
-        guard try await poll(hostName, until: { $0.headers["x-stager-upstream"] == container && ![502, 504].contains($0.status) }) else {
-            throw NginxError.reloadFailed("nginx did not route \(hostName) to \(container) in time")
+    public nonisolated func confirmRouted(hostName: String, to container: String, asleep: Bool) async throws {
+        // The header alone is not proof when the container keeps its name (re-routed to a new port, woken):
+        // nginx adds it to its own 502 and to the sleeping vhost's answer too, so the answer must come from
+        // the container, or say that it sleeps.
+        guard try await poll(hostName, until: {
+            $0.headers["x-stager-upstream"] == container && ($0.headers["x-stager-asleep"] != nil) == asleep && ![502, 504].contains($0.status)
+        }) else {
+            throw NginxError.reloadFailed("nginx did not route \(hostName) to \(asleep ? "the wake path of " : "")\(container) in time")
         }
     }
 
@@ -185,8 +195,11 @@ public actor NginxFrontDoor: FrontDoor {
             "branch": NginxEscaping.quoted(route.branch),
             "allow_ips": route.access.allowIPs, "has_allow_ips": !route.access.allowIPs.isEmpty,
             "htpasswd_file": route.access.htpasswdFile?.path ?? "", "has_htpasswd": route.access.htpasswdFile != nil,
+            "asleep": route.asleep, "wake_url": wakePath.url(slug: route.slug), "wake_token": wakePath.token,
+            "wake_read_timeout": "\(Int(wakePath.holdFor.seconds.rounded(.up)) + 5)s",
         ]
-        let marker = "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha)\n"
+        let marker = "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha)"
+            + (route.asleep ? " asleep=1" : "") + "\n"
         return marker + template.render(context)
     }
 

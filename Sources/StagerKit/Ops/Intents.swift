@@ -30,6 +30,20 @@ enum Intents {
         return change
     }
 
+    /// Sleep (idle, or by hand) or wake (a request, or by hand) at the sha it has. Not a PR's event: never
+    /// compared with webhooks' `updated_at`.
+    static func sleep(_ env: Environment, source: ChangeSource, actor: String) -> DesiredStateChange {
+        var change = change(env.key, .sleep, facts(of: env, sha: env.desiredSha, updatedAt: nil), source: source)
+        change.actor = actor
+        return change
+    }
+
+    static func wake(_ env: Environment, source: ChangeSource, actor: String) -> DesiredStateChange {
+        var change = change(env.key, .wake, facts(of: env, sha: env.desiredSha, updatedAt: nil), source: source)
+        change.actor = actor
+        return change
+    }
+
     /// What Stager knows of the PR, at `sha`.
     private static func facts(of env: Environment, sha: String, updatedAt: String?) -> PullRequestFacts {
         PullRequestFacts(branch: env.branch, headSha: sha, title: env.title, author: env.author.isEmpty ? nil : env.author,
@@ -37,7 +51,13 @@ enum Intents {
     }
 
     private static func change(_ key: PullRequestKey, _ intent: Intent, _ facts: PullRequestFacts, source: ChangeSource) -> DesiredStateChange {
-        let action = intent == .teardown ? "closed" : "synchronize"
+        let action: String
+        switch intent {
+        case .deploy: action = "synchronize"
+        case .teardown: action = "closed"
+        case .sleep: action = "sleep"
+        case .wake: action = "wake"
+        }
         return DesiredStateChange(id: "\(source.rawValue)-\(UUID().uuidString.lowercased())", key: key, intent: intent, pullRequest: facts,
                                   action: action, source: source)
     }

@@ -53,6 +53,32 @@ public struct ManualControl: Sendable {
         return try await record(delivery)
     }
 
+    /// Records that the environment sleeps (`stager sleep`); nil when it already does.
+    public func sleep(_ key: PullRequestKey) async throws -> (env: Environment, version: Int)? {
+        let env = try deployed(key)
+        return try await recordUnlessUnchanged(Intents.sleep(env, source: .sleep, actor: Self.operatorName))
+    }
+
+    /// Records that the environment wakes (`stager wake`); nil when it is awake.
+    public func wake(_ key: PullRequestKey) async throws -> (env: Environment, version: Int)? {
+        let env = try deployed(key)
+        return try await recordUnlessUnchanged(Intents.wake(env, source: .wake, actor: Self.operatorName))
+    }
+
+    /// An environment that is meant to run: only it can sleep or wake.
+    private func deployed(_ key: PullRequestKey) throws -> Environment {
+        guard let env = try store.environment(key), env.isLive, env.desired == .present else {
+            throw ManualControlError(message: "\(key) has no environment")
+        }
+        return env
+    }
+
+    private func recordUnlessUnchanged(_ change: DesiredStateChange) async throws -> (env: Environment, version: Int)? {
+        if try await store.accept(change) == .unchanged { return nil }
+        guard let env = try store.environment(change.key) else { throw ManualControlError(message: "\(change.key) has no environment") }
+        return (env, env.desiredVersion)
+    }
+
     public struct SyncLine: Sendable, Equatable {
         public var key: PullRequestKey
         public var branch: String

@@ -8,6 +8,13 @@ public enum ChangeSource: String, Sendable, Codable {
     case destroy
     case sync
     case gc
+    /// `stager sleep` and `stager wake`.
+    case sleep
+    case wake
+    /// serve put an idle environment to sleep (`sleep_after`, `max_awake`).
+    case idle
+    /// A request to a sleeping environment's URL woke it.
+    case request
 
     /// The audit line that records the change.
     var auditKind: AuditKind {
@@ -17,6 +24,8 @@ public enum ChangeSource: String, Sendable, Codable {
         case .destroy: return .destroy
         case .sync: return .sync
         case .gc: return .gc
+        case .sleep, .idle: return .sleep
+        case .wake, .request: return .wake
         }
     }
 
@@ -24,9 +33,11 @@ public enum ChangeSource: String, Sendable, Codable {
     var trigger: AuditTrigger {
         switch self {
         case .webhook: return .webhook
-        case .deploy, .destroy: return .manual
+        case .deploy, .destroy, .sleep, .wake: return .manual
         case .sync: return .sync
         case .gc: return .gc
+        case .idle: return .controller
+        case .request: return .request
         }
     }
 }

@@ -9,6 +9,8 @@ public enum AcceptOutcome: Sendable, Equatable {
     case duplicate
     /// Older than what was already applied for the PR (by `pull_request.updated_at`); recorded, ignored.
     case stale
+    /// A sleep for what already sleeps (or is not deployed), a wake for what is awake: nothing to record.
+    case unchanged
 }
 
 /// Whether a PR may take an environment now, or waits for room (`max_environments`).
@@ -23,6 +25,8 @@ public enum AuditKind: String, Sendable, Codable {
     /// A recorded change of desired state, by its source.
     case webhook, deploy, destroy, sync, gc
     case approval, blocked, waiting, build, release, ready, failure, teardown
+    /// Put to sleep (idle or by hand), and woken (by a request or by hand).
+    case sleep, wake
     /// A GitHub call whose failure did not fail the deploy (deployments).
     case github
     /// A convergence that failed for a passing reason and is retried.
@@ -32,6 +36,8 @@ public enum AuditKind: String, Sendable, Codable {
 /// What set off the work an audit line records.
 public enum AuditTrigger: String, Sendable, Codable {
     case webhook, manual, sync, gc, controller
+    /// A request to a sleeping environment's URL.
+    case request
 }
 
 /// One line of the audit trail.
@@ -171,6 +177,11 @@ public final class Store: Sendable {
                 t.add(column: "lastRequestAt", .datetime)
             }
         }
+        migrator.registerMigration("v8: sleep") { db in
+            try db.alter(table: "environment") { t in
+                t.add(column: "asleep", .boolean).notNull().defaults(to: false)
+            }
+        }
         return migrator
     }
 
@@ -190,6 +201,9 @@ public final class Store: Sendable {
 
             if let current = environment, !delivery.isCurrentState, !updatedAt.isEmpty, updatedAt < current.sourceUpdatedAt {
                 outcome = .stale
+            } else if !Self.changes(delivery.intent, environment) {
+                // Sleeping what sleeps, waking what is awake: twenty requests at once record one wake.
+                return .unchanged
             } else {
                 var env = try environment ?? Self.newEnvironment(db, delivery)
                 let wasGone = env.status == .removed && env.desired == .absent
@@ -211,11 +225,19 @@ public final class Store: Sendable {
                     env.desired = .present
                     env.desiredSha = sha
                     env.status = .queued
+                    // A push to a sleeping PR deploys it awake.
+                    env.asleep = false
                     // A new intent deserves a new attempt, even at a sha that failed before.
                     env.failedSha = nil
                 case .teardown:
                     env.desired = .absent
+                    env.asleep = false
                     if env.status != .removed { env.status = .removing }
+                case .sleep:
+                    env.asleep = true
+                case .wake:
+                    env.asleep = false
+                    env.lastActivityAt = delivery.receivedAt
                 }
                 env.branch = pull.branch
                 env.title = pull.title ?? env.title
@@ -243,6 +265,16 @@ public final class Store: Sendable {
             ))
             try audit.insert(db)
             return outcome
+        }
+    }
+
+    /// Whether the intent changes the environment: a sleep needs one that is deployed and awake, a wake one
+    /// that sleeps or is falling asleep.
+    private static func changes(_ intent: Intent, _ env: Environment?) -> Bool {
+        switch intent {
+        case .deploy, .teardown: return true
+        case .sleep: return env.map { $0.desired == .present && !$0.asleep } ?? false
+        case .wake: return env.map { $0.desired == .present && $0.asleep } ?? false
         }
     }
 
@@ -363,6 +395,23 @@ public final class Store: Sendable {
 
     public func fact(_ name: String) throws -> (value: String, at: Date)? {
         try db.read { db in try Self.fact(db, name) }
+    }
+
+    /// A random secret kept under `name`, made the first time it is asked for; every process sharing this
+    /// store gets the same one.
+    public func secret(named name: String) throws -> String {
+        let fresh = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined()
+        return try db.write { db in
+            try db.execute(sql: "INSERT INTO fact (name, value, at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING", arguments: [name, fresh, Date()])
+            return try Self.fact(db, name)?.value ?? fresh
+        }
+    }
+
+    /// The live environment that owns `slug`: the one whose URL it is.
+    public func liveEnvironment(slug: String) async throws -> Environment? {
+        try await db.read { db in
+            try EnvironmentRow.filter(Column("slug") == slug).filter(Self.isLive).fetchOne(db)?.environment
+        }
     }
 
     fileprivate static func fact(_ db: Database, _ name: String) throws -> (value: String, at: Date)? {
@@ -510,6 +559,10 @@ public struct SQLiteEnvironments: EnvironmentRepository {
 
     public func waitingKeys() async throws -> [PullRequestKey] {
         try await db.read { db in try Store.waitingKeys(db) }
+    }
+
+    public func recordChange(_ change: DesiredStateChange) async throws -> AcceptOutcome {
+        try await store.accept(change)
     }
 
     @discardableResult

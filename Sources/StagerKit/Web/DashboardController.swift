@@ -135,20 +135,11 @@ struct AdminTokenCheck<Context: RequestContext>: RouterMiddleware {
                   let pair = String(data: data, encoding: .utf8), let colon = pair.firstIndex(of: ":") {
             offered = String(pair[pair.index(after: colon)...])
         }
-        guard Self.same(offered, token) else {
+        guard ConstantTime.equal(offered, token) else {
             return Response(status: .unauthorized, headers: [.wwwAuthenticate: "Basic realm=\"stager\", charset=\"UTF-8\"", .contentType: "text/plain; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: "the admin token is required (server.admin_token_env)\n")))
         }
         return try await next(request, context)
     }
 
-    /// Compares in time that depends only on the lengths.
-    static func same(_ offered: String, _ token: String) -> Bool {
-        let a = Array(offered.utf8), b = Array(token.utf8)
-        var difference = a.count ^ b.count
-        for index in 0..<max(a.count, b.count) {
-            difference |= Int((index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0))
-        }
-        return difference == 0
-    }
 }

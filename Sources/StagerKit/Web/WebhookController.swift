@@ -79,6 +79,8 @@ public struct WebhookController: Sendable {
             return reply(.ok, "duplicate delivery \(deliveryID): already recorded", event: eventName, outcome: "duplicate")
         case .stale:
             return reply(.ok, "ignored: delivery is older than the state already recorded for \(event.key)", event: eventName, outcome: "stale")
+        case .unchanged:
+            return reply(.ok, "ignored: nothing changes for \(event.key)", event: eventName, outcome: "ignored")
         case .accepted(let version):
             logger.info("accepted", metadata: ["repo": "\(event.key.repo)", "pr": "\(event.key.number)", "action": "\(event.action)", "delivery": "\(deliveryID)", "version": "\(version)"])
             await controller.enqueue(event.key, firstIntent: version == 1)

@@ -17,7 +17,7 @@ struct ControllerBench {
     let controller: Controller
     let repo = "acme/web"
 
-    init(repoOptions: String = "", maxEnvironments: Int = 50, permissions: [String: String] = [:]) throws {
+    init(repoOptions: String = "", maxEnvironments: Int = 50, permissions: [String: String] = [:], limits: String = "") throws {
         let dir = try TestConfig.temporaryDirectory("controller")
         let config = try TestConfig.load("""
         data_dir: data
@@ -25,6 +25,7 @@ struct ControllerBench {
           sites_dir: sites
         limits:
           max_environments: \(maxEnvironments)
+        \(limits)
         repos:
           acme/web:
             image: "acme/web:{{sha}}"

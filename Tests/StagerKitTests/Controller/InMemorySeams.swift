@@ -44,12 +44,26 @@ actor InMemoryEnvironments: EnvironmentRepository {
         case .teardown:
             env.desired = .absent
             if env.status != .removed { env.status = .removing }
+        case .sleep:
+            env.asleep = true
+        case .wake:
+            (env.asleep, env.lastActivityAt) = (false, now)
         }
+        if case .deploy = change.intent { env.asleep = false }
         env.headRepo = change.pullRequest.headRepo ?? env.headRepo
         env.desiredVersion += 1
         env.lastDeliveryID = change.id
         rows[change.key] = env
         return env.desiredVersion
+    }
+
+    func recordChange(_ change: DesiredStateChange) -> AcceptOutcome {
+        let env = rows[change.key]
+        switch change.intent {
+        case .sleep where env?.desired != .present || env?.asleep == true: return .unchanged
+        case .wake where env?.desired != .present || env?.asleep == false: return .unchanged
+        default: return .accepted(version: accept(change))
+        }
     }
 
     func environment(_ key: PullRequestKey) -> Environment? { rows[key] }
@@ -192,6 +206,30 @@ actor InMemoryRuntime: ContainerRuntime {
 
     func ping() throws { try engine() }
 
+    func stop(_ idOrName: String) async throws {
+        try engine()
+        guard let index = containers.firstIndex(where: { $0.id == idOrName || $0.name == idOrName }) else {
+            throw CommandError.failed(Command("docker", ["stop", idOrName]), CommandResult(exitCode: 1, standardError: "No such container: \(idOrName)"))
+        }
+        containers[index].running = false
+        await timeline.record("stop \(containers[index].service ?? containers[index].slug)")
+    }
+
+    /// The engine gives a started container a new loopback port, as docker does for `127.0.0.1::PORT`.
+    func restart(_ idOrName: String, containerPort: Int?) async throws -> Int? {
+        try engine()
+        guard let index = containers.firstIndex(where: { $0.id == idOrName || $0.name == idOrName }) else {
+            throw CommandError.failed(Command("docker", ["start", idOrName]), CommandResult(exitCode: 1, standardError: "No such container: \(idOrName)"))
+        }
+        containers[index].running = true
+        await timeline.record("start \(containers[index].service ?? containers[index].slug)")
+        guard containerPort != nil, let old = containers[index].hostPort else { return nil }
+        nextPort += 1
+        imagesByPort[nextPort] = imagesByPort[old]
+        containers[index].hostPort = nextPort
+        return nextPort
+    }
+
     // The stack: networks and volumes by name, service containers with an address on their network.
 
     private(set) var networks: Set<String> = []
@@ -301,7 +339,7 @@ actor InMemoryFrontDoor: FrontDoor {
     func setRejectNext() { rejectNext = true }
 
     func routed(slug: String) -> RoutedUpstream? {
-        routes[slug].map { RoutedUpstream(container: $0.containerName, port: $0.upstreamPort) }
+        routes[slug].map { RoutedUpstream(container: $0.containerName, port: $0.upstreamPort, asleep: $0.asleep) }
     }
 
     func inventory() -> (managed: [String], foreign: [String]) { (routes.keys.sorted(), []) }
@@ -312,15 +350,15 @@ actor InMemoryFrontDoor: FrontDoor {
             throw NginxError.rejected("nginx: [emerg] unexpected \"}\" in \(route.slug).conf")
         }
         routes[route.slug] = route
-        await timeline.record("route \(route.slug) -> \(route.sha)")
+        await timeline.record(route.asleep ? "route \(route.slug) -> wake" : "route \(route.slug) -> \(route.sha)")
     }
 
     func remove(slugs: [String]) async throws {
         for slug in slugs where routes.removeValue(forKey: slug) != nil { await timeline.record("unroute \(slug)") }
     }
 
-    func confirmRouted(hostName: String, to container: String) throws {
-        guard routes.values.contains(where: { $0.hostName == hostName && $0.containerName == container }) else {
+    func confirmRouted(hostName: String, to container: String, asleep: Bool) throws {
+        guard routes.values.contains(where: { $0.hostName == hostName && $0.containerName == container && $0.asleep == asleep }) else {
             throw NginxError.reloadFailed("nginx did not route \(hostName) to \(container) in time")
         }
     }
