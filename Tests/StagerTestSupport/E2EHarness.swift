@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import AsyncHTTPClient
 import Logging
 import StagerKit
 #if canImport(FoundationNetworking)
@@ -37,6 +38,7 @@ public final class E2EHarness: @unchecked Sendable {
     public let token = "ghp_e2e_token"
     public private(set) var app: StagerApp?
     public private(set) var port = 0
+    private var servePort: Int?
     private var server: ServiceRunner?
     private var githubServer: ServiceRunner?
     private let runner = SubprocessRunner()
@@ -133,9 +135,12 @@ public final class E2EHarness: @unchecked Sendable {
         return try ConfigLoader(environment: environment).load(file: configFile)
     }
 
-    /// Starts Stager in this process on a free port.
+    /// Starts Stager in this process on a free port, the same one when it starts again: a sleeping
+    /// environment's vhost names serve's address.
     public func start() async throws {
-        let app = try StagerApp(config: loadConfig(), logger: Logger(label: "stager-e2e"))
+        let chosen = try servePort ?? Self.freePort()
+        servePort = chosen
+        let app = try StagerApp(config: loadConfig(port: chosen), logger: Logger(label: "stager-e2e"))
         let box = PortBox()
         let application = app.buildApplication { port in await box.set(port) }
         server = ServiceRunner(application, logger: Logger(label: "stager-e2e"))
@@ -212,6 +217,11 @@ public final class E2EHarness: @unchecked Sendable {
     /// GET / through nginx with the environment's Host header.
     public func throughNginx(slug: String, headers: [String: String] = [:]) async -> ProbeAnswer? {
         try? await probe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost", headers: headers)
+    }
+
+    /// A request with any method through nginx with the environment's Host header.
+    public func requestThroughNginx(_ method: String, slug: String, path: String = "/") async throws -> ProbeAnswer {
+        try await sender.request(method, "http://127.0.0.1:\(nginxPort)\(path)", headers: [("Host", "\(slug).preview.localhost")])
     }
 
     /// One request of a load through nginx, throwing what went wrong when nginx gave no answer.

@@ -75,7 +75,8 @@ public final class Controller: Service, Sendable {
                 group.addTask { try await self.watchStore() }
                 group.addTask { try await self.retryWhenDue() }
                 group.addTask { try await self.watchForTheEngine() }
-                group.addTask { try await self.sleepWhenIdle() }
+                // Only with something to decide: every task of this group runs until serve stops.
+                if self.config.sleeps { group.addTask { try await self.sleepWhenIdle() } }
                 defer { group.cancelAll() }
                 try await withTaskCancellationHandler {
                     try await group.next()
@@ -145,7 +146,6 @@ public final class Controller: Service, Sendable {
     /// Puts idle environments to sleep (`sleep_after`) and the least recently used beyond `max_awake`, as
     /// changes of desired state like any other.
     private func sleepWhenIdle() async throws {
-        guard config.limits.maxAwake != nil || config.repos.values.contains(where: { $0.sleepAfter != nil }) else { return }
         while !Task.isCancelled {
             try await Task.sleep(for: Self.idleCheckEvery)
             await putIdleToSleep()

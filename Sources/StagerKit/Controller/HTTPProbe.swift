@@ -8,6 +8,12 @@ public struct ProbeAnswer: Sendable, Equatable {
     public var status: Int
     public var headers: [String: String]
     public var body: String
+
+    public init(status: Int, headers: [String: String], body: String) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
 }
 
 /// GETs a URL on this machine without following redirects or reusing connections: a health check's

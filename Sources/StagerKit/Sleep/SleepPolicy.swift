@@ -15,3 +15,8 @@ public enum SleepPolicy {
         return idle + rest.sorted { $0.lastUsedAt < $1.lastUsedAt }.prefix(rest.count - limit)
     }
 }
+
+extension StagerConfig {
+    /// Whether any environment may be put to sleep by serve (`sleep_after` or `max_awake`).
+    public var sleeps: Bool { limits.maxAwake != nil || repos.values.contains { $0.sleepAfter != nil } }
+}
