@@ -40,6 +40,8 @@ struct SleepTests {
             #expect(try await running(harness, 1).values.allSatisfy { !$0 })
             #expect(try await harness.stager(["ls"]).standardOutput.contains("sleeping"))
             #expect(try await metric(harness, "stager_environments", ["status": "sleeping"]) == 1)
+            let dashboard = try await harness.get("/").body
+            #expect(dashboard.contains(#"<span class="status sleeping">sleeping</span>"#) && dashboard.contains("Last visit"))
 
             let answer = try await harness.requestThroughNginx(slug: "idle")
             #expect(answer.status == 200)
@@ -50,6 +52,7 @@ struct SleepTests {
             #expect(try await harness.requestThroughNginx(slug: "idle").headers["x-stager-asleep"] == nil)
             #expect(try await metric(harness, "stager_wakes_total", ["outcome": "awake"]) == 1)
             #expect(try await harness.waitUntil(timeout: .seconds(3)) { try harness.environment(1, repo: "acme/idle")?.lastRequestAt != nil })
+            #expect(try await harness.get("/").body.contains(" ago</td>"))
             // No noise on the PR: its comment is as the deploy left it.
             #expect(await harness.github.comments(on: "acme/idle", issue: 1).first?.body == comment)
         }

@@ -92,7 +92,9 @@ enum DashboardPages {
     static func row(_ view: EnvironmentView, now: Date) -> [String: Any] {
         let formatter = ISO8601DateFormatter()
         let age = formatter.date(from: view.created_at).map { EnvironmentTable.age(now.timeIntervalSince($0)) } ?? "-"
+        let visited = view.last_request_at.flatMap { formatter.date(from: $0) }.map { EnvironmentTable.age(now.timeIntervalSince($0)) + " ago" }
         return [
+            "last_visit": visited ?? "", "last_request_at": view.last_request_at ?? "",
             "repo": view.repo, "number": view.number, "title": view.title.isEmpty ? "(no title)" : view.title, "pr_url": view.pr_url,
             "page_path": "/environments/\(view.repo)/\(view.number)", "branch": view.branch, "author": view.author,
             "status": view.status, "url": view.url ?? "", "sha": view.sha, "short_sha": String(view.sha.prefix(12)),
