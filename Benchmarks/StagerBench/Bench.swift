@@ -16,6 +16,9 @@ final class Bench: @unchecked Sendable {
         var scale: Int
         /// Opens and pushes of the stack scenario.
         var stackRuns: Int
+        /// Wakes measured against the floor, alone and among `density` environments.
+        var wakeRuns: Int
+        var density: Int
     }
 
     let sizes: Sizes
@@ -33,16 +36,22 @@ final class Bench: @unchecked Sendable {
     /// The docker volume the stack scenario's service is seeded from.
     let stackSeed: String
 
-    init(sizes: Sizes, stagerBinary: String) async throws {
+    /// `sleepy`: a serve of its own for the sleep scenario, whose `max_awake` would put the others' environments to sleep.
+    init(sizes: Sizes, stagerBinary: String, sleepy: Bool = false) async throws {
         self.sizes = sizes
         self.stagerBinary = stagerBinary
         stackSeed = "stager-bench-seed-\(UUID().uuidString.prefix(8).lowercased())"
         try await Self.makeSeed(stackSeed, runner: runner)
-        // acme/gated: every PR waits for a writer's label, so its deliveries cost the controller no container.
-        harness = try await E2EHarness(name: "bench", extraRepos: E2EHarness.servingRepo("acme/gated", "require_label: true")
-                                           + Self.stackRepoConfig(seed: stackSeed),
-                                       extraLimits: "  max_environments: \(sizes.scale + 50)\n  concurrent_deploys: 4",
-                                       extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"")
+        if sleepy {
+            harness = try await E2EHarness(name: "bench-sleep", extraRepos: E2EHarness.servingRepo(Self.sleepyRepo, "sleep_after: \"\(Self.sleepAfter)\""),
+                                           extraLimits: "  max_environments: \(sizes.density + 50)\n  concurrent_deploys: 4\n  max_awake: \(Self.maxAwake)")
+        } else {
+            // acme/gated: every PR waits for a writer's label, so its deliveries cost the controller no container.
+            harness = try await E2EHarness(name: "bench", extraRepos: E2EHarness.servingRepo("acme/gated", "require_label: true")
+                                               + Self.stackRepoConfig(seed: stackSeed),
+                                           extraLimits: "  max_environments: \(sizes.scale + 50)\n  concurrent_deploys: 4",
+                                           extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"")
+        }
         servePort = try E2EHarness.freePort()
         config = try harness.loadConfig(port: servePort)
         log = harness.dir.appendingPathComponent("serve.log")

@@ -36,6 +36,7 @@ struct Results: Encodable {
     var ackUnderPushStorm: Bench.Ack
     var scale: Bench.Scale
     var stack: Bench.Stack
+    var sleep: Bench.Sleep
     var targets: [String: Bool]
 }
 
@@ -49,7 +50,7 @@ func report(_ results: Results) -> String {
     }
     func pair(_ samples: Samples) -> String { "\(formatSeconds(samples.median)) / \(formatSeconds(samples.p90))" }
     let open = results.openToLive, close = results.closeToGone, redeploy = results.redeploy, ack = results.ack, scale = results.scale
-    let storm = results.ackUnderPushStorm, stack = results.stack
+    let storm = results.ackUnderPushStorm, stack = results.stack, sleep = results.sleep
     var lines = [
         "stager bench (\(results.quick ? "quick" : "full"), \(results.build) build, \(results.cores) cores, \(results.date))",
         "",
@@ -72,6 +73,15 @@ func report(_ results: Results) -> String {
         row(["scale: gc", formatSeconds(scale.gcSeconds), "", "", "", "< 3 s (\(scale.gcOutput))"]),
         row(["scale: memory", String(format: "%.1f MB RSS", scale.rssMegabytes), "", "", "", "< 80 MB"]),
         row(["scale: close", "\(scale.environments + 3) in \(formatSeconds(scale.closeAllSeconds))", "", "", "\(scale.reloadsClosing)", ""]),
+        row(["wake", pair(sleep.wake), pair(sleep.floor), String(format: "%.2f", sleep.ratio), "",
+             "ratio ≤ 1.5 (first byte of the held GET; floor: docker start + port poll + GET through nginx)"]),
+        row(["density", "\(sleep.density) in \(formatSeconds(sleep.settledSeconds))", "\(sleep.awake) awake, \(sleep.sleeping) asleep", "", "",
+             "≤ \(Bench.maxAwake) awake (sleep_after \(Bench.sleepAfter), max_awake \(Bench.maxAwake))"]),
+        row(["density: mem", String(format: "%.1f MB RSS", sleep.rssMegabytes),
+             String(format: "engine %.1f MB", sleep.runningMegabytes), "", "",
+             "< 120 MB; \(sleep.runningContainers) running containers' cgroups; \(sleep.stoppedWithMemory) of \(sleep.stoppedContainers) stopped have one"]),
+        row(["wake among", pair(sleep.wakeAmong), pair(sleep.floorAmong), String(format: "%.2f", sleep.ratioAmong), "",
+             "ratio ≤ 1.5 among \(sleep.density) environments"]),
         "",
         "targets: " + results.targets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value ? "met" : "MISSED")" }.joined(separator: ", "),
     ]
@@ -87,8 +97,8 @@ do {
     exit(2)
 }
 let sizes = options.quick
-    ? Bench.Sizes(openRuns: 3, redeployRate: 20, ackRate: 50, ackSeconds: 2, scale: 10, stackRuns: 2)
-    : Bench.Sizes(openRuns: 10, redeployRate: 50, ackRate: 200, ackSeconds: 10, scale: 100, stackRuns: 5)
+    ? Bench.Sizes(openRuns: 3, redeployRate: 20, ackRate: 50, ackSeconds: 2, scale: 10, stackRuns: 2, wakeRuns: 3, density: 20)
+    : Bench.Sizes(openRuns: 10, redeployRate: 50, ackRate: 200, ackSeconds: 10, scale: 100, stackRuns: 5, wakeRuns: 7, density: 300)
 
 do {
     let bench = try await Bench(sizes: sizes, stagerBinary: options.stager)
@@ -105,10 +115,20 @@ do {
         FileHandle.standardError.write(Data("bench: scale to \(sizes.scale) environments\n".utf8))
         let scale = try await bench.scale(firstOpenToLive: open.stager.median)
         await bench.finish()
+        FileHandle.standardError.write(Data("bench: sleep and wake, then \(sizes.density) environments under max_awake \(Bench.maxAwake)\n".utf8))
+        let sleepy = try await Bench(sizes: sizes, stagerBinary: options.stager, sleepy: true)
+        let sleep: Bench.Sleep
+        do {
+            sleep = try await sleepy.sleepAndWake()
+        } catch {
+            await sleepy.finish()
+            throw error
+        }
+        await sleepy.finish()
         let results = Results(
             date: ISO8601DateFormatter().string(from: Date()), quick: options.quick, build: options.build,
             cores: ProcessInfo.processInfo.activeProcessorCount, openToLive: open, closeToGone: close, redeploy: redeploy, ack: ack,
-            ackUnderPushStorm: ackStorm, scale: scale, stack: stack,
+            ackUnderPushStorm: ackStorm, scale: scale, stack: stack, sleep: sleep,
             targets: [
                 "open→live ratio ≤ 1.3": open.ratio <= 1.3,
                 "redeploy 0 failed": redeploy.failed == 0,
@@ -120,6 +140,10 @@ do {
                 "next open→live ≤ 1.5× first": scale.nextRatio <= 1.5,
                 "gc < 3 s": scale.gcSeconds < 3,
                 "RSS < 80 MB": scale.rssMegabytes < 80,
+                "wake ≤ 1.5× floor": sleep.ratio <= 1.5,
+                "wake among the many ≤ 1.5× floor": sleep.ratioAmong <= 1.5,
+                "density: ≤ max_awake awake, RSS < 120 MB, no stopped container holds memory":
+                    sleep.awake <= Bench.maxAwake && sleep.rssMegabytes < 120 && sleep.stoppedWithMemory == 0,
             ]
         )
         print(report(results))

@@ -73,6 +73,8 @@ struct SleepTests {
             }
             #expect(answers.map(\.status) == Array(repeating: 200, count: 20))
             #expect(answers.filter { $0.body.contains("sha=\(sha)") }.count == 19)
+            // Recorded once nginx routes to it again, after the answers.
+            #expect(try await waitStatus(harness, 2, .ready))
             #expect(try await metric(harness, "stager_wakes_total", ["outcome": "awake"]) == 1)
             let events = try harness.app?.store.auditEvents(for: PullRequestKey(repo: "acme/web", number: 2), limit: 100) ?? []
             #expect(events.filter { $0.kind == "wake" && $0.trigger == "request" && $0.message.hasPrefix("wake at") }.count == 1, "\(events.map(\.message))")

@@ -197,11 +197,13 @@ struct SleepPlannerTests {
     @Test func sleepRecordsItThenRoutesToTheWakePathThenStopsTheAppThenTheServices() {
         let app = Self.app(running: true)
         #expect(Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: app, db: true, asleepRoute: false, status: .ready), stack: Self.stack)
-            == [.markAsleep, .routeToWake(app), .stopContainer(app), .stopContainer(Self.db(running: true))])
+            == [.routeToWake(app), .stopContainer(app), .stopContainer(Self.db(running: true)), .markAsleep])
     }
 
     @Test func aSleepCutShortGoesOnWhereItStopped() {
         let stopped = Self.app(running: false)
+        #expect(Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: stopped, db: true, asleepRoute: true, status: .ready), stack: Self.stack)
+            == [.stopContainer(Self.db(running: true)), .markAsleep])
         #expect(Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: stopped, db: true, asleepRoute: true, status: .sleeping), stack: Self.stack)
             == [.stopContainer(Self.db(running: true))])
         #expect(Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: stopped, db: false, asleepRoute: true, status: .sleeping), stack: Self.stack)
@@ -212,6 +214,12 @@ struct SleepPlannerTests {
         let stopped = Self.app(running: false)
         #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed(app: stopped, db: false, asleepRoute: true, status: .sleeping), stack: Self.stack)
             == [.prepareStack, .wakeContainer(stopped), .awaitHealthy, .routeToCandidate, .markAwake])
+    }
+
+    @Test func aWakeWhileFallingAsleepStartsWhatStoppedQuietly() {
+        let stopped = Self.app(running: false)
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed(app: stopped, db: true, asleepRoute: true, status: .ready), stack: Self.stack)
+            == [.wakeContainer(stopped), .awaitHealthy, .routeToCandidate, .markAwake])
     }
 
     @Test func aWakeCutShortAfterTheStartRoutesTheRunningApp() {

@@ -255,10 +255,11 @@ struct Execution {
             try await announceReady()
         case .markAsleep:
             try await environments.update(key) { $0.status = .sleeping }
-            await wakes.forget(key)
-            try await announcer.audit(env, .sleep, "going to sleep: the URL routes to the wake path and the containers stop")
-            logger.info("going to sleep")
+            try await announcer.audit(env, .sleep, "asleep: the URL routes to the wake path and the containers are stopped")
+            logger.info("asleep")
         case .routeToWake(let app):
+            // From here on a request meets the wake path: what an earlier wake posted no longer holds.
+            await wakes.forget(key)
             let route = Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: app.hostPort ?? 0, containerName: app.name, sha: app.sha,
                               branch: env.branch, access: repo?.access ?? .open, asleep: true)
             try await seams.frontDoor.apply(route)

@@ -126,18 +126,23 @@ public enum Planner {
     /// the app stops, then its services. Nil when no container of `sha` serves the URL.
     private static func planAsleep(sha: String, _ observed: Observation) -> [Step]? {
         guard let app = observed.containers.first(where: { $0.name == observed.routedContainer && $0.sha == sha }) else { return nil }
-        // Recorded first: a request that comes meanwhile wakes it as a sleeping environment, quietly.
-        var steps: [Step] = observed.status == .sleeping ? [] : [.markAsleep]
-        if !observed.routedAsleep { steps.append(.routeToWake(app)) }
+        var steps: [Step] = observed.routedAsleep ? [] : [.routeToWake(app)]
         steps += observed.containers.filter { $0 != app }.map(Step.removeContainer)
         if app.running { steps.append(.stopContainer(app)) }
         steps += observed.services.filter(\.running).map(Step.stopContainer)
+        // Said once all of it sleeps.
+        if observed.status != .sleeping { steps.append(.markAsleep) }
         return steps
     }
 
     /// How the end of a plan that left the same sha serving is recorded: a wake is not said on the PR.
     private static func ready(_ observed: Observation) -> Step {
-        observed.status == .sleeping ? .markAwake : .announceReady
+        isAsleep(observed) ? .markAwake : .announceReady
+    }
+
+    /// Asleep, or falling asleep (the URL already goes to the wake path): a wake starts what stopped.
+    private static func isAsleep(_ observed: Observation) -> Bool {
+        observed.status == .sleeping || observed.routedAsleep
     }
 
     private static func planAbsent(_ observed: Observation, stack: StackDesire) -> [Step] {
@@ -171,7 +176,7 @@ public enum Planner {
         }
 
         // A sleeping environment wakes: what was stopped starts again (its services first, by `.prepareStack`).
-        if serving == nil, observed.status == .sleeping,
+        if serving == nil, isAsleep(observed),
            let stopped = observed.containers.first(where: { !$0.running && $0.sha == sha && $0.name == observed.routedContainer }) {
             return [.wakeContainer(stopped), .awaitHealthy, .routeToCandidate]
                 + observed.containers.filter { $0 != stopped }.map(Step.removeContainer) + [ready(observed)]
