@@ -39,6 +39,7 @@ struct SleepTests {
             #expect(try harness.environment(1, repo: "acme/idle")?.status == .sleeping)
             #expect(try await running(harness, 1).values.allSatisfy { !$0 })
             #expect(try await harness.stager(["ls"]).standardOutput.contains("sleeping"))
+            #expect(try await harness.stager(["check"]).standardOutput.contains("ok   wake path: the vhost template routes a sleeping environment"))
             #expect(try await metric(harness, "stager_environments", ["status": "sleeping"]) == 1)
             let dashboard = try await harness.get("/").body
             #expect(dashboard.contains(#"<span class="status sleeping">sleeping</span>"#) && dashboard.contains("Last visit"))
