@@ -44,13 +44,13 @@ struct SleepTests {
             let dashboard = try await harness.get("/").body
             #expect(dashboard.contains(#"<span class="status sleeping">sleeping</span>"#) && dashboard.contains("Last visit"))
 
-            let answer = try await harness.requestThroughNginx(slug: "idle")
+            let answer = try await harness.requestThroughNginx("GET", slug: "idle")
             #expect(answer.status == 200)
             #expect(answer.body.contains("sha=\(sha)"), "\(answer.body)")
             // The held request was answered as soon as the app answered; nginx is told meanwhile.
             #expect(try await waitStatus(harness, 1, repo: "acme/idle", .ready, timeout: .seconds(10)))
             #expect(try await running(harness, 1).values.allSatisfy { $0 })
-            #expect(try await harness.requestThroughNginx(slug: "idle").headers["x-stager-asleep"] == nil)
+            #expect(try await harness.requestThroughNginx("GET", slug: "idle").headers["x-stager-asleep"] == nil)
             #expect(try await metric(harness, "stager_wakes_total", ["outcome": "awake"]) == 1)
             #expect(try await harness.waitUntil(timeout: .seconds(3)) { try harness.environment(1, repo: "acme/idle")?.lastRequestAt != nil })
             #expect(try await harness.get("/").body.contains(" ago</td>"))
@@ -87,7 +87,7 @@ struct SleepTests {
             #expect(post.status == 503)
             #expect(post.headers["retry-after"] == "2")
             // The POST began the wake: a GET right after is answered by the app.
-            #expect(try await harness.requestThroughNginx(slug: "many").body.contains("sha=\(sha)"))
+            #expect(try await harness.requestThroughNginx("GET", slug: "many").body.contains("sha=\(sha)"))
             #expect(try await waitStatus(harness, 2, .ready))
             let awake = try await harness.stager(["wake", "acme/web#2"])
             #expect(awake.exitCode == 0 && awake.standardOutput.contains("awake already"), "\(awake.standardOutput)")
@@ -125,7 +125,7 @@ struct SleepTests {
             #expect(try await waitStatus(harness, 4, .sleeping, timeout: .seconds(20)))
             #expect(try harness.environment(5)?.status == .ready)
             // Waking the first makes the second the least recently used.
-            #expect(await harness.throughNginx(slug: "first")?.body.contains("sha=\(Fixtures.sha("first"))") == true)
+            #expect(try await harness.requestThroughNginx("GET", slug: "first").body.contains("sha=\(Fixtures.sha("first"))"))
             #expect(try await waitStatus(harness, 5, .sleeping, timeout: .seconds(20)))
             #expect(try await waitStatus(harness, 4, .ready))
         }
@@ -170,7 +170,7 @@ struct SleepTests {
                 #expect(try await running(harness, 7).values.allSatisfy { !$0 })
 
                 // The app reads its db when it starts: the page shows the data only if db was up first.
-                let answer = try await harness.requestThroughNginx(slug: "stacked")
+                let answer = try await harness.requestThroughNginx("GET", slug: "stacked")
                 #expect(answer.status == 200)
                 #expect(answer.body.contains("sha=\(sha) data=slept-7"), "\(answer.body)")
                 let started = try await harness.containers().filter { $0.number == 7 }

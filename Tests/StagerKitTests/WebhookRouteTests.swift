@@ -80,6 +80,22 @@ struct WebhookRouteTests {
         }
     }
 
+    /// An event that needs no change still counts as use of the environment: it keeps it from sleeping.
+    @Test func anIgnoredActionOfAKnownPRIsActivity() async throws {
+        try await Application(router: app.buildRouter()).test(.router) { client in
+            #expect(try await post(client, body: opened(7)).0 == 202)
+            let key = PullRequestKey(repo: "stager-demo/hello", number: 7)
+            try await app.store.update(key) { $0.lastActivityAt = Date(timeIntervalSince1970: 0) }
+            let version = try #require(try app.store.environment(key)).desiredVersion
+            let edited = try await post(client, body: Fixtures.pullRequest(action: "edited", repo: "stager-demo/hello", number: 7, branch: "feature/x",
+                                                                         sha: Fixtures.sha("one")))
+            #expect(edited.0 == 200 && edited.1.contains("needs nothing"))
+            let env = try #require(try app.store.environment(key))
+            #expect(env.desiredVersion == version)
+            #expect(env.lastActivityAt.map { $0.timeIntervalSinceNow > -60 } == true)
+        }
+    }
+
     @Test func malformedBodiesAre400() async throws {
         try await Application(router: app.buildRouter()).test(.router) { client in
             #expect(try await post(client, body: Data("not json".utf8)).0 == 400)

@@ -320,6 +320,15 @@ public final class Store: Sendable {
         }
     }
 
+    /// A webhook event that changes nothing still counts as use (`sleep_after`, `max_awake`).
+    public func recordActivity(_ key: PullRequestKey, at date: Date) async throws {
+        try await db.write { db in
+            try EnvironmentRow.filter(Column("repo") == key.repo && Column("number") == key.number).filter(Self.isLive)
+                .filter(Column("lastActivityAt") == nil || Column("lastActivityAt") < date)
+                .updateAll(db, Column("lastActivityAt").set(to: date))
+        }
+    }
+
     /// `Environment.isLive` in SQL: not torn down. Live environments never share a slug.
     private static let isLive = Column("status") != EnvironmentStatus.removed.rawValue || Column("desired") == Desire.present.rawValue
 
