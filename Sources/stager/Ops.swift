@@ -190,13 +190,7 @@ struct Sleep: AsyncParsableCommand {
     @OptionGroup var target: ManualTarget
 
     func run() async throws {
-        let (config, control) = try target.options.manualControl()
-        guard let (_, version) = try await control.sleep(target.key) else {
-            print("\(target.key) is asleep already")
-            return
-        }
-        print("sleep \(target.key) recorded")
-        try await target.wait.report(control, key: target.key, version: version, config: config)
+        try await target.change("sleep", unlessAlready: "asleep") { try await $0.sleep($1) }
     }
 }
 
@@ -208,13 +202,21 @@ struct Wake: AsyncParsableCommand {
     @OptionGroup var target: ManualTarget
 
     func run() async throws {
-        let (config, control) = try target.options.manualControl()
-        guard let (_, version) = try await control.wake(target.key) else {
-            print("\(target.key) is awake already")
+        try await target.change("wake", unlessAlready: "awake") { try await $0.wake($1) }
+    }
+}
+
+extension ManualTarget {
+    /// Records a sleep or a wake, or says that it is so already; then waits for serve.
+    func change(_ verb: String, unlessAlready state: String,
+                _ record: (ManualControl, PullRequestKey) async throws -> (env: Environment, version: Int)?) async throws {
+        let (config, control) = try options.manualControl()
+        guard let (_, version) = try await record(control, key) else {
+            print("\(key) is \(state) already")
             return
         }
-        print("wake \(target.key) recorded")
-        try await target.wait.report(control, key: target.key, version: version, config: config)
+        print("\(verb) \(key) recorded")
+        try await wait.report(control, key: key, version: version, config: config)
     }
 }
 

@@ -299,6 +299,7 @@ struct Execution {
                 $0.hostPort = nil
                 $0.deployedSha = nil
             }
+            await wakes.forget(key)
             try await announcer.audit(env, .teardown, "environment removed")
             metrics.tornDown(duration: ContinuousClock.now - startedAt)
             logger.info("environment removed")
