@@ -36,10 +36,14 @@ final class Bench: @unchecked Sendable {
     /// The docker volume the stack scenario's service is seeded from.
     let stackSeed: String
 
+    /// Where `finish` keeps serve's log: `.build/bench-serve.log`, or `bench-sleep-serve.log` for the sleep scenario's.
+    private let logName: String
+
     /// `sleepy`: a serve of its own for the sleep scenario, whose `max_awake` would put the others' environments to sleep.
     init(sizes: Sizes, stagerBinary: String, sleepy: Bool = false) async throws {
         self.sizes = sizes
         self.stagerBinary = stagerBinary
+        logName = sleepy ? "bench-sleep-serve.log" : "bench-serve.log"
         stackSeed = "stager-bench-seed-\(UUID().uuidString.prefix(8).lowercased())"
         try await Self.makeSeed(stackSeed, runner: runner)
         if sleepy {
@@ -63,7 +67,7 @@ final class Bench: @unchecked Sendable {
     func finish() async {
         try? await serve.terminate()
         // Kept for reading after the run; the harness's folder goes.
-        let kept = Fixtures.repoRoot.appendingPathComponent(".build/bench-serve.log")
+        let kept = Fixtures.repoRoot.appendingPathComponent(".build/\(logName)")
         try? FileManager.default.removeItem(at: kept)
         try? FileManager.default.copyItem(at: log, to: kept)
         for name in floorContainers { _ = try? await runner.run(Command("docker", ["rm", "-f", name])) }
