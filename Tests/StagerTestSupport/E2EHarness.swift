@@ -190,9 +190,10 @@ public final class E2EHarness: @unchecked Sendable {
 
     // MARK: Looking
 
-    /// GET on Stager's own HTTP server (dashboard, API, metrics).
+    /// GET on Stager's own HTTP server (dashboard, API, metrics). With the load probe's timeout: a page that
+    /// reads a container's log waits for docker, which a machine busy with the other suites makes slow.
     public func get(_ path: String) async throws -> ProbeAnswer {
-        try await probe.get(host: "127.0.0.1", port: port, path: path)
+        try await loadProbe.get(host: "127.0.0.1", port: port, path: path)
     }
 
     public func probeHealth(port: Int) async throws -> Bool {

@@ -21,6 +21,8 @@ public struct StagerApp: Sendable {
     public let controller: Controller
     public let deps: Dependencies
     let wakePath: WakePath
+    /// The one place that talks to Slack.
+    let slackPoster = SlackPoster()
     /// nil when no token is configured.
     public let github: GitHubClient?
 
@@ -74,6 +76,12 @@ public struct StagerApp: Sendable {
             config: config, store: store, controller: controller, metrics: deps.metrics, logger: deps.logger
         ).addRoutes(to: router)
         WakeController(wakePath: wakePath, store: store, controller: controller, logger: deps.logger).addRoutes(to: router)
+        let actions = EnvironmentActions(control: ManualControl(config: config, store: store, github: github), store: store, controller: controller)
+        ActionController(actions: actions, adminTokenSet: config.server.adminToken != nil)
+            .addRoutes(to: router.group().add(middleware: AdminTokenCheck(token: config.server.adminToken)))
+        SlackController(signature: config.slack.signingSecret.map(SlackSignature.init),
+                        handler: SlackCommandHandler(config: config, store: store, actions: actions, poster: slackPoster, logger: deps.logger),
+                        logger: deps.logger).addRoutes(to: router)
         DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics, engineHealth: controller.engineHealth,
                             runtime: deps.runtime, logger: deps.logger)
             .addRoutes(to: router)

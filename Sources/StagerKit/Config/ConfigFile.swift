@@ -68,6 +68,7 @@ struct ConfigFile: Decodable {
         var release: [String]?
         var services: [String: Service]?
         var sleep_after: String?
+        var slack_webhook_url_env: String?
     }
     struct Service: Decodable {
         var image: String?
@@ -107,6 +108,12 @@ struct ConfigFile: Decodable {
     struct Sleep: Decodable {
         var wake_timeout: String?
     }
+    struct Slack: Decodable {
+        var signing_secret_env: String?
+        var signing_secret_file: String?
+        var allowed_users: [String]?
+        var webhook_url_env: String?
+    }
 
     var server: Server?
     var data_dir: String?
@@ -123,6 +130,7 @@ struct ConfigFile: Decodable {
     var gc: GC?
     var build: Build?
     var sleep: Sleep?
+    var slack: Slack?
 
     struct Access: Decodable {
         var htpasswd_file: String?

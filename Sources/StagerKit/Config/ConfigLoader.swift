@@ -228,8 +228,28 @@ struct Validator {
             gcRemovesImages: doc.gc?.remove_images ?? false,
             build: .init(allowedHosts: doc.build?.allowed_hosts ?? [github.webHost],
                          allowFileURLs: doc.build?.allow_file_urls ?? false),
-            wakeTimeout: try duration(doc.sleep?.wake_timeout, key: "sleep.wake_timeout", default: .seconds(60))
+            wakeTimeout: try duration(doc.sleep?.wake_timeout, key: "sleep.wake_timeout", default: .seconds(60)),
+            slack: try slack(doc.slack)
         )
+    }
+
+    func slack(_ slack: ConfigFile.Slack?) throws -> StagerConfig.Slack {
+        let secret = try self.secret(envKey: slack?.signing_secret_env, fileKey: slack?.signing_secret_file,
+                                     keyPrefix: "slack.signing_secret", defaultEnv: nil, requiredWhenNamed: true)
+        for user in slack?.allowed_users ?? [] where user.isEmpty || !user.allSatisfy({ $0.isLetter || $0.isNumber }) {
+            throw fail("slack.allowed_users", "each entry is a Slack user id such as U012AB3CD, got \"\(user)\"")
+        }
+        return StagerConfig.Slack(signingSecret: secret, allowedUsers: Set(slack?.allowed_users ?? []),
+                                  webhookURL: try slack?.webhook_url_env.map { try webhookURL(env: $0, key: "slack.webhook_url_env") })
+    }
+
+    /// An incoming-webhook URL from the named variable: https (http only to this machine, for a stand-in).
+    func webhookURL(env name: String, key: String) throws -> URL {
+        guard let text = environment[name], !text.isEmpty else { throw fail(key, "the variable \(name) is not set") }
+        guard let url = URL(string: text), let host = url.host, url.scheme == "https" || (url.scheme == "http" && ["127.0.0.1", "localhost", "::1"].contains(host)) else {
+            throw fail(key, "\(name) must hold an https URL (Slack's incoming webhook)")
+        }
+        return url
     }
 
     func repoBuild(_ build: ConfigFile.RepoBuild?, key: String) throws -> StagerConfig.RepoBuild? {
@@ -346,6 +366,7 @@ struct Validator {
         built.services = try services(repo.services, key: "\(key).services")
         built.release = try release(repo.release, key: "\(key).release")
         built.sleepAfter = try repo.sleep_after.map { try duration($0, key: "\(key).sleep_after", default: .zero) }
+        built.slackWebhookURL = try repo.slack_webhook_url_env.map { try webhookURL(env: $0, key: "\(key).slack_webhook_url_env") }
         return built
     }
 

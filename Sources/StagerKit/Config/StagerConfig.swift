@@ -137,6 +137,18 @@ public struct StagerConfig: Sendable {
         public var release: [String]? = nil
         /// No request, deploy or event for this long: the environment sleeps; nil: never.
         public var sleepAfter: Duration? = nil
+        /// This repository's own Slack incoming webhook for notifications (`slack_webhook_url_env`).
+        public var slackWebhookURL: URL? = nil
+    }
+
+    /// Slack: slash commands (verified with the signing secret) and notifications to incoming webhooks.
+    public struct Slack: Sendable {
+        /// nil: `/slack/commands` answers 404.
+        public var signingSecret: String?
+        /// Slack user ids that may change environments; everyone may read.
+        public var allowedUsers: Set<String>
+        /// Where notifications go; nil: none (a repository may still have its own).
+        public var webhookURL: URL?
     }
 
     /// A service beside the app (`repos.X.services.NAME`): its own container on the environment's network,
@@ -221,6 +233,7 @@ public struct StagerConfig: Sendable {
     public var build: Build = Build(allowedHosts: ["github.com"], allowFileURLs: false)
     /// How long a request to a sleeping environment is held while it wakes (`sleep.wake_timeout`).
     public var wakeTimeout: Duration = .seconds(60)
+    public var slack = Slack(signingSecret: nil, allowedUsers: [], webhookURL: nil)
 
     public func repo(_ fullName: String) -> Repo? {
         repos[fullName]

@@ -24,7 +24,7 @@ public struct WebhookSignature: Sendable {
         return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
     }
 
-    private static func decodeHex(_ text: Substring) -> [UInt8]? {
+    static func decodeHex(_ text: Substring) -> [UInt8]? {
         guard text.utf8.count % 2 == 0 else { return nil }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(text.utf8.count / 2)

@@ -12,14 +12,22 @@ public struct ManualControl: Sendable {
     let config: StagerConfig
     let store: Store
     let github: GitHubClient?
+    /// Who the audit trail says asked: the operator at the command line, or who used the API or Slack.
+    let actor: String
 
-    public init(config: StagerConfig, store: Store, github: GitHubClient?) {
+    public init(config: StagerConfig, store: Store, github: GitHubClient?, actor: String = Self.operatorName) {
         self.config = config
         self.store = store
         self.github = github
+        self.actor = actor
     }
 
-    static let operatorName = "operator (stager deploy)"
+    public static let operatorName = "operator (stager deploy)"
+
+    /// The same control, recording `actor` as who asked.
+    public func acting(as actor: String) -> ManualControl {
+        ManualControl(config: config, store: store, github: github, actor: actor)
+    }
 
     /// Records a deploy of the PR's head (read from GitHub), or of `sha`. Without a token only a PR Stager
     /// already knows can be redeployed.
@@ -34,9 +42,9 @@ public struct ManualControl: Sendable {
                 throw ManualControlError(message: "\(key): GitHub knows no such pull request, or the token cannot read it")
             }
             guard pull.isOpen else { throw ManualControlError(message: "\(key) is \(pull.merged == true ? "merged" : "closed") on GitHub; only open pull requests are deployed") }
-            delivery = Intents.deploy(pull, repo: key.repo, sha: sha, source: .deploy, approvedBy: Self.operatorName)
+            delivery = Intents.deploy(pull, repo: key.repo, sha: sha, source: .deploy, approvedBy: actor)
         } else if let env = try store.environment(key) {
-            delivery = Intents.redeploy(env, sha: sha ?? env.desiredSha, source: .deploy, approvedBy: Self.operatorName)
+            delivery = Intents.redeploy(env, sha: sha ?? env.desiredSha, source: .deploy, approvedBy: actor)
         } else {
             throw ManualControlError(message: "\(key): Stager has no environment for it and no GitHub token to read it (set github.token_env)")
         }
@@ -49,20 +57,20 @@ public struct ManualControl: Sendable {
             throw ManualControlError(message: "\(key) has no environment")
         }
         var delivery = Intents.teardown(env, source: .destroy)
-        delivery.actor = Self.operatorName
+        delivery.actor = actor
         return try await record(delivery)
     }
 
     /// Records that the environment sleeps (`stager sleep`); nil when it already does.
     public func sleep(_ key: PullRequestKey) async throws -> (env: Environment, version: Int)? {
         let env = try deployed(key)
-        return try await recordUnlessUnchanged(Intents.sleep(env, source: .sleep, actor: Self.operatorName))
+        return try await recordUnlessUnchanged(Intents.sleep(env, source: .sleep, actor: actor))
     }
 
     /// Records that the environment wakes (`stager wake`); nil when it is awake.
     public func wake(_ key: PullRequestKey) async throws -> (env: Environment, version: Int)? {
         let env = try deployed(key)
-        return try await recordUnlessUnchanged(Intents.wake(env, source: .wake, actor: Self.operatorName))
+        return try await recordUnlessUnchanged(Intents.wake(env, source: .wake, actor: actor))
     }
 
     /// An environment that is meant to run: only it can sleep or wake.

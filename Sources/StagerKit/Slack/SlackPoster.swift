@@ -1,0 +1,43 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+
+/// The one place that talks to Slack: a JSON `{"text": …}` (or a slash command's answer) POSTed to an
+/// incoming webhook or a `response_url`.
+public final class SlackPoster: Sendable {
+    private let client: HTTPClient
+    private let timeout: Duration
+
+    public init(timeout: Duration = .seconds(5)) {
+        client = .forThisMachine(timeout: timeout)
+        self.timeout = timeout
+    }
+
+    deinit {
+        // Finishes in the background: the client keeps itself alive until it is shut down.
+        client.shutdown { _ in }
+    }
+
+    /// The HTTP status Slack answered; throws when it did not answer in time (worth a retry, like a 5xx).
+    public func post(_ message: SlackMessage, to url: URL) async throws -> Int {
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(message)))
+        let response = try await client.execute(request, timeout: .nanoseconds(Int64(timeout.seconds * 1_000_000_000)))
+        _ = try await response.body.collect(upTo: 64 * 1024)
+        return Int(response.status.code)
+    }
+}
+
+/// What Stager sends to Slack: a message, and for a slash command whether the channel sees it.
+public struct SlackMessage: Codable, Sendable, Equatable {
+    /// `ephemeral` (only who asked) or `in_channel`; nil for an incoming webhook.
+    public var response_type: String?
+    public var text: String
+
+    public init(text: String, inChannel: Bool? = nil) {
+        self.text = text
+        response_type = inChannel.map { $0 ? "in_channel" : "ephemeral" }
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Hummingbird
+import Logging
+
+/// `POST /slack/commands`: a slash command as Slack sends it (a form body). The signature over the raw
+/// body and the timestamp are checked first; anything else is 401 and does nothing.
+public struct SlackController: Sendable {
+    let signature: SlackSignature?
+    let handler: SlackCommandHandler
+    let logger: Logger
+
+    public func addRoutes(to router: Router<some RequestContext>) {
+        router.post("/slack/commands") { request, _ in
+            try await self.handle(request)
+        }
+    }
+
+    static let maxBody = 64 * 1024
+
+    func handle(_ request: Request) async throws -> Response {
+        guard let signature else { throw HTTPError(.notFound, message: "Slack is not configured (slack.signing_secret_env)") }
+        var request = request
+        let body = Data(try await request.collectBody(upTo: Self.maxBody).readableBytesView)
+        guard signature.isValid(signature: request.headers.value(named: "x-slack-signature"),
+                                timestamp: request.headers.value(named: "x-slack-request-timestamp"), body: body) else {
+            logger.warning("refused a Slack command: missing, wrong or stale signature")
+            throw HTTPError(.unauthorized, message: "missing, wrong or stale X-Slack-Signature")
+        }
+        let form = Self.form(String(decoding: body, as: UTF8.self))
+        let caller = SlackCommandHandler.Caller(userID: form["user_id"] ?? "", userName: form["user_name"] ?? "",
+                                                responseURL: form["response_url"].flatMap(Self.responseURL))
+        let answer = await handler.answer(SlackCommand(text: form["text"] ?? ""), from: caller)
+        return Response(status: .ok, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(answer))))
+    }
+
+    /// `application/x-www-form-urlencoded`: `+` is a space, then percent-decoding.
+    static func form(_ text: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map {
+                String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+            }
+            if parts.count == 2, fields[parts[0]] == nil { fields[parts[0]] = parts[1] }
+        }
+        return fields
+    }
+
+    /// Slack's `response_url` is https; http only to this machine (a stand-in in tests).
+    static func responseURL(_ text: String) -> URL? {
+        guard let url = URL(string: text), let host = url.host else { return nil }
+        return url.scheme == "https" || (url.scheme == "http" && ["127.0.0.1", "localhost", "::1"].contains(host)) ? url : nil
+    }
+}
