@@ -124,9 +124,15 @@ public final class E2EHarness: @unchecked Sendable {
     public static let previewUsers = "pm:e2e-preview-pass-77a2"
     public static let ownSecret = "e2e-own-repo-secret-91b0"
 
+    public static let slackSecret = "e2e-slack-signing-3d7e"
+
+    /// Variables a test adds before it starts serve (a stand-in's URL known only once it runs).
+    public var extraEnvironment: [String: String] = [:]
+
     public var environment: [String: String] {
         ["STAGER_WEBHOOK_SECRET": TestConfig.secret, "E2E_GITHUB_TOKEN": token, "E2E_ADMIN_TOKEN": Self.adminToken,
-         "E2E_PREVIEW_USERS": Self.previewUsers, "E2E_OWN_SECRET": Self.ownSecret]
+         "E2E_PREVIEW_USERS": Self.previewUsers, "E2E_OWN_SECRET": Self.ownSecret, "E2E_SLACK_SECRET": Self.slackSecret]
+            .merging(extraEnvironment) { $1 }
     }
 
     public func loadConfig(port: Int = 0) throws -> StagerConfig {
@@ -218,6 +224,11 @@ public final class E2EHarness: @unchecked Sendable {
     /// GET / through nginx with the environment's Host header.
     public func throughNginx(slug: String, headers: [String: String] = [:]) async -> ProbeAnswer? {
         try? await probe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost", headers: headers)
+    }
+
+    /// A request to serve's own HTTP server with any method, headers and body.
+    public func request(_ method: String, _ path: String, headers: [(String, String)] = [], body: Data = Data()) async throws -> ProbeAnswer {
+        try await sender.request(method, "http://127.0.0.1:\(port)\(path)", headers: headers, body: body)
     }
 
     /// A request with any method through nginx with the environment's Host header.

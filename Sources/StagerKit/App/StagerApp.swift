@@ -46,7 +46,7 @@ public struct StagerApp: Sendable {
         let seams = ControllerSeams(
             environments: store.environments, runtime: deps.runtime, frontDoor: deps.frontDoor,
             announcer: Announcer(environments: store.environments, publisher: publisher, deployments: DeploymentTracker(client: github, config: config),
-                                 comment: templates.comment, config: config, logger: logger),
+                                 comment: templates.comment, config: config, logger: logger, outbox: store),
             probe: probe,
             builder: ImageBuilder(config: config, runner: runner, slots: Slots(limit: config.limits.concurrentBuilds)),
             permissions: github
@@ -93,7 +93,8 @@ public struct StagerApp: Sendable {
         Application(
             router: buildRouter(),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "stager"),
-            services: [controller, RequestActivity(config: config, store: store, logger: deps.logger)],
+            services: [controller, RequestActivity(config: config, store: store, logger: deps.logger),
+                       SlackNotifier(config: config, store: store, poster: slackPoster, logger: deps.logger)],
             onServerRunning: { [controller, logger = deps.logger] channel in
                 // From the moment serve answers, a command that records work sees it running and waits for it
                 // (the controller beats again every few seconds once it has started).

@@ -79,9 +79,12 @@ public struct Announcer: Sendable {
     let comment: MustacheTemplate
     let config: StagerConfig
     let logger: Logger
+    /// Slack notifications wait here to be sent by `SlackNotifier`; nil: none.
+    let outbox: (any NoticeOutbox)?
 
     public init(environments: any EnvironmentRepository, publisher: any CommentPublisher, deployments: any DeploymentRecording,
-                comment: MustacheTemplate, config: StagerConfig, logger: Logger) {
+                comment: MustacheTemplate, config: StagerConfig, logger: Logger, outbox: (any NoticeOutbox)? = nil) {
+        self.outbox = outbox
         self.environments = environments
         self.publisher = publisher
         self.deployments = deployments
@@ -104,11 +107,39 @@ public struct Announcer: Sendable {
         }
         let line = auditLine(announcement, env)
         try await audit(env, line.kind, line.message, sha: line.sha)
+        switch announcement {
+        case .ready(let sha):
+            await notify(env, "ready \(sha)", "\(link(env)) is ready: \(SlackText.code(String(sha.prefix(12)))) of \(SlackText.code(env.branch))")
+        case .failed(let sha, let reason, _, _):
+            await notify(env, "failed \(sha)", "\(SlackText.escaped(env.key.description)) failed at \(SlackText.code(String(sha.prefix(12)))): \(SlackText.escaped(reason)) (\(SlackText.link(config.server.environmentPage(env.key), "history and logs")))")
+        case .building, .blocked, .waiting:
+            break
+        }
         let id = try await publisher.publish(body, on: env.key, knownID: updated?.commentID)
         try await environments.update(env.key) {
             $0.commentID = id ?? $0.commentID
             $0.commentPending = false
         }
+    }
+
+    /// The environment is gone: said on Slack.
+    func removed(_ env: Environment) async {
+        await notify(env, "removed", "\(SlackText.escaped(env.key.description)) was removed (\(SlackText.code(env.branch)))")
+    }
+
+    /// Leaves a Slack notice for the event, once (its key names the event and the desired version). A store
+    /// that fails here costs the notice, never the deploy.
+    private func notify(_ env: Environment, _ event: String, _ text: String) async {
+        guard let outbox, config.slack.webhookURL != nil || config.repo(env.repo)?.slackWebhookURL != nil else { return }
+        do {
+            try await outbox.enqueue(Notice(eventKey: "\(env.key) \(event) v\(env.desiredVersion)", repo: env.repo, text: text), at: Date())
+        } catch {
+            logger.error("could not record a Slack notification", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func link(_ env: Environment) -> String {
+        SlackText.link(config.preview.url(forSlug: env.slug), env.key.description)
     }
 
     /// Deletes the sticky comment (it may exist on GitHub even when its id was never stored).

@@ -300,6 +300,7 @@ struct Execution {
                 $0.deployedSha = nil
             }
             await wakes.forget(key)
+            await announcer.removed(env)
             try await announcer.audit(env, .teardown, "environment removed")
             metrics.tornDown(duration: ContinuousClock.now - startedAt)
             logger.info("environment removed")

@@ -182,6 +182,20 @@ public final class Store: Sendable {
                 t.add(column: "asleep", .boolean).notNull().defaults(to: false)
             }
         }
+        migrator.registerMigration("v9: notifications") { db in
+            // Slack notifications to send: one row per event (its key is unique), kept until sent or given up.
+            try db.create(table: "notification") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("eventKey", .text).notNull().unique()
+                t.column("repo", .text).notNull()
+                t.column("text", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("attempts", .integer).notNull().defaults(to: 0)
+                t.column("nextAttemptAt", .datetime).notNull()
+                t.column("sentAt", .datetime)
+                t.column("failure", .text)
+            }
+        }
         return migrator
     }
 
@@ -326,6 +340,33 @@ public final class Store: Sendable {
             try EnvironmentRow.filter(Column("repo") == key.repo && Column("number") == key.number).filter(Self.isLive)
                 .filter(Column("lastActivityAt") == nil || Column("lastActivityAt") < date)
                 .updateAll(db, Column("lastActivityAt").set(to: date))
+        }
+    }
+
+    // MARK: Notifications
+
+    /// Records a notification to send, once per event: a second one with the same key is ignored.
+    public func enqueue(_ notice: Notice, at date: Date = Date()) async throws {
+        try await db.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO notification (eventKey, repo, text, createdAt, nextAttemptAt) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [notice.eventKey, notice.repo, notice.text, date, date])
+        }
+    }
+
+    /// Notifications due now, oldest first.
+    public func dueNotifications(now: Date = Date(), limit: Int = 20) async throws -> [PendingNotice] {
+        try await db.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, eventKey, repo, text, attempts FROM notification WHERE sentAt IS NULL AND failure IS NULL AND nextAttemptAt <= ? ORDER BY id LIMIT ?",
+                             arguments: [now, limit])
+                .map { PendingNotice(id: $0["id"], notice: Notice(eventKey: $0["eventKey"], repo: $0["repo"], text: $0["text"]), attempts: $0["attempts"]) }
+        }
+    }
+
+    /// Sent; or, with `retryAt`, to be tried again then; or given up, with why.
+    public func notificationAttempted(_ id: Int64, sentAt: Date?, retryAt: Date?, failure: String?) async throws {
+        try await db.write { db in
+            try db.execute(sql: "UPDATE notification SET attempts = attempts + 1, sentAt = ?, nextAttemptAt = COALESCE(?, nextAttemptAt), failure = ? WHERE id = ?",
+                           arguments: [sentAt, retryAt, failure, id])
         }
     }
 
