@@ -118,6 +118,13 @@ struct ConfigTests {
         ("docker:\n  seed_image: \"\"\n", "docker.seed_image"),
         ("nginx:\n  activity_listen: \"0.0.0.0:8089\"\n", "nginx.activity_listen"),
         ("nginx:\n  sites_dir: \"/tmp/s\"\n  activity_file: \"/tmp/s/a.conf\"\n", "nginx.activity_file"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    sleep_after: \"soon\"\n", "repos.acme/web.sleep_after"),
+        ("limits:\n  max_awake: 0\n", "limits.max_awake"),
+        ("sleep:\n  wake_timeout: \"-1s\"\n", "sleep.wake_timeout"),
+        ("slack:\n  signing_secret_env: NOT_SET_ANYWHERE\n", "slack.signing_secret_env"),
+        ("slack:\n  allowed_users: [\"U1 <!channel>\"]\n", "slack.allowed_users"),
+        ("slack:\n  webhook_url_env: NOT_SET_ANYWHERE\n", "slack.webhook_url_env"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    slack_webhook_url_env: NOT_SET_ANYWHERE\n", "repos.acme/web.slack_webhook_url_env"),
     ])
     func errorsNameTheKey(yaml: String, key: String) {
         do {
