@@ -175,4 +175,39 @@ struct ChatOpsTests {
             #expect(await slack.posts(to: "/hooks/team").count == 3, "one post per event, never twice")
         }
     }
+
+    @Test func theEnvironmentPagesFormsDeployAnEarlierShaAndAForgedPostIsRefused() async throws {
+        try await withSlack("dashboard-actions") { harness, _, _ in
+            let (one, two) = (Fixtures.sha("page-one"), Fixtures.sha("page-two"))
+            await harness.github.setPull(number: 5, branch: "paged", sha: two, updatedAt: "2026-11-24T10:00:00Z")
+            try await harness.send("opened", number: 5, branch: "paged", sha: one)
+            #expect(try await harness.waitSettled(5, status: .ready))
+            try await harness.send("synchronize", number: 5, branch: "paged", sha: two, updatedAt: "2026-11-24T10:00:00Z")
+            #expect(try await served(harness, "paged", two))
+            #expect(try await harness.waitSettled(5, status: .ready))
+
+            let auth = ("Authorization", "Bearer \(E2EHarness.adminToken)")
+            let page = try await harness.request("GET", "/environments/acme/web/5", headers: [auth])
+            #expect(page.status == 200)
+            let cookie = try #require(page.headers["set-cookie"]?.split(separator: ";").first.map(String.init), "\(page.headers)")
+            let csrf = try #require(page.body.firstMatch(of: /name="csrf" value="([0-9a-f]+)"/)?.output.1).description
+            #expect(page.body.contains("<option value=\"\(one)\">"), "the history's shas are offered")
+
+            let form = [("Content-Type", "application/x-www-form-urlencoded"), auth]
+            let version = try #require(try harness.environment(5)).desiredVersion
+            // Forged: no token, or a token of another session.
+            #expect(try await harness.request("POST", "/environments/acme/web/5/actions/destroy", headers: form + [("Cookie", cookie)], body: Data("x=1".utf8)).status == 403)
+            #expect(try await harness.request("POST", "/environments/acme/web/5/actions/destroy", headers: form + [("Cookie", "stager_session=ab12")],
+                                              body: Data("csrf=\(csrf)".utf8)).status == 403)
+            #expect(try await harness.request("POST", "/environments/acme/web/5/actions/destroy", headers: form, body: Data("csrf=\(csrf)".utf8)).status == 403)
+            #expect(try harness.environment(5)?.desiredVersion == version)
+
+            let deploy = try await harness.request("POST", "/environments/acme/web/5/actions/deploy", headers: form + [("Cookie", cookie)],
+                                                   body: Data("csrf=\(csrf)&sha=\(one)".utf8))
+            #expect(deploy.status == 303 && deploy.headers["location"] == "/environments/acme/web/5#history")
+            #expect(try await served(harness, "paged", one))
+            let events = try harness.app?.store.auditEvents(for: PullRequestKey(repo: "acme/web", number: 5), limit: 100) ?? []
+            #expect(events.contains { $0.actor == "dashboard" && $0.sha == one })
+        }
+    }
 }

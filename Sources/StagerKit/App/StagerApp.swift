@@ -23,6 +23,8 @@ public struct StagerApp: Sendable {
     let wakePath: WakePath
     /// The one place that talks to Slack.
     let slackPoster = SlackPoster()
+    /// Keys the dashboard forms' CSRF tokens.
+    let csrfSecret: String
     /// nil when no token is configured.
     public let github: GitHubClient?
 
@@ -54,6 +56,7 @@ public struct StagerApp: Sendable {
         self.store = store
         self.deps = deps
         self.wakePath = wakePath
+        csrfSecret = try store.secret(named: DashboardActions.secretName)
         self.github = github
         self.controller = Controller(config: config, seams: seams, metrics: metrics, logger: logger)
     }
@@ -82,9 +85,10 @@ public struct StagerApp: Sendable {
         SlackController(signature: config.slack.signingSecret.map(SlackSignature.init),
                         handler: SlackCommandHandler(config: config, store: store, actions: actions, poster: slackPoster, logger: deps.logger),
                         logger: deps.logger).addRoutes(to: router)
-        DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics, engineHealth: controller.engineHealth,
-                            runtime: deps.runtime, logger: deps.logger)
-            .addRoutes(to: router)
+        var dashboard = DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics,
+                                            engineHealth: controller.engineHealth, runtime: deps.runtime, logger: deps.logger)
+        dashboard.actions = DashboardActions(actions: actions, store: store, secret: csrfSecret, enabled: config.server.adminToken != nil)
+        dashboard.addRoutes(to: router)
         return router
     }
 

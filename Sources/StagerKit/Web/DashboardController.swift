@@ -11,6 +11,8 @@ public struct DashboardController: Sendable {
     let engineHealth: EngineHealth
     let runtime: any ContainerRuntime
     let logger: Logger
+    /// The environment page's buttons; nil in commands that only read.
+    var actions: DashboardActions? = nil
 
     /// Lines of the container log an environment page shows.
     static let logLines = 200
@@ -53,7 +55,7 @@ public struct DashboardController: Sendable {
             let context = DashboardPages.dashboard(all: views, filter: filter, degraded: degraded, css: self.templates.css, now: Date())
             return Self.html(self.templates.dashboard.render(emptyAsMissing: context))
         }
-        router.get("/environments/:owner/:name/:number") { _, context in
+        router.get("/environments/:owner/:name/:number") { request, context in
             guard let key = Self.key(context), let env = try self.store.environment(key) else {
                 throw HTTPError(.notFound, message: "no such environment")
             }
@@ -63,8 +65,13 @@ public struct DashboardController: Sendable {
             var context = DashboardPages.environment(view, events: events, log: log, logProblem: problem, css: self.templates.css, now: Date())
             context["build_log"] = ImageBuilder.tail(ImageBuilder.logFile(dataDir: self.config.dataDir, key: key), lines: Self.logLines,
                                                      secrets: [self.config.github.token].compactMap { $0 })
-            return Self.html(self.templates.environment.render(emptyAsMissing: context))
+            let (forms, setCookie) = try self.actions?.formContext(env, request: request) ?? ([:], nil)
+            context.merge(forms) { $1 }
+            var page = Self.html(self.templates.environment.render(emptyAsMissing: context))
+            if let setCookie { page.headers[.setCookie] = setCookie }
+            return page
         }
+        actions?.addRoutes(to: router)
     }
 
     func views() async throws -> [EnvironmentView] {

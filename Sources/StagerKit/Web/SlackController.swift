@@ -26,24 +26,12 @@ public struct SlackController: Sendable {
             logger.warning("refused a Slack command: missing, wrong or stale signature")
             throw HTTPError(.unauthorized, message: "missing, wrong or stale X-Slack-Signature")
         }
-        let form = Self.form(String(decoding: body, as: UTF8.self))
+        let form = FormBody.fields(String(decoding: body, as: UTF8.self))
         let caller = SlackCommandHandler.Caller(userID: form["user_id"] ?? "", userName: form["user_name"] ?? "",
                                                 responseURL: form["response_url"].flatMap(Self.responseURL))
         let answer = await handler.answer(SlackCommand(text: form["text"] ?? ""), from: caller)
         return Response(status: .ok, headers: [.contentType: "application/json"],
                         body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(answer))))
-    }
-
-    /// `application/x-www-form-urlencoded`: `+` is a space, then percent-decoding.
-    static func form(_ text: String) -> [String: String] {
-        var fields: [String: String] = [:]
-        for pair in text.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map {
-                String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
-            }
-            if parts.count == 2, fields[parts[0]] == nil { fields[parts[0]] = parts[1] }
-        }
-        return fields
     }
 
     /// Slack's `response_url` is https; http only to this machine (a stand-in in tests).

@@ -1,0 +1,97 @@
+import Crypto
+import Foundation
+import Hummingbird
+
+/// The environment page's buttons (with `server.admin_token_env`): Redeploy, Deploy a sha of its history,
+/// Destroy, Sleep, Wake. Each form carries a CSRF token bound to the browser's session cookie; a POST
+/// without the right one is 403 and changes nothing.
+public struct DashboardActions: Sendable {
+    let actions: EnvironmentActions
+    let store: Store
+    /// Keys the CSRF tokens: a secret kept in the store, the same for every serve on it.
+    private let secret: Data
+    let enabled: Bool
+
+    public init(actions: EnvironmentActions, store: Store, secret: String, enabled: Bool) {
+        self.actions = actions
+        self.store = store
+        self.enabled = enabled
+        self.secret = Data(secret.utf8)
+    }
+
+    static let secretName = "dashboard.csrf"
+
+    static let cookie = "stager_session"
+    static let actor = "dashboard"
+
+    /// `router`: the group behind the admin token.
+    public func addRoutes(to router: RouterGroup<some RequestContext>) {
+        router.post("/environments/:owner/:name/:number/actions/:action") { request, context in
+            guard self.enabled else { throw HTTPError(.forbidden, message: "actions need server.admin_token_env") }
+            guard let key = DashboardController.key(context),
+                  let action = context.parameters.get("action").flatMap(EnvironmentActions.Action.init) else {
+                throw HTTPError(.notFound, message: "no such action")
+            }
+            var request = request
+            let form = FormBody.fields(String(buffer: try await request.collectBody(upTo: 16 * 1024)))
+            guard let session = Self.session(in: request), ConstantTime.equal(form["csrf"] ?? "", self.token(for: session)) else {
+                throw HTTPError(.forbidden, message: "missing or wrong CSRF token: reload the environment's page and try again")
+            }
+            let sha = form["sha"].flatMap { $0.isEmpty ? nil : $0 }
+            do {
+                try await self.actions.perform(action, on: key, sha: action == .deploy ? sha : nil, actor: Self.actor)
+            } catch let failure as EnvironmentActions.Failure {
+                switch failure {
+                case .unknown: throw HTTPError(.notFound, message: failure.description)
+                case .badSha: throw HTTPError(.badRequest, message: failure.description)
+                case .refused: throw HTTPError(.conflict, message: failure.description)
+                }
+            }
+            return Response(status: .seeOther, headers: [.location: "/environments/\(key.repo)/\(key.number)#history"])
+        }
+    }
+
+    /// What the environment page needs for its forms, and the cookie to set when the browser had none.
+    func formContext(_ env: Environment, request: Request) throws -> (context: [String: Any], setCookie: String?) {
+        guard enabled else { return ([:], nil) }
+        let existing = Self.session(in: request)
+        let session = existing ?? (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined()
+        var shas: [String] = []
+        for event in try store.auditEvents(for: env.key, limit: 1000) where event.kind == AuditKind.ready.rawValue {
+            if let sha = event.sha, !shas.contains(sha) { shas.append(sha) }
+        }
+        let context: [String: Any] = [
+            "actions": true, "csrf": token(for: session), "action_path": "/environments/\(env.key.repo)/\(env.key.number)/actions",
+            "history_shas": shas.map { ["sha": $0, "short": String($0.prefix(12)), "serving": $0 == env.deployedSha] },
+            "can_sleep": env.status == .ready, "can_wake": env.status == .sleeping, "live": env.isLive,
+            "in_progress": [.queued, .building, .deploying, .removing].contains(env.status),
+        ]
+        return (context, existing == nil ? "\(Self.cookie)=\(session); Path=/; HttpOnly; SameSite=Strict" : nil)
+    }
+
+    func token(for session: String) -> String {
+        HMAC<SHA256>.authenticationCode(for: Data("csrf:\(session)".utf8), using: SymmetricKey(data: secret)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func session(in request: Request) -> String? {
+        for part in (request.headers[.cookie] ?? "").split(separator: ";") {
+            let pair = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+            if pair.count == 2, pair[0] == cookie, pair[1].allSatisfy(\.isHexDigit), !pair[1].isEmpty { return String(pair[1]) }
+        }
+        return nil
+    }
+}
+
+/// `application/x-www-form-urlencoded`: `+` is a space, then percent-decoding; the first of a repeated name wins.
+enum FormBody {
+    static func fields(_ text: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map {
+                String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+            }
+            if parts.count == 2, fields[parts[0]] == nil { fields[parts[0]] = parts[1] }
+        }
+        return fields
+    }
+}
