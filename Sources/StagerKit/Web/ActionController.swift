@@ -25,11 +25,7 @@ public struct ActionController: Sendable {
                 let env = try await self.actions.perform(action, on: PullRequestKey(repo: "\(owner)/\(name)", number: number), sha: sha, actor: Self.actor)
                 return try Self.accepted(env)
             } catch let failure as EnvironmentActions.Failure {
-                switch failure {
-                case .unknown: throw HTTPError(.notFound, message: failure.description)
-                case .badSha: throw HTTPError(.badRequest, message: failure.description)
-                case .refused: throw HTTPError(.conflict, message: failure.description)
-                }
+                throw failure.httpError
             }
         }
     }
@@ -51,5 +47,16 @@ public struct ActionController: Sendable {
         struct Answer: Encodable { var status: String; var sha: String }
         let data = try JSONEncoder().encode(Answer(status: env.status.rawValue, sha: env.desiredSha))
         return Response(status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+extension EnvironmentActions.Failure {
+    /// 404 for an unknown environment, 400 for a sha it never had, 409 for a PR GitHub says is closed.
+    var httpError: HTTPError {
+        switch self {
+        case .unknown: return HTTPError(.notFound, message: description)
+        case .badSha: return HTTPError(.badRequest, message: description)
+        case .refused: return HTTPError(.conflict, message: description)
+        }
     }
 }

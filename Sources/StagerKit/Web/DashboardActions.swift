@@ -41,11 +41,7 @@ public struct DashboardActions: Sendable {
             do {
                 try await self.actions.perform(action, on: key, sha: action == .deploy ? sha : nil, actor: Self.actor)
             } catch let failure as EnvironmentActions.Failure {
-                switch failure {
-                case .unknown: throw HTTPError(.notFound, message: failure.description)
-                case .badSha: throw HTTPError(.badRequest, message: failure.description)
-                case .refused: throw HTTPError(.conflict, message: failure.description)
-                }
+                throw failure.httpError
             }
             return Response(status: .seeOther, headers: [.location: "/environments/\(key.repo)/\(key.number)#history"])
         }
