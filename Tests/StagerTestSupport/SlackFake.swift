@@ -4,7 +4,7 @@ import StagerKit
 
 /// Slack's side, in process: incoming webhooks (`/hooks/NAME`) and slash commands' `response_url`s
 /// (`/respond/ID`), answering as Slack does — a JSON body with a non-empty `text` is `200 ok`, anything else
-/// `400 no_text` — and recording what it took. It can fail the next posts with a status, or hang.
+/// `400 no_text` — and recording what it took. It can fail the next posts with a status, or hold them.
 public actor SlackFake {
     public struct Post: Sendable, Equatable {
         public var path: String
@@ -16,15 +16,18 @@ public actor SlackFake {
     /// Every POST that reached it, answered or not.
     public private(set) var attempts = 0
     private var failures: [Int] = []
-    private var hang: Duration?
+    /// While set, every post is held unanswered; released, the held ones are answered 503 (Slack was down).
+    private var holding = false
 
     public init() {}
 
     /// The next `count` posts are answered `status` and not recorded.
     public func fail(_ count: Int, status: Int = 500) { failures += Array(repeating: status, count: count) }
 
-    /// Each post waits this long before it is answered (nil: answer at once).
-    public func hang(for duration: Duration?) { hang = duration }
+    /// Holds every post unanswered until `release`: a Slack that hangs.
+    public func hold() { holding = true }
+
+    public func release() { holding = false }
 
     public func posts(to path: String) -> [Post] { posts.filter { $0.path == path } }
 
@@ -45,7 +48,10 @@ public actor SlackFake {
         var request = request
         let body = try await request.collectBody(upTo: 1024 * 1024)
         attempts += 1
-        if let hang { try await Task.sleep(for: hang) }
+        if holding {
+            while holding { try await Task.sleep(for: .milliseconds(50)) }
+            return Self.answer(.serviceUnavailable, "internal_error")
+        }
         if !failures.isEmpty {
             return Self.answer(HTTPResponse.Status(code: failures.removeFirst()), "internal_error")
         }
