@@ -17,11 +17,12 @@ struct ChatOpsTests {
     """
 
     /// A harness with the admin token and Slack configured, serve started once the stand-in runs.
-    func withSlack(_ name: String, _ body: (E2EHarness, SlackFake, URL) async throws -> Void) async throws {
+    func withSlack(_ name: String, extraRepos: String = "", _ body: (E2EHarness, SlackFake, URL) async throws -> Void) async throws {
         let slack = SlackFake()
         let (url, server) = try await slack.start()
         let outcome = await Result {
-            try await E2EHarness.run(name: name, extraConfig: Self.config, extraServer: "  admin_token_env: E2E_ADMIN_TOKEN", start: false) { harness in
+            try await E2EHarness.run(name: name, extraRepos: extraRepos, extraConfig: Self.config, extraServer: "  admin_token_env: E2E_ADMIN_TOKEN",
+                                     start: false) { harness in
                 harness.extraEnvironment = ["E2E_SLACK_WEBHOOK": url.appendingPathComponent("hooks/team").absoluteString]
                 try await harness.start()
                 try await body(harness, slack, url)
@@ -121,6 +122,17 @@ struct ChatOpsTests {
             #expect(refused.response_type == "ephemeral" && refused.text.contains("not in `slack.allowed_users`"))
             #expect(try harness.environment(2)?.desiredVersion == version)
             #expect(try harness.environment(2)?.status == .ready)
+
+            // An allowed user puts it to sleep, wakes it and destroys it; the channel sees each.
+            let slept = try answer(try await slash(harness, "sleep acme/web#2"))
+            #expect(slept.response_type == "in_channel" && slept.text.contains("asked to sleep acme/web#2"), "\(slept.text)")
+            #expect(try await harness.waitUntil { try harness.environment(2)?.status == .sleeping })
+            #expect(try answer(try await slash(harness, "wake acme/web#2")).text.contains("asked to wake"))
+            #expect(try await harness.waitUntil { try harness.environment(2)?.status == .ready })
+            #expect(try answer(try await slash(harness, "destroy acme/web#2")).text.contains("asked to destroy"))
+            #expect(try await harness.waitUntil { try harness.environment(2)?.status == .removed })
+            let gone = try answer(try await slash(harness, "deploy acme/web#2 \(sha.prefix(8))"))
+            #expect(gone.response_type == "ephemeral" && gone.text.hasPrefix("Nothing changed"), "\(gone.text)")
         }
     }
 
@@ -149,7 +161,8 @@ struct ChatOpsTests {
     }
 
     @Test func notificationsAreSentOnceRetriedThroughTwo500sAndNeverHoldADeploy() async throws {
-        try await withSlack("slack-notify") { harness, slack, _ in
+        let broken = "  acme/broken:\n    image: \"stager/no-such-image:none\"\n    port: 8080\n"
+        try await withSlack("slack-notify", extraRepos: broken) { harness, slack, _ in
             await slack.fail(2)
             let sha = Fixtures.sha("notify")
             try await harness.send("opened", number: 4, branch: "noticed", sha: sha)
@@ -173,6 +186,13 @@ struct ChatOpsTests {
             #expect(try await harness.waitUntil(timeout: .seconds(30)) { await slack.posts(to: "/hooks/team").contains { $0.text.contains("was removed") } })
             try await Task.sleep(for: .seconds(1))
             #expect(await slack.posts(to: "/hooks/team").count == 3, "one post per event, never twice")
+
+            // A failed deploy says why, with a link to the environment's page.
+            try await harness.send("opened", number: 5, branch: "broken", sha: Fixtures.sha("broken"), repo: "acme/broken")
+            #expect(try await harness.waitUntil(timeout: .seconds(30)) { await slack.posts(to: "/hooks/team").contains { $0.text.contains("acme/broken#5 failed") } })
+            let failed = try #require(await slack.posts(to: "/hooks/team").first { $0.text.contains("acme/broken#5 failed") })
+            #expect(failed.text.contains("docker could not start the container") && failed.text.contains("/environments/acme/broken/5|history and logs>"),
+                    "\(failed.text)")
         }
     }
 
