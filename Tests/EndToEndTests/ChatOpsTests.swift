@@ -167,7 +167,7 @@ struct ChatOpsTests {
             let sha = Fixtures.sha("notify")
             try await harness.send("opened", number: 4, branch: "noticed", sha: sha)
             #expect(try await harness.waitSettled(4, status: .ready))
-            #expect(try await harness.waitUntil(timeout: .seconds(20)) { await slack.posts(to: "/hooks/team").count == 1 })
+            #expect(try await harness.waitUntil(timeout: .seconds(60)) { await slack.posts(to: "/hooks/team").count == 1 })
             let ready = try #require(await slack.posts(to: "/hooks/team").first)
             #expect(ready.text.contains("acme/web#4") && ready.text.contains("is ready"), "\(ready.text)")
             #expect(await slack.attempts == 3)
@@ -180,16 +180,16 @@ struct ChatOpsTests {
             #expect(try await harness.waitSettled(4, status: .ready))
             #expect(await slack.posts(to: "/hooks/team").count == 1, "the deploy did not wait for Slack")
             await slack.release()
-            #expect(try await harness.waitUntil(timeout: .seconds(40)) { await slack.posts(to: "/hooks/team").count == 2 })
+            #expect(try await harness.waitUntil(timeout: .seconds(60)) { await slack.posts(to: "/hooks/team").count == 2 })
 
             try await harness.send("closed", number: 4, branch: "noticed", sha: Fixtures.sha("notify-2"), updatedAt: "2026-11-24T11:00:00Z")
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) { await slack.posts(to: "/hooks/team").contains { $0.text.contains("was removed") } })
+            #expect(try await harness.waitUntil(timeout: .seconds(60)) { await slack.posts(to: "/hooks/team").contains { $0.text.contains("was removed") } })
             try await Task.sleep(for: .seconds(1))
             #expect(await slack.posts(to: "/hooks/team").count == 3, "one post per event, never twice")
 
             // A failed deploy says why, with a link to the environment's page.
             try await harness.send("opened", number: 5, branch: "broken", sha: Fixtures.sha("broken"), repo: "acme/broken")
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) { await slack.posts(to: "/hooks/team").contains { $0.text.contains("acme/broken#5 failed") } })
+            #expect(try await harness.waitUntil(timeout: .seconds(60)) { await slack.posts(to: "/hooks/team").contains { $0.text.contains("acme/broken#5 failed") } })
             let failed = try #require(await slack.posts(to: "/hooks/team").first { $0.text.contains("acme/broken#5 failed") })
             #expect(failed.text.contains("docker could not start the container") && failed.text.contains("/environments/acme/broken/5|history and logs>"),
                     "\(failed.text)")

@@ -29,9 +29,9 @@ struct SleepTests {
             try await harness.send("opened", number: 1, branch: "idle", sha: sha, repo: "acme/idle")
             #expect(try await harness.waitSettled(1, repo: "acme/idle", status: .ready))
             let comment = await harness.github.comments(on: "acme/idle", issue: 1).first?.body
-            #expect(try await waitStatus(harness, 1, repo: "acme/idle", .sleeping, timeout: .seconds(15)))
+            #expect(try await waitStatus(harness, 1, repo: "acme/idle", .sleeping, timeout: .seconds(60)))
             // Stopped, not removed; the vhost stays and routes to the wake path.
-            #expect(try await harness.waitUntil(timeout: .seconds(10)) { try await running(harness, 1).values.allSatisfy { !$0 } })
+            #expect(try await harness.waitUntil(timeout: .seconds(60)) { try await running(harness, 1).values.allSatisfy { !$0 } })
             #expect(try await running(harness, 1).count == 1)
             #expect(harness.vhosts() == ["idle.conf"])
             // The reconciler (every second here) neither starts nor removes it.
@@ -48,11 +48,11 @@ struct SleepTests {
             #expect(answer.status == 200)
             #expect(answer.body.contains("sha=\(sha)"), "\(answer.body)")
             // The held request was answered as soon as the app answered; nginx is told meanwhile.
-            #expect(try await waitStatus(harness, 1, repo: "acme/idle", .ready, timeout: .seconds(10)))
+            #expect(try await waitStatus(harness, 1, repo: "acme/idle", .ready, timeout: .seconds(60)))
             #expect(try await running(harness, 1).values.allSatisfy { $0 })
             #expect(try await harness.requestThroughNginx("GET", slug: "idle").headers["x-stager-asleep"] == nil)
             #expect(try await metric(harness, "stager_wakes_total", ["outcome": "awake"]) == 1)
-            #expect(try await harness.waitUntil(timeout: .seconds(3)) { try harness.environment(1, repo: "acme/idle")?.lastRequestAt != nil })
+            #expect(try await harness.waitUntil(timeout: .seconds(30)) { try harness.environment(1, repo: "acme/idle")?.lastRequestAt != nil })
             #expect(try await harness.get("/").body.contains(" ago</td>"))
             // No noise on the PR: its comment is as the deploy left it.
             #expect(await harness.github.comments(on: "acme/idle", issue: 1).first?.body == comment)
@@ -101,19 +101,19 @@ struct SleepTests {
     }
 
     @Test func steadyRequestsKeepAnEnvironmentAwake() async throws {
-        try await E2EHarness.run(name: "sleep-steady", extraRepos: E2EHarness.servingRepo("acme/busy", "sleep_after: 3s")) { harness in
+        try await E2EHarness.run(name: "sleep-steady", extraRepos: E2EHarness.servingRepo("acme/busy", "sleep_after: 6s")) { harness in
             try await harness.send("opened", number: 3, branch: "busy", sha: Fixtures.sha("busy"), repo: "acme/busy")
             #expect(try await harness.waitSettled(3, repo: "acme/busy", status: .ready))
             let clock = ContinuousClock()
-            let until = clock.now + .seconds(7)
+            let until = clock.now + .seconds(10)  // well past sleep_after
             while clock.now < until {
-                #expect(await harness.throughNginx(slug: "busy")?.status == 200)
+                #expect(try await harness.requestThroughNginx("GET", slug: "busy").status == 200)
                 #expect(try harness.environment(3, repo: "acme/busy")?.status == .ready)
                 try await Task.sleep(for: .milliseconds(500))
             }
             #expect(try await running(harness, 3).values.allSatisfy { $0 })
             // Left alone, it sleeps.
-            #expect(try await waitStatus(harness, 3, repo: "acme/busy", .sleeping, timeout: .seconds(15)))
+            #expect(try await waitStatus(harness, 3, repo: "acme/busy", .sleeping, timeout: .seconds(60)))
         }
     }
 
@@ -122,11 +122,11 @@ struct SleepTests {
             try await harness.send("opened", number: 4, branch: "first", sha: Fixtures.sha("first"))
             #expect(try await harness.waitSettled(4, status: .ready))
             try await harness.send("opened", number: 5, branch: "second", sha: Fixtures.sha("second"))
-            #expect(try await waitStatus(harness, 4, .sleeping, timeout: .seconds(20)))
+            #expect(try await waitStatus(harness, 4, .sleeping, timeout: .seconds(60)))
             #expect(try harness.environment(5)?.status == .ready)
             // Waking the first makes the second the least recently used.
             #expect(try await harness.requestThroughNginx("GET", slug: "first").body.contains("sha=\(Fixtures.sha("first"))"))
-            #expect(try await waitStatus(harness, 5, .sleeping, timeout: .seconds(20)))
+            #expect(try await waitStatus(harness, 5, .sleeping, timeout: .seconds(60)))
             #expect(try await waitStatus(harness, 4, .ready))
         }
     }
