@@ -56,19 +56,26 @@ struct ChatOpsTests {
         try await harness.waitUntil { await harness.throughNginx(slug: slug)?.body.contains("sha=\(sha)") == true }
     }
 
+    /// A PR deployed at one sha, then pushed to a second, served and ready: two shas in its history. GitHub
+    /// knows it at the second (a deploy by hand reads the PR, which must be open).
+    func deployedTwice(_ harness: E2EHarness, _ number: Int, branch: String) async throws -> (one: String, two: String) {
+        let (one, two) = (Fixtures.sha("\(branch)-one"), Fixtures.sha("\(branch)-two"))
+        await harness.github.setPull(number: number, branch: branch, sha: two, updatedAt: "2026-11-24T10:00:00Z")
+        try await harness.send("opened", number: number, branch: branch, sha: one)
+        #expect(try await harness.waitSettled(number, status: .ready))
+        try await harness.send("synchronize", number: number, branch: branch, sha: two, updatedAt: "2026-11-24T10:00:00Z")
+        #expect(try await served(harness, branch, two))
+        #expect(try await harness.waitSettled(number, status: .ready))
+        return (one, two)
+    }
+
     func answer(_ reply: ProbeAnswer) throws -> SlackMessage {
         try JSONDecoder().decode(SlackMessage.self, from: Data(reply.body.utf8))
     }
 
     @Test func theAPIDeploysAnEarlierShaSleepsWakesDestroysAndRefusesWhatItShould() async throws {
         try await withSlack("api-actions") { harness, _, _ in
-            let (one, two) = (Fixtures.sha("api-one"), Fixtures.sha("api-two"))
-            // GitHub knows the PR: a deploy by hand reads it (it must be open).
-            await harness.github.setPull(number: 1, branch: "api", sha: two, updatedAt: "2026-11-24T10:00:00Z")
-            try await harness.send("opened", number: 1, branch: "api", sha: one)
-            #expect(try await harness.waitSettled(1, status: .ready))
-            try await harness.send("synchronize", number: 1, branch: "api", sha: two, updatedAt: "2026-11-24T10:00:00Z")
-            #expect(try await served(harness, "api", two))
+            let (one, two) = try await deployedTwice(harness, 1, branch: "api")
 
             #expect(try await api(harness, "deploy", 1, body: #"{"sha": "\#(one)"}"#, token: nil).status == 401)
             #expect(try await api(harness, "deploy", 1, body: #"{"sha": "\#(one)"}"#, token: "wrong").status == 401)
@@ -138,13 +145,7 @@ struct ChatOpsTests {
 
     @Test func rollbackThroughSlackServesThePreviousShaAndReportsToTheResponseURL() async throws {
         try await withSlack("slack-rollback") { harness, slack, slackURL in
-            let (one, two) = (Fixtures.sha("roll-one"), Fixtures.sha("roll-two"))
-            await harness.github.setPull(number: 3, branch: "rolled", sha: two, updatedAt: "2026-11-24T10:00:00Z")
-            try await harness.send("opened", number: 3, branch: "rolled", sha: one)
-            #expect(try await harness.waitSettled(3, status: .ready))
-            try await harness.send("synchronize", number: 3, branch: "rolled", sha: two, updatedAt: "2026-11-24T10:00:00Z")
-            #expect(try await served(harness, "rolled", two))
-            #expect(try await harness.waitSettled(3, status: .ready))
+            let (one, two) = try await deployedTwice(harness, 3, branch: "rolled")
 
             let respond = slackURL.appendingPathComponent("respond/r1").absoluteString
             let reply = try answer(try await slash(harness, "rollback acme/web#3", responseURL: respond))
@@ -198,13 +199,7 @@ struct ChatOpsTests {
 
     @Test func theEnvironmentPagesFormsDeployAnEarlierShaAndAForgedPostIsRefused() async throws {
         try await withSlack("dashboard-actions") { harness, _, _ in
-            let (one, two) = (Fixtures.sha("page-one"), Fixtures.sha("page-two"))
-            await harness.github.setPull(number: 5, branch: "paged", sha: two, updatedAt: "2026-11-24T10:00:00Z")
-            try await harness.send("opened", number: 5, branch: "paged", sha: one)
-            #expect(try await harness.waitSettled(5, status: .ready))
-            try await harness.send("synchronize", number: 5, branch: "paged", sha: two, updatedAt: "2026-11-24T10:00:00Z")
-            #expect(try await served(harness, "paged", two))
-            #expect(try await harness.waitSettled(5, status: .ready))
+            let (one, two) = try await deployedTwice(harness, 5, branch: "paged")
 
             let auth = ("Authorization", "Bearer \(E2EHarness.adminToken)")
             let page = try await harness.request("GET", "/environments/acme/web/5", headers: [auth])
@@ -234,13 +229,7 @@ struct ChatOpsTests {
     /// The same, as a person does it: headless Chromium opens the page, picks the earlier sha and clicks.
     @Test(.enabled(if: Chromium.path != nil)) func clickingDeployOnAnEarlierShaInChromiumServesIt() async throws {
         try await withSlack("dashboard-click") { harness, _, _ in
-            let (one, two) = (Fixtures.sha("click-one"), Fixtures.sha("click-two"))
-            await harness.github.setPull(number: 6, branch: "clicked", sha: two, updatedAt: "2026-11-24T10:00:00Z")
-            try await harness.send("opened", number: 6, branch: "clicked", sha: one)
-            #expect(try await harness.waitSettled(6, status: .ready))
-            try await harness.send("synchronize", number: 6, branch: "clicked", sha: two, updatedAt: "2026-11-24T10:00:00Z")
-            #expect(try await served(harness, "clicked", two))
-            #expect(try await harness.waitSettled(6, status: .ready))
+            let (one, two) = try await deployedTwice(harness, 6, branch: "clicked")
 
             let click = "document.querySelector('select[name=sha]').value = '\(one)'; document.querySelector('button[name=deploy-sha]').click(); true"
             let browser = try await SubprocessRunner().run(Command("timeout", [

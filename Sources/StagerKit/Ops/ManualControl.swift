@@ -22,7 +22,7 @@ public struct ManualControl: Sendable {
         self.actor = actor
     }
 
-    public static let operatorName = "operator (stager deploy)"
+    public static let operatorName = "operator (command line)"
 
     /// The same control, recording `actor` as who asked.
     public func acting(as actor: String) -> ManualControl {
