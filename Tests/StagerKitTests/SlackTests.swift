@@ -1,5 +1,6 @@
 import Foundation
 import StagerKit
+import StagerTestSupport
 import Testing
 
 @Suite("Slack: signatures, commands, formatting")
@@ -57,5 +58,28 @@ struct SlackTests {
         #expect(SlackText.link("http://a.example/x?a=1&b=2", "fix|<b>") == "<http://a.example/x?a=1&amp;b=2|fix¦&lt;b&gt;>")
         #expect(SlackText.code("a`b<c>") == "`a'b&lt;c&gt;`")
         #expect(SlackCommand(text: "destroy acme/web#1").changes && !SlackCommand(text: "ls").changes)
+    }
+
+    /// The outbox keeps one notice per event, offers it until it is sent or given up, waits out a retry's
+    /// delay, and forgets old ones.
+    @Test func theOutboxSendsEachEventOnce() async throws {
+        let store = try Store(path: try TestConfig.temporaryDirectory("outbox").appendingPathComponent("stager.sqlite"))
+        let now = Date()
+        let ready = Notice(eventKey: "acme/web#1 ready abc v1", repo: "acme/web", text: "ready")
+        try await store.enqueue(ready, at: now)
+        try await store.enqueue(ready, at: now)
+        try await store.enqueue(Notice(eventKey: "acme/web#1 removed v2", repo: "acme/web", text: "removed"), at: now)
+        let due = try await store.dueNotifications(now: now)
+        #expect(due.map(\.notice.text) == ["ready", "removed"])
+        let first = try #require(due.first)
+        try await store.notificationAttempted(first.id, sentAt: nil, retryAt: now.addingTimeInterval(2), failure: nil)
+        #expect(try await store.dueNotifications(now: now).map(\.notice.text) == ["removed"])
+        let retried = try #require(try await store.dueNotifications(now: now.addingTimeInterval(3)).first)
+        #expect(retried.notice == ready && retried.attempts == 1)
+        try await store.notificationAttempted(retried.id, sentAt: now, retryAt: nil, failure: nil)
+        #expect(try await store.dueNotifications(now: now.addingTimeInterval(3)).map(\.notice.text) == ["removed"])
+        // Pruning forgets what was sent, never what still waits.
+        try await store.pruneNotifications(before: now.addingTimeInterval(1))
+        #expect(try await store.dueNotifications(now: now.addingTimeInterval(3)).map(\.notice.text) == ["removed"])
     }
 }

@@ -12,6 +12,9 @@ public final class SlackNotifier: Service, Sendable {
     private let logger: Logger
 
     static let pollEvery: Duration = .milliseconds(250)
+    /// Notices sent or given up are kept this long (for a look at what went out), then forgotten.
+    static let keepFor: TimeInterval = 7 * 86400
+    static let pruneEvery: Duration = .seconds(3600)
     static let maxAttempts = 8
     static let backoff = Backoff(first: .seconds(1), longest: .seconds(60))
 
@@ -29,8 +32,13 @@ public final class SlackNotifier: Service, Sendable {
             return
         }
         try await cancelWhenGracefulShutdown {
+            var pruned = ContinuousClock.now - Self.pruneEvery
             while !Task.isCancelled {
                 do {
+                    if ContinuousClock.now - pruned >= Self.pruneEvery {
+                        try await self.store.pruneNotifications(before: Date().addingTimeInterval(-Self.keepFor))
+                        pruned = ContinuousClock.now
+                    }
                     for pending in try await self.store.dueNotifications() { try await self.send(pending) }
                 } catch is CancellationError {
                     return

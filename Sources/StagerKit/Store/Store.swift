@@ -362,6 +362,13 @@ public final class Store: Sendable {
         }
     }
 
+    /// Forgets notices sent or given up before `date`: the store keeps a week of them, not every one ever.
+    public func pruneNotifications(before date: Date) async throws {
+        try await db.write { db in
+            try db.execute(sql: "DELETE FROM notification WHERE (sentAt IS NOT NULL OR failure IS NOT NULL) AND createdAt < ?", arguments: [date])
+        }
+    }
+
     /// Sent; or, with `retryAt`, to be tried again then; or given up, with why.
     public func notificationAttempted(_ id: Int64, sentAt: Date?, retryAt: Date?, failure: String?) async throws {
         try await db.write { db in
