@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import StagerKit
+@testable import StagerKit
 import StagerTestSupport
 import Testing
 
@@ -50,6 +50,36 @@ struct NginxBatchTests {
         }
         #expect((reloads + 1...reloads + 2).contains(await door.reloadCount))
         #expect(await door.inventory().managed.isEmpty)
+    }
+
+    /// A sleeping vhost names serve's address; one written for another address (server.listen changed)
+    /// does not count as asleep, so the planner routes it to the wake path again.
+    @Test func aSleepingVhostOfAnotherServeAddressIsWrittenAgain() async throws {
+        let dir = try TestConfig.temporaryDirectory("wake-address")
+        let config = try TestConfig.load("nginx:\n  sites_dir: sites\n", in: dir)
+        let template = try Templates.load().vhost
+        func door(_ address: String) -> NginxFrontDoor {
+            NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: address, token: "t", holdFor: .seconds(60)), template: template,
+                           runner: Self.nginx(sites: config.nginx.sitesDir), logger: Logger(label: "t"))
+        }
+        var route = Self.route("sleepy", container: "c1")
+        route.asleep = true
+        try await door("127.0.0.1:8080").apply(route)
+        #expect(await door("127.0.0.1:8080").routed(slug: "sleepy")?.asleep == true)
+        let elsewhere = await door("127.0.0.1:9090").routed(slug: "sleepy")
+        #expect(elsewhere?.container == "c1" && elsewhere?.port == route.upstreamPort && elsewhere?.asleep == false)
+        let text = try String(contentsOf: config.nginx.sitesDir.appendingPathComponent("sleepy.conf"), encoding: .utf8)
+        #expect(text.contains("proxy_pass http://127.0.0.1:8080/_stager/wake/sleepy;") && text.contains("internal;"))
+        let observed = Observation(of: Self.sleepingEnvironment, containers: [Self.stopped], routed: await door("127.0.0.1:9090").routed(slug: "sleepy"))
+        #expect(Planner.plan(desired: .asleep(sha: Self.stopped.sha), observed: observed) == [.routeToWake(Self.stopped)])
+    }
+
+    static let stopped = ContainerInfo(id: "id-c1", name: "c1", repo: "acme/web", number: 1, sha: "sha1", slug: "sleepy", running: false, hostPort: 40001)
+    static var sleepingEnvironment: StagerKit.Environment {
+        StagerKit.Environment(repo: "acme/web", number: 1, slug: "sleepy", branch: "b", title: "", author: "", headRepo: "acme/web",
+                    desired: .present, desiredSha: "sha1", desiredVersion: 2, appliedVersion: 2, sourceUpdatedAt: "", status: .sleeping,
+                    commentPending: false, createdAt: Date(), updatedAt: Date(), lastActivityAt: nil, admitted: true, waitingSince: nil,
+                    approvedSha: nil, approvedBy: nil, labelSha: nil, labelSender: nil)
     }
 
     /// The activity file is written once and reloaded; an nginx that refuses it gets it removed, is not asked

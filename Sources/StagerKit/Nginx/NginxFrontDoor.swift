@@ -110,7 +110,10 @@ public actor NginxFrontDoor: FrontDoor {
     public func routed(slug: String) -> RoutedUpstream? {
         guard let text = try? String(contentsOf: file(slug), encoding: .utf8), let marker = Self.marker(in: text),  // no readable vhost file: nothing routed
               let container = marker["container"] else { return nil }
-        return RoutedUpstream(container: container, port: marker["port"].flatMap(Int.init), asleep: marker["asleep"] == "1")
+        // A sleeping vhost that names another serve address (server.listen changed) routes nowhere useful: it
+        // reads as not asleep, so the planner writes it again.
+        return RoutedUpstream(container: container, port: marker["port"].flatMap(Int.init),
+                              asleep: marker["asleep"] == "1" && marker["wake"] == wakePath.address)
     }
 
     /// Slugs of the vhost files Stager wrote, and names of the other files it leaves alone.
@@ -199,7 +202,7 @@ public actor NginxFrontDoor: FrontDoor {
             "wake_read_timeout": "\(Int(wakePath.holdFor.seconds.rounded(.up)) + 5)s",
         ]
         let marker = "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha)"
-            + (route.asleep ? " asleep=1" : "") + "\n"
+            + (route.asleep ? " asleep=1 wake=\(wakePath.address)" : "") + "\n"
         return marker + template.render(context)
     }
 
