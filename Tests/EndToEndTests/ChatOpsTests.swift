@@ -194,6 +194,15 @@ struct ChatOpsTests {
             let failed = try #require(await slack.posts(to: "/hooks/team").first { $0.text.contains("acme/broken#5 failed") })
             #expect(failed.text.contains("docker could not start the container") && failed.text.contains("/environments/acme/broken/5|history and logs>"),
                     "\(failed.text)")
+
+            // A 4xx other than 429 will not get better: given up after one attempt, never retried.
+            await slack.fail(1, status: 404)
+            let attemptsBefore = await slack.attempts
+            try await harness.send("closed", number: 5, branch: "broken", sha: Fixtures.sha("broken"), updatedAt: "2026-11-24T11:00:00Z", repo: "acme/broken")
+            #expect(try await harness.waitUntil(timeout: .seconds(60)) { await slack.attempts == attemptsBefore + 1 })
+            try await Task.sleep(for: .seconds(3))  // longer than the first retry's delay: none comes
+            #expect(await slack.attempts == attemptsBefore + 1)
+            #expect(await !slack.posts(to: "/hooks/team").contains { $0.text.contains("acme/broken#5 was removed") })
         }
     }
 

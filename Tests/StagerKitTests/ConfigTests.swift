@@ -1,5 +1,5 @@
 import Foundation
-import StagerKit
+@testable import StagerKit
 import StagerTestSupport
 import Testing
 
@@ -185,5 +185,44 @@ struct ConfigTests {
     @Test(arguments: [("250ms", Duration.milliseconds(250)), ("60s", .seconds(60)), ("5m", .seconds(300)), ("72h", .seconds(259_200))])
     func durations(text: String, duration: Duration) {
         #expect(DurationParser.parse(text) == duration)
+    }
+}
+
+@Suite("Configuration: sleep and Slack")
+struct SleepAndSlackConfigTests {
+    /// `stager check` renders the vhost template as serve does: a custom one without the wake path fails.
+    @Test func checkFindsACustomTemplateWithoutTheWakePath() async throws {
+        let dir = try TestConfig.temporaryDirectory("wake-template")
+        let templates = dir.appendingPathComponent("templates")
+        try FileManager.default.createDirectory(at: templates, withIntermediateDirectories: true)
+        try "server { listen {{listen}}; server_name {{host}}; location / { proxy_pass http://127.0.0.1:{{upstream_port}}; } }\n"
+            .write(to: templates.appendingPathComponent("vhost.conf.mustache"), atomically: true, encoding: .utf8)
+        let sleepy = "repos:\n  acme/web: {image: \"x\", sleep_after: 10m}\n"
+        let custom = try TestConfig.load(sleepy + "templates_dir: templates\n", in: dir)
+        let refused = await Preflight(config: custom, runner: SubprocessRunner()).wakePathInTemplate()
+        #expect(refused.map(\.passed) == [false] && refused.first?.detail.contains("{{#asleep}}") == true)
+        let builtIn = try TestConfig.load(sleepy, in: dir)
+        #expect(await Preflight(config: builtIn, runner: SubprocessRunner()).wakePathInTemplate().map(\.passed) == [true])
+        let awake = try TestConfig.load("repos:\n  acme/web: {image: \"x\"}\n", in: dir)
+        #expect(await Preflight(config: awake, runner: SubprocessRunner()).wakePathInTemplate().isEmpty)
+    }
+
+    /// A repository's own Slack channel takes its notices; the others go to the global one.
+    @Test func aRepositorysOwnWebhookComesFirst() throws {
+        let config = try TestConfig.load("""
+        slack: {webhook_url_env: GLOBAL_HOOK}
+        repos:
+          acme/web: {image: "x", slack_webhook_url_env: TEAM_HOOK}
+          acme/api: {image: "y"}
+        """, in: try TestConfig.temporaryDirectory("slack-hooks"),
+        environment: ["GLOBAL_HOOK": "https://hooks.slack.com/services/T/B/global", "TEAM_HOOK": "https://hooks.slack.com/services/T/B/team"])
+        #expect(config.slackWebhook(for: "acme/web")?.lastPathComponent == "team")
+        #expect(config.slackWebhook(for: "acme/api")?.lastPathComponent == "global")
+        #expect(config.notifiesSlack)
+        // Plain http only to this machine: a webhook URL is a secret, never sent in the clear.
+        #expect(throws: ConfigError.self) {
+            try TestConfig.load("slack: {webhook_url_env: HTTP_HOOK}\n", in: try TestConfig.temporaryDirectory("slack-http"),
+                                environment: ["HTTP_HOOK": "http://hooks.example.com/x"])
+        }
     }
 }

@@ -38,19 +38,22 @@ public struct Preflight: Sendable {
             results.append(Result(name: "nginx", passed: false, detail: "`\(config.nginx.testCommand.joined(separator: " "))` fails: \(message); fix nginx.test_command or nginx's configuration"))
         }
         results += await sitesIncluded()
-        results += wakePathInTemplate()
+        results += await wakePathInTemplate()
         results += await github()
         return results
     }
 
     /// With sleep configured, the vhost template (a custom one too) must route a sleeping environment to
-    /// the wake path and take the request back, or a sleeping URL answers 502.
-    private func wakePathInTemplate() -> [Result] {
+    /// the wake path and take the request back, or a sleeping URL answers 502. Rendered as serve renders it.
+    func wakePathInTemplate() async -> [Result] {
         guard config.sleeps else { return [] }
         let name = "wake path"
         do {
-            let rendered = try Templates.load(overrideDir: config.templatesDir).vhost
-                .render(["asleep": true, "wake_url": "http://serve\(WakePath.route)/check", "upstream_port": 1] as [String: Any])
+            let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:1", token: "check", holdFor: config.wakeTimeout),
+                                      template: try Templates.load(overrideDir: config.templatesDir).vhost, runner: runner,
+                                      logger: Logger(label: "stager-check"))
+            let rendered = await door.render(Route(key: PullRequestKey(repo: "check/check", number: 1), slug: "check", hostName: "check.invalid",
+                                                   upstreamPort: 1, containerName: "check", sha: "check", asleep: true))
             // The wake path, and the internal location a held request is handed back to (its regex escapes the dot).
             guard rendered.contains(WakePath.route), rendered.contains("stager-upstream/") else {
                 return [Result(name: name, passed: false, detail: "the vhost template has no {{#asleep}} part sending requests to the wake path; copy it from the built-in vhost.conf.mustache")]

@@ -87,7 +87,7 @@ public struct StagerApp: Sendable {
                         logger: deps.logger).addRoutes(to: router)
         var dashboard = DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics,
                                             engineHealth: controller.engineHealth, runtime: deps.runtime, logger: deps.logger)
-        dashboard.actions = DashboardActions(actions: actions, store: store, secret: csrfSecret, enabled: config.server.adminToken != nil)
+        dashboard.actions = DashboardActions(actions: actions, secret: csrfSecret, enabled: config.server.adminToken != nil)
         dashboard.addRoutes(to: router)
         return router
     }

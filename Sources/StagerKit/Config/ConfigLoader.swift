@@ -246,7 +246,7 @@ struct Validator {
     /// An incoming-webhook URL from the named variable: https (http only to this machine, for a stand-in).
     func webhookURL(env name: String, key: String) throws -> URL {
         guard let text = environment[name], !text.isEmpty else { throw fail(key, "the variable \(name) is not set") }
-        guard let url = URL(string: text), let host = url.host, url.scheme == "https" || (url.scheme == "http" && ["127.0.0.1", "localhost", "::1"].contains(host)) else {
+        guard let url = URL(string: text), url.isSlackPostable else {
             throw fail(key, "\(name) must hold an https URL (Slack's incoming webhook)")
         }
         return url

@@ -130,7 +130,7 @@ public struct Announcer: Sendable {
     /// Leaves a Slack notice for the event, once (its key names the event and the desired version). A store
     /// that fails here costs the notice, never the deploy.
     private func notify(_ env: Environment, _ event: String, _ text: String) async {
-        guard let outbox, config.slack.webhookURL != nil || config.repo(env.repo)?.slackWebhookURL != nil else { return }
+        guard let outbox, config.slackWebhook(for: env.repo) != nil else { return }
         do {
             try await outbox.enqueue(Notice(eventKey: "\(env.key) \(event) v\(env.desiredVersion)", repo: env.repo, text: text), at: Date())
         } catch {

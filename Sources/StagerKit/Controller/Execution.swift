@@ -276,8 +276,9 @@ struct Execution {
                 candidate = container
                 return try await fail(sha: container.sha, reason: "docker could not start the sleeping container again: \(error)")
             }
-            candidate = ContainerInfo(id: container.id, name: container.name, repo: container.repo, number: container.number, sha: container.sha,
-                                      slug: container.slug, running: true, hostPort: port)
+            var woken = container
+            (woken.running, woken.hostPort) = (true, port)
+            candidate = woken
             logger.info("woke container", metadata: ["container": "\(container.name)", "port": "\(port.map(String.init) ?? "-")"])
         case .markAwake:
             try await markAwake()
@@ -472,14 +473,19 @@ struct Execution {
         try await announcer.deploymentEnded(env, success: true, reason: "")
         try await announcer.announce(.ready(sha: serving.sha), for: env) {
             if let seconds { $0.lastDeploySeconds = seconds }
-            $0.lastActivityAt = Date()
-            $0.deployedSha = serving.sha
-            $0.containerID = serving.id
-            $0.containerName = serving.name
-            $0.hostPort = serving.hostPort
+            Self.record(serving, in: &$0)
             $0.failureReason = nil
             $0.failedSha = nil
         }
+    }
+
+    /// The container that serves now, as the environment records it; a deploy or a wake is use.
+    private static func record(_ serving: ContainerInfo, in env: inout Environment) {
+        env.lastActivityAt = Date()
+        env.deployedSha = serving.sha
+        env.containerID = serving.id
+        env.containerName = serving.name
+        env.hostPort = serving.hostPort
     }
 
     /// Ready again at the sha it slept with; said in the audit trail and the metrics, not on the PR.
@@ -487,10 +493,7 @@ struct Execution {
         guard let serving = candidate else { return }
         try await environments.update(key) {
             $0.status = .ready
-            $0.lastActivityAt = Date()
-            $0.containerID = serving.id
-            $0.containerName = serving.name
-            $0.hostPort = serving.hostPort
+            Self.record(serving, in: &$0)
         }
         let took = wokeAfter ?? (ContinuousClock.now - startedAt)
         metrics.woke(outcome: "awake", duration: took)

@@ -57,14 +57,19 @@ public struct EnvironmentActions: Sendable {
     /// The sha deployed before the one serving now: what `rollback` deploys.
     public func previousSha(of key: PullRequestKey) throws -> String {
         guard let env = try store.environment(key) else { throw Failure.unknown(key) }
-        var seen: [String] = []
-        for event in try store.auditEvents(for: key, limit: 1000) where event.kind == AuditKind.ready.rawValue {
-            if let sha = event.sha, !seen.contains(sha) { seen.append(sha) }
-        }
-        guard let previous = seen.first(where: { $0 != env.deployedSha }) else {
+        guard let previous = try deployedShas(of: key).first(where: { $0 != env.deployedSha }) else {
             throw Failure.refused("\(key) has no earlier deploy to roll back to")
         }
         return previous
+    }
+
+    /// Every sha that served the environment, newest first, each once.
+    func deployedShas(of key: PullRequestKey) throws -> [String] {
+        var shas: [String] = []
+        for event in try store.auditEvents(for: key, limit: 1000) where event.kind == AuditKind.ready.rawValue {
+            if let sha = event.sha, !shas.contains(sha) { shas.append(sha) }
+        }
+        return shas
     }
 
     /// The whole sha of the environment's history that `text` names.

@@ -82,7 +82,16 @@ public struct SlackCommandHandler: Sendable {
             defer { group.cancelAll() }
             return await group.next() ?? nil
         }
-        let report = { @Sendable (text: String) async in
+        if case .failure(let error) = recorded {
+            return SlackMessage(text: "Nothing changed: \(SlackText.escaped("\(error)"))", inChannel: false)
+        }
+        // Recorded, or still recording (GitHub slow): how it ends follows to response_url either way.
+        Task {
+            let text: String
+            switch await Result(catching: { try await work.value }) {
+            case .success(let (key, _, env)): text = await self.outcome(of: key, version: env.desiredVersion)
+            case .failure(let error): text = "Nothing changed: \(SlackText.escaped("\(error)"))"
+            }
             guard let url = caller.responseURL else { return }
             do {
                 _ = try await poster.post(SlackMessage(text: text, inChannel: true), to: url)
@@ -90,27 +99,15 @@ public struct SlackCommandHandler: Sendable {
                 logger.warning("could not report to Slack's response_url", metadata: ["error": "\(error)"])
             }
         }
-        switch recorded {
-        case .success(let (key, action, env)):
-            Task { await report(await self.outcome(of: key, action: action, version: env.desiredVersion)) }
-            return SlackMessage(text: "\(mention) asked to \(action.rawValue) \(key)\(action == .deploy ? " at \(SlackText.code(String(env.desiredSha.prefix(12))))" : ""): recorded; I will say here when it is done.",
-                                inChannel: true)
-        case .failure(let error):
-            return SlackMessage(text: "Nothing changed: \(SlackText.escaped("\(error)"))", inChannel: false)
-        case nil:
-            // Still recording (GitHub slow): the outcome follows, whichever it is.
-            Task {
-                switch await Result(catching: { try await work.value }) {
-                case .success(let (key, action, env)): await report(await self.outcome(of: key, action: action, version: env.desiredVersion))
-                case .failure(let error): await report("Nothing changed: \(SlackText.escaped("\(error)"))")
-                }
-            }
+        guard case .success(let (key, action, env)) = recorded else {
             return SlackMessage(text: "\(mention)'s request is under way; I will say here how it ends.", inChannel: true)
         }
+        let at = action == .deploy ? " at \(SlackText.code(String(env.desiredSha.prefix(12))))" : ""
+        return SlackMessage(text: "\(mention) asked to \(action.rawValue) \(key)\(at): recorded; I will say here when it is done.", inChannel: true)
     }
 
     /// Waits until serve applied `version`, then says how it ended.
-    func outcome(of key: PullRequestKey, action: EnvironmentActions.Action, version: Int) async -> String {
+    func outcome(of key: PullRequestKey, version: Int) async -> String {
         let store = store
         let applied = (try? await Poller(first: .milliseconds(100), longest: .seconds(2)).until(timeout: Self.followUpFor) {
             guard let env = try? store.environment(key) else { return false }  // read again next round

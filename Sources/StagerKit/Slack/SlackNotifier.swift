@@ -27,7 +27,7 @@ public final class SlackNotifier: Service, Sendable {
 
     public func run() async throws {
         // Nothing to send without a webhook; a service that returned would stop serve, so it waits for the end.
-        guard config.slack.webhookURL != nil || config.repos.values.contains(where: { $0.slackWebhookURL != nil }) else {
+        guard config.notifiesSlack else {
             try await gracefulShutdown()
             return
         }
@@ -51,7 +51,7 @@ public final class SlackNotifier: Service, Sendable {
     }
 
     private func send(_ pending: PendingNotice) async throws {
-        guard let url = config.repo(pending.notice.repo)?.slackWebhookURL ?? config.slack.webhookURL else {
+        guard let url = config.slackWebhook(for: pending.notice.repo) else {
             try await store.notificationAttempted(pending.id, sentAt: nil, retryAt: nil, failure: "no Slack webhook is configured for \(pending.notice.repo)")
             return
         }

@@ -41,3 +41,23 @@ public struct SlackMessage: Codable, Sendable, Equatable {
         response_type = inChannel.map { $0 ? "in_channel" : "ephemeral" }
     }
 }
+
+extension URL {
+    /// Where Stager posts to Slack: https; http only to this machine (a stand-in in tests).
+    var isSlackPostable: Bool {
+        guard let host else { return false }
+        return scheme == "https" || (scheme == "http" && ["127.0.0.1", "localhost", "::1"].contains(host))
+    }
+}
+
+extension StagerConfig {
+    /// The incoming webhook a repository's notices go to: its own, else the global one; nil: none.
+    func slackWebhook(for repo: String) -> URL? {
+        self.repo(repo)?.slackWebhookURL ?? slack.webhookURL
+    }
+
+    /// Whether any notice can go anywhere.
+    var notifiesSlack: Bool {
+        slack.webhookURL != nil || repos.values.contains { $0.slackWebhookURL != nil }
+    }
+}

@@ -327,9 +327,7 @@ public final class Store: Sendable {
         guard !requests.isEmpty else { return }
         try await db.write { db in
             for (slug, at) in requests {
-                try EnvironmentRow.filter(Column("slug") == slug).filter(Self.isLive)
-                    .filter(Column("lastRequestAt") == nil || Column("lastRequestAt") < at)
-                    .updateAll(db, Column("lastRequestAt").set(to: at))
+                try Self.moveForward("lastRequestAt", to: at, of: EnvironmentRow.filter(Column("slug") == slug), db)
             }
         }
     }
@@ -337,10 +335,14 @@ public final class Store: Sendable {
     /// A webhook event that changes nothing still counts as use (`sleep_after`, `max_awake`).
     public func recordActivity(_ key: PullRequestKey, at date: Date) async throws {
         try await db.write { db in
-            try EnvironmentRow.filter(Column("repo") == key.repo && Column("number") == key.number).filter(Self.isLive)
-                .filter(Column("lastActivityAt") == nil || Column("lastActivityAt") < date)
-                .updateAll(db, Column("lastActivityAt").set(to: date))
+            try Self.moveForward("lastActivityAt", to: date, of: EnvironmentRow.filter(Column("repo") == key.repo && Column("number") == key.number), db)
         }
+    }
+
+    /// Sets a time column of the live environments `request` selects, where it is older or unset: a time
+    /// that arrives late never replaces a newer one, and nothing else changes.
+    private static func moveForward(_ column: String, to date: Date, of request: QueryInterfaceRequest<EnvironmentRow>, _ db: Database) throws {
+        try request.filter(isLive).filter(Column(column) == nil || Column(column) < date).updateAll(db, Column(column).set(to: date))
     }
 
     // MARK: Notifications
@@ -457,7 +459,7 @@ public final class Store: Sendable {
     /// A random secret kept under `name`, made the first time it is asked for; every process sharing this
     /// store gets the same one.
     public func secret(named name: String) throws -> String {
-        let fresh = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined()
+        let fresh = RandomToken.hex()
         return try db.write { db in
             try db.execute(sql: "INSERT INTO fact (name, value, at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING", arguments: [name, fresh, Date()])
             return try Self.fact(db, name)?.value ?? fresh

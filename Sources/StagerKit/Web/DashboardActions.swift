@@ -7,14 +7,12 @@ import Hummingbird
 /// without the right one is 403 and changes nothing.
 public struct DashboardActions: Sendable {
     let actions: EnvironmentActions
-    let store: Store
     /// Keys the CSRF tokens: a secret kept in the store, the same for every serve on it.
     private let secret: Data
     let enabled: Bool
 
-    public init(actions: EnvironmentActions, store: Store, secret: String, enabled: Bool) {
+    public init(actions: EnvironmentActions, secret: String, enabled: Bool) {
         self.actions = actions
-        self.store = store
         self.enabled = enabled
         self.secret = Data(secret.utf8)
     }
@@ -51,11 +49,8 @@ public struct DashboardActions: Sendable {
     func formContext(_ env: Environment, request: Request) throws -> (context: [String: Any], setCookie: String?) {
         guard enabled else { return ([:], nil) }
         let existing = Self.session(in: request)
-        let session = existing ?? (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined()
-        var shas: [String] = []
-        for event in try store.auditEvents(for: env.key, limit: 1000) where event.kind == AuditKind.ready.rawValue {
-            if let sha = event.sha, !shas.contains(sha) { shas.append(sha) }
-        }
+        let session = existing ?? RandomToken.hex()
+        let shas = try actions.deployedShas(of: env.key)
         let context: [String: Any] = [
             "actions": true, "csrf": token(for: session), "action_path": "/environments/\(env.key.repo)/\(env.key.number)/actions",
             "history_shas": shas.map { ["sha": $0, "short": String($0.prefix(12)), "serving": $0 == env.deployedSha] },
