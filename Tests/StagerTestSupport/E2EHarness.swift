@@ -44,6 +44,9 @@ public final class E2EHarness: @unchecked Sendable {
     private let runner = SubprocessRunner()
     private let probe = HTTPProbe()
     private let sender = WebhookSender()
+    /// Requests through nginx as a browser makes them: a request held while a preview wakes may wait as long
+    /// as `sleep.wake_timeout` (60 s), and a machine busy with every suite at once takes 6–10 s to wake one.
+    private let browser = WebhookSender(timeout: .seconds(70))
     /// For loads: a timeout that tells a lost request from a slow one on a busy machine.
     private let loadProbe = HTTPProbe(timeout: .seconds(10))
 
@@ -233,7 +236,7 @@ public final class E2EHarness: @unchecked Sendable {
 
     /// A request with any method through nginx with the environment's Host header.
     public func requestThroughNginx(_ method: String, slug: String, path: String = "/") async throws -> ProbeAnswer {
-        try await sender.request(method, "http://127.0.0.1:\(nginxPort)\(path)", headers: [("Host", "\(slug).preview.localhost")])
+        try await browser.request(method, "http://127.0.0.1:\(nginxPort)\(path)", headers: [("Host", "\(slug).preview.localhost")])
     }
 
     /// One request of a load through nginx, throwing what went wrong when nginx gave no answer.

@@ -8,9 +8,13 @@ import StagerKit
 /// an ack p99 of 117–280 ms while the server's own share was ≤ 50–100 ms; through this client, 51 ms.
 public final class WebhookSender: Sendable {
     private let client: HTTPClient
+    /// How long one request may take in all.
+    private let deadline: Duration
 
+    /// `timeout`: to connect, and between reads.
     public init(timeout: Duration = .seconds(10)) {
         client = .forThisMachine(timeout: timeout)
+        deadline = max(timeout, .seconds(30))
     }
 
     deinit {
@@ -31,7 +35,7 @@ public final class WebhookSender: Sendable {
         request.headers.add(name: "Connection", value: "close")
         for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
         if !body.isEmpty || method == "POST" { request.body = .bytes(ByteBuffer(data: body)) }
-        let response = try await client.execute(request, timeout: .seconds(30))
+        let response = try await client.execute(request, timeout: .nanoseconds(Int64(deadline.seconds * 1_000_000_000)))
         let answer = try await response.body.collect(upTo: 1024 * 1024)
         var fields: [String: String] = [:]
         for header in response.headers where fields[header.name.lowercased()] == nil { fields[header.name.lowercased()] = header.value }
