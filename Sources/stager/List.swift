@@ -16,7 +16,7 @@ struct List: AsyncParsableCommand {
         // Ask the engine too: while it does not answer, the statuses are only the last ones known.
         var degraded: String?
         do {
-            try await DockerCLI(command: config.dockerCommand, instance: config.instance, runner: SubprocessRunner()).ping()
+            try await config.makeRuntime(runner: SubprocessRunner()).ping()
         } catch {
             degraded = "\(error)"
         }

@@ -30,7 +30,7 @@ struct Logs: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
-        let docker = DockerCLI(command: config.dockerCommand, instance: config.instance, runner: SubprocessRunner())
+        let docker = config.makeRuntime(runner: SubprocessRunner())
         let logs = ContainerLogs(store: store, docker: docker)
         if build {
             try await logs.printBuildLog(pullRequest.key, dataDir: config.dataDir, tail: tail, follow: follow)

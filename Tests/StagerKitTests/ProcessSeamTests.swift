@@ -35,7 +35,7 @@ struct ProcessSeamTests {
                                  environment: ["STAGER_BRANCH": "a;b $(x)", "API_KEY": "s3cret"], memory: "256m", cpus: "0.5", pids: 64,
                                  capAdd: ["NET_BIND_SERVICE"], readOnly: true)
         let started = try await docker.start(spec)
-        #expect(started.id == "abc123" && started.hostPort == 49153)
+        #expect(started.id == "abc123" && started.upstream == Upstream(port: 49153))
         let run = try #require(runner.commands.first)
         #expect(run.executable == "docker")
         #expect(Array(run.arguments.prefix(3)) == ["--context", "x", "run"])

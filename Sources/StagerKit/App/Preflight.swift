@@ -21,7 +21,7 @@ public struct Preflight: Sendable {
 
     public func run() async -> [Result] {
         var results = [Result(name: "config", passed: true, detail: "\(config.configFile?.path ?? "(embedded)") is valid, \(config.repos.count) repositories")]
-        let docker = DockerCLI(command: config.dockerCommand, instance: config.instance, runner: runner)
+        let docker = config.makeRuntime(runner: runner)
         do {
             try await docker.ping()
             results.append(Result(name: "engine", passed: true, detail: "the Docker engine answers"))
@@ -65,7 +65,7 @@ public struct Preflight: Sendable {
     }
 
     /// Every volume a service is seeded from exists (dependencies and cycles were checked with the configuration).
-    private func seedVolumes(_ docker: DockerCLI) async -> [Result] {
+    private func seedVolumes(_ docker: any ContainerRuntime) async -> [Result] {
         var results: [Result] = []
         for repo in config.repos.values.sorted(by: { $0.name < $1.name }) {
             for service in repo.services {

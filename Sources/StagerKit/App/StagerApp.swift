@@ -9,7 +9,7 @@ public struct StagerApp: Sendable {
     /// The concrete parts `serve` and the commands are assembled from.
     public struct Dependencies: Sendable {
         public let store: Store
-        public let runtime: DockerCLI
+        public let runtime: any ContainerRuntime
         public let frontDoor: NginxFrontDoor
         public let templates: Templates
         public let metrics: StagerMetrics
@@ -40,8 +40,7 @@ public struct StagerApp: Sendable {
         let wakePath = try WakePath(config: config, store: store)
         let deps = Dependencies(
             store: store,
-            runtime: DockerCLI(command: config.dockerCommand, instance: config.instance, runner: runner,
-                               scratchDir: config.dataDir.appendingPathComponent("run")),
+            runtime: config.makeRuntime(runner: runner, scratchDir: config.dataDir.appendingPathComponent("run")),
             frontDoor: NginxFrontDoor(config: config.nginx, wakePath: wakePath, template: templates.vhost, runner: runner, probe: probe, metrics: metrics, logger: logger),
             templates: templates, metrics: metrics, logger: logger
         )

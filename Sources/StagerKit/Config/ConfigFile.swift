@@ -115,7 +115,15 @@ struct ConfigFile: Decodable {
         var webhook_url_env: String?
     }
 
+    struct Swarm: Decodable {
+        var registry: String?
+        var constraints: [String]?
+        var published_ports: String?
+    }
+
     var server: Server?
+    var runtime: String?
+    var swarm: Swarm?
     var data_dir: String?
     var instance: String?
     var reconcile_interval: String?

@@ -197,7 +197,7 @@ struct Validator {
             maxAttempts: maxAttempts
         )
 
-        return StagerConfig(
+        var config = StagerConfig(
             configFile: configFile,
             server: .init(host: host, port: port, maxBodyBytes: maxBody, adminToken: adminToken,
                           publicURL: try publicURL(doc.server?.public_url, host: host, port: port)),
@@ -231,6 +231,47 @@ struct Validator {
             wakeTimeout: try duration(doc.sleep?.wake_timeout, key: "sleep.wake_timeout", default: .seconds(60)),
             slack: try slack(doc.slack)
         )
+        (config.runtime, config.swarm) = try runtime(doc, repos: repos)
+        return config
+    }
+
+    /// `runtime` and `swarm.*`, checked against what the repositories need of them.
+    func runtime(_ doc: ConfigFile, repos: [String: StagerConfig.Repo]) throws -> (StagerConfig.Runtime, StagerConfig.Swarm) {
+        let name = doc.runtime ?? "docker"
+        guard let runtime = StagerConfig.Runtime(rawValue: name) else {
+            throw fail("runtime", "must be \"docker\" or \"swarm\", got \"\(name)\"")
+        }
+        var swarm = StagerConfig.Swarm.standard
+        if let registry = doc.swarm?.registry {
+            let valid = registry.split(separator: ":", omittingEmptySubsequences: false).count <= 2
+                && registry.range(of: #"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"#, options: .regularExpression) != nil
+            guard valid else { throw fail("swarm.registry", "must be host[:port] of a registry such as registry.example.com:5000, got \"\(registry)\"") }
+            swarm.registry = registry
+        }
+        for constraint in doc.swarm?.constraints ?? [] {
+            guard constraint.range(of: #"^[A-Za-z0-9._-]+ *(==|!=) *[A-Za-z0-9._:/-]+$"#, options: .regularExpression) != nil else {
+                throw fail("swarm.constraints", "each entry is a placement constraint such as node.labels.previews==true, got \"\(constraint)\"")
+            }
+        }
+        swarm.constraints = doc.swarm?.constraints ?? []
+        if let ports = doc.swarm?.published_ports {
+            let bounds = ports.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard bounds.count == 2, let low = bounds[0], let high = bounds[1], 1024 <= low, low <= high, high <= 65535 else {
+                throw fail("swarm.published_ports", "must be a range of ports such as 30000-32767 (within 1024-65535), got \"\(ports)\"")
+            }
+            swarm.publishedPorts = low...high
+        }
+        guard runtime == .swarm else { return (runtime, swarm) }
+        for (name, repo) in repos.sorted(by: { $0.key < $1.key }) {
+            if repo.build != nil, swarm.registry == nil {
+                throw fail("swarm.registry", "is needed with runtime: swarm: \(name) builds its image (repos.\(name).build), and every node must be able to pull it")
+            }
+            for service in repo.services where !service.seed.isEmpty {
+                throw fail("repos.\(name).services.\(service.name).seed",
+                           "is not supported with runtime: swarm: a volume lives on one node, and the service may run on another")
+            }
+        }
+        return (runtime, swarm)
     }
 
     func slack(_ slack: ConfigFile.Slack?) throws -> StagerConfig.Slack {

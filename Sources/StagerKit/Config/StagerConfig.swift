@@ -211,7 +211,26 @@ public struct StagerConfig: Sendable {
         public var label: String
     }
 
+    /// Where environments run: containers on one engine, or services on a Docker Swarm (`runtime`).
+    public enum Runtime: String, Sendable, CaseIterable {
+        case docker, swarm
+    }
+
+    /// `swarm.*`: how services are placed and published, and where built images go so every node can pull them.
+    public struct Swarm: Sendable, Equatable {
+        /// `host[:port]` of the registry images Stager builds are pushed to; nil when nothing is built.
+        public var registry: String?
+        /// Placement constraints every service gets (`node.labels.previews==true`).
+        public var constraints: [String]
+        /// Host-mode published ports are taken from here.
+        public var publishedPorts: ClosedRange<Int>
+
+        public static let standard = Swarm(registry: nil, constraints: [], publishedPorts: 30000...32767)
+    }
+
     public var configFile: URL?
+    public var runtime: Runtime = .docker
+    public var swarm: Swarm = .standard
     public var server: Server
     public var dataDir: URL
     public var instance: String
@@ -237,5 +256,12 @@ public struct StagerConfig: Sendable {
 
     public func repo(_ fullName: String) -> Repo? {
         repos[fullName]
+    }
+
+    /// The reference a repository's image has where containers run: on swarm, an image Stager builds lives
+    /// in `swarm.registry`, so that any node can pull it.
+    public func runnableImage(_ rendered: String, builds: Bool) -> String {
+        guard runtime == .swarm, builds, let registry = swarm.registry, !rendered.hasPrefix("\(registry)/") else { return rendered }
+        return "\(registry)/\(rendered)"
     }
 }

@@ -7,7 +7,7 @@ extension ContainerSpec {
         // A random tail keeps names unique even when an exited container of the same sha lingers.
         let name = "stager-\(config.instance)-\(env.slug.prefix(40))-\(sha.prefix(7))-\(UUID().uuidString.prefix(4).lowercased())"
         var spec = ContainerSpec(
-            name: name, image: image, command: repo.command, containerPort: repo.port,
+            name: fitName(name), image: image, command: repo.command, containerPort: repo.port,
             labels: [
                 ContainerLabels.managed: "true", ContainerLabels.instance: config.instance,
                 ContainerLabels.repo: env.repo, ContainerLabels.pr: String(env.number),

@@ -210,6 +210,8 @@ struct Execution {
                 return try await fail(sha: sha, reason: "docker could not start the container: \(error)")
             } catch let error as ImageReference.Failure {
                 return try await fail(sha: sha, reason: error.description)
+            } catch let error as PlacementFailure {
+                return try await fail(sha: sha, reason: error.description)
             } catch let error as ContainerSpecError {
                 return try await fail(sha: sha, reason: error.description)
             }
@@ -229,18 +231,18 @@ struct Execution {
                 return try await fail(sha: candidate.sha, reason: problem)
             }
             // Requests held for a sleeping environment go to it now, while nginx is told.
-            if let port = candidate.hostPort {
+            if let upstream = candidate.upstream {
                 if env.status == .sleeping { wokeAfter = ContinuousClock.now - startedAt }
-                await wakes.post(.awake(port: port), for: key)
+                await wakes.post(.awake(upstream), for: key)
             }
         case .drain:
             let drain = repo?.drain ?? .seconds(2)
             logger.info("draining the previous container", metadata: ["for": "\(drain)"])
             try await Task.sleep(for: drain)
         case .routeToCandidate:
-            guard let candidate, let port = candidate.hostPort else { return false }
-            let route = Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: port, containerName: candidate.name, sha: candidate.sha,
-                              branch: env.branch, access: repo?.access ?? .open)
+            guard let candidate, let upstream = candidate.upstream else { return false }
+            let route = Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: upstream.port, containerName: candidate.name, sha: candidate.sha,
+                              branch: env.branch, access: repo?.access ?? .open, upstreamHost: upstream.host)
             do {
                 try await seams.frontDoor.apply(route)
             } catch let error as NginxError where error.isPermanent {
@@ -261,25 +263,28 @@ struct Execution {
             // From here on a request meets the wake path: what an earlier wake posted no longer holds.
             await wakes.forget(key)
             let route = Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: app.hostPort ?? 0, containerName: app.name, sha: app.sha,
-                              branch: env.branch, access: repo?.access ?? .open, asleep: true)
+                              branch: env.branch, access: repo?.access ?? .open, asleep: true, upstreamHost: app.address ?? Upstream.loopback)
             try await seams.frontDoor.apply(route)
             try await seams.frontDoor.confirmRouted(hostName: hostName, to: app.name, asleep: true)
         case .stopContainer(let container):
             try await seams.runtime.stop(container.id)
             logger.info("stopped container", metadata: ["container": "\(container.name)"])
         case .wakeContainer(let container):
-            let port: Int?
+            let upstream: Upstream?
             do {
-                port = try await seams.runtime.restart(container.id, containerPort: repo?.port)
+                upstream = try await seams.runtime.restart(container.id, containerPort: repo?.port)
             } catch let error as CommandError {
                 guard case .failed = error else { throw error }
                 candidate = container
                 return try await fail(sha: container.sha, reason: "docker could not start the sleeping container again: \(error)")
+            } catch let error as PlacementFailure {
+                candidate = container
+                return try await fail(sha: container.sha, reason: "the sleeping app did not start again: \(error)")
             }
             var woken = container
-            (woken.running, woken.hostPort) = (true, port)
+            (woken.running, woken.hostPort, woken.address) = (true, upstream?.port, upstream?.nodeAddress)
             candidate = woken
-            logger.info("woke container", metadata: ["container": "\(container.name)", "port": "\(port.map(String.init) ?? "-")"])
+            logger.info("woke container", metadata: ["container": "\(container.name)", "upstream": "\(upstream.map(String.init(describing:)) ?? "-")"])
         case .markAwake:
             try await markAwake()
         case .removeVhost:
@@ -298,6 +303,7 @@ struct Execution {
                 $0.containerID = nil
                 $0.containerName = nil
                 $0.hostPort = nil
+                $0.hostAddress = nil
                 $0.deployedSha = nil
             }
             await wakes.forget(key)
@@ -368,25 +374,27 @@ struct Execution {
 
     /// The repository's image for this PR at `sha` (the tag a build makes, for repositories that build).
     private func image(of repo: StagerConfig.Repo, sha: String) throws -> String {
-        try ImageReference.render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug)
+        config.runnableImage(try ImageReference.render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug),
+                             builds: repo.build != nil)
     }
 
     private func startContainer(sha: String) async throws -> ContainerInfo {
         guard let repo else { throw ImageReference.Failure.invalid("(repository \(env.repo) is no longer configured)") }
         let spec = ContainerSpec.app(of: env, repo: repo, sha: sha, image: try image(of: repo, sha: sha), config: config)
         let started = try await seams.runtime.start(spec)
-        logger.info("started container", metadata: ["container": "\(spec.name)", "image": "\(spec.image)", "port": "\(started.hostPort)"])
+        logger.info("started container", metadata: ["container": "\(spec.name)", "image": "\(spec.image)", "upstream": "\(started.upstream)"])
         try await announcer.audit(env, .deploy, "started \(spec.name) from \(spec.image) at \(sha.prefix(12))", sha: sha)
         return ContainerInfo(id: started.id, name: spec.name, repo: env.repo, number: env.number, sha: sha, slug: env.slug,
-                             running: true, hostPort: started.hostPort)
+                             running: true, hostPort: started.upstream.port,
+                             address: started.upstream.nodeAddress)
     }
 
     private func awaitHealthy(_ container: ContainerInfo) async throws -> Bool {
-        guard let port = container.hostPort else { return false }
+        guard let upstream = container.upstream else { return false }
         let (probe, path) = (seams.probe, healthPath)
         // Starts at 5 ms: a small app listens within tens of milliseconds of `docker run` returning.
         return try await Poller(first: .milliseconds(5), longest: .milliseconds(500)).until(timeout: repo?.healthTimeout ?? .seconds(60)) {
-            guard let answer = try? await probe.get(host: "127.0.0.1", port: port, path: path) else { return false }  // not answering yet is what the loop waits out
+            guard let answer = try? await probe.get(host: upstream.host, port: upstream.port, path: path) else { return false }  // not answering yet is what the loop waits out
             return answer.status < 500
         }
     }
@@ -398,7 +406,7 @@ struct Execution {
         let tag = try image(of: repo, sha: sha)
         if try await seams.runtime.imageExists(tag) {
             try await announcer.audit(env, .build, "\(tag) was built before: nothing to build", sha: sha)
-            return true
+            return try await distribute(tag, sha: sha)
         }
         let serving = try await environments.environment(key)?.deployedSha
         try await announcer.announce(.building(sha: sha, image: tag, serving: serving), for: env)
@@ -436,15 +444,27 @@ struct Execution {
             return try await fail(sha: sha, reason: error.description, log: FailureLog(.build, seams.builder.logTail(key, lines: 50)))
         }
         try await announcer.audit(env, .build, "built \(tag)", sha: sha)
+        return try await distribute(tag, sha: sha)
+    }
+
+    /// Makes the built image pullable where the app runs (on swarm, a push to `swarm.registry`); false when
+    /// it could not be (recorded as the deploy's failure).
+    private mutating func distribute(_ tag: String, sha: String) async throws -> Bool {
+        do {
+            try await seams.runtime.distribute(tag)
+        } catch let error as CommandError {
+            guard case .failed = error else { throw error }
+            return try await fail(sha: sha, reason: "the image \(tag) could not be pushed for the swarm's nodes: \(error)")
+        }
         return true
     }
 
     /// The first smoke path that does not answer 2xx on the candidate, said as a failure reason; nil when all do.
     private func smokeProblem(_ container: ContainerInfo) async -> String? {
-        guard let port = container.hostPort else { return nil }
+        guard let upstream = container.upstream else { return nil }
         for path in repo?.smoke ?? [] {
             do {
-                let answer = try await seams.probe.get(host: "127.0.0.1", port: port, path: path)
+                let answer = try await seams.probe.get(host: upstream.host, port: upstream.port, path: path)
                 guard (200..<300).contains(answer.status) else {
                     return "smoke check GET \(path) answered \(answer.status); it must answer 2xx before traffic switches"
                 }
@@ -486,6 +506,7 @@ struct Execution {
         env.containerID = serving.id
         env.containerName = serving.name
         env.hostPort = serving.hostPort
+        env.hostAddress = serving.address
     }
 
     /// Ready again at the sha it slept with; said in the audit trail and the metrics, not on the PR.

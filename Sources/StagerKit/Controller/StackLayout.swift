@@ -72,7 +72,7 @@ struct StackLayout {
         let image = try ImageReference.render(service.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug)
         let limits = config.limits
         var spec = ContainerSpec(
-            name: "\(network)-\(service.name)", image: image, command: service.command, containerPort: service.port ?? 0,
+            name: ContainerSpec.fitName("\(network)-\(service.name)"), image: image, command: service.command, containerPort: service.port ?? 0,
             // The usual labels; `stager.sha` is the commit whose deploy created it.
             labels: labels.merging([ContainerLabels.role: "service", ContainerLabels.service: service.name,
                                     ContainerLabels.branch: env.branch, ContainerLabels.sha: sha]) { $1 },

@@ -61,6 +61,8 @@ struct StackSteps {
                 logger.info("started service again", metadata: ["service": "\(service.name)"])
             } catch let error as CommandError {
                 logger.warning("a stopped service did not start again; making it anew", metadata: ["service": "\(service.name)", "error": "\(error)"])
+            } catch let error as PlacementFailure {
+                logger.warning("a stopped service did not start again; making it anew", metadata: ["service": "\(service.name)", "error": "\(error)"])
             }
         }
         if id == nil || existing.count > 1 {
@@ -74,6 +76,8 @@ struct StackSteps {
                 id = try await runtime.startService(spec)
             } catch let error as CommandError {
                 throw Failure(reason: "docker could not start service \(service.name): \(error)", log: nil)
+            } catch let error as PlacementFailure {
+                throw Failure(reason: "service \(service.name): \(error)", log: nil)
             }
             logger.info("started service", metadata: ["service": "\(service.name)", "image": "\(spec.image)"])
             try await seams.announcer.audit(env, .deploy, "started service \(service.name) from \(spec.image)", sha: sha)
@@ -119,7 +123,8 @@ struct StackSteps {
         return try await Poller(first: .milliseconds(20), longest: .milliseconds(500)).until(timeout: service.healthTimeout) {
             // Not on the network yet (starting, or exited) is what the loop waits out.
             guard let address = try? await runtime.address(of: id, on: network) else { return false }  // the engine asked again next round
-            guard let port = service.port else { return true }
+            // An address the runtime cannot reach from here (a swarm overlay): the running task is the check.
+            guard let port = service.port, runtime.reachesServices else { return true }
             if let path = service.healthPath {
                 guard let answer = try? await probe.get(host: address, port: port, path: path) else { return false }  // not answering yet
                 return answer.status < 500

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// Everything needed to start one environment's container.
@@ -24,6 +25,17 @@ public struct ContainerSpec: Sendable, Equatable {
     public var publish = true
 }
 
+extension ContainerSpec {
+    /// Names stay valid DNS labels (at most 63 characters), as swarm's service names must be: a longer one
+    /// keeps its head and ends in a digest of the whole, so it is the same every time and still unique.
+    static func fitName(_ name: String) -> String {
+        guard name.count > 63 else { return name }
+        let digest = SHA256.hash(data: Data(name.utf8)).prefix(5).map { String(format: "%02x", $0) }.joined()
+        let head = name.prefix(52).trimmingCharacters(in: CharacterSet(charactersIn: "-"))
+        return "\(head)-\(digest)"
+    }
+}
+
 extension String {
     /// A line break or NUL: what ends a line in an env file (and what git never allows in a ref).
     var hasLineBreak: Bool { contains { $0 == "\n" || $0 == "\r" || $0 == "\0" } }
@@ -43,8 +55,9 @@ public enum ContainerSpecError: Error, CustomStringConvertible, Equatable {
 
 /// The engine as Stager needs it. The docker CLI implements it; the seam lets other backends follow.
 public protocol ContainerRuntime: Sendable {
-    /// Starts the container detached and returns its id and the loopback port it was published on.
-    func start(_ spec: ContainerSpec) async throws -> (id: String, hostPort: Int)
+    /// Starts the container detached and returns its id and where it answers: the loopback port it was
+    /// published on (docker), or its node's address and published port (swarm).
+    func start(_ spec: ContainerSpec) async throws -> (id: String, upstream: Upstream)
     /// Containers of this instance, optionally only those of one PR.
     func list(for key: PullRequestKey?) async throws -> [ContainerInfo]
     func remove(_ idOrName: String) async throws
@@ -57,14 +70,21 @@ public protocol ContainerRuntime: Sendable {
     func builtImages() async throws -> [(image: String, key: PullRequestKey)]
     /// Whether the engine answers at all.
     func ping() async throws
+    /// Makes an image built here pullable wherever containers run: nothing on one engine; on swarm, a push.
+    func distribute(_ image: String) async throws
 
     // Sleep stops an environment's containers and keeps them; wake starts them again.
 
     /// Stops a container and keeps it; one already stopped counts as stopped.
     func stop(_ idOrName: String) async throws
-    /// Starts a stopped container again; the loopback port its `containerPort` is published on now (the
-    /// engine picks a new one), nil for a container that publishes none.
-    func restart(_ idOrName: String, containerPort: Int?) async throws -> Int?
+    /// Starts a stopped container again; where its `containerPort` answers now (docker picks a new loopback
+    /// port), nil for a container that publishes none.
+    func restart(_ idOrName: String, containerPort: Int?) async throws -> Upstream?
+    /// Prints the container's log to this process's output as it comes (`stager logs`); docker's exit status.
+    func printLogs(_ idOrName: String, tail: Int?, follow: Bool) async throws -> Int32
+    /// Whether a service's address on its network is reachable from this machine (to check its health):
+    /// a bridge network on this engine is; a swarm overlay is not, and a running task counts as healthy.
+    var reachesServices: Bool { get }
 
     // An environment with services is a set of containers on a network of its own, with volumes.
 
@@ -86,6 +106,10 @@ public protocol ContainerRuntime: Sendable {
     func stackResources(for key: PullRequestKey?) async throws -> [StackResource]
     /// Removes a network or volume; one already gone counts as removed.
     func remove(_ resource: StackResource) async throws
+}
+
+extension ContainerRuntime {
+    public func distribute(_ image: String) async throws {}
 }
 
 /// A network or volume of an environment.
@@ -141,13 +165,13 @@ public struct DockerCLI: ContainerRuntime {
         self.scratchDir = scratchDir
     }
 
-    private func command(_ arguments: [String]) -> Command {
+    func command(_ arguments: [String]) -> Command {
         Command(argv: docker, appending: arguments)
     }
 
     /// Runs docker; an engine that does not answer is `EngineUnavailable`, any other refusal `CommandError`.
     @discardableResult
-    private func run(_ arguments: [String], allowFailure: Bool = false) async throws -> CommandResult {
+    func run(_ arguments: [String], allowFailure: Bool = false) async throws -> CommandResult {
         let result: CommandResult
         do {
             result = try await processes.withSlot { try await runner.run(command(arguments)) }
@@ -202,13 +226,15 @@ public struct DockerCLI: ContainerRuntime {
         }.joined()
     }
 
-    public func start(_ spec: ContainerSpec) async throws -> (id: String, hostPort: Int) {
+    public var reachesServices: Bool { true }
+
+    public func start(_ spec: ContainerSpec) async throws -> (id: String, upstream: Upstream) {
         let id = try await launch(spec, arguments: Self.runArguments)
         let port = try await run(["port", id, "\(spec.containerPort)/tcp"])
         guard let hostPort = Self.parsePort(port.standardOutput) else {
             throw CommandError.failed(command(["port", id]), port)
         }
-        return (id, hostPort)
+        return (id, Upstream(port: hostPort))
     }
 
     public func startService(_ spec: ContainerSpec) async throws -> String {
@@ -239,7 +265,7 @@ public struct DockerCLI: ContainerRuntime {
         return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    private func withEnvFile<T>(_ spec: ContainerSpec, _ body: (String?) async throws -> T) async throws -> T {
+    func withEnvFile<T>(_ spec: ContainerSpec, _ body: (String?) async throws -> T) async throws -> T {
         var envFile: URL?
         if !spec.environment.isEmpty {
             let text = try Self.envFileText(spec.environment)
@@ -328,7 +354,12 @@ public struct DockerCLI: ContainerRuntime {
         var arguments = ["logs"]
         if let tail { arguments += ["--tail", String(tail)] }
         if follow { arguments.append("--follow") }
-        return try await runner.stream(command(arguments + ["--", idOrName]), to: .terminal)
+        return try await stream(arguments + ["--", idOrName])
+    }
+
+    /// Runs docker with its output going to this process's own, as it comes; docker's exit status.
+    func stream(_ arguments: [String]) async throws -> Int32 {
+        try await runner.stream(command(arguments), to: .terminal)
     }
 
     public func imageExists(_ reference: String) async throws -> Bool {
@@ -375,12 +406,12 @@ public struct DockerCLI: ContainerRuntime {
         try await run(["stop", "--", idOrName])
     }
 
-    public func restart(_ idOrName: String, containerPort: Int?) async throws -> Int? {
+    public func restart(_ idOrName: String, containerPort: Int?) async throws -> Upstream? {
         try await run(["start", "--", idOrName])
         guard let containerPort else { return nil }
         let port = try await run(["port", idOrName, "\(containerPort)/tcp"])
         guard let hostPort = Self.parsePort(port.standardOutput) else { throw CommandError.failed(command(["port", idOrName]), port) }
-        return hostPort
+        return Upstream(port: hostPort)
     }
 
     // MARK: Networks and volumes

@@ -88,6 +88,8 @@ public struct Environment: Sendable, Equatable, Codable {
     public var containerID: String?
     public var containerName: String?
     public var hostPort: Int?
+    /// The swarm node the app answers on; nil: loopback.
+    public var hostAddress: String?
     public var failureReason: String?
     /// The sha whose deploy failed; not retried until a newer intent arrives.
     public var failedSha: String?

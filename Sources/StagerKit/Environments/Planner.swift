@@ -7,14 +7,21 @@ public struct ContainerInfo: Sendable, Equatable, Hashable {
     public var sha: String
     public var slug: String
     public var running: Bool
+    /// The port the app answers on: published on loopback (docker), or on its node (swarm).
     public var hostPort: Int?
+    /// The swarm node's address the port is published on; nil: this machine's loopback.
+    public var address: String?
+    /// Swarm is placing it (a task pending or starting after a drain or a lost node): left to the engine.
+    public var moving = false
     /// The service this container runs; nil for the app.
     public var service: String?
     /// A service's definition fingerprint (`stager.definition`).
     public var definition: String?
 
     public init(id: String, name: String, repo: String, number: Int, sha: String, slug: String, running: Bool, hostPort: Int?,
-                service: String? = nil, definition: String? = nil) {
+                service: String? = nil, definition: String? = nil, address: String? = nil, moving: Bool = false) {
+        self.address = address
+        self.moving = moving
         self.service = service
         self.definition = definition
         self.id = id
@@ -26,6 +33,26 @@ public struct ContainerInfo: Sendable, Equatable, Hashable {
         self.running = running
         self.hostPort = hostPort
     }
+
+    /// Where requests for it go; nil for one that publishes nothing.
+    public var upstream: Upstream? { hostPort.map { Upstream(host: address ?? Upstream.loopback, port: $0) } }
+}
+
+/// Where an app answers: a loopback port docker published, or a port a swarm node publishes in host mode.
+public struct Upstream: Sendable, Equatable, Hashable, CustomStringConvertible {
+    public static let loopback = "127.0.0.1"
+    public var host: String
+    public var port: Int
+
+    public init(host: String = Upstream.loopback, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { "\(host):\(port)" }
+
+    /// The swarm node's address; nil for loopback (what `ContainerInfo.address` holds).
+    public var nodeAddress: String? { host == Self.loopback ? nil : host }
 }
 
 /// What the world looks like for one PR right now.
@@ -36,8 +63,10 @@ public struct Observation: Sendable, Equatable {
     public var services: [ContainerInfo] = []
     /// The container the vhost file routes to, nil when there is no vhost file.
     public var routedContainer: String?
-    /// The loopback port the vhost file routes to.
+    /// The port the vhost file routes to.
     public var routedPort: Int?
+    /// The address it routes to (a swarm node's); nil: loopback.
+    public var routedHost: String?
     /// The vhost routes to the wake path: the environment sleeps.
     public var routedAsleep = false
     public var status: EnvironmentStatus
@@ -64,6 +93,14 @@ extension Observation {
                   status: env.status, failedSha: env.failedSha, hasComment: env.commentID != nil, commentPending: env.commentPending)
         services = containers.filter { $0.service != nil }
         routedAsleep = routed?.asleep ?? false
+        routedHost = routed?.host
+    }
+
+    /// The vhost routes elsewhere than where `container` answers now: the engine restarted it on a new
+    /// loopback port, or swarm moved it to another node.
+    func routesAway(from container: ContainerInfo) -> Bool {
+        guard let routedPort else { return false }
+        return routedPort != container.hostPort || (routedHost ?? Upstream.loopback) != (container.address ?? Upstream.loopback)
     }
 }
 
@@ -160,14 +197,20 @@ public enum Planner {
 
         if let serving, serving.sha == sha {
             let others = observed.containers.filter { $0 != serving }.map(Step.removeContainer)
-            // The engine restarted the container (its own restart or dockerd's) on a new loopback port, or a
-            // wake was cut short after its start: the vhost must follow it before the URL works again.
-            if observed.routedAsleep || observed.routedPort.map({ serving.hostPort != $0 }) == true {
+            // The engine restarted the container (its own restart or dockerd's) on a new loopback port, swarm
+            // moved it to another node, or a wake was cut short after its start: the vhost must follow it
+            // before the URL works again.
+            if observed.routedAsleep || observed.routesAway(from: serving) {
                 return [.adoptContainer(serving), .awaitHealthy, .routeToCandidate] + others + [ready(observed)]
             }
             var steps = others
             if observed.status != .ready || observed.commentPending { steps.append(ready(observed)) }
             return steps
+        }
+
+        // Swarm is moving the app that serves to another node: the plan resumes once its task runs there.
+        if serving == nil, observed.containers.contains(where: { $0.moving && $0.sha == sha && $0.name == observed.routedContainer }) {
+            return []
         }
 
         // This sha already failed: keep whatever still serves, and wait for a newer intent.

@@ -8,6 +8,8 @@ public struct Route: Sendable, Equatable {
     public var slug: String
     public var hostName: String
     public var upstreamPort: Int
+    /// The address of the upstream: loopback, or the swarm node that runs the task.
+    public var upstreamHost: String
     public var containerName: String
     public var sha: String
     /// The raw branch name; templates get it only through `NginxEscaping`.
@@ -17,7 +19,8 @@ public struct Route: Sendable, Equatable {
     public var asleep: Bool
 
     public init(key: PullRequestKey, slug: String, hostName: String, upstreamPort: Int, containerName: String, sha: String,
-                branch: String = "", access: StagerConfig.Access = .open, asleep: Bool = false) {
+                branch: String = "", access: StagerConfig.Access = .open, asleep: Bool = false, upstreamHost: String = Upstream.loopback) {
+        self.upstreamHost = upstreamHost
         self.asleep = asleep
         self.branch = branch
         self.access = access
@@ -36,6 +39,8 @@ public struct RoutedUpstream: Sendable, Equatable {
     public var port: Int?
     /// The vhost sends requests to the wake path (the container sleeps).
     public var asleep = false
+    /// The address it routes to; nil for loopback (and for vhosts written before swarm).
+    public var host: String? = nil
 }
 
 public enum NginxError: Error, CustomStringConvertible, Equatable {
@@ -113,7 +118,8 @@ public actor NginxFrontDoor: FrontDoor {
         // A sleeping vhost that names another serve address (server.listen changed) routes nowhere useful: it
         // reads as not asleep, so the planner writes it again.
         return RoutedUpstream(container: container, port: marker["port"].flatMap(Int.init),
-                              asleep: marker["asleep"] == "1" && marker["wake"] == wakePath.address)
+                              asleep: marker["asleep"] == "1" && marker["wake"] == wakePath.address,
+                              host: marker["host"].flatMap { $0 == Upstream.loopback ? nil : $0 })
     }
 
     /// Slugs of the vhost files Stager wrote, and names of the other files it leaves alone.
@@ -193,7 +199,7 @@ public actor NginxFrontDoor: FrontDoor {
         // Every value here is validated (a DNS label, a checked domain, integers, a name we made, checked
         // addresses and paths) or escaped for nginx (the branch).
         let context: [String: Any] = [
-            "listen": config.listen, "host": route.hostName, "upstream_port": route.upstreamPort,
+            "listen": config.listen, "host": route.hostName, "upstream_port": route.upstreamPort, "upstream_host": route.upstreamHost,
             "container": route.containerName, "slug": route.slug, "repo": route.key.repo, "number": route.key.number,
             "branch": NginxEscaping.quoted(route.branch),
             "allow_ips": route.access.allowIPs, "has_allow_ips": !route.access.allowIPs.isEmpty,
@@ -202,6 +208,7 @@ public actor NginxFrontDoor: FrontDoor {
             "wake_read_timeout": "\(Int(wakePath.holdFor.seconds.rounded(.up)) + 5)s",
         ]
         let marker = "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha)"
+            + (route.upstreamHost == Upstream.loopback ? "" : " host=\(route.upstreamHost)")
             + (route.asleep ? " asleep=1 wake=\(wakePath.address)" : "") + "\n"
         return marker + template.render(context)
     }

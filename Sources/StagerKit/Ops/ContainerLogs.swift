@@ -4,9 +4,9 @@ import Foundation
 /// has for the PR — and prints its log.
 public struct ContainerLogs: Sendable {
     let store: Store
-    let docker: DockerCLI
+    let docker: any ContainerRuntime
 
-    public init(store: Store, docker: DockerCLI) {
+    public init(store: Store, docker: any ContainerRuntime) {
         self.store = store
         self.docker = docker
     }

@@ -1,9 +1,9 @@
-/// What requests held for a sleeping environment wait for: the port its woken app answers on (as soon as
+/// What requests held for a sleeping environment wait for: where its woken app answers (as soon as
 /// it answers its health path, before nginx is reloaded), or why it could not wake. The controller posts;
 /// serve's wake route waits.
 public actor WakeSignals {
     public enum Outcome: Sendable, Equatable {
-        case awake(port: Int)
+        case awake(Upstream)
         case failed(reason: String)
     }
 

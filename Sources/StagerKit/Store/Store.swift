@@ -196,6 +196,11 @@ public final class Store: Sendable {
                 t.column("failure", .text)
             }
         }
+        migrator.registerMigration("v10: swarm") { db in
+            try db.alter(table: "environment") { t in
+                t.add(column: "hostAddress", .text)
+            }
+        }
         return migrator
     }
 

@@ -19,8 +19,8 @@ public struct WakeController: Sendable {
     }
 
     static let retryAfterSeconds = 2
-    /// Where the vhost's internal location hands a request to the app on `port`.
-    static func upstream(port: Int) -> String { "/.stager-upstream/\(port)" }
+    /// Where the vhost's internal location hands a request to the app at `upstream`.
+    static func location(of upstream: Upstream) -> String { "/.stager-upstream/\(upstream.host)/\(upstream.port)" }
 
     func handle(_ request: Request, slug: String) async throws -> Response {
         guard ConstantTime.equal(request.headers.value(named: WakePath.tokenHeader) ?? "", wakePath.token) else {
@@ -45,18 +45,18 @@ public struct WakeController: Sendable {
         // Nothing is under way to wait for: a wake that failed before this serve started, or one already done.
         if await controller.wakes.outcome(for: key) == nil, !env.asleep {
             if env.status == .failed { return failedPage(env, reason: env.failureReason ?? "the wake failed") }
-            if env.status == .ready, let port = env.hostPort { return Self.handBack(port) }
+            if env.status == .ready, let port = env.hostPort { return Self.handBack(Upstream(host: env.hostAddress ?? Upstream.loopback, port: port)) }
         }
         switch await controller.wakes.wait(for: key, timeout: wakePath.holdFor) {
-        case .awake(let port): return Self.handBack(port)
+        case .awake(let upstream): return Self.handBack(upstream)
         case .failed(let reason): return failedPage(env, reason: reason)
         case nil: return failedPage(env, reason: "it did not wake within \(wakePath.holdFor) (sleep.wake_timeout)")
         }
     }
 
-    private static func handBack(_ port: Int) -> Response {
+    private static func handBack(_ upstream: Upstream) -> Response {
         var headers = HTTPFields()
-        if let name = HTTPFields.Element.Name("X-Accel-Redirect") { headers[name] = upstream(port: port) }  // a valid name: never nil
+        if let name = HTTPFields.Element.Name("X-Accel-Redirect") { headers[name] = location(of: upstream) }  // a valid name: never nil
         return Response(status: .ok, headers: headers)
     }
 

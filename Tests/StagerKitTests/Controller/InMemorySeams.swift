@@ -150,7 +150,11 @@ actor InMemoryRuntime: ContainerRuntime {
         if unavailable { throw EngineUnavailable(message: "Cannot connect to the Docker daemon") }
     }
 
-    func start(_ spec: ContainerSpec) async throws -> (id: String, hostPort: Int) {
+    nonisolated var reachesServices: Bool { true }
+
+    func printLogs(_ idOrName: String, tail: Int?, follow: Bool) async throws -> Int32 { 0 }
+
+    func start(_ spec: ContainerSpec) async throws -> (id: String, upstream: Upstream) {
         try engine()
         let sha = spec.labels[ContainerLabels.sha] ?? ""
         await timeline.record("run \(spec.labels[ContainerLabels.slug] ?? "") \(sha)")
@@ -163,7 +167,7 @@ actor InMemoryRuntime: ContainerRuntime {
                                  slug: spec.labels[ContainerLabels.slug] ?? "", running: true, hostPort: nextPort)
         containers.append(info)
         imagesByPort[nextPort] = spec.image
-        return (info.id, nextPort)
+        return (info.id, Upstream(port: nextPort))
     }
 
     private var imagesByPort: [Int: String] = [:]
@@ -216,7 +220,7 @@ actor InMemoryRuntime: ContainerRuntime {
     }
 
     /// The engine gives a started container a new loopback port, as docker does for `127.0.0.1::PORT`.
-    func restart(_ idOrName: String, containerPort: Int?) async throws -> Int? {
+    func restart(_ idOrName: String, containerPort: Int?) async throws -> Upstream? {
         try engine()
         guard let index = containers.firstIndex(where: { $0.id == idOrName || $0.name == idOrName }) else {
             throw CommandError.failed(Command("docker", ["start", idOrName]), CommandResult(exitCode: 1, standardError: "No such container: \(idOrName)"))
@@ -227,7 +231,7 @@ actor InMemoryRuntime: ContainerRuntime {
         nextPort += 1
         imagesByPort[nextPort] = imagesByPort[old]
         containers[index].hostPort = nextPort
-        return nextPort
+        return Upstream(port: nextPort)
     }
 
     // The stack: networks and volumes by name, service containers with an address on their network.

@@ -59,7 +59,7 @@ struct SleepTests {
         #expect(woken.status == .ready && !woken.asleep)
         let newPort = try #require(woken.hostPort)
         #expect(newPort != oldPort)
-        #expect(await held.value == .awake(port: newPort))
+        #expect(await held.value == .awake(Upstream(port: newPort)))
         let events = await bench.timeline.events
         let db = try index("start db", in: events), app = try index("start pr-2", in: events)
         let route = try #require(events.lastIndex { $0.hasPrefix("route pr-2 -> \(a)") })

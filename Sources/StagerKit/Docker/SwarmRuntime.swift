@@ -1,0 +1,442 @@
+import Foundation
+
+/// A start the swarm did not carry out: a node could not pull the image or run the task, or no node took it.
+public struct PlacementFailure: Error, CustomStringConvertible, Equatable {
+    public var message: String
+    public var description: String { message }
+}
+
+/// The runtime on a Docker Swarm (`runtime: swarm`), through the docker CLI of a manager (`docker.command`):
+/// each app and service is a swarm service of one replica carrying the usual labels; an app's port is
+/// published in host mode on the node that runs its task, on a port from `swarm.published_ports` that the
+/// service keeps wherever its task moves. Sleep scales to 0, wake back to 1. Images this instance builds are
+/// pushed to `swarm.registry`.
+public struct SwarmRuntime: ContainerRuntime {
+    private let engine: DockerCLI
+    private let instance: String
+    private let settings: StagerConfig.Swarm
+    private let ports: PortReservations
+    /// How long a start waits for a node to run the task.
+    private let placementTimeout: Duration
+
+    public init(engine: DockerCLI, instance: String, settings: StagerConfig.Swarm, placementTimeout: Duration = .seconds(120)) {
+        self.engine = engine
+        self.instance = instance
+        self.settings = settings
+        self.placementTimeout = placementTimeout
+        self.ports = PortReservations(range: settings.publishedPorts)
+    }
+
+    /// An overlay network's addresses are not reachable from the machine Stager runs on.
+    public var reachesServices: Bool { false }
+
+    private func run(_ arguments: [String], allowFailure: Bool = false) async throws -> CommandResult {
+        try await engine.run(arguments, allowFailure: allowFailure)
+    }
+
+    // MARK: Starting
+
+    /// `docker service create`'s argv (variables go through `envFile`).
+    static func createArguments(_ spec: ContainerSpec, settings: StagerConfig.Swarm, publishedPort: Int?, envFile: String?, job: Bool = false) -> [String] {
+        var args = ["service", "create", "--detach", "--quiet", "--name", spec.name, "--no-resolve-image"]
+        args += job ? ["--mode", "replicated-job", "--restart-condition", "none"] : ["--replicas", "1", "--restart-condition", "any", "--init"]
+        if let publishedPort { args += ["--publish", "mode=host,target=\(spec.containerPort),published=\(publishedPort)"] }
+        args += ["--limit-memory", spec.memory, "--limit-cpu", spec.cpus, "--limit-pids", String(spec.pids), "--cap-drop", "ALL"]
+        for capability in spec.capAdd { args += ["--cap-add", capability] }
+        if spec.readOnly { args += ["--read-only", "--mount", "type=tmpfs,destination=/tmp"] }
+        for constraint in settings.constraints { args += ["--constraint", constraint] }
+        if let network = spec.network {
+            args += ["--network", spec.alias.map { "name=\(network),alias=\($0)" } ?? network]
+        }
+        let volumeLabels = spec.labels.filter { [ContainerLabels.managed, ContainerLabels.instance, ContainerLabels.repo, ContainerLabels.pr].contains($0.key) }
+            .sorted { $0.key < $1.key }.map { ",volume-label=\($0.key)=\($0.value)" }.joined()
+        for (volume, path) in spec.mounts.sorted(by: { $0.key < $1.key }) {
+            args += ["--mount", "type=volume,source=\(volume),destination=\(path)\(volumeLabels)"]
+        }
+        // The service carries the labels (what `list` filters on), and so do its containers on their node.
+        for (key, value) in spec.labels.sorted(by: { $0.key < $1.key }) {
+            args += ["--label", "\(key)=\(value)", "--container-label", "\(key)=\(value)"]
+        }
+        if let envFile { args += ["--env-file", envFile] }
+        return args + ["--", spec.image] + spec.command
+    }
+
+    public func start(_ spec: ContainerSpec) async throws -> (id: String, upstream: Upstream) {
+        let port = try await ports.reserve(excluding: try await publishedPorts())
+        do {
+            let id = try await create(spec, publishedPort: port)
+            let task = try await awaitRunning(id, name: spec.name)
+            return (id, Upstream(host: task.address, port: port))
+        } catch {
+            await ports.release(port)
+            throw error
+        }
+    }
+
+    public func startService(_ spec: ContainerSpec) async throws -> String {
+        let id = try await create(spec, publishedPort: nil)
+        _ = try await awaitRunning(id, name: spec.name)
+        return id
+    }
+
+    private func create(_ spec: ContainerSpec, publishedPort: Int?, job: Bool = false) async throws -> String {
+        let settings = settings
+        let result = try await engine.withEnvFile(spec) { envFile in
+            try await run(Self.createArguments(spec, settings: settings, publishedPort: publishedPort, envFile: envFile, job: job))
+        }
+        return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Ports every service of the swarm publishes (Stager's and anyone else's).
+    private func publishedPorts() async throws -> Set<Int> {
+        let ids = try await run(["service", "ls", "--quiet"]).standardOutput.split(separator: "\n").map(String.init)
+        guard !ids.isEmpty else { return [] }
+        let inspected = try await run(["service", "inspect", "--format", "{{range .Spec.EndpointSpec.Ports}}{{.PublishedPort}} {{end}}", "--"] + ids,
+                                      allowFailure: true)
+        return Set(inspected.standardOutput.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int($0) })
+    }
+
+    /// Waits until the service's task runs on a node; a task the node rejected or that failed is a
+    /// `PlacementFailure` naming the node, and the service goes.
+    private func awaitRunning(_ id: String, name: String) async throws -> SwarmTask {
+        var last: SwarmTask?
+        let outcome: Result<SwarmTask, PlacementFailure>? = try await poll(timeout: placementTimeout) {
+            let tasks = try await self.tasks(of: [id], onlyRunning: false)
+            last = tasks.first
+            let nodes = try await self.nodes()
+            if let task = tasks.first(where: { $0.state == "running" }), let node = nodes[task.nodeID] {
+                var placed = task
+                placed.address = node.address
+                return .success(placed)
+            }
+            guard let broken = tasks.first(where: { ["rejected", "failed"].contains($0.state) }) else { return nil }
+            let node = nodes[broken.nodeID].map { "\($0.hostname) (\($0.address))" } ?? "(not placed)"
+            return .failure(PlacementFailure(message: "the swarm task of \(name) was \(broken.state) on node \(node): \(broken.error)"))
+        }
+        switch outcome {
+        case .success(let task):
+            return task
+        case .failure(let failure):
+            _ = try? await remove(id)  // best effort: the failure is what is reported
+            throw failure
+        case nil:
+            _ = try? await remove(id)  // best effort: the failure is what is reported
+            let state = last.map { "\($0.state)\($0.error.isEmpty ? "" : ": \($0.error)")" } ?? "no task yet"
+            throw PlacementFailure(message: "no swarm node ran \(name) within \(placementTimeout) (its task: \(state))")
+        }
+    }
+
+    /// Asks `check` again, with a growing pause, until it answers or `timeout` passes (nil).
+    private func poll<T>(timeout: Duration, first: Duration = .milliseconds(50), _ check: () async throws -> T?) async throws -> T? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        let backoff = Backoff(first: first, longest: .milliseconds(500))
+        var attempt = 1
+        while true {
+            if let answer = try await check() { return answer }
+            guard clock.now < deadline else { return nil }
+            try await Task.sleep(for: min(backoff.delay(after: attempt), deadline - clock.now))
+            attempt += 1
+        }
+    }
+
+    public func runToEnd(_ spec: ContainerSpec, timeout: Duration) async throws -> (exitCode: Int32, output: String) {
+        let id = try await create(spec, publishedPort: nil, job: true)
+        let outcome = await Result {
+            let exit: Int32? = try await poll(timeout: timeout, first: .milliseconds(100)) {
+                let format = "{{.Status.State}}\t{{.Status.ContainerStatus.ExitCode}}"
+                guard let first = try await self.taskIDs(of: [id], onlyRunning: false).first else { return nil }
+                let line = try await self.run(["inspect", "--type", "task", "--format", format, "--", first]).standardOutput
+                let fields = line.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\t").map(String.init)
+                guard let state = fields.first, ["complete", "failed", "rejected"].contains(state) else { return nil }
+                return state == "rejected" ? 125 : Int32(fields.count > 1 ? fields[1] : "") ?? 1
+            }
+            return (exit ?? 124, exit == nil ? "stopped after \(timeout)" : try await self.logTail(id, lines: 1000))
+        }
+        try await remove(id)
+        return try outcome.get()
+    }
+
+    // MARK: Reading
+
+    static let serviceFormat = [
+        "{{.ID}}", "{{.Spec.Name}}", "{{index .Spec.Labels \"stager.repo\"}}", "{{index .Spec.Labels \"stager.pr\"}}",
+        "{{index .Spec.Labels \"stager.sha\"}}", "{{index .Spec.Labels \"stager.slug\"}}", "{{index .Spec.Labels \"stager.role\"}}",
+        "{{index .Spec.Labels \"stager.service\"}}", "{{index .Spec.Labels \"stager.definition\"}}",
+        "{{with .Spec.Mode.Replicated}}{{.Replicas}}{{end}}", "{{range .Spec.EndpointSpec.Ports}}{{.PublishedPort}}{{end}}",
+    ].joined(separator: "\t")
+
+    /// A service as `docker service inspect` prints it with `serviceFormat`.
+    struct ServiceLine: Equatable {
+        var info: ContainerInfo
+        var replicas: Int?
+        var role: String
+    }
+
+    static func parseServices(_ output: String) -> [ServiceLine] {
+        output.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 11, let number = Int(fields[3]) else { return nil }
+            let info = ContainerInfo(id: fields[0], name: fields[1], repo: fields[2], number: number, sha: fields[4], slug: fields[5],
+                                     running: false, hostPort: Int(fields[10]),
+                                     service: fields[6] == "service" && !fields[7].isEmpty ? fields[7] : nil,
+                                     definition: fields[8].isEmpty ? nil : fields[8])
+            return ServiceLine(info: info, replicas: Int(fields[9]), role: fields[6])
+        }
+    }
+
+    public func list(for key: PullRequestKey?) async throws -> [ContainerInfo] {
+        var filters = ["--filter", "label=\(ContainerLabels.managed)=true", "--filter", "label=\(ContainerLabels.instance)=\(instance)"]
+        if let key {
+            filters += ["--filter", "label=\(ContainerLabels.repo)=\(key.repo)", "--filter", "label=\(ContainerLabels.pr)=\(key.number)"]
+        }
+        let ids = try await run(["service", "ls", "--quiet"] + filters).standardOutput.split(separator: "\n").map(String.init)
+        guard !ids.isEmpty else { return [] }
+        // A service removed between the two calls is left out of the answer; the others are still printed.
+        let inspected = try await run(["service", "inspect", "--format", Self.serviceFormat, "--"] + ids, allowFailure: true)
+        let services = Self.parseServices(inspected.standardOutput).filter { $0.role != "release" }
+        guard !services.isEmpty else { return [] }
+        let tasks = try await self.tasks(of: services.map(\.info.id), onlyRunning: true)
+        let nodes = try await self.nodes()
+        return services.map { line in
+            var info = line.info
+            let mine = tasks.filter { $0.serviceID == info.id }
+            if let task = mine.first(where: { $0.state == "running" && nodes[$0.nodeID]?.ready == true }), let node = nodes[task.nodeID] {
+                info.running = true
+                info.address = node.address
+            } else {
+                // A task on its way to a node (after a drain or a lost node), while the service wants one.
+                info.moving = (line.replicas ?? 0) > 0 && !mine.isEmpty
+            }
+            return info
+        }
+    }
+
+    /// One task as `docker inspect --type task` prints it.
+    struct SwarmTask: Equatable {
+        var id: String
+        var serviceID: String
+        var nodeID: String
+        var state: String
+        var error: String
+        var address = ""
+    }
+
+    private func taskIDs(of services: [String], onlyRunning: Bool) async throws -> [String] {
+        let filter = onlyRunning ? ["--filter", "desired-state=running"] : []
+        var result = try await run(["service", "ps", "--quiet", "--no-trunc"] + filter + ["--"] + services, allowFailure: true)
+        if !result.succeeded, services.count > 1 {
+            // One of them went meanwhile: asked one by one.
+            var ids: [String] = []
+            for service in services {
+                result = try await run(["service", "ps", "--quiet", "--no-trunc"] + filter + ["--", service], allowFailure: true)
+                ids += result.succeeded ? result.standardOutput.split(separator: "\n").map(String.init) : []
+            }
+            return ids
+        }
+        return result.succeeded ? result.standardOutput.split(separator: "\n").map(String.init) : []
+    }
+
+    static let taskFormat = "{{.ID}}\t{{.ServiceID}}\t{{.NodeID}}\t{{.Status.State}}\t{{.Status.Err}}"
+
+    /// The services' tasks, newest first.
+    private func tasks(of services: [String], onlyRunning: Bool) async throws -> [SwarmTask] {
+        let ids = try await taskIDs(of: services, onlyRunning: onlyRunning)
+        guard !ids.isEmpty else { return [] }
+        let inspected = try await run(["inspect", "--type", "task", "--format", Self.taskFormat, "--"] + ids, allowFailure: true)
+        return Self.parseTasks(inspected.standardOutput)
+    }
+
+    static func parseTasks(_ output: String) -> [SwarmTask] {
+        output.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 5 else { return nil }
+            return SwarmTask(id: fields[0], serviceID: fields[1], nodeID: fields[2], state: fields[3], error: fields[4])
+        }
+    }
+
+    /// A node of the swarm, as `stager check` reports it and routing needs it.
+    public struct Node: Sendable, Equatable {
+        public var id: String
+        public var hostname: String
+        public var address: String
+        public var state: String
+        public var availability: String
+        public var role: String
+        public var ready: Bool { state == "ready" }
+    }
+
+    static let nodeFormat = "{{.ID}}\t{{.Description.Hostname}}\t{{.Status.Addr}}\t{{.Status.State}}\t{{.Spec.Availability}}\t{{.Spec.Role}}"
+
+    /// The swarm's nodes by id. An address that is not plain IPv4 is left out: it goes into nginx's config.
+    public func nodes() async throws -> [String: Node] {
+        let ids = try await run(["node", "ls", "--quiet"]).standardOutput.split(separator: "\n").map(String.init)
+        guard !ids.isEmpty else { return [:] }
+        let inspected = try await run(["node", "inspect", "--format", Self.nodeFormat, "--"] + ids)
+        return Dictionary(Self.parseNodes(inspected.standardOutput).map { ($0.id, $0) }) { first, _ in first }
+    }
+
+    static func parseNodes(_ output: String) -> [Node] {
+        output.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 6, isIPv4(fields[2]) else { return nil }
+            return Node(id: fields[0], hostname: fields[1], address: fields[2], state: fields[3], availability: fields[4], role: fields[5])
+        }
+    }
+
+    static func isIPv4(_ text: String) -> Bool {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { $0.count <= 3 && Int($0).map { (0...255).contains($0) } == true }
+    }
+
+    // MARK: Changing
+
+    public func remove(_ idOrName: String) async throws {
+        let result = try await run(["service", "rm", "--", idOrName], allowFailure: true)
+        guard result.succeeded || result.message.contains("not found") else {
+            throw CommandError.failed(engine.command(["service", "rm", idOrName]), result)
+        }
+    }
+
+    public func stop(_ idOrName: String) async throws {
+        try await run(["service", "update", "--detach", "--quiet", "--replicas", "0", "--", idOrName])
+        // Stopped once no task of it runs any more.
+        let active = ["running", "starting", "preparing", "assigned", "accepted", "pending", "new", "ready"]
+        let stopped: Bool? = try await poll(timeout: .seconds(30)) {
+            try await self.tasks(of: [idOrName], onlyRunning: false).allSatisfy { !active.contains($0.state) } ? true : nil
+        }
+        guard stopped != nil else { throw PlacementFailure(message: "the tasks of \(idOrName) did not stop within 30 s") }
+    }
+
+    public func restart(_ idOrName: String, containerPort: Int?) async throws -> Upstream? {
+        try await run(["service", "update", "--detach", "--quiet", "--replicas", "1", "--", idOrName])
+        let task = try await awaitRunning(idOrName, name: idOrName)
+        guard containerPort != nil else { return nil }
+        let port = try await run(["service", "inspect", "--format", "{{range .Spec.EndpointSpec.Ports}}{{.PublishedPort}}{{end}}", "--", idOrName])
+        guard let published = Int(port.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw CommandError.failed(engine.command(["service", "inspect", idOrName]), port)
+        }
+        return Upstream(host: task.address, port: published)
+    }
+
+    public func logTail(_ idOrName: String, lines: Int) async throws -> String {
+        let result = try await run(["service", "logs", "--raw", "--tail", String(lines), "--", idOrName])
+        return (result.standardOutput + result.standardError).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    public func printLogs(_ idOrName: String, tail: Int?, follow: Bool) async throws -> Int32 {
+        var arguments = ["service", "logs", "--raw"]
+        if let tail { arguments += ["--tail", String(tail)] }
+        if follow { arguments.append("--follow") }
+        return try await engine.stream(arguments + ["--", idOrName])
+    }
+
+    // MARK: Images: built on the manager's engine, pushed for the nodes
+
+    public func distribute(_ image: String) async throws {
+        try await run(["push", "--quiet", "--", image])
+    }
+
+    public func removeImage(_ reference: String) async throws -> Bool { try await engine.removeImage(reference) }
+    public func imageExists(_ reference: String) async throws -> Bool { try await engine.imageExists(reference) }
+    public func builtImages() async throws -> [(image: String, key: PullRequestKey)] { try await engine.builtImages() }
+
+    /// The manager answers, and is a manager of an active swarm.
+    public func ping() async throws {
+        let result = try await run(["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"])
+        guard result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "active true" else {
+            throw EngineUnavailable(message: "docker.command does not reach a manager of an active swarm (runtime: swarm): \(result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
+
+    // MARK: Networks and volumes
+
+    public func address(of container: String, on network: String) async throws -> String? {
+        guard let task = try await tasks(of: [container], onlyRunning: true).first(where: { $0.state == "running" }) else { return nil }
+        let format = "{{range .NetworksAttachments}}{{if eq .Network.Spec.Name \"\(network)\"}}{{range .Addresses}}{{.}} {{end}}{{end}}{{end}}"
+        let result = try await run(["inspect", "--type", "task", "--format", format, "--", task.id], allowFailure: true)
+        let address = result.standardOutput.split(separator: " ").first.map { String($0.prefix { $0 != "/" }) } ?? ""
+        return result.succeeded && !address.isEmpty ? address : nil
+    }
+
+    public func ensureNetwork(_ name: String, labels: [String: String]) async throws {
+        let result = try await run(["network", "create", "--driver", "overlay", "--attachable"] + DockerCLI.labelArguments(labels) + ["--", name],
+                                   allowFailure: true)
+        guard result.succeeded || result.message.contains("already exists") else {
+            throw CommandError.failed(engine.command(["network", "create", name]), result)
+        }
+    }
+
+    /// A volume lives on the node that runs its service; the node's engine creates it with the task (labelled).
+    public func ensureVolume(_ name: String, labels: [String: String]) async throws {}
+
+    /// Seeds are refused with `runtime: swarm` (configuration); no seed volume is ever looked for here.
+    public func volumeExists(_ name: String) async throws -> Bool { false }
+
+    public func copyVolume(from seed: String, to volume: String, image: String, labels: [String: String]) async throws {
+        throw PlacementFailure(message: "seeded volumes are not supported with runtime: swarm")
+    }
+
+    public func stackResources(for key: PullRequestKey?) async throws -> [StackResource] {
+        try await engine.stackResources(for: key)
+    }
+
+    /// A network still has endpoints while the tasks of removed services shut down: asked again for a while.
+    public func remove(_ resource: StackResource) async throws {
+        var lastError: (any Error)?
+        let removed: Bool? = try await poll(timeout: .seconds(30), first: .milliseconds(200)) {
+            do {
+                try await engine.remove(resource)
+                return true
+            } catch let error as CommandError {
+                lastError = error
+                return nil
+            }
+        }
+        if removed == nil, let lastError { throw lastError }
+    }
+}
+
+/// Published ports handed out and not yet visible in the swarm's services: two starts at once never take
+/// the same one.
+actor PortReservations {
+    private let range: ClosedRange<Int>
+    private var reserved: [Int: ContinuousClock.Instant] = [:]
+
+    init(range: ClosedRange<Int>) { self.range = range }
+
+    /// A free port of the range, at random (a port some other process on a node holds is then unlikely twice).
+    func reserve(excluding taken: Set<Int>) throws -> Int {
+        let now = ContinuousClock.now
+        // Once its service exists, `taken` has it; a minute covers the time in between.
+        reserved = reserved.filter { now - $0.value < .seconds(60) }
+        let free = range.count - taken.count - reserved.count
+        guard free > 0 else { throw PlacementFailure(message: "every port of swarm.published_ports (\(range.lowerBound)-\(range.upperBound)) is taken") }
+        for _ in 0..<1000 {
+            let port = Int.random(in: range)
+            if !taken.contains(port), reserved[port] == nil {
+                reserved[port] = now
+                return port
+            }
+        }
+        guard let port = range.first(where: { !taken.contains($0) && reserved[$0] == nil }) else {
+            throw PlacementFailure(message: "every port of swarm.published_ports (\(range.lowerBound)-\(range.upperBound)) is taken")
+        }
+        reserved[port] = now
+        return port
+    }
+
+    func release(_ port: Int) { reserved[port] = nil }
+}
+
+extension StagerConfig {
+    /// The runtime `runtime` names, reached through `docker.command`: the engine itself, or a swarm's manager.
+    public func makeRuntime(runner: any CommandRunner, scratchDir: URL? = nil) -> any ContainerRuntime {
+        let engine = scratchDir.map { DockerCLI(command: dockerCommand, instance: instance, runner: runner, scratchDir: $0) }
+            ?? DockerCLI(command: dockerCommand, instance: instance, runner: runner)
+        switch runtime {
+        case .docker: return engine
+        case .swarm: return SwarmRuntime(engine: engine, instance: instance, settings: swarm)
+        }
+    }
+}
