@@ -24,8 +24,9 @@ public struct Preflight: Sendable {
         let docker = config.makeRuntime(runner: runner)
         do {
             try await docker.ping()
-            results.append(Result(name: "engine", passed: true, detail: "the Docker engine answers"))
+            results.append(Result(name: "engine", passed: true, detail: config.runtime == .swarm ? "docker.command reaches a manager of an active swarm" : "the Docker engine answers"))
             results += await seedVolumes(docker)
+            if let swarm = docker as? SwarmRuntime { results += await swarmChecks(swarm) }
         } catch {
             results.append(Result(name: "engine", passed: false, detail: "\(error); start dockerd or fix docker.command"))
         }
@@ -49,11 +50,8 @@ public struct Preflight: Sendable {
         guard config.sleeps else { return [] }
         let name = "wake path"
         do {
-            let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:1", token: "check", holdFor: config.wakeTimeout),
-                                      template: try Templates.load(overrideDir: config.templatesDir).vhost, runner: runner,
-                                      logger: Logger(label: "stager-check"))
-            let rendered = await door.render(Route(key: PullRequestKey(repo: "check/check", number: 1), slug: "check", hostName: "check.invalid",
-                                                   upstreamPort: 1, containerName: "check", sha: "check", asleep: true))
+            let rendered = try await renderedVhost(Route(key: PullRequestKey(repo: "check/check", number: 1), slug: "check", hostName: "check.invalid",
+                                                         upstreamPort: 1, containerName: "check", sha: "check", asleep: true))
             // The wake path, and the internal location a held request is handed back to (its regex escapes the dot).
             guard rendered.contains(WakePath.route), rendered.contains("stager-upstream/") else {
                 return [Result(name: name, passed: false, detail: "the vhost template has no {{#asleep}} part sending requests to the wake path; copy it from the built-in vhost.conf.mustache")]
@@ -62,6 +60,14 @@ public struct Preflight: Sendable {
         } catch {
             return [Result(name: name, passed: false, detail: "\(error)")]
         }
+    }
+
+    /// The vhost serve would write for `route`, from the configured template.
+    func renderedVhost(_ route: Route) async throws -> String {
+        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:1", token: "check", holdFor: config.wakeTimeout),
+                                  template: try Templates.load(overrideDir: config.templatesDir).vhost, runner: runner,
+                                  logger: Logger(label: "stager-check"))
+        return await door.render(route)
     }
 
     /// Every volume a service is seeded from exists (dependencies and cycles were checked with the configuration).

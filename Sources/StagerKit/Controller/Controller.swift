@@ -77,6 +77,7 @@ public final class Controller: Service, Sendable {
                 group.addTask { try await self.watchForTheEngine() }
                 // Only with something to decide: every task of this group runs until serve stops.
                 if self.config.sleeps { group.addTask { try await self.sleepWhenIdle() } }
+                if self.config.runtime == .swarm { group.addTask { try await self.followTasks() } }
                 defer { group.cancelAll() }
                 try await withTaskCancellationHandler {
                     try await group.next()
@@ -168,6 +169,29 @@ public final class Controller: Service, Sendable {
     }
 
     static let idleActor = "stager serve (idle)"
+
+    /// On swarm a task moves when its node is drained or lost: the vhost follows it within seconds rather
+    /// than at the next reconcile.
+    private func followTasks() async throws {
+        while !Task.isCancelled {
+            try await Task.sleep(for: Self.taskFollowEvery)
+            await followMovedTasks()
+        }
+    }
+
+    static let taskFollowEvery: Duration = .seconds(2)
+
+    /// One look of `followTasks`: an app running elsewhere than its vhost routes goes to the queue.
+    func followMovedTasks() async {
+        // An engine that does not answer is the reconciler's and the engine watch's to report.
+        guard let apps = try? await seams.runtime.list(for: nil) else { return }
+        for app in apps where app.service == nil && app.running {
+            guard let routed = await seams.frontDoor.routed(slug: app.slug), routed.container == app.name, !routed.asleep,
+                  !app.answers(atPort: routed.port, host: routed.host) else { continue }
+            logger.info("the app's task moved; routing to it again", metadata: ["container": "\(app.name)", "to": "\(app.upstream.map(String.init(describing:)) ?? "-")"])
+            await enqueue(PullRequestKey(repo: app.repo, number: app.number))
+        }
+    }
 
     private func reconcileForever() async throws {
         while !Task.isCancelled {

@@ -38,7 +38,9 @@ public struct SwarmRuntime: ContainerRuntime {
 
     /// `docker service create`'s argv (variables go through `envFile`).
     static func createArguments(_ spec: ContainerSpec, settings: StagerConfig.Swarm, publishedPort: Int?, envFile: String?, job: Bool = false) -> [String] {
-        var args = ["service", "create", "--detach", "--quiet", "--name", spec.name, "--no-resolve-image"]
+        // Each node pulls the tag itself (images here are tagged by sha); names resolve to the task's own
+        // address (dnsrr), not a virtual IP, which needs IPVS on every node.
+        var args = ["service", "create", "--detach", "--quiet", "--name", spec.name, "--no-resolve-image", "--endpoint-mode", "dnsrr"]
         args += job ? ["--mode", "replicated-job", "--restart-condition", "none"] : ["--replicas", "1", "--restart-condition", "any", "--init"]
         if let publishedPort { args += ["--publish", "mode=host,target=\(spec.containerPort),published=\(publishedPort)"] }
         args += ["--limit-memory", spec.memory, "--limit-cpu", spec.cpus, "--limit-pids", String(spec.pids), "--cap-drop", "ALL"]

@@ -34,6 +34,11 @@ public struct ContainerInfo: Sendable, Equatable, Hashable {
         self.hostPort = hostPort
     }
 
+    /// Whether a vhost routing to `port` on `host` (nil: loopback) reaches it.
+    public func answers(atPort port: Int?, host: String?) -> Bool {
+        port == hostPort && (host ?? Upstream.loopback) == (address ?? Upstream.loopback)
+    }
+
     /// Where requests for it go; nil for one that publishes nothing.
     public var upstream: Upstream? { hostPort.map { Upstream(host: address ?? Upstream.loopback, port: $0) } }
 }
@@ -99,8 +104,8 @@ extension Observation {
     /// The vhost routes elsewhere than where `container` answers now: the engine restarted it on a new
     /// loopback port, or swarm moved it to another node.
     func routesAway(from container: ContainerInfo) -> Bool {
-        guard let routedPort else { return false }
-        return routedPort != container.hostPort || (routedHost ?? Upstream.loopback) != (container.address ?? Upstream.loopback)
+        guard routedPort != nil else { return false }
+        return !container.answers(atPort: routedPort, host: routedHost)
     }
 }
 
