@@ -412,8 +412,8 @@ actor PortReservations {
         let now = ContinuousClock.now
         // Once its service exists, `taken` has it; a minute covers the time in between.
         reserved = reserved.filter { now - $0.value < .seconds(60) }
-        let free = range.count - taken.count - reserved.count
-        guard free > 0 else { throw PlacementFailure(message: "every port of swarm.published_ports (\(range.lowerBound)-\(range.upperBound)) is taken") }
+        let unavailable = taken.union(reserved.keys).filter(range.contains)
+        guard unavailable.count < range.count else { throw PlacementFailure(message: "every port of swarm.published_ports (\(range.lowerBound)-\(range.upperBound)) is taken") }
         for _ in 0..<1000 {
             let port = Int.random(in: range)
             if !taken.contains(port), reserved[port] == nil {
