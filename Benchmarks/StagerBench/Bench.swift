@@ -40,13 +40,16 @@ final class Bench: @unchecked Sendable {
     private let logName: String
 
     /// `sleepy`: a serve of its own for the sleep scenario, whose `max_awake` would put the others' environments to sleep.
-    init(sizes: Sizes, stagerBinary: String, sleepy: Bool = false) async throws {
+    /// `swarm`: the manager's socket of the swarm lab, for `runtime: swarm` (`scripts/bench --swarm`).
+    init(sizes: Sizes, stagerBinary: String, sleepy: Bool = false, swarm manager: String? = nil) async throws {
         self.sizes = sizes
         self.stagerBinary = stagerBinary
-        logName = sleepy ? "bench-sleep-serve.log" : "bench-serve.log"
+        logName = manager != nil ? "bench-swarm-serve.log" : sleepy ? "bench-sleep-serve.log" : "bench-serve.log"
         stackSeed = "stager-bench-seed-\(UUID().uuidString.prefix(8).lowercased())"
         try await Self.makeSeed(stackSeed, runner: runner)
-        if sleepy {
+        if let manager {
+            harness = try await E2EHarness(name: "bench-swarm", extraConfig: Self.swarmConfig(manager: manager))
+        } else if sleepy {
             harness = try await E2EHarness(name: "bench-sleep", extraRepos: E2EHarness.servingRepo(Self.sleepyRepo, "sleep_after: \"\(Self.sleepAfter)\""),
                                            extraLimits: "  max_environments: \(sizes.density + 50)\n  concurrent_deploys: 4\n  max_awake: \(Self.maxAwake)")
         } else {

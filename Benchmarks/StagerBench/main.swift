@@ -5,6 +5,8 @@ import StagerKit
 /// Prints a table and writes bench/results.json.
 struct Options {
     var quick = false
+    /// Only the swarm scenario, on the three-node lab (`scripts/bench --swarm`).
+    var swarm = false
     var stager = ""
     var output = "bench/results.json"
     var build = "release"
@@ -14,10 +16,11 @@ struct Options {
         while let argument = rest.popFirst() {
             switch argument {
             case "--quick": quick = true
+            case "--swarm": swarm = true
             case "--stager": stager = rest.popFirst() ?? ""
             case "--out": output = rest.popFirst() ?? output
             case "--build": build = rest.popFirst() ?? build
-            default: throw BenchFailure("unknown argument \(argument); usage: stager-bench --stager PATH [--quick] [--out FILE] [--build NAME]")
+            default: throw BenchFailure("unknown argument \(argument); usage: stager-bench --stager PATH [--quick] [--swarm] [--out FILE] [--build NAME]")
             }
         }
         guard FileManager.default.isExecutableFile(atPath: stager) else { throw BenchFailure("--stager: no executable at \"\(stager)\"") }
@@ -100,6 +103,16 @@ let sizes = options.quick
     ? Bench.Sizes(openRuns: 3, redeployRate: 20, ackRate: 50, ackSeconds: 2, scale: 10, stackRuns: 2, wakeRuns: 3, density: 20)
     : Bench.Sizes(openRuns: 10, redeployRate: 50, ackRate: 200, ackSeconds: 10, scale: 100, stackRuns: 5, wakeRuns: 7, density: 300)
 
+if options.swarm {
+    do {
+        try await runSwarm(options, sizes: sizes)
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("stager-bench: \(error)\n".utf8))
+        exit(1)
+    }
+}
+
 do {
     let bench = try await Bench(sizes: sizes, stagerBinary: options.stager)
     do {
@@ -148,14 +161,7 @@ do {
         )
         print(report(results))
         for failure in redeploy.failures { print("redeploy failure: \(failure)") }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        let output = URL(fileURLWithPath: options.output)
-        try FileManager.default.createDirectory(at: output.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try encoder.encode(results).write(to: output)
-        FileHandle.standardError.write(Data("bench: wrote \(output.path)\n".utf8))
+        try writeJSON(results, to: options.output)
     } catch {
         FileHandle.standardError.write(Data("stager-bench: \(error)\n".utf8))
         await bench.finish()

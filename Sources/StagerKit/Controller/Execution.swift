@@ -323,14 +323,14 @@ struct Execution {
         let (runtime, frontDoor, key, hostName, slug, serving) = (seams.runtime, seams.frontDoor, key, hostName, env.slug, env.containerID)
         if env.status != .removing { try await setStatus(.removing) }
         outcome = .removed
-        try await withThrowingTaskGroup(of: [ContainerInfo].self) { group in
-            group.addTask { try await runtime.list(for: key) }
+        try await withThrowingTaskGroup(of: [String].self) { group in
+            group.addTask { try await runtime.ids(for: key) }
             try await frontDoor.remove(slug: slug)
             group.addTask { try await frontDoor.confirmUnrouted(hostName: hostName); return [] }
             if let serving { group.addTask { try await runtime.remove(serving); return [] } }
             while let listed = try await group.next() {
-                for container in listed where !Self.same(container.id, serving) {
-                    group.addTask { try await runtime.remove(container.id); return [] }
+                for id in listed where !Self.same(id, serving) {
+                    group.addTask { try await runtime.remove(id); return [] }
                 }
             }
         }

@@ -16,6 +16,7 @@ public struct SwarmRuntime: ContainerRuntime {
     private let instance: String
     private let settings: StagerConfig.Swarm
     private let ports: PortReservations
+    private let nodeCache = NodeCache()
     /// How long a start waits for a node to run the task.
     private let placementTimeout: Duration
 
@@ -64,7 +65,14 @@ public struct SwarmRuntime: ContainerRuntime {
     }
 
     public func start(_ spec: ContainerSpec) async throws -> (id: String, upstream: Upstream) {
-        let port = try await ports.reserve(excluding: try await publishedPorts())
+        let taken: Set<Int>
+        if let known = await ports.recentlyTaken(within: .seconds(30)) {
+            taken = known
+        } else {
+            taken = try await publishedPorts()
+            await ports.remember(taken)
+        }
+        let port = try await ports.reserve(excluding: taken)
         do {
             let id = try await create(spec, publishedPort: port)
             let task = try await awaitRunning(id, name: spec.name)
@@ -101,19 +109,23 @@ public struct SwarmRuntime: ContainerRuntime {
     /// Waits until the service's task runs on a node; a task the node rejected or that failed is a
     /// `PlacementFailure` naming the node, and the service goes.
     private func awaitRunning(_ id: String, name: String) async throws -> SwarmTask {
-        var last: SwarmTask?
-        let outcome: Result<SwarmTask, PlacementFailure>? = try await poll(timeout: placementTimeout) {
-            let tasks = try await self.tasks(of: [id], onlyRunning: false)
-            last = tasks.first
-            let nodes = try await self.nodes()
-            if let task = tasks.first(where: { $0.state == "running" }), let node = nodes[task.nodeID] {
+        var last: String?
+        let outcome: Result<SwarmTask, PlacementFailure>? = try await poll(timeout: placementTimeout, first: .milliseconds(10), longest: .milliseconds(100)) {
+            // One docker call a round, for the tasks' states; a task that runs or failed is then read whole.
+            let states = try await self.taskStates(of: id)
+            last = states.first.map { "\($0.state)\($0.error.isEmpty ? "" : ": \($0.error)")" } ?? last
+            let running = states.first { $0.state.hasPrefix("Running") }
+            guard let chosen = running ?? states.first(where: { $0.state.hasPrefix("Rejected") || $0.state.hasPrefix("Failed") }),
+                  let task = try await self.inspectTasks([chosen.id]).first else { return nil }
+            let node = try await self.node(task.nodeID)
+            if running != nil {
+                guard let node else { return nil }
                 var placed = task
                 placed.address = node.address
                 return .success(placed)
             }
-            guard let broken = tasks.first(where: { ["rejected", "failed"].contains($0.state) }) else { return nil }
-            let node = nodes[broken.nodeID].map { "\($0.hostname) (\($0.address))" } ?? "(not placed)"
-            return .failure(PlacementFailure(message: "the swarm task of \(name) was \(broken.state) on node \(node): \(broken.error)"))
+            let named = node.map { "\($0.hostname) (\($0.address))" } ?? "(not placed)"
+            return .failure(PlacementFailure(message: "the swarm task of \(name) was \(task.state) on node \(named): \(task.error)"))
         }
         switch outcome {
         case .success(let task):
@@ -123,16 +135,16 @@ public struct SwarmRuntime: ContainerRuntime {
             throw failure
         case nil:
             _ = try? await remove(id)  // best effort: the failure is what is reported
-            let state = last.map { "\($0.state)\($0.error.isEmpty ? "" : ": \($0.error)")" } ?? "no task yet"
-            throw PlacementFailure(message: "no swarm node ran \(name) within \(placementTimeout) (its task: \(state))")
+            throw PlacementFailure(message: "no swarm node ran \(name) within \(placementTimeout) (its task: \(last ?? "none yet"))")
         }
     }
 
     /// Asks `check` again, with a growing pause, until it answers or `timeout` passes (nil).
-    private func poll<T>(timeout: Duration, first: Duration = .milliseconds(50), _ check: () async throws -> T?) async throws -> T? {
+    private func poll<T>(timeout: Duration, first: Duration = .milliseconds(50), longest: Duration = .milliseconds(500),
+                         _ check: () async throws -> T?) async throws -> T? {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        let backoff = Backoff(first: first, longest: .milliseconds(500))
+        let backoff = Backoff(first: first, longest: longest)
         var attempt = 1
         while true {
             if let answer = try await check() { return answer }
@@ -188,11 +200,7 @@ public struct SwarmRuntime: ContainerRuntime {
     }
 
     public func list(for key: PullRequestKey?) async throws -> [ContainerInfo] {
-        var filters = ["--filter", "label=\(ContainerLabels.managed)=true", "--filter", "label=\(ContainerLabels.instance)=\(instance)"]
-        if let key {
-            filters += ["--filter", "label=\(ContainerLabels.repo)=\(key.repo)", "--filter", "label=\(ContainerLabels.pr)=\(key.number)"]
-        }
-        let ids = try await run(["service", "ls", "--quiet"] + filters).standardOutput.split(separator: "\n").map(String.init)
+        let ids = try await run(["service", "ls", "--quiet"] + DockerCLI.filters(instance: instance, key: key)).standardOutput.split(separator: "\n").map(String.init)
         guard !ids.isEmpty else { return [] }
         // A service removed between the two calls is left out of the answer; the others are still printed.
         let inspected = try await run(["service", "inspect", "--format", Self.serviceFormat, "--"] + ids, allowFailure: true)
@@ -212,6 +220,10 @@ public struct SwarmRuntime: ContainerRuntime {
             }
             return info
         }
+    }
+
+    public func ids(for key: PullRequestKey) async throws -> [String] {
+        try await run(["service", "ls", "--quiet"] + DockerCLI.filters(instance: instance, key: key)).standardOutput.split(separator: "\n").map(String.init)
     }
 
     /// One task as `docker inspect --type task` prints it.
@@ -243,10 +255,23 @@ public struct SwarmRuntime: ContainerRuntime {
 
     /// The services' tasks, newest first.
     private func tasks(of services: [String], onlyRunning: Bool) async throws -> [SwarmTask] {
-        let ids = try await taskIDs(of: services, onlyRunning: onlyRunning)
+        try await inspectTasks(try await taskIDs(of: services, onlyRunning: onlyRunning))
+    }
+
+    private func inspectTasks(_ ids: [String]) async throws -> [SwarmTask] {
         guard !ids.isEmpty else { return [] }
         let inspected = try await run(["inspect", "--type", "task", "--format", Self.taskFormat, "--"] + ids, allowFailure: true)
         return Self.parseTasks(inspected.standardOutput)
+    }
+
+    /// One service's tasks as `docker service ps` says them, newest first: id, state ("Running 2 seconds
+    /// ago", "Rejected …"), error.
+    private func taskStates(of service: String) async throws -> [(id: String, state: String, error: String)] {
+        let result = try await run(["service", "ps", "--no-trunc", "--format", "{{.ID}}\t{{.CurrentState}}\t{{.Error}}", "--", service], allowFailure: true)
+        return result.standardOutput.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            return fields.count == 3 ? (fields[0], fields[1], fields[2]) : nil
+        }
     }
 
     static func parseTasks(_ output: String) -> [SwarmTask] {
@@ -270,12 +295,22 @@ public struct SwarmRuntime: ContainerRuntime {
 
     static let nodeFormat = "{{.ID}}\t{{.Description.Hostname}}\t{{.Status.Addr}}\t{{.Status.State}}\t{{.Spec.Availability}}\t{{.Spec.Role}}"
 
-    /// The swarm's nodes by id. An address that is not plain IPv4 is left out: it goes into nginx's config.
-    public func nodes() async throws -> [String: Node] {
+    /// The swarm's nodes by id, as read at most `maxAge` ago. An address that is not plain IPv4 is left
+    /// out: it goes into nginx's configuration.
+    public func nodes(maxAge: Duration = .seconds(1)) async throws -> [String: Node] {
+        if let known = await nodeCache.table(within: maxAge) { return known }
         let ids = try await run(["node", "ls", "--quiet"]).standardOutput.split(separator: "\n").map(String.init)
         guard !ids.isEmpty else { return [:] }
         let inspected = try await run(["node", "inspect", "--format", Self.nodeFormat, "--"] + ids)
-        return Dictionary(Self.parseNodes(inspected.standardOutput).map { ($0.id, $0) }) { first, _ in first }
+        let table = Dictionary(Self.parseNodes(inspected.standardOutput).map { ($0.id, $0) }) { first, _ in first }
+        await nodeCache.remember(table)
+        return table
+    }
+
+    /// One node: from what was read lately, else read again (a node that joined since).
+    private func node(_ id: String) async throws -> Node? {
+        if let known = try await nodes(maxAge: .seconds(30))[id] { return known }
+        return try await nodes(maxAge: .zero)[id]
     }
 
     static func parseNodes(_ output: String) -> [Node] {
@@ -399,13 +434,34 @@ public struct SwarmRuntime: ContainerRuntime {
     }
 }
 
+/// The swarm's nodes as last read: a deploy asks for its task's node, and nodes change seldom.
+actor NodeCache {
+    private var last: (at: ContinuousClock.Instant, table: [String: SwarmRuntime.Node])?
+
+    func table(within age: Duration) -> [String: SwarmRuntime.Node]? {
+        guard let last, ContinuousClock.now - last.at <= age else { return nil }
+        return last.table
+    }
+
+    func remember(_ table: [String: SwarmRuntime.Node]) { last = (ContinuousClock.now, table) }
+}
+
 /// Published ports handed out and not yet visible in the swarm's services: two starts at once never take
-/// the same one.
+/// the same one. The swarm's own ports are read again after half a minute; one another user's service took
+/// meanwhile is the scheduler's to avoid (it places a host-mode task only where its port is free).
 actor PortReservations {
     private let range: ClosedRange<Int>
     private var reserved: [Int: ContinuousClock.Instant] = [:]
+    private var taken: (at: ContinuousClock.Instant, ports: Set<Int>)?
 
     init(range: ClosedRange<Int>) { self.range = range }
+
+    func recentlyTaken(within age: Duration) -> Set<Int>? {
+        guard let taken, ContinuousClock.now - taken.at <= age else { return nil }
+        return taken.ports
+    }
+
+    func remember(_ ports: Set<Int>) { taken = (ContinuousClock.now, ports) }
 
     /// A free port of the range, at random (a port some other process on a node holds is then unlikely twice).
     func reserve(excluding taken: Set<Int>) throws -> Int {

@@ -183,6 +183,10 @@ actor InMemoryRuntime: ContainerRuntime {
         return containers.filter { key == nil || ($0.repo == key?.repo && $0.number == key?.number) }
     }
 
+    func ids(for key: PullRequestKey) throws -> [String] {
+        try list(for: key).map(\.id)
+    }
+
     func remove(_ idOrName: String) async throws {
         try engine()
         guard let container = containers.first(where: { $0.id == idOrName || $0.name == idOrName }) else { return }
