@@ -182,7 +182,8 @@ struct SwarmTests {
             }
             #expect(movedByLoss)
             print("swarm: served again \(Int((clock.now - began).seconds)) s after the engine of \(lost) was killed")
-            #expect(try harness.environment(2)?.status == .ready)
+            // Routed again, then recorded: ready once more.
+            #expect(try await harness.waitSettled(2, status: .ready, timeout: .seconds(30)))
             // The lost node comes back for the tests after this one.
             _ = try await lab.up()
             #expect(try await harness.waitUntil(timeout: .seconds(60)) {
