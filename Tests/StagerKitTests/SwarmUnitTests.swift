@@ -144,7 +144,7 @@ struct SwarmUnitTests {
         let route = Route(key: PullRequestKey(repo: "acme/web", number: 7), slug: "feat", hostName: "feat.preview.localhost",
                           upstreamPort: 31001, containerName: "stager-default-feat", sha: "abc", upstreamHost: "10.213.0.12")
         let text = await door.render(route)
-        #expect(text.hasPrefix("# stager-vhost slug=feat container=stager-default-feat port=31001 sha=abc host=10.213.0.12\n"))
+        #expect(text.hasPrefix("# stager-vhost slug=feat container=stager-default-feat port=31001 sha=abc host=10.213.0.12 repo=acme/web env=pr-7\n"))
         #expect(text.contains("proxy_pass http://10.213.0.12:31001;"))
         let loopback = await door.render(Route(key: route.key, slug: "feat", hostName: "feat.preview.localhost", upstreamPort: 40000,
                                                containerName: "c", sha: "abc"))

@@ -14,7 +14,7 @@ struct TemplateTests {
         let route = Route(key: PullRequestKey(repo: "acme/web", number: 7), slug: "feature-x", hostName: "feature-x.preview.localhost",
                           upstreamPort: 41234, containerName: "stager-default-feature-x-abc1234-9f9f", sha: "abc1234")
         let text = await door.render(route)
-        #expect(text.hasPrefix("# stager-vhost slug=feature-x container=stager-default-feature-x-abc1234-9f9f port=41234 sha=abc1234\n"))
+        #expect(text.hasPrefix("# stager-vhost slug=feature-x container=stager-default-feature-x-abc1234-9f9f port=41234 sha=abc1234 repo=acme/web env=pr-7\n"))
         #expect(text.contains("listen 127.0.0.1:9999;"))
         #expect(text.contains("server_name feature-x.preview.localhost;"))
         #expect(text.contains("proxy_pass http://127.0.0.1:41234;"))

@@ -32,7 +32,7 @@ public struct StagerApp: Sendable {
         self.config = config
         let templates = try Templates.load(overrideDir: config.templatesDir)
         try Self.writeGeneratedHtpasswd(config)
-        let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
+        let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"), reservedSlugs: config.reservedSlugs)
         let metrics = StagerMetrics()
         let github = GitHubClient(config: config.github, metrics: metrics, logger: logger)
         let publisher: any CommentPublisher = publisher ?? github.map(GitHubCommentPublisher.init) ?? LogCommentPublisher(logger: logger)
@@ -41,7 +41,8 @@ public struct StagerApp: Sendable {
         let deps = Dependencies(
             store: store,
             runtime: config.makeRuntime(runner: runner, scratchDir: config.dataDir.appendingPathComponent("run")),
-            frontDoor: NginxFrontDoor(config: config.nginx, wakePath: wakePath, template: templates.vhost, runner: runner, probe: probe, metrics: metrics, logger: logger),
+            frontDoor: NginxFrontDoor(config: config.nginx, wakePath: wakePath, template: templates.vhost, runner: runner, probe: probe, metrics: metrics,
+                                      shared: SharedHostVhost(config: config), logger: logger),
             templates: templates, metrics: metrics, logger: logger
         )
         let seams = ControllerSeams(

@@ -69,6 +69,13 @@ struct ConfigFile: Decodable {
         var services: [String: Service]?
         var sleep_after: String?
         var slack_webhook_url_env: String?
+        var shared_host: String?
+        var default_env: String?
+        var canary: Canary?
+    }
+    struct Canary: Decodable {
+        var env: String?
+        var percent: Double?
     }
     struct Service: Decodable {
         var image: String?

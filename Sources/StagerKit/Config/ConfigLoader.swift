@@ -187,6 +187,12 @@ struct Validator {
         for (name, repo) in doc.repos ?? [:] {
             repos[name] = try buildRepo(name, repo, dataDir: dataDir)
         }
+        var sharedHosts: [String: String] = [:]
+        for (name, repo) in repos.sorted(by: { $0.key < $1.key }) {
+            guard let host = repo.sharedHost?.name else { continue }
+            if let other = sharedHosts[host] { throw fail("repos.\(name).shared_host", "\"\(host)\" is the shared host of \(other) already") }
+            sharedHosts[host] = name
+        }
 
         let github = StagerConfig.GitHub(
             apiURL: apiURL,
@@ -408,7 +414,40 @@ struct Validator {
         built.release = try release(repo.release, key: "\(key).release")
         built.sleepAfter = try repo.sleep_after.map { try duration($0, key: "\(key).sleep_after", default: .zero) }
         built.slackWebhookURL = try repo.slack_webhook_url_env.map { try webhookURL(env: $0, key: "\(key).slack_webhook_url_env") }
+        built.sharedHost = try sharedHost(repo, key: key)
         return built
+    }
+
+    /// `shared_host` with its `default_env` and optional `canary`; the others without it are an error.
+    func sharedHost(_ repo: ConfigFile.Repo, key: String) throws -> StagerConfig.SharedHost? {
+        guard let name = repo.shared_host else {
+            if repo.default_env != nil || repo.canary != nil { throw fail("\(key).shared_host", "is needed by default_env and canary") }
+            return nil
+        }
+        guard Slug.isValidLabel(name), name.count <= 63 else {
+            throw fail("\(key).shared_host", "must be a DNS label (a-z, 0-9 and '-', no leading or trailing '-'), got \"\(name)\"")
+        }
+        guard let defaultEnv = repo.default_env else { throw fail("\(key).default_env", "is needed with shared_host: the environment served when nothing is chosen, such as pr-12") }
+        guard Self.isEnvironmentName(defaultEnv) else {
+            throw fail("\(key).default_env", "must name an environment as pr-<number>, got \"\(defaultEnv)\" (branch environments are not built yet)")
+        }
+        var canary: StagerConfig.SharedHost.Canary?
+        if let given = repo.canary {
+            guard let env = given.env, Self.isEnvironmentName(env) else {
+                throw fail("\(key).canary.env", "must name an environment as pr-<number>, got \"\(given.env ?? "")\"")
+            }
+            guard let percent = given.percent, (0...100).contains(percent) else {
+                throw fail("\(key).canary.percent", "must be a share of new visitors from 0 to 100")
+            }
+            canary = .init(env: env, percent: percent)
+        }
+        return StagerConfig.SharedHost(name: name, defaultEnv: defaultEnv, canary: canary)
+    }
+
+    /// `pr-<N>`, the name of a PR's environment.
+    static func isEnvironmentName(_ name: String) -> Bool {
+        guard name.hasPrefix("pr-"), let number = Int(name.dropFirst(3)), number > 0 else { return false }
+        return name == "pr-\(number)"
     }
 
     func access(_ access: ConfigFile.Access?, key: String, repo: String, dataDir: URL) throws -> StagerConfig.Access {

@@ -139,6 +139,8 @@ public struct StagerConfig: Sendable {
         public var sleepAfter: Duration? = nil
         /// This repository's own Slack incoming webhook for notifications (`slack_webhook_url_env`).
         public var slackWebhookURL: URL? = nil
+        /// `shared_host`, `default_env` and `canary`: one URL for every environment of the repository.
+        public var sharedHost: SharedHost? = nil
     }
 
     /// Slack: slash commands (verified with the signing secret) and notifications to incoming webhooks.
@@ -216,6 +218,21 @@ public struct StagerConfig: Sendable {
         case docker, swarm
     }
 
+    /// `<name>.<domain>` serves any of a repository's routed environments by the visitor's choice, else a
+    /// canary's share of new visitors, else `defaultEnv` (see CONTRACT.md, "one URL for every version").
+    public struct SharedHost: Sendable, Equatable {
+        public struct Canary: Sendable, Equatable {
+            public var env: String
+            public var percent: Double
+        }
+
+        /// A DNS label, reserved: no environment's slug takes it.
+        public var name: String
+        /// An environment's name: `pr-<N>`.
+        public var defaultEnv: String
+        public var canary: Canary?
+    }
+
     /// `swarm.*`: how services are placed and published, and where built images go so every node can pull them.
     public struct Swarm: Sendable, Equatable {
         /// `host[:port]` of the registry images Stager builds are pushed to; nil when nothing is built.
@@ -257,6 +274,15 @@ public struct StagerConfig: Sendable {
     public func repo(_ fullName: String) -> Repo? {
         repos[fullName]
     }
+
+    /// The repository's shared host with this environment chosen; nil without `shared_host`.
+    public func sharedURL(for env: Environment) -> String? {
+        guard let name = repo(env.repo)?.sharedHost?.name else { return nil }
+        return preview.url(forSlug: name) + "/?stager-env=pr-\(env.number)"
+    }
+
+    /// The shared hosts' names: labels no environment's slug may take.
+    public var reservedSlugs: Set<String> { Set(repos.values.compactMap { $0.sharedHost?.name }) }
 
     /// The reference a repository's image has where containers run: on swarm, an image Stager builds lives
     /// in `swarm.registry`, so that any node can pull it.

@@ -51,6 +51,8 @@ struct CommentContext: Codable, Equatable {
     var blocked: Bool?
     var failed: Bool?
     var url: String?
+    /// The repository's shared host, choosing this PR's environment.
+    var sharedUrl: String?
     var sha: String?
     var branch: String?
     var serving: String?
@@ -218,6 +220,7 @@ public struct Announcer: Sendable {
         case .ready(let sha):
             context.ready = true
             (context.sha, context.branch, context.url) = (sha, branch, url)
+            context.sharedUrl = config.sharedURL(for: env)
         case .failed(let sha, let reason, let log, let serving):
             context.failed = true
             let tail = String((log?.text ?? "").suffix(log?.source == .build ? 8000 : 4000))

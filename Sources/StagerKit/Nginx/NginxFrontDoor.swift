@@ -86,6 +86,8 @@ public actor NginxFrontDoor: FrontDoor {
 
     private let config: StagerConfig.Nginx
     private let wakePath: WakePath
+    /// The repositories' shared hosts, written again in each batch that changes their environments.
+    private let shared: SharedHostVhost
     private let template: MustacheTemplate
     private let runner: any CommandRunner
     private let logger: Logger
@@ -99,8 +101,9 @@ public actor NginxFrontDoor: FrontDoor {
     private var flusher: Task<Void, Never>?
 
     public init(config: StagerConfig.Nginx, wakePath: WakePath, template: MustacheTemplate, runner: any CommandRunner, probe: any Prober = HTTPProbe(),
-                metrics: StagerMetrics? = nil, logger: Logger) {
+                metrics: StagerMetrics? = nil, shared: SharedHostVhost = .none, logger: Logger) {
         self.config = config
+        self.shared = shared
         self.wakePath = wakePath
         self.probe = probe
         self.template = template
@@ -209,7 +212,7 @@ public actor NginxFrontDoor: FrontDoor {
         ]
         let marker = "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha)"
             + (route.upstreamHost == Upstream.loopback ? "" : " host=\(route.upstreamHost)")
-            + (route.asleep ? " asleep=1 wake=\(wakePath.address)" : "") + "\n"
+            + (route.asleep ? " asleep=1 wake=\(wakePath.address)" : "") + " repo=\(route.key.repo) env=pr-\(route.key.number)\n"
         return marker + template.render(context)
     }
 
@@ -231,7 +234,7 @@ public actor NginxFrontDoor: FrontDoor {
     public func reloadIfOwed() async throws -> Bool {
         // Its reload, when it writes, also takes in whatever else was owed.
         let wroteActivity = try await writeActivityConfiguration()
-        guard FileManager.default.fileExists(atPath: owedMarker.path) else { return wroteActivity }
+        guard FileManager.default.fileExists(atPath: owedMarker.path) || sharedHostsStale() else { return wroteActivity }
         try await change([])
         return true
     }
@@ -272,16 +275,18 @@ public actor NginxFrontDoor: FrontDoor {
             batch.forEach { $0.done.resume(throwing: failure) }
             return
         }
-        let written: [(URL, Data?)]
+        var written: [(URL, Data?)]
         do {
             written = try write(batch.flatMap(\.files))
         } catch {
             // Someone's file cannot be written: found one by one, like a rejected vhost.
             return await applyOneByOne(batch)
         }
+        let sharedWrites = writeSharedHosts()
+        written += sharedWrites
         do {
             // Taking a vhost away cannot make the rest invalid: a batch of removals skips the test.
-            if batch.allSatisfy({ $0.files.allSatisfy { $0.content == nil } }) {
+            if sharedWrites.isEmpty, batch.allSatisfy({ $0.files.allSatisfy { $0.content == nil } }) {
                 try await reload()
             } else {
                 try await testAndReload()
@@ -329,13 +334,59 @@ public actor NginxFrontDoor: FrontDoor {
             }
         }
         guard !accepted.isEmpty else { return }
+        let sharedWrites = writeSharedHosts()
+        acceptedWrites += sharedWrites
         do {
-            try await reload()
+            if sharedWrites.isEmpty { try await reload() } else { try await testAndReload() }
             accepted.forEach { $0.done.resume() }
         } catch {
             restore(acceptedWrites)
             accepted.forEach { $0.done.resume(throwing: error) }
         }
+    }
+
+    // MARK: Shared hosts
+
+    /// Each shared host as its repository's environments with a vhost make it now, and the files of shared
+    /// hosts no longer configured (nil).
+    private func sharedHostFiles() -> [(URL, String?)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: config.sitesDir.path)) ?? []  // no folder yet: nothing routed
+        var routed: [String: [SharedHostVhost.Routed]] = [:]
+        var existing: [String] = []
+        for name in names where name.hasSuffix(".conf") {
+            guard let text = try? String(contentsOf: config.sitesDir.appendingPathComponent(name), encoding: .utf8) else { continue }  // unreadable: not ours
+            if text.hasPrefix(SharedHostVhost.markerPrefix) { existing.append(name) }
+            guard let marker = Self.marker(in: text), let repo = marker["repo"], let env = marker["env"], let slug = marker["slug"] else { continue }
+            routed[repo, default: []].append(.init(name: env, slug: slug))
+        }
+        var files = shared.sites.map { site in
+            (config.sitesDir.appendingPathComponent(shared.fileName(site)), Optional(shared.render(site, environments: routed[site.repo] ?? [])))
+        }
+        let wanted = Set(shared.sites.map(shared.fileName))
+        files += existing.filter { !wanted.contains($0) }.map { (config.sitesDir.appendingPathComponent($0), nil) }
+        return files
+    }
+
+    /// Whether a shared host's file says something else than it should (serve started with another configuration).
+    private func sharedHostsStale() -> Bool {
+        sharedHostFiles().contains { target, content in (try? String(contentsOf: target, encoding: .utf8)) != content }  // unreadable: stale
+    }
+
+    /// Writes the shared hosts that changed; what was there before, for a rollback. A shared host that cannot
+    /// be written is logged and left as it was: it never fails an environment's change.
+    private func writeSharedHosts() -> [(URL, Data?)] {
+        var before: [(URL, Data?)] = []
+        for (target, content) in sharedHostFiles() {
+            let previous = try? Data(contentsOf: target)  // missing: nothing to restore
+            guard previous.map({ String(decoding: $0, as: UTF8.self) }) != content else { continue }
+            do {
+                if let content { try writeAtomically(Data(content.utf8), to: target) } else { try FileManager.default.removeItem(at: target) }
+                before.append((target, previous))
+            } catch {
+                logger.error("cannot write a shared host", metadata: ["file": "\(target.path)", "error": "\(error)"])
+            }
+        }
+        return before
     }
 
     /// Writes or removes each file and returns what was there before, for a rollback. A file that cannot be

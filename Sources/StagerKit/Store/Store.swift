@@ -61,8 +61,11 @@ public struct AuditEvent: Sendable, Codable, Equatable {
 /// The one place that touches SQLite: deliveries, desired and applied state per PR, and the audit trail.
 public final class Store: Sendable {
     fileprivate let db: DatabasePool
+    /// Labels no environment's slug may take (the shared hosts').
+    private let reservedSlugs: Set<String>
 
-    public init(path: URL) throws {
+    public init(path: URL, reservedSlugs: Set<String> = []) throws {
+        self.reservedSlugs = reservedSlugs
         try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
@@ -210,7 +213,8 @@ public final class Store: Sendable {
     /// `.accepted`, a crash loses nothing: the controller finds the version ahead of the applied one.
     public func accept(_ delivery: DesiredStateChange) async throws -> AcceptOutcome {
         // Async, so the HTTP server's event loop never blocks on SQLite.
-        try await db.write { db in
+        let reserved = reservedSlugs
+        return try await db.write { db in
             if try Self.hasDelivery(db, id: delivery.id) { return .duplicate }
             let pull = delivery.pullRequest
             let key = delivery.key
@@ -224,7 +228,7 @@ public final class Store: Sendable {
                 // Sleeping what sleeps, waking what is awake: twenty requests at once record one wake.
                 return .unchanged
             } else {
-                var env = try environment ?? Self.newEnvironment(db, delivery)
+                var env = try environment ?? Self.newEnvironment(db, delivery, reserved: reserved)
                 let wasGone = env.status == .removed && env.desired == .absent
                 switch delivery.intent {
                 case .deploy(let sha):
@@ -239,7 +243,7 @@ public final class Store: Sendable {
                     }
                     if wasGone {
                         // A reopened PR may have lost its slug to another environment meanwhile.
-                        env.slug = try Self.freeSlug(db, branch: pull.branch, key: key)
+                        env.slug = try Self.freeSlug(db, branch: pull.branch, key: key, reserved: reserved)
                     }
                     env.desired = .present
                     env.desiredSha = sha
@@ -541,11 +545,11 @@ public final class Store: Sendable {
         return try Bool.fetchOne(statement, arguments: [id]) ?? false
     }
 
-    private static func newEnvironment(_ db: Database, _ change: DesiredStateChange) throws -> Environment {
+    private static func newEnvironment(_ db: Database, _ change: DesiredStateChange, reserved: Set<String>) throws -> Environment {
         let (pull, date) = (change.pullRequest, change.receivedAt)
         return Environment(
             repo: change.key.repo, number: change.key.number,
-            slug: try freeSlug(db, branch: pull.branch, key: change.key),
+            slug: try freeSlug(db, branch: pull.branch, key: change.key, reserved: reserved),
             branch: pull.branch, title: pull.title ?? "",
             author: pull.author ?? "", headRepo: pull.headRepo ?? "",
             desired: .absent, desiredSha: pull.headSha, desiredVersion: 0, appliedVersion: 0,
@@ -555,9 +559,9 @@ public final class Store: Sendable {
         )
     }
 
-    private static func freeSlug(_ db: Database, branch: String, key: PullRequestKey) throws -> String {
+    private static func freeSlug(_ db: Database, branch: String, key: PullRequestKey, reserved: Set<String>) throws -> String {
         try Slug.make(branch: branch, repo: key.repo, number: key.number) { candidate in
-            try EnvironmentRow
+            try reserved.contains(candidate) || EnvironmentRow
                 .filter(Column("slug") == candidate)
                 .filter(!(Column("repo") == key.repo && Column("number") == key.number))
                 .filter(isLive)

@@ -52,7 +52,8 @@ public struct DashboardController: Sendable {
             let filter = try self.filter(request)
             let degraded = await self.degraded()
             let views = try EnvironmentView.current(in: self.store, config: self.config, degraded: degraded)
-            let context = DashboardPages.dashboard(all: views, filter: filter, degraded: degraded, css: self.templates.css, now: Date())
+            let context = DashboardPages.dashboard(all: views, filter: filter, degraded: degraded, css: self.templates.css, now: Date(),
+                                                   sharedHosts: DashboardPages.sharedHosts(self.config))
             return Self.html(self.templates.dashboard.render(emptyAsMissing: context))
         }
         router.get("/environments/:owner/:name/:number") { request, context in

@@ -38,11 +38,13 @@ public struct EnvironmentFilter: Sendable, Equatable {
 /// Turns views into the Mustache contexts of the dashboard and environment pages (all text is escaped
 /// by the templates, which are HTML-typed).
 enum DashboardPages {
-    static func dashboard(all: [EnvironmentView], filter: EnvironmentFilter, degraded: String?, css: String, now: Date) -> [String: Any] {
+    static func dashboard(all: [EnvironmentView], filter: EnvironmentFilter, degraded: String?, css: String, now: Date,
+                          sharedHosts: [String: [String: Any]] = [:]) -> [String: Any] {
         let shown = filter.apply(all)
         let repos = Array(Set(all.map(\.repo))).sorted()
         let groups = Dictionary(grouping: shown, by: \.repo).sorted { $0.key < $1.key }.map { repo, views -> [String: Any] in
-            ["repo": repo, "count": views.count, "environments": views.sorted { $0.number < $1.number }.map { row($0, now: now) }]
+            ["repo": repo, "count": views.count, "environments": views.sorted { $0.number < $1.number }.map { row($0, now: now) },
+             "shared": sharedHosts[repo] ?? false]
         }
         let counts = Dictionary(grouping: all, by: \.status).mapValues(\.count)
         return [
@@ -102,6 +104,18 @@ enum DashboardPages {
             "deploy_time": view.last_deploy_seconds.map(duration) ?? "",
             "failed": view.status == EnvironmentStatus.failed.rawValue, "failure_reason": view.failure_reason ?? "",
         ]
+    }
+
+    /// Per repository with `shared_host`: its URL, the default environment and the canary.
+    static func sharedHosts(_ config: StagerConfig) -> [String: [String: Any]] {
+        var hosts: [String: [String: Any]] = [:]
+        for repo in config.repos.values {
+            guard let shared = repo.sharedHost else { continue }
+            var line: [String: Any] = ["url": config.preview.url(forSlug: shared.name), "default_env": shared.defaultEnv]
+            if let canary = shared.canary { line["canary"] = "\(canary.env) for \(SharedHostVhost.percent(canary.percent))% of new visitors" }
+            hosts[repo.name] = line
+        }
+        return hosts
     }
 
     static func duration(_ seconds: Double) -> String {
