@@ -19,6 +19,8 @@ final class Bench: @unchecked Sendable {
         /// Wakes measured against the floor, alone and among `density` environments.
         var wakeRuns: Int
         var density: Int
+        /// GETs through the shared host, and as many to the environment's own URL.
+        var sharedRequests: Int
     }
 
     let sizes: Sizes
@@ -55,7 +57,7 @@ final class Bench: @unchecked Sendable {
         } else {
             // acme/gated: every PR waits for a writer's label, so its deliveries cost the controller no container.
             harness = try await E2EHarness(name: "bench", extraRepos: E2EHarness.servingRepo("acme/gated", "require_label: true")
-                                               + Self.stackRepoConfig(seed: stackSeed),
+                                               + Self.sharedRepoConfig + Self.stackRepoConfig(seed: stackSeed),
                                            extraLimits: "  max_environments: \(sizes.scale + 50)\n  concurrent_deploys: 4",
                                            extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"")
         }

@@ -40,6 +40,7 @@ struct Results: Encodable {
     var scale: Bench.Scale
     var stack: Bench.Stack
     var sleep: Bench.Sleep
+    var sharedHost: Bench.SharedHostCost
     var targets: [String: Bool]
 }
 
@@ -85,6 +86,9 @@ func report(_ results: Results) -> String {
              "< 120 MB; \(sleep.runningContainers) running containers' cgroups; \(sleep.stoppedWithMemory) of \(sleep.stoppedContainers) stopped have one"]),
         row(["wake among", pair(sleep.wakeAmong), pair(sleep.floorAmong), String(format: "%.2f", sleep.ratioAmong), "",
              "ratio ≤ 1.5 among \(sleep.density) environments"]),
+        row(["shared host", String(format: "median %.2f ms", results.sharedHost.shared.median * 1000),
+             String(format: "own URL %.2f ms", results.sharedHost.own.median * 1000), String(format: "+%.2f", results.sharedHost.addedMilliseconds), "",
+             "adds < 1 ms a request (\(results.sharedHost.shared.seconds.count) GETs each, alternated)"]),
         "",
         "targets: " + results.targets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value ? "met" : "MISSED")" }.joined(separator: ", "),
     ]
@@ -100,8 +104,8 @@ do {
     exit(2)
 }
 let sizes = options.quick
-    ? Bench.Sizes(openRuns: 3, redeployRate: 20, ackRate: 50, ackSeconds: 2, scale: 10, stackRuns: 2, wakeRuns: 3, density: 20)
-    : Bench.Sizes(openRuns: 10, redeployRate: 50, ackRate: 200, ackSeconds: 10, scale: 100, stackRuns: 5, wakeRuns: 7, density: 300)
+    ? Bench.Sizes(openRuns: 3, redeployRate: 20, ackRate: 50, ackSeconds: 2, scale: 10, stackRuns: 2, wakeRuns: 3, density: 20, sharedRequests: 200)
+    : Bench.Sizes(openRuns: 10, redeployRate: 50, ackRate: 200, ackSeconds: 10, scale: 100, stackRuns: 5, wakeRuns: 7, density: 300, sharedRequests: 1000)
 
 if options.swarm {
     do {
@@ -127,6 +131,8 @@ do {
         let ackStorm = try await bench.ack(storm: true)
         FileHandle.standardError.write(Data("bench: scale to \(sizes.scale) environments\n".utf8))
         let scale = try await bench.scale(firstOpenToLive: open.stager.median)
+        FileHandle.standardError.write(Data("bench: the shared host's cost per request, \(sizes.sharedRequests) requests each way\n".utf8))
+        let sharedHost = try await bench.sharedHostCost()
         await bench.finish()
         FileHandle.standardError.write(Data("bench: sleep and wake, then \(sizes.density) environments under max_awake \(Bench.maxAwake)\n".utf8))
         let sleepy = try await Bench(sizes: sizes, stagerBinary: options.stager, sleepy: true)
@@ -141,7 +147,7 @@ do {
         let results = Results(
             date: ISO8601DateFormatter().string(from: Date()), quick: options.quick, build: options.build,
             cores: ProcessInfo.processInfo.activeProcessorCount, openToLive: open, closeToGone: close, redeploy: redeploy, ack: ack,
-            ackUnderPushStorm: ackStorm, scale: scale, stack: stack, sleep: sleep,
+            ackUnderPushStorm: ackStorm, scale: scale, stack: stack, sleep: sleep, sharedHost: sharedHost,
             targets: [
                 "open→live ratio ≤ 1.3": open.ratio <= 1.3,
                 "redeploy 0 failed": redeploy.failed == 0,
@@ -154,6 +160,7 @@ do {
                 "gc < 3 s": scale.gcSeconds < 3,
                 "RSS < 80 MB": scale.rssMegabytes < 80,
                 "wake ≤ 1.5× floor": sleep.ratio <= 1.5,
+                "shared host adds < 1 ms a request": sharedHost.addedMilliseconds < 1,
                 "wake among the many ≤ 1.5× floor": sleep.ratioAmong <= 1.5,
                 "density: ≤ max_awake awake, RSS < 120 MB, no stopped container holds memory":
                     sleep.awake <= Bench.maxAwake && sleep.rssMegabytes < 120 && sleep.stoppedWithMemory == 0,

@@ -26,14 +26,21 @@ struct SharedHostTests {
         let extra = "shared_host: acme-shared\ndefault_env: pr-1\ncanary: {env: pr-3, percent: 30}"
         try await E2EHarness.run(name: "shared", extraRepos: E2EHarness.servingRepo(Self.repo, extra)) { harness in
             // Nothing routed yet: serve writes the shared host as it starts, and it says so (never a 502).
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) { try await shared(harness).status == 503 })
-            #expect(try await shared(harness).body.contains("no environment of acme/shared is ready"))
+            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                let empty = try await shared(harness)
+                return empty.status == 503 && empty.body.contains("no environment of acme/shared is ready")
+            })
 
             let one = try await open(harness, 1, branch: "shared-one")
             // A hostile branch name reaches nginx only as a slug; nginx's test passes with it in the maps.
             let two = try await open(harness, 2, branch: "x\";}$(id) server{ #")
 
-            // No choice: the default, and every answer says which environment served.
+            // No choice: the default, and every answer says which environment served. (After a reload
+            // nginx's old workers answer for a moment as before it: the first look waits them out.)
+            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                let plain = try await shared(harness), second = try await shared(harness, headers: ["X-Stager-Env": "pr-2"])
+                return plain.headers["x-stager-env"] == "pr-1" && second.headers["x-stager-env"] == "pr-2"
+            })
             let plain = try await shared(harness)
             #expect(plain.status == 200 && plain.body.contains("sha=\(one)") && plain.headers["x-stager-env"] == "pr-1", "\(plain)")
 
@@ -67,11 +74,17 @@ struct SharedHostTests {
             // A closed PR's cookie falls back to the default: never a 502.
             try await harness.send("closed", number: 2, branch: "x", sha: two, updatedAt: "2026-11-24T09:05:00Z", repo: Self.repo)
             #expect(try await harness.waitSettled(2, repo: Self.repo, status: .removed, timeout: .seconds(60)))
+            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                try await shared(harness, headers: ["Cookie": "stager_env=pr-2"]).headers["x-stager-env"] == "pr-1"
+            })
             let fallen = try await shared(harness, headers: ["Cookie": "stager_env=pr-2"])
             #expect(fallen.status == 200 && fallen.headers["x-stager-env"] == "pr-1" && fallen.body.contains("sha=\(one)"), "\(fallen)")
 
             // The canary: 30 % of new visitors, each kept by its cookie.
             let three = try await open(harness, 3, branch: "shared-canary")
+            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                try await shared(harness, headers: ["X-Stager-Env": "pr-3"]).headers["x-stager-env"] == "pr-3"
+            })
             var canaries = 0
             var pins: [(cookie: String, env: String)] = []
             for _ in 0..<200 {

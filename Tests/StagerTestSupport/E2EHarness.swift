@@ -219,9 +219,10 @@ public final class E2EHarness: @unchecked Sendable {
         return text.split(separator: "\n").compactMap(NginxAccessEntry.init)
     }
 
+    /// The environments' vhost files (not a repository's shared host, `stager-shared-*.conf`).
     public func vhosts() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("nginx/sites").path)) ?? [])
-            .filter { $0.hasSuffix(".conf") }.sorted()
+            .filter { $0.hasSuffix(".conf") && !$0.hasPrefix("stager-shared-") }.sorted()
     }
 
     /// GET / through nginx with the environment's Host header.
