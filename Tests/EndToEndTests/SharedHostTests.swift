@@ -65,6 +65,8 @@ struct SharedHostTests {
             let comment = await harness.github.comments(on: Self.repo, issue: 2).first?.body ?? ""
             #expect(comment.contains("http://acme-shared.preview.localhost:\(harness.nginxPort)/?stager-env=pr-2"), "\(comment)")
             #expect(try await harness.get("/").body.contains("Shared host"))
+            let check = try await harness.stager(["check"]).standardOutput
+            #expect(check.contains("ok   shared host acme/shared: http://acme-shared.preview.localhost:\(harness.nginxPort) serves 2 environment(s); default pr-1 (routed), canary pr-3 (not routed now)"), "\(check)")
 
             // A PR named like the shared host does not get its address.
             try await harness.send("opened", number: 4, branch: "acme-shared", sha: Fixtures.sha("acme-shared"), repo: Self.repo)

@@ -40,6 +40,7 @@ public struct Preflight: Sendable {
         }
         results += await sitesIncluded()
         results += await wakePathInTemplate()
+        results += sharedHosts()
         results += await github()
         return results
     }
@@ -59,6 +60,21 @@ public struct Preflight: Sendable {
             return [Result(name: name, passed: true, detail: "the vhost template routes a sleeping environment to serve's wake path")]
         } catch {
             return [Result(name: name, passed: false, detail: "\(error)")]
+        }
+    }
+
+    /// Each repository's shared host: its address, and whether its default and canary have a vhost now
+    /// (without one, a visitor with no choice gets 503 until it does).
+    func sharedHosts() -> [Result] {
+        let routed = NginxFrontDoor.routedEnvironments(in: config.nginx.sitesDir).routed
+        return config.repos.values.sorted { $0.name < $1.name }.compactMap { repo -> Result? in
+            guard let shared = repo.sharedHost else { return nil }
+            let names = Set((routed[repo.name] ?? []).map(\.name))
+            func state(_ env: String) -> String { names.contains(env) ? "\(env) (routed)" : "\(env) (not routed now)" }
+            var detail = "\(config.preview.url(forSlug: shared.name)) serves \(names.count) environment(s); default \(state(shared.defaultEnv))"
+            if let canary = shared.canary { detail += ", canary \(state(canary.env)) for \(SharedHostVhost.percent(canary.percent))% of new visitors" }
+            if !names.contains(shared.defaultEnv) { detail += "; until the default is routed, a visitor with no choice gets 503" }
+            return Result(name: "shared host \(repo.name)", passed: true, detail: detail)
         }
     }
 

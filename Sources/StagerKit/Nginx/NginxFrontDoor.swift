@@ -350,21 +350,27 @@ public actor NginxFrontDoor: FrontDoor {
     /// Each shared host as its repository's environments with a vhost make it now, and the files of shared
     /// hosts no longer configured (nil).
     private func sharedHostFiles() -> [(URL, String?)] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: config.sitesDir.path)) ?? []  // no folder yet: nothing routed
-        var routed: [String: [SharedHostVhost.Routed]] = [:]
-        var existing: [String] = []
-        for name in names where name.hasSuffix(".conf") {
-            guard let text = try? String(contentsOf: config.sitesDir.appendingPathComponent(name), encoding: .utf8) else { continue }  // unreadable: not ours
-            if text.hasPrefix(SharedHostVhost.markerPrefix) { existing.append(name) }
-            guard let marker = Self.marker(in: text), let repo = marker["repo"], let env = marker["env"], let slug = marker["slug"] else { continue }
-            routed[repo, default: []].append(.init(name: env, slug: slug))
-        }
+        let (routed, existing) = Self.routedEnvironments(in: config.sitesDir)
         var files = shared.sites.map { site in
             (config.sitesDir.appendingPathComponent(shared.fileName(site)), Optional(shared.render(site, environments: routed[site.repo] ?? [])))
         }
         let wanted = Set(shared.sites.map(shared.fileName))
         files += existing.filter { !wanted.contains($0) }.map { (config.sitesDir.appendingPathComponent($0), nil) }
         return files
+    }
+
+    /// The environments with a vhost in `sitesDir`, by repository, and the shared hosts' files there.
+    static func routedEnvironments(in sitesDir: URL) -> (routed: [String: [SharedHostVhost.Routed]], sharedFiles: [String]) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: sitesDir.path)) ?? []  // no folder yet: nothing routed
+        var routed: [String: [SharedHostVhost.Routed]] = [:]
+        var sharedFiles: [String] = []
+        for name in names where name.hasSuffix(".conf") {
+            guard let text = try? String(contentsOf: sitesDir.appendingPathComponent(name), encoding: .utf8) else { continue }  // unreadable: not ours
+            if text.hasPrefix(SharedHostVhost.markerPrefix) { sharedFiles.append(name) }
+            guard let marker = marker(in: text), let repo = marker["repo"], let env = marker["env"], let slug = marker["slug"] else { continue }
+            routed[repo, default: []].append(.init(name: env, slug: slug))
+        }
+        return (routed, sharedFiles)
     }
 
     /// Whether a shared host's file says something else than it should (serve started with another configuration).
