@@ -75,18 +75,12 @@ extension Bench {
             "--label", "stager.bench=\(harness.instance)", "--env", "STAGER_SHA=\(sha)", "--", E2EHarness.image,
             "/bin/busybox", "sh", "-c", "echo \"sha=$STAGER_SHA\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www",
         ])
-        var address: String?
-        let deadline = clock.now + .seconds(60)
-        while address == nil, clock.now < deadline {
+        let address: String? = try await Poller(first: .milliseconds(5), longest: .milliseconds(5)).first(timeout: .seconds(60)) {
             let task = try await lab.docker("n1", ["service", "ps", "--quiet", "--filter", "desired-state=running", name])
-            if let id = task.split(separator: "\n").first {
-                let fields = try await lab.docker("n1", ["inspect", "--type", "task", "--format", "{{.Status.State}} {{.NodeID}}", String(id)]).split(separator: " ")
-                if fields.count == 2, fields[0] == "running" {
-                    address = try await lab.docker("n1", ["node", "inspect", "--format", "{{.Status.Addr}}", String(fields[1])])
-                    break
-                }
-            }
-            try await Task.sleep(for: .milliseconds(5))
+            guard let id = task.split(separator: "\n").first else { return nil }
+            let fields = try await lab.docker("n1", ["inspect", "--type", "task", "--format", "{{.Status.State}} {{.NodeID}}", String(id)]).split(separator: " ")
+            guard fields.count == 2, fields[0] == "running" else { return nil }
+            return try await lab.docker("n1", ["node", "inspect", "--format", "{{.Status.Addr}}", String(fields[1])])
         }
         guard let host = address else { throw BenchFailure("the floor's service \(name) did not run") }
         _ = try await waitUntil(timeout: .seconds(30), fast: true) { [probe] in

@@ -203,6 +203,7 @@ struct SwarmTests {
             port: 8080
             health_timeout: "60s"
             sleep_after: "4s"
+            release: ["/bin/busybox", "sh", "-c", "echo migrated-on-swarm"]
             services:
               db:
                 image: "\(E2EHarness.image)"
@@ -215,7 +216,11 @@ struct SwarmTests {
             try await harness.send("opened", number: 3, branch: "swarm-stack", sha: sha, repo: "acme/stack")
             #expect(try await harness.waitSettled(3, repo: "acme/stack", status: .ready, timeout: .seconds(120)))
             #expect(await harness.throughNginx(slug: "swarm-stack")?.body.contains("sha=\(sha) data=swarm-db-5") == true)
-            #expect(try await services(harness).count == 2)
+            #expect(try await services(harness).count == 2, "the release job's service went once it ended")
+            // The release ran as a swarm job before the app, its output kept in the history.
+            let history = try #require(harness.app?.store).auditEvents(for: PullRequestKey(repo: "acme/stack", number: 3))
+            #expect(history.contains { $0.kind == "release" && $0.message.contains("exited 0") && $0.message.contains("migrated-on-swarm") },
+                    "\(history.map(\.message))")
 
             // Idle: the app and its db scale to 0, and a request wakes them.
             #expect(try await harness.waitSettled(3, repo: "acme/stack", status: .sleeping, timeout: .seconds(60)))

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 @testable import StagerKit
 import StagerTestSupport
 import Testing
@@ -24,7 +25,7 @@ struct SharedHostUnitTests {
         """, in: try TestConfig.temporaryDirectory("shared-config"))
         let shared = try #require(config.repo("acme/web")?.sharedHost)
         #expect(shared.name == "acme-web" && shared.defaultEnv == "pr-12" && shared.canary == .init(env: "pr-14", percent: 12.5))
-        #expect(config.reservedSlugs == ["acme-web"])
+        #expect(config.reservedSlugs == ["acme-web", "stager-shared-acme-web"])
         #expect(try refused("repos:\n  a/b: {image: x, shared_host: Bad_Name, default_env: pr-1}\n") == "repos.a/b.shared_host")
         #expect(try refused("repos:\n  a/b: {image: x, shared_host: ab}\n") == "repos.a/b.default_env")
         #expect(try refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: main}\n") == "repos.a/b.default_env")
@@ -56,5 +57,47 @@ struct SharedHostUnitTests {
         // Nothing routed: every request gets the 503 that says so.
         #expect(vhost.render(Self.site, environments: []).contains("default \"\";\n}\nmap $stager_env_acme_web"))
         #expect(SharedHostVhost.percent(12.5) == "12.50" && SharedHostVhost.percent(30) == "30")
+    }
+}
+
+/// The shared host's file in the sites folder: written with the batch that routes an environment, and
+/// removed at start once its repository has no shared host any more; a file of someone else's stays.
+@Suite("Shared host: the sites folder")
+struct SharedHostFileTests {
+    @Test func followsTheBatchesAndGoesWithItsConfiguration() async throws {
+        let dir = try TestConfig.temporaryDirectory("shared-files")
+        let config = try TestConfig.load("""
+        nginx: {sites_dir: sites}
+        repos:
+          acme/web: {image: "x", shared_host: acme-web, default_env: pr-1}
+        """, in: dir)
+        let sites = config.nginx.sitesDir
+        let runner = RecordingRunner()
+        func door(_ shared: SharedHostVhost) throws -> NginxFrontDoor {
+            NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+                           template: try Templates.load().vhost, runner: runner, shared: shared, logger: Logger(label: "t"))
+        }
+        let file = sites.appendingPathComponent("stager-shared-acme-web.conf")
+        let withShared = try door(SharedHostVhost(config: config))
+        // serve's start writes it (nothing routed yet), as it writes nginx's activity file.
+        #expect(try await withShared.reloadIfOwed())
+        #expect(try String(contentsOf: file, encoding: .utf8).contains("return 503"))
+        let before = runner.commands.count
+        try await withShared.apply(Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "feature", hostName: "feature.preview.localhost",
+                                         upstreamPort: 40000, containerName: "c1", sha: "abc"))
+        let written = try String(contentsOf: file, encoding: .utf8)
+        #expect(written.contains("\"pr-1\" \"feature.preview.localhost\";"), "\(written)")
+        // The same batch: one test, one reload for the environment and its shared host.
+        #expect(runner.commands.dropFirst(before).map(\.arguments) == [["-t"], ["-s", "reload"]])
+        #expect(try await withShared.reloadIfOwed() == false, "nothing is owed once the batch is in")
+
+        // Another configuration without it: serve's start removes the file, and leaves a stranger's alone.
+        let foreign = sites.appendingPathComponent("stager-shared-theirs.conf")
+        try "server { listen 1; }\n".write(to: foreign, atomically: true, encoding: .utf8)
+        let without = try door(.none)
+        #expect(try await without.reloadIfOwed())
+        #expect(!FileManager.default.fileExists(atPath: file.path))
+        #expect(FileManager.default.fileExists(atPath: foreign.path))
+        #expect(try await without.reloadIfOwed() == false)
     }
 }

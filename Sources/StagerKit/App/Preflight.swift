@@ -66,7 +66,7 @@ public struct Preflight: Sendable {
     /// Each repository's shared host: its address, and whether its default and canary have a vhost now
     /// (without one, a visitor with no choice gets 503 until it does).
     func sharedHosts() -> [Result] {
-        let routed = NginxFrontDoor.routedEnvironments(in: config.nginx.sitesDir).routed
+        let routed = NginxFrontDoor.routedEnvironments(in: config.nginx.sitesDir)
         return config.repos.values.sorted { $0.name < $1.name }.compactMap { repo -> Result? in
             guard let shared = repo.sharedHost else { return nil }
             let names = Set((routed[repo.name] ?? []).map(\.name))

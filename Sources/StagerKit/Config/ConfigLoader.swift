@@ -249,9 +249,7 @@ struct Validator {
         }
         var swarm = StagerConfig.Swarm.standard
         if let registry = doc.swarm?.registry {
-            let valid = registry.split(separator: ":", omittingEmptySubsequences: false).count <= 2
-                && registry.range(of: #"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"#, options: .regularExpression) != nil
-            guard valid else { throw fail("swarm.registry", "must be host[:port] of a registry such as registry.example.com:5000, got \"\(registry)\"") }
+            guard registry.range(of: #"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"#, options: .regularExpression) != nil else { throw fail("swarm.registry", "must be host[:port] of a registry such as registry.example.com:5000, got \"\(registry)\"") }
             swarm.registry = registry
         }
         for constraint in doc.swarm?.constraints ?? [] {

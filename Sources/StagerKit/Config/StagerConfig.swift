@@ -281,8 +281,10 @@ public struct StagerConfig: Sendable {
         return preview.url(forSlug: name) + "/?stager-env=pr-\(env.number)"
     }
 
-    /// The shared hosts' names: labels no environment's slug may take.
-    public var reservedSlugs: Set<String> { Set(repos.values.compactMap { $0.sharedHost?.name }) }
+    /// Labels no environment's slug may take: the shared hosts' names, and their files' names in the sites folder.
+    public var reservedSlugs: Set<String> {
+        Set(repos.values.compactMap(\.sharedHost).flatMap { [$0.name, SharedHostVhost.filePrefix + $0.name] })
+    }
 
     /// The reference a repository's image has where containers run: on swarm, an image Stager builds lives
     /// in `swarm.registry`, so that any node can pull it.

@@ -240,11 +240,9 @@ struct Execution {
             logger.info("draining the previous container", metadata: ["for": "\(drain)"])
             try await Task.sleep(for: drain)
         case .routeToCandidate:
-            guard let candidate, let upstream = candidate.upstream else { return false }
-            let route = Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: upstream.port, containerName: candidate.name, sha: candidate.sha,
-                              branch: env.branch, access: repo?.access ?? .open, upstreamHost: upstream.host)
+            guard let candidate, candidate.upstream != nil else { return false }
             do {
-                try await seams.frontDoor.apply(route)
+                try await seams.frontDoor.apply(route(to: candidate))
             } catch let error as NginxError where error.isPermanent {
                 // A vhost nginx's test rejects fails for good; an nginx that cannot be reloaded is retried.
                 return try await fail(sha: candidate.sha, reason: error.description)
@@ -262,9 +260,7 @@ struct Execution {
         case .routeToWake(let app):
             // From here on a request meets the wake path: what an earlier wake posted no longer holds.
             await wakes.forget(key)
-            let route = Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: app.hostPort ?? 0, containerName: app.name, sha: app.sha,
-                              branch: env.branch, access: repo?.access ?? .open, asleep: true, upstreamHost: app.address ?? Upstream.loopback)
-            try await seams.frontDoor.apply(route)
+            try await seams.frontDoor.apply(route(to: app, asleep: true))
             try await seams.frontDoor.confirmRouted(hostName: hostName, to: app.name, asleep: true)
         case .stopContainer(let container):
             try await seams.runtime.stop(container.id)
@@ -344,6 +340,12 @@ struct Execution {
     }
 
     private var hostName: String { "\(env.slug).\(config.preview.domain)" }
+
+    /// The vhost for `app`: to where it answers, or (asleep) to the wake path, naming it either way.
+    private func route(to app: ContainerInfo, asleep: Bool = false) -> Route {
+        Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: app.hostPort ?? 0, containerName: app.name, sha: app.sha,
+              branch: env.branch, access: repo?.access ?? .open, asleep: asleep, upstreamHost: app.address ?? Upstream.loopback)
+    }
 
     // MARK: Services beside the app
 

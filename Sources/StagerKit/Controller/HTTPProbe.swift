@@ -101,13 +101,18 @@ public struct Poller: Sendable {
 
     /// Returns true once `check` does, false when `timeout` passes first.
     public func until(timeout: Duration, _ check: @Sendable () async -> Bool) async throws -> Bool {
+        try await first(timeout: timeout) { await check() ? true : nil } ?? false
+    }
+
+    /// The first answer `check` gives (not nil); nil when `timeout` passes first. What `check` throws ends the wait.
+    public func first<T>(timeout: Duration, _ check: () async throws -> T?) async throws -> T? {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         let backoff = Backoff(first: first, longest: longest)
         var attempt = 1
         while true {
-            if await check() { return true }
-            guard clock.now < deadline else { return false }
+            if let answer = try await check() { return answer }
+            guard clock.now < deadline else { return nil }
             try await Task.sleep(for: min(backoff.delay(after: attempt), deadline - clock.now))
             attempt += 1
         }

@@ -25,6 +25,17 @@ public struct ContainerSpec: Sendable, Equatable {
     public var publish = true
 }
 
+/// What the docker CLI prints with a `--format` of tab-separated fields.
+enum DockerOutput {
+    /// Each line's fields; a line with another count of fields is not one docker printed for that format.
+    static func rows(_ output: String, fields count: Int) -> [[String]] {
+        output.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            return fields.count == count ? fields : nil
+        }
+    }
+}
+
 extension ContainerSpec {
     /// Names stay valid DNS labels (at most 63 characters), as swarm's service names must be: a longer one
     /// keeps its head and ends in a digest of the whole, so it is the same every time and still unique.
@@ -322,9 +333,8 @@ public struct DockerCLI: ContainerRuntime {
     }
 
     static func parseList(_ output: String) -> [ContainerInfo] {
-        output.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 11, let number = Int(fields[4]) else { return nil }
+        DockerOutput.rows(output, fields: 11).compactMap { fields in
+            guard let number = Int(fields[4]) else { return nil }
             // Ports look like "127.0.0.1:49153->8080/tcp".
             let hostPort = fields[7].split(separator: ",").lazy.compactMap { mapping -> Int? in
                 guard let arrow = mapping.range(of: "->") else { return nil }
@@ -393,9 +403,8 @@ public struct DockerCLI: ContainerRuntime {
 
     /// Lines of `imageLabelsFormat`: one entry per tag; an untagged image has nothing to remove by name.
     static func parseBuiltImages(_ output: String) -> [(image: String, key: PullRequestKey)] {
-        output.split(separator: "\n").flatMap { line -> [(image: String, key: PullRequestKey)] in
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 3, let number = Int(fields[2]), !fields[1].isEmpty,
+        DockerOutput.rows(output, fields: 3).flatMap { fields -> [(image: String, key: PullRequestKey)] in
+            guard let number = Int(fields[2]), !fields[1].isEmpty,
                   let tags = try? JSONDecoder().decode([String]?.self, from: Data(fields[0].utf8)) else { return [] }  // a line docker printed otherwise is not one of ours
             return (tags ?? []).map { ($0, PullRequestKey(repo: fields[1], number: number)) }
         }
@@ -468,9 +477,8 @@ public struct DockerCLI: ContainerRuntime {
     }
 
     static func parseResources(_ output: String, kind: StackResource.Kind) -> [StackResource] {
-        output.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 3, let number = Int(fields[2]), !fields[1].isEmpty else { return nil }
+        DockerOutput.rows(output, fields: 3).compactMap { fields in
+            guard let number = Int(fields[2]), !fields[1].isEmpty else { return nil }
             return StackResource(kind: kind, name: fields[0], repo: fields[1], number: number)
         }
     }

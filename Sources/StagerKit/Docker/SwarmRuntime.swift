@@ -101,8 +101,7 @@ public struct SwarmRuntime: ContainerRuntime {
     private func publishedPorts() async throws -> Set<Int> {
         let ids = try await run(["service", "ls", "--quiet"]).standardOutput.split(separator: "\n").map(String.init)
         guard !ids.isEmpty else { return [] }
-        let inspected = try await run(["service", "inspect", "--format", "{{range .Spec.EndpointSpec.Ports}}{{.PublishedPort}} {{end}}", "--"] + ids,
-                                      allowFailure: true)
+        let inspected = try await run(["service", "inspect", "--format", Self.publishedPortFormat, "--"] + ids, allowFailure: true)
         return Set(inspected.standardOutput.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int($0) })
     }
 
@@ -110,7 +109,7 @@ public struct SwarmRuntime: ContainerRuntime {
     /// `PlacementFailure` naming the node, and the service goes.
     private func awaitRunning(_ id: String, name: String) async throws -> SwarmTask {
         var last: String?
-        let outcome: Result<SwarmTask, PlacementFailure>? = try await poll(timeout: placementTimeout, first: .milliseconds(10), longest: .milliseconds(100)) {
+        let outcome: Result<SwarmTask, PlacementFailure>? = try await Poller(first: .milliseconds(10), longest: .milliseconds(100)).first(timeout: placementTimeout) {
             // One docker call a round, for the tasks' states; a task that runs or failed is then read whole.
             let states = try await self.taskStates(of: id)
             last = states.first.map { "\($0.state)\($0.error.isEmpty ? "" : ": \($0.error)")" } ?? last
@@ -139,26 +138,12 @@ public struct SwarmRuntime: ContainerRuntime {
         }
     }
 
-    /// Asks `check` again, with a growing pause, until it answers or `timeout` passes (nil).
-    private func poll<T>(timeout: Duration, first: Duration = .milliseconds(50), longest: Duration = .milliseconds(500),
-                         _ check: () async throws -> T?) async throws -> T? {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        let backoff = Backoff(first: first, longest: longest)
-        var attempt = 1
-        while true {
-            if let answer = try await check() { return answer }
-            guard clock.now < deadline else { return nil }
-            try await Task.sleep(for: min(backoff.delay(after: attempt), deadline - clock.now))
-            attempt += 1
-        }
-    }
-
     public func runToEnd(_ spec: ContainerSpec, timeout: Duration) async throws -> (exitCode: Int32, output: String) {
         let id = try await create(spec, publishedPort: nil, job: true)
         let outcome = await Result {
-            let exit: Int32? = try await poll(timeout: timeout, first: .milliseconds(100)) {
-                let format = "{{.Status.State}}\t{{.Status.ContainerStatus.ExitCode}}"
+            let exit: Int32? = try await Poller(first: .milliseconds(100)).first(timeout: timeout) {
+                // A task not started yet has no container status: `with` prints nothing then.
+                let format = "{{.Status.State}}\t{{with .Status.ContainerStatus}}{{.ExitCode}}{{end}}"
                 guard let first = try await self.taskIDs(of: [id], onlyRunning: false).first else { return nil }
                 let line = try await self.run(["inspect", "--type", "task", "--format", format, "--", first]).standardOutput
                 let fields = line.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\t").map(String.init)
@@ -177,8 +162,11 @@ public struct SwarmRuntime: ContainerRuntime {
         "{{.ID}}", "{{.Spec.Name}}", "{{index .Spec.Labels \"stager.repo\"}}", "{{index .Spec.Labels \"stager.pr\"}}",
         "{{index .Spec.Labels \"stager.sha\"}}", "{{index .Spec.Labels \"stager.slug\"}}", "{{index .Spec.Labels \"stager.role\"}}",
         "{{index .Spec.Labels \"stager.service\"}}", "{{index .Spec.Labels \"stager.definition\"}}",
-        "{{with .Spec.Mode.Replicated}}{{.Replicas}}{{end}}", "{{range .Spec.EndpointSpec.Ports}}{{.PublishedPort}}{{end}}",
+        "{{with .Spec.Mode.Replicated}}{{.Replicas}}{{end}}", publishedPortFormat,
     ].joined(separator: "\t")
+
+    /// A service's published ports (an app has one), each followed by a space.
+    static let publishedPortFormat = "{{range .Spec.EndpointSpec.Ports}}{{.PublishedPort}} {{end}}"
 
     /// A service as `docker service inspect` prints it with `serviceFormat`.
     struct ServiceLine: Equatable {
@@ -188,11 +176,10 @@ public struct SwarmRuntime: ContainerRuntime {
     }
 
     static func parseServices(_ output: String) -> [ServiceLine] {
-        output.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 11, let number = Int(fields[3]) else { return nil }
+        DockerOutput.rows(output, fields: 11).compactMap { fields in
+            guard let number = Int(fields[3]) else { return nil }
             let info = ContainerInfo(id: fields[0], name: fields[1], repo: fields[2], number: number, sha: fields[4], slug: fields[5],
-                                     running: false, hostPort: Int(fields[10]),
+                                     running: false, hostPort: Int(fields[10].trimmingCharacters(in: .whitespaces)),
                                      service: fields[6] == "service" && !fields[7].isEmpty ? fields[7] : nil,
                                      definition: fields[8].isEmpty ? nil : fields[8])
             return ServiceLine(info: info, replicas: Int(fields[9]), role: fields[6])
@@ -200,7 +187,7 @@ public struct SwarmRuntime: ContainerRuntime {
     }
 
     public func list(for key: PullRequestKey?) async throws -> [ContainerInfo] {
-        let ids = try await run(["service", "ls", "--quiet"] + DockerCLI.filters(instance: instance, key: key)).standardOutput.split(separator: "\n").map(String.init)
+        let ids = try await serviceIDs(for: key)
         guard !ids.isEmpty else { return [] }
         // A service removed between the two calls is left out of the answer; the others are still printed.
         let inspected = try await run(["service", "inspect", "--format", Self.serviceFormat, "--"] + ids, allowFailure: true)
@@ -223,6 +210,11 @@ public struct SwarmRuntime: ContainerRuntime {
     }
 
     public func ids(for key: PullRequestKey) async throws -> [String] {
+        try await serviceIDs(for: key)
+    }
+
+    /// This instance's services, optionally one PR's.
+    private func serviceIDs(for key: PullRequestKey?) async throws -> [String] {
         try await run(["service", "ls", "--quiet"] + DockerCLI.filters(instance: instance, key: key)).standardOutput.split(separator: "\n").map(String.init)
     }
 
@@ -268,17 +260,12 @@ public struct SwarmRuntime: ContainerRuntime {
     /// ago", "Rejected …"), error.
     private func taskStates(of service: String) async throws -> [(id: String, state: String, error: String)] {
         let result = try await run(["service", "ps", "--no-trunc", "--format", "{{.ID}}\t{{.CurrentState}}\t{{.Error}}", "--", service], allowFailure: true)
-        return result.standardOutput.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            return fields.count == 3 ? (fields[0], fields[1], fields[2]) : nil
-        }
+        return DockerOutput.rows(result.standardOutput, fields: 3).map { ($0[0], $0[1], $0[2]) }
     }
 
     static func parseTasks(_ output: String) -> [SwarmTask] {
-        output.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 5 else { return nil }
-            return SwarmTask(id: fields[0], serviceID: fields[1], nodeID: fields[2], state: fields[3], error: fields[4])
+        DockerOutput.rows(output, fields: 5).map { fields in
+            SwarmTask(id: fields[0], serviceID: fields[1], nodeID: fields[2], state: fields[3], error: fields[4])
         }
     }
 
@@ -314,9 +301,8 @@ public struct SwarmRuntime: ContainerRuntime {
     }
 
     static func parseNodes(_ output: String) -> [Node] {
-        output.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 6, isIPv4(fields[2]) else { return nil }
+        DockerOutput.rows(output, fields: 6).compactMap { fields in
+            guard isIPv4(fields[2]) else { return nil }
             return Node(id: fields[0], hostname: fields[1], address: fields[2], state: fields[3], availability: fields[4], role: fields[5])
         }
     }
@@ -339,7 +325,7 @@ public struct SwarmRuntime: ContainerRuntime {
         try await run(["service", "update", "--detach", "--quiet", "--replicas", "0", "--", idOrName])
         // Stopped once no task of it runs any more.
         let active = ["running", "starting", "preparing", "assigned", "accepted", "pending", "new", "ready"]
-        let stopped: Bool? = try await poll(timeout: .seconds(30)) {
+        let stopped: Bool? = try await Poller(first: .milliseconds(50)).first(timeout: .seconds(30)) {
             try await self.tasks(of: [idOrName], onlyRunning: false).allSatisfy { !active.contains($0.state) } ? true : nil
         }
         guard stopped != nil else { throw PlacementFailure(message: "the tasks of \(idOrName) did not stop within 30 s") }
@@ -349,7 +335,7 @@ public struct SwarmRuntime: ContainerRuntime {
         try await run(["service", "update", "--detach", "--quiet", "--replicas", "1", "--", idOrName])
         let task = try await awaitRunning(idOrName, name: idOrName)
         guard containerPort != nil else { return nil }
-        let port = try await run(["service", "inspect", "--format", "{{range .Spec.EndpointSpec.Ports}}{{.PublishedPort}}{{end}}", "--", idOrName])
+        let port = try await run(["service", "inspect", "--format", Self.publishedPortFormat, "--", idOrName])
         guard let published = Int(port.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw CommandError.failed(engine.command(["service", "inspect", idOrName]), port)
         }
@@ -421,7 +407,7 @@ public struct SwarmRuntime: ContainerRuntime {
     /// A network still has endpoints while the tasks of removed services shut down: asked again for a while.
     public func remove(_ resource: StackResource) async throws {
         var lastError: (any Error)?
-        let removed: Bool? = try await poll(timeout: .seconds(30), first: .milliseconds(200)) {
+        let removed: Bool? = try await Poller(first: .milliseconds(200)).first(timeout: .seconds(30)) {
             do {
                 try await engine.remove(resource)
                 return true

@@ -348,29 +348,32 @@ public actor NginxFrontDoor: FrontDoor {
     // MARK: Shared hosts
 
     /// Each shared host as its repository's environments with a vhost make it now, and the files of shared
-    /// hosts no longer configured (nil).
+    /// hosts no longer configured (nil). Without shared hosts configured, only the folder's names are read.
     private func sharedHostFiles() -> [(URL, String?)] {
-        let (routed, existing) = Self.routedEnvironments(in: config.sitesDir)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: config.sitesDir.path)) ?? []  // no folder yet: nothing written
+        let wanted = Set(shared.sites.map(shared.fileName))
+        let routed = shared.sites.isEmpty ? [:] : Self.routedEnvironments(in: config.sitesDir, names: names)
         var files = shared.sites.map { site in
             (config.sitesDir.appendingPathComponent(shared.fileName(site)), Optional(shared.render(site, environments: routed[site.repo] ?? [])))
         }
-        let wanted = Set(shared.sites.map(shared.fileName))
-        files += existing.filter { !wanted.contains($0) }.map { (config.sitesDir.appendingPathComponent($0), nil) }
+        for name in names where name.hasPrefix(SharedHostVhost.filePrefix) && name.hasSuffix(".conf") && !wanted.contains(name) {
+            let file = config.sitesDir.appendingPathComponent(name)
+            // Only a file Stager wrote goes: one of someone else's that happens to have this name stays.
+            if (try? String(contentsOf: file, encoding: .utf8))?.hasPrefix(SharedHostVhost.markerPrefix) == true { files.append((file, nil)) }
+        }
         return files
     }
 
-    /// The environments with a vhost in `sitesDir`, by repository, and the shared hosts' files there.
-    static func routedEnvironments(in sitesDir: URL) -> (routed: [String: [SharedHostVhost.Routed]], sharedFiles: [String]) {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: sitesDir.path)) ?? []  // no folder yet: nothing routed
+    /// The environments with a vhost in `sitesDir` (among `names`, default: all its files), by repository.
+    static func routedEnvironments(in sitesDir: URL, names: [String]? = nil) -> [String: [SharedHostVhost.Routed]] {
+        let names = names ?? (try? FileManager.default.contentsOfDirectory(atPath: sitesDir.path)) ?? []  // no folder yet: nothing routed
         var routed: [String: [SharedHostVhost.Routed]] = [:]
-        var sharedFiles: [String] = []
         for name in names where name.hasSuffix(".conf") {
-            guard let text = try? String(contentsOf: sitesDir.appendingPathComponent(name), encoding: .utf8) else { continue }  // unreadable: not ours
-            if text.hasPrefix(SharedHostVhost.markerPrefix) { sharedFiles.append(name) }
-            guard let marker = marker(in: text), let repo = marker["repo"], let env = marker["env"], let slug = marker["slug"] else { continue }
+            guard let text = try? String(contentsOf: sitesDir.appendingPathComponent(name), encoding: .utf8),  // unreadable: not ours
+                  let marker = marker(in: text), let repo = marker["repo"], let env = marker["env"], let slug = marker["slug"] else { continue }
             routed[repo, default: []].append(.init(name: env, slug: slug))
         }
-        return (routed, sharedFiles)
+        return routed
     }
 
     /// Whether a shared host's file says something else than it should (serve started with another configuration).

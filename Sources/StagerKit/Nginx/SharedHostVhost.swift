@@ -41,7 +41,11 @@ public struct SharedHostVhost: Sendable {
 
     public static let none = SharedHostVhost(sites: [], domain: "", listen: "", nginxAddress: "")
 
-    func fileName(_ site: Site) -> String { "stager-shared-\(site.host.name).conf" }
+    /// Shared hosts' files are named `stager-shared-<shared_host>.conf`; that name is reserved from slugs
+    /// (`StagerConfig.reservedSlugs`), so no environment's vhost takes it.
+    static let filePrefix = "stager-shared-"
+
+    func fileName(_ site: Site) -> String { "\(Self.filePrefix)\(site.host.name).conf" }
 
     /// An environment of the repository that has a vhost: its name (`pr-N`) and its slug.
     public struct Routed: Sendable, Equatable {
@@ -115,6 +119,8 @@ public struct SharedHostVhost: Sendable {
         lines += [
             "        if ($request_uri ~ \"^(?<stager_path>[^?]*)\\?(?:(?<stager_before>.*?)&)?stager-env=(?<stager_choice>[A-Za-z0-9._-]*)(?:&(?<stager_after>.*))?$\") {",
             "            add_header Set-Cookie \"stager_env=$stager_choice; Path=/; SameSite=Lax\";",
+            // An `if` with headers of its own does not take the location's: the choice is said here too.
+            "            add_header X-Stager-Env $stager_choice;",
             "            return 302 $stager_path$stager_rest_\(id);",
             "        }",
             "        if ($stager_host_\(id) = \"\") {",
