@@ -27,7 +27,7 @@ extension Trait where Self == SwarmLabScope {
 /// `runtime: swarm` on a real three-node swarm (`scripts/swarm-lab`: three dockerds in network namespaces
 /// of this machine, a registry on the bridge): apps and services are swarm services, nginx routes to the
 /// node that runs the task and follows it when it moves.
-@Suite("End to end: Docker Swarm", .serialized, .swarmLab,
+@Suite("End to end: Docker Swarm", .serialized, .swarmLab, .timeLimit(.minutes(5)),
        .enabled(if: E2EHarness.available && FileManager.default.isExecutableFile(atPath: "/usr/bin/nsenter")
                 && FileManager.default.isExecutableFile(atPath: "/usr/bin/docker-registry")))
 struct SwarmTests {

@@ -21,6 +21,30 @@ struct ProcessSeamTests {
         #expect(niced.exitCode == 3 && niced.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "10")
     }
 
+    /// A program that does not end by its limit is killed and named, collected or streamed; one that ends in
+    /// time is untouched by the limit.
+    @Test func aCommandPastItsLimitIsKilled() async throws {
+        let scratch = try TestConfig.temporaryDirectory("limit")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let marker = scratch.appendingPathComponent("pid").path
+        let hang = Command("sh", ["-c", "echo $$ > \(marker); exec sleep 60"], timeout: .milliseconds(500))
+        let started = ContinuousClock.now
+        await #expect {
+            try await SubprocessRunner().run(hang)
+        } throws: { error in
+            guard case CommandError.timedOut(_, let limit) = error else { return false }
+            return limit == .milliseconds(500) && "\(error)".contains("did not finish within")
+        }
+        #expect(ContinuousClock.now - started < .seconds(10))
+        let pid = try String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await Poller().until(timeout: .seconds(5)) { kill(pid_t(pid) ?? 0, 0) != 0 }, "the hung program was killed")
+        await #expect(throws: CommandError.self) {
+            try await SubprocessRunner().stream(hang, to: .file(scratch.appendingPathComponent("out")))
+        }
+        let quick = try await SubprocessRunner(timeout: .seconds(5)).run(Command("sh", ["-c", "echo done"]))
+        #expect(quick.standardOutput == "done\n")
+    }
+
     @Test func dockerRunIsArgvWithLabelsLimitsAndLoopbackOnly() async throws {
         let envFile = EnvFileSeen()
         let runner = RecordingRunner { command in

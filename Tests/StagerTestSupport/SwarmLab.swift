@@ -11,7 +11,7 @@ public actor SwarmLab {
     public static var script: String { Fixtures.repoRoot.appendingPathComponent("scripts/swarm-lab").path }
 
     public private(set) var dir: URL?
-    private let runner = SubprocessRunner()
+    private let runner = SubprocessRunner(timeout: .seconds(300))
 
     /// The manager's socket (`unix://…`) once the lab answers; builds it the first time.
     public func up() async throws -> String {

@@ -184,17 +184,19 @@ public struct DockerCLI: ContainerRuntime {
 
     /// Runs docker; an engine that does not answer is `EngineUnavailable`, any other refusal `CommandError`.
     @discardableResult
-    func run(_ arguments: [String], allowFailure: Bool = false) async throws -> CommandResult {
+    func run(_ arguments: [String], allowFailure: Bool = false, timeout: Duration? = nil) async throws -> CommandResult {
+        var invocation = command(arguments)
+        invocation.timeout = timeout
         let result: CommandResult
         do {
-            result = try await processes.withSlot { try await runner.run(command(arguments)) }
+            result = try await processes.withSlot { [invocation] in try await runner.run(invocation) }
         } catch CommandError.couldNotStart(_, let reason) {
             throw EngineUnavailable(message: "cannot run \(docker.joined(separator: " ")): \(reason)")
         }
         if !result.succeeded, EngineUnavailable.matches(result.message) {
             throw EngineUnavailable(message: String(result.message.prefix(500)))
         }
-        guard result.succeeded || allowFailure else { throw CommandError.failed(command(arguments), result) }
+        guard result.succeeded || allowFailure else { throw CommandError.failed(invocation, result) }
         return result
     }
 
@@ -259,13 +261,11 @@ public struct DockerCLI: ContainerRuntime {
             ["run", "--rm", "--name", spec.name] + Self.isolationArguments(spec, envFile: envFile)
         }
         do {
-            return try await withDeadline(timeout) {
-                let result = try await withEnvFile(spec) { envFile in
-                    try await run(arguments(spec, envFile), allowFailure: true)
-                }
-                return (result.exitCode, (result.standardOutput + result.standardError).trimmingCharacters(in: .whitespacesAndNewlines))
+            let result = try await withEnvFile(spec) { envFile in
+                try await run(arguments(spec, envFile), allowFailure: true, timeout: timeout)
             }
-        } catch is DeadlineExceeded {
+            return (result.exitCode, (result.standardOutput + result.standardError).trimmingCharacters(in: .whitespacesAndNewlines))
+        } catch CommandError.timedOut {
             // The client was stopped; the container it ran is not: it goes too.
             try await remove(spec.name)
             return (124, "stopped after \(timeout)")

@@ -31,8 +31,8 @@ public struct SwarmRuntime: ContainerRuntime {
     /// An overlay network's addresses are not reachable from the machine Stager runs on.
     public var reachesServices: Bool { false }
 
-    private func run(_ arguments: [String], allowFailure: Bool = false) async throws -> CommandResult {
-        try await engine.run(arguments, allowFailure: allowFailure)
+    private func run(_ arguments: [String], allowFailure: Bool = false, timeout: Duration? = nil) async throws -> CommandResult {
+        try await engine.run(arguments, allowFailure: allowFailure, timeout: timeout)
     }
 
     // MARK: Starting
@@ -150,7 +150,12 @@ public struct SwarmRuntime: ContainerRuntime {
                 guard let state = fields.first, ["complete", "failed", "rejected"].contains(state) else { return nil }
                 return state == "rejected" ? 125 : Int32(fields.count > 1 ? fields[1] : "") ?? 1
             }
-            return (exit ?? 124, exit == nil ? "stopped after \(timeout)" : try await self.logTail(id, lines: 1000))
+            guard let exit else { return (Int32(124), "stopped after \(timeout)") }
+            do {
+                return (exit, try await self.logTail(id, lines: 1000))
+            } catch CommandError.timedOut(_, let limit) {
+                return (exit, "(its log could not be read: docker service logs did not answer within \(limit), \(Self.logTries) times)")
+            }
         }
         try await remove(id)
         return try outcome.get()
@@ -342,16 +347,38 @@ public struct SwarmRuntime: ContainerRuntime {
         return Upstream(host: task.address, port: published)
     }
 
+    /// `docker service logs` now and then never ends, most often right after the service changed
+    /// (docker/cli#4678, moby/swarmkit#1956): each try is cut off, and a cut-off try is tried again.
+    static let logTries = 3
+    static let logTimeout: Duration = .seconds(5)
+
+    private func serviceLogs(_ idOrName: String, tail: Int?) async throws -> CommandResult {
+        let arguments = ["service", "logs", "--raw"] + (tail.map { ["--tail", String($0)] } ?? []) + ["--", idOrName]
+        var attempt = 1
+        while true {
+            do {
+                return try await run(arguments, allowFailure: true, timeout: Self.logTimeout)
+            } catch CommandError.timedOut where attempt < Self.logTries {
+                attempt += 1
+            }
+        }
+    }
+
     public func logTail(_ idOrName: String, lines: Int) async throws -> String {
-        let result = try await run(["service", "logs", "--raw", "--tail", String(lines), "--", idOrName])
+        let result = try await serviceLogs(idOrName, tail: lines)
+        guard result.succeeded else { throw CommandError.failed(engine.command(["service", "logs", idOrName]), result) }
         return (result.standardOutput + result.standardError).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     public func printLogs(_ idOrName: String, tail: Int?, follow: Bool) async throws -> Int32 {
-        var arguments = ["service", "logs", "--raw"]
-        if let tail { arguments += ["--tail", String(tail)] }
-        if follow { arguments.append("--follow") }
-        return try await engine.stream(arguments + ["--", idOrName])
+        if follow {
+            return try await engine.stream(["service", "logs", "--raw", "--follow"] + (tail.map { ["--tail", String($0)] } ?? []) + ["--", idOrName])
+        }
+        // Collected rather than streamed, so that a try that hung can be tried again without printing twice.
+        let result = try await serviceLogs(idOrName, tail: tail)
+        FileHandle.standardOutput.write(Data(result.standardOutput.utf8))
+        FileHandle.standardError.write(Data(result.standardError.utf8))
+        return result.exitCode
     }
 
     // MARK: Images: built on the manager's engine, pushed for the nodes

@@ -14,11 +14,14 @@ public struct Command: Sendable, Equatable, CustomStringConvertible {
     public var arguments: [String]
     /// Variables added to the inherited environment (used for values that must not appear in argv).
     public var environment: [String: String]
+    /// How long it may run before it is killed and `CommandError.timedOut` thrown; the runner's own limit when nil.
+    public var timeout: Duration?
 
-    public init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:]) {
+    public init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:], timeout: Duration? = nil) {
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
+        self.timeout = timeout
     }
 
     /// Builds a command from an argv array such as `["nginx", "-s", "reload"]` taken from configuration.
@@ -26,6 +29,14 @@ public struct Command: Sendable, Equatable, CustomStringConvertible {
         self.executable = argv.first ?? ""
         self.arguments = Array(argv.dropFirst()) + extra
         self.environment = [:]
+        self.timeout = nil
+    }
+
+    /// The same command with a time limit.
+    public func limited(to timeout: Duration) -> Command {
+        var limited = self
+        limited.timeout = timeout
+        return limited
     }
 
     public var description: String { ([executable] + arguments).joined(separator: " ") }
@@ -54,6 +65,7 @@ public struct CommandResult: Sendable, Equatable {
 public enum CommandError: Error, CustomStringConvertible, Equatable {
     case failed(Command, CommandResult)
     case couldNotStart(Command, String)
+    case timedOut(Command, Duration)
 
     public var description: String {
         switch self {
@@ -63,6 +75,9 @@ public enum CommandError: Error, CustomStringConvertible, Equatable {
             return "`\(head)` exited \(result.exitCode): \(result.message.suffix(2000))"
         case .couldNotStart(let command, let reason):
             return "could not start `\(command.executable)`: \(reason)"
+        case .timedOut(let command, let limit):
+            let head = ([command.executable] + command.arguments.prefix(3)).joined(separator: " ")
+            return "`\(head)` did not finish within \(limit) and was killed"
         }
     }
 }
@@ -79,7 +94,8 @@ public enum OutputSink: Sendable, Equatable {
 public protocol CommandRunner: Sendable {
     /// Runs to the end and collects the output.
     func run(_ command: Command) async throws -> CommandResult
-    /// Runs to the end with the output going to `sink` as it comes; returns the exit status.
+    /// Runs to the end with the output going to `sink` as it comes; returns the exit status. Only the
+    /// command's own `timeout` limits it (a build or `logs --follow` may rightly run long).
     func stream(_ command: Command, to sink: OutputSink) async throws -> Int32
 }
 
@@ -101,12 +117,32 @@ public struct SubprocessRunner: CommandRunner {
     /// threads, so a webhook's answer does not wait behind a burst of deploys on a small host.
     private let niceness: Int?
 
-    public init(outputLimit: Int = 16 * 1024 * 1024, niceness: Int? = nil) {
+    /// How long a collected command may run when it names no limit: a hung program (`docker service logs`
+    /// is known to hang now and then) becomes an error instead of a deploy that never ends.
+    private let timeout: Duration
+
+    public init(outputLimit: Int = 16 * 1024 * 1024, niceness: Int? = nil, timeout: Duration = .seconds(900)) {
         self.outputLimit = outputLimit
         self.niceness = niceness
+        self.timeout = timeout
     }
 
     public func run(_ command: Command) async throws -> CommandResult {
+        try await Self.within(command.timeout ?? timeout, command) { try await collect(command) }
+    }
+
+    public func stream(_ command: Command, to sink: OutputSink) async throws -> Int32 {
+        guard let limit = command.timeout else { return try await send(command, to: sink) }
+        return try await Self.within(limit, command) { try await send(command, to: sink) }
+    }
+
+    /// The body's answer, or `CommandError.timedOut` once `limit` passes: the body's task is cancelled then,
+    /// and swift-subprocess kills a process whose task is cancelled.
+    private static func within<T: Sendable>(_ limit: Duration, _ command: Command, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withDeadline(limit, onTimeout: { CommandError.timedOut(command, limit) }, body)
+    }
+
+    private func collect(_ command: Command) async throws -> CommandResult {
         do {
             let (executable, arguments) = launch(command)
             let result = try await Subprocess.run(
@@ -128,7 +164,7 @@ public struct SubprocessRunner: CommandRunner {
         }
     }
 
-    public func stream(_ command: Command, to sink: OutputSink) async throws -> Int32 {
+    private func send(_ command: Command, to sink: OutputSink) async throws -> Int32 {
         let descriptor: FileDescriptor
         switch sink {
         case .terminal:
