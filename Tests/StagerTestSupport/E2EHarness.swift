@@ -189,6 +189,23 @@ public final class E2EHarness: @unchecked Sendable {
         return try await post(body, event: "pull_request", delivery: delivery, port: port)
     }
 
+    /// A `push` of `branch` to `after` (or its deletion), as GitHub sends it.
+    @discardableResult
+    public func push(_ branch: String, after: String, deleted: Bool = false, repo: String = "acme/web",
+                     delivery: String = UUID().uuidString) async throws -> (Int, String) {
+        try await post(try Fixtures.push(repo: repo, ref: "refs/heads/\(branch)", after: after, deleted: deleted), event: "push", delivery: delivery)
+    }
+
+    /// The branch's environment as the store has it.
+    public func branchEnvironment(_ branch: String, repo: String = "acme/web") throws -> StagerKit.Environment? {
+        try app?.store.allEnvironments().first { $0.repo == repo && $0.kind == .branch && $0.branch == branch }
+    }
+
+    /// Waits until the branch's environment has `status`.
+    public func waitBranch(_ branch: String, repo: String = "acme/web", status: EnvironmentStatus, timeout: Duration = .seconds(60)) async throws -> Bool {
+        try await waitUntil(timeout: timeout) { try self.branchEnvironment(branch, repo: repo)?.status == status }
+    }
+
     /// POSTs a raw body to /webhook, signed with `secret` (the global one by default) unless `signed` is false.
     public func post(_ body: Data, event: String, delivery: String = UUID().uuidString, port: Int? = nil,
                      secret: String = TestConfig.secret, signed: Bool = true) async throws -> (Int, String) {

@@ -50,6 +50,25 @@ public enum Fixtures {
         return try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
     }
 
+    /// A `push` delivery built from GitHub's real payloads in `../shared` (`push.json`, or `push.deleted.json`
+    /// for a deleted branch) with the repository, the ref and the shas replaced.
+    public static func push(repo: String, ref: String, after: String, deleted: Bool = false, before: String = Fixtures.sha("before")) throws -> Data {
+        guard let folder = shared else { throw CocoaError(.fileNoSuchFile) }
+        let file = folder.appendingPathComponent("webhooks/\(deleted ? "push.deleted" : "push").json")
+        guard var root = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any],
+              var repository = root["repository"] as? [String: Any] else {
+            throw CocoaError(.fileReadCorruptFile)
+        }
+        root["ref"] = ref
+        root["before"] = before
+        root["after"] = deleted ? String(repeating: "0", count: 40) : after
+        repository["full_name"] = repo
+        repository["name"] = repo.split(separator: "/").last.map(String.init) ?? repo
+        repository["clone_url"] = "https://github.com/\(repo).git"
+        root["repository"] = repository
+        return try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
+    }
+
     /// A 40-hex sha made from a seed, so tests can name commits readably.
     public static func sha(_ seed: String) -> String {
         SHA256.hash(data: Data(seed.utf8)).map { String(format: "%02x", $0) }.joined().prefix(40).description

@@ -32,7 +32,7 @@ public struct StagerApp: Sendable {
         self.config = config
         let templates = try Templates.load(overrideDir: config.templatesDir)
         try Self.writeGeneratedHtpasswd(config)
-        let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"), reservedSlugs: config.reservedSlugs)
+        let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"), reservedSlugs: config.reservedSlugs, branchSlugs: config.branchSlugs)
         let metrics = StagerMetrics()
         let github = GitHubClient(config: config.github, metrics: metrics, logger: logger)
         let publisher: any CommentPublisher = publisher ?? github.map(GitHubCommentPublisher.init) ?? LogCommentPublisher(logger: logger)

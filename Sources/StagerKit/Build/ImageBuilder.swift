@@ -93,8 +93,8 @@ public struct ImageBuilder: ImageBuilding, Sendable {
         var arguments = ["build", "--tag", tag, "--force-rm", "--file", folder.appendingPathComponent(spec.dockerfile).path]
         let labels = [
             ContainerLabels.managed: "true", ContainerLabels.instance: config.instance, ContainerLabels.repo: env.repo,
-            ContainerLabels.pr: String(env.number), ContainerLabels.sha: sha, ContainerLabels.slug: env.slug,
-        ]
+            ContainerLabels.sha: sha, ContainerLabels.slug: env.slug,
+        ].merging(ContainerLabels.owner(env.key)) { $1 }
         for (key, value) in labels.sorted(by: { $0.key < $1.key }) { arguments += ["--label", "\(key)=\(value)"] }
         let context: [String: Any] = ["repo": env.repo, "number": env.number, "branch": env.branch, "sha": sha, "slug": env.slug]
         for (name, template) in spec.args.sorted(by: { $0.key < $1.key }) {

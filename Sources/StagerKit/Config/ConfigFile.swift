@@ -69,6 +69,7 @@ struct ConfigFile: Decodable {
         var services: [String: Service]?
         var sleep_after: String?
         var slack_webhook_url_env: String?
+        var branches: [String]?
         var shared_host: String?
         var default_env: String?
         var canary: Canary?

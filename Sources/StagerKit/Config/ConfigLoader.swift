@@ -193,6 +193,13 @@ struct Validator {
             if let other = sharedHosts[host] { throw fail("repos.\(name).shared_host", "\"\(host)\" is the shared host of \(other) already") }
             sharedHosts[host] = name
         }
+        for (name, repo) in repos.sorted(by: { $0.key < $1.key }) {
+            for branch in repo.branches {
+                if let owner = sharedHosts[Slug.readable(branch: branch)] {
+                    throw fail("repos.\(name).branches", "\"\(branch)\" would take the address of the shared host of \(owner)")
+                }
+            }
+        }
 
         let github = StagerConfig.GitHub(
             apiURL: apiURL,
@@ -412,34 +419,57 @@ struct Validator {
         built.release = try release(repo.release, key: "\(key).release")
         built.sleepAfter = try repo.sleep_after.map { try duration($0, key: "\(key).sleep_after", default: .zero) }
         built.slackWebhookURL = try repo.slack_webhook_url_env.map { try webhookURL(env: $0, key: "\(key).slack_webhook_url_env") }
-        built.sharedHost = try sharedHost(repo, key: key)
+        built.branches = try branches(repo.branches, key: "\(key).branches")
+        built.sharedHost = try sharedHost(repo, branches: built.branches, key: key)
         return built
     }
 
+    /// `branches`: names a push's `refs/heads/…` can carry, each with a slug of its own that is not a PR's name.
+    func branches(_ given: [String]?, key: String) throws -> [String] {
+        var slugs: [String: String] = [:]
+        for branch in given ?? [] {
+            guard !branch.isEmpty, branch.utf8.count <= 255, !branch.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == " " }) else {
+                throw fail(key, "\"\(branch)\" is not a branch name")
+            }
+            let slug = Slug.readable(branch: branch)
+            guard !slug.isEmpty else { throw fail(key, "\"\(branch)\" has no letter or digit to name its environment by") }
+            guard !Self.isEnvironmentName(slug) else { throw fail(key, "\"\(branch)\" would be named \(slug), which is a pull request's name") }
+            if let other = slugs[slug] { throw fail(key, "\"\(branch)\" and \"\(other)\" would both be named \(slug)") }
+            slugs[slug] = branch
+        }
+        return given ?? []
+    }
+
     /// `shared_host` with its `default_env` and optional `canary`; the others without it are an error.
-    func sharedHost(_ repo: ConfigFile.Repo, key: String) throws -> StagerConfig.SharedHost? {
-        guard let name = repo.shared_host else {
+    func sharedHost(_ repo: ConfigFile.Repo, branches: [String], key: String) throws -> StagerConfig.SharedHost? {
+        guard let hostName = repo.shared_host else {
             if repo.default_env != nil || repo.canary != nil { throw fail("\(key).shared_host", "is needed by default_env and canary") }
             return nil
         }
-        guard Slug.isValidLabel(name), name.count <= 63 else {
-            throw fail("\(key).shared_host", "must be a DNS label (a-z, 0-9 and '-', no leading or trailing '-'), got \"\(name)\"")
+        guard Slug.isValidLabel(hostName), hostName.count <= 63 else {
+            throw fail("\(key).shared_host", "must be a DNS label (a-z, 0-9 and '-', no leading or trailing '-'), got \"\(hostName)\"")
         }
         guard let defaultEnv = repo.default_env else { throw fail("\(key).default_env", "is needed with shared_host: the environment served when nothing is chosen, such as pr-12") }
-        guard Self.isEnvironmentName(defaultEnv) else {
-            throw fail("\(key).default_env", "must name an environment as pr-<number>, got \"\(defaultEnv)\" (branch environments are not built yet)")
+        // A branch is named by its slug in the shared host's choices; a PR as pr-<N>.
+        let name = { (given: String) -> String? in
+            if Self.isEnvironmentName(given) { return given }
+            return branches.contains(given) ? Slug.readable(branch: given) : nil
+        }
+        let branchList = branches.isEmpty ? "none is configured in \(key).branches" : branches.joined(separator: ", ")
+        guard let defaultName = name(defaultEnv) else {
+            throw fail("\(key).default_env", "must be pr-<number> or a branch of \(key).branches (\(branchList)), got \"\(defaultEnv)\"")
         }
         var canary: StagerConfig.SharedHost.Canary?
         if let given = repo.canary {
-            guard let env = given.env, Self.isEnvironmentName(env) else {
-                throw fail("\(key).canary.env", "must name an environment as pr-<number>, got \"\(given.env ?? "")\"")
+            guard let env = given.env.flatMap(name) else {
+                throw fail("\(key).canary.env", "must be pr-<number> or a branch of \(key).branches (\(branchList)), got \"\(given.env ?? "")\"")
             }
             guard let percent = given.percent, (0...100).contains(percent) else {
                 throw fail("\(key).canary.percent", "must be a share of new visitors from 0 to 100")
             }
             canary = .init(env: env, percent: percent)
         }
-        return StagerConfig.SharedHost(name: name, defaultEnv: defaultEnv, canary: canary)
+        return StagerConfig.SharedHost(name: hostName, defaultEnv: defaultName, canary: canary)
     }
 
     /// `pr-<N>`, the name of a PR's environment.

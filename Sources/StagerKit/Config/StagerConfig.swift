@@ -44,6 +44,10 @@ public struct StagerConfig: Sendable {
         public func pullRequestPage(_ key: PullRequestKey) -> String {
             "\(webURL)/\(key.repo)/pull/\(key.number)"
         }
+
+        public func branchPage(_ repo: String, _ branch: String) -> String {
+            "\(webURL)/\(repo)/tree/\(branch.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? branch)"
+        }
     }
 
     public struct Preview: Sendable {
@@ -141,6 +145,8 @@ public struct StagerConfig: Sendable {
         public var slackWebhookURL: URL? = nil
         /// `shared_host`, `default_env` and `canary`: one URL for every environment of the repository.
         public var sharedHost: SharedHost? = nil
+        /// Branches whose pushes deploy a long-lived environment of the branch (`branches`).
+        public var branches: [String] = []
     }
 
     /// Slack: slash commands (verified with the signing secret) and notifications to incoming webhooks.
@@ -228,7 +234,7 @@ public struct StagerConfig: Sendable {
 
         /// A DNS label, reserved: no environment's slug takes it.
         public var name: String
-        /// An environment's name: `pr-<N>`.
+        /// An environment's name: `pr-<N>`, or a configured branch's name (its slug, `Slug.readable`).
         public var defaultEnv: String
         public var canary: Canary?
     }
@@ -284,6 +290,12 @@ public struct StagerConfig: Sendable {
     /// Labels no environment's slug may take: the shared hosts' names, and their files' names in the sites folder.
     public var reservedSlugs: Set<String> {
         Set(repos.values.compactMap(\.sharedHost).flatMap { [$0.name, SharedHostVhost.filePrefix + $0.name] })
+    }
+
+    /// The configured branches' slugs: a PR's environment does not take one, so a branch environment's URL
+    /// is its branch's slug.
+    public var branchSlugs: Set<String> {
+        Set(repos.values.flatMap(\.branches).map { Slug.readable(branch: $0) })
     }
 
     /// The reference a repository's image has where containers run: on swarm, an image Stager builds lives

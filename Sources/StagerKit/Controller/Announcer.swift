@@ -99,12 +99,13 @@ public struct Announcer: Sendable {
     /// comment; `change` sets whatever else goes with that status, in the same transaction.
     public func announce(_ announcement: Announcement, for env: Environment,
                          change: @escaping @Sendable (inout Environment) -> Void = { _ in }) async throws {
-        let body = try render(context(announcement, env))
         let status = announcement.status
+        // A branch's environment has no PR to comment on: its status, the audit trail and Slack say it.
+        let body = env.key.isBranch ? nil : try render(context(announcement, env))
         let updated = try await environments.update(env.key) {
             $0.status = status
             $0.commentBody = body
-            $0.commentPending = true
+            $0.commentPending = body != nil
             change(&$0)
         }
         let line = auditLine(announcement, env)
@@ -113,10 +114,11 @@ public struct Announcer: Sendable {
         case .ready(let sha):
             await notify(env, "ready \(sha)", "\(link(env)) is ready: \(SlackText.code(String(sha.prefix(12)))) of \(SlackText.code(env.branch))")
         case .failed(let sha, let reason, _, _):
-            await notify(env, "failed \(sha)", "\(SlackText.escaped(env.key.description)) failed at \(SlackText.code(String(sha.prefix(12)))): \(SlackText.escaped(reason)) (\(SlackText.link(config.server.environmentPage(env.key), "history and logs")))")
+            await notify(env, "failed \(sha)", "\(SlackText.escaped(env.displayName)) failed at \(SlackText.code(String(sha.prefix(12)))): \(SlackText.escaped(reason)) (\(SlackText.link(config.server.environmentPage(env.key), "history and logs")))")
         case .building, .blocked, .waiting:
             break
         }
+        guard let body else { return }
         let id = try await publisher.publish(body, on: env.key, knownID: updated?.commentID)
         try await environments.update(env.key) {
             $0.commentID = id ?? $0.commentID
@@ -126,7 +128,7 @@ public struct Announcer: Sendable {
 
     /// The environment is gone: said on Slack.
     func removed(_ env: Environment) async {
-        await notify(env, "removed", "\(SlackText.escaped(env.key.description)) was removed (\(SlackText.code(env.branch)))")
+        await notify(env, "removed", "\(SlackText.escaped(env.displayName)) was removed (\(SlackText.code(env.branch)))")
     }
 
     /// Leaves a Slack notice for the event, once (its key names the event and the desired version). A store
@@ -141,11 +143,12 @@ public struct Announcer: Sendable {
     }
 
     private func link(_ env: Environment) -> String {
-        SlackText.link(config.preview.url(forSlug: env.slug), env.key.description)
+        SlackText.link(config.preview.url(forSlug: env.slug), env.displayName)
     }
 
     /// Deletes the sticky comment (it may exist on GitHub even when its id was never stored).
     func removeComment(of env: Environment) async throws {
+        guard !env.key.isBranch else { return }
         let commentID = try await environments.environment(env.key)?.commentID
         try await publisher.remove(on: env.key, knownID: commentID)
         try await environments.update(env.key) { $0.commentID = nil; $0.commentBody = nil; $0.commentPending = false }

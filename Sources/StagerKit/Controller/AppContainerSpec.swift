@@ -10,13 +10,13 @@ extension ContainerSpec {
             name: fitName(name), image: image, command: repo.command, containerPort: repo.port,
             labels: [
                 ContainerLabels.managed: "true", ContainerLabels.instance: config.instance,
-                ContainerLabels.repo: env.repo, ContainerLabels.pr: String(env.number),
-                ContainerLabels.branch: env.branch, ContainerLabels.sha: sha, ContainerLabels.slug: env.slug,
-            ],
+                ContainerLabels.repo: env.repo, ContainerLabels.branch: env.branch, ContainerLabels.sha: sha, ContainerLabels.slug: env.slug,
+            ].merging(ContainerLabels.owner(env.key)) { $1 },
+            // A branch's environment has no PR number to give.
             environment: repo.env.merging([
-                "STAGER_REPO": env.repo, "STAGER_PR": String(env.number), "STAGER_BRANCH": env.branch,
+                "STAGER_REPO": env.repo, "STAGER_BRANCH": env.branch,
                 "STAGER_SHA": sha, "STAGER_URL": config.preview.url(forSlug: env.slug),
-            ]) { _, stager in stager },
+            ].merging(env.key.isBranch ? [:] : ["STAGER_PR": String(env.number)]) { $1 }) { _, stager in stager },
             memory: repo.memory ?? limits.memory, cpus: repo.cpus ?? limits.cpus, pids: repo.pids ?? limits.pids,
             capAdd: repo.capAdd, readOnly: repo.readOnly
         )

@@ -14,7 +14,9 @@ public enum Gate {
 
     /// Fork PRs (unless the repository allows forks) and every PR under `require_label` run only a head sha
     /// a writer approved with the deploy label.
+    /// A branch environment runs what was pushed to the repository itself: only writers can push there.
     public static func approval(_ env: Environment, requireLabel: Bool, allowForks: Bool) -> Approval {
+        guard !env.key.isBranch else { return .notNeeded }
         guard requireLabel || (env.isFork && !allowForks) else { return .notNeeded }
         if env.approvedSha == env.desiredSha { return .approved }
         if let sender = env.labelSender, !sender.isEmpty, env.labelSha == env.desiredSha { return .checkLabel(sender: sender) }

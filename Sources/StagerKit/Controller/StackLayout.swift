@@ -55,7 +55,7 @@ struct StackLayout {
     /// What networks, volumes and helper containers carry: enough for gc to tell whose they are.
     var labels: [String: String] {
         [ContainerLabels.managed: "true", ContainerLabels.instance: config.instance,
-         ContainerLabels.repo: env.repo, ContainerLabels.pr: String(env.number), ContainerLabels.slug: env.slug]
+         ContainerLabels.repo: env.repo, ContainerLabels.slug: env.slug].merging(ContainerLabels.owner(env.key)) { $1 }
     }
 
     func desire(sha: String) -> StackDesire {

@@ -149,6 +149,8 @@ public enum ContainerLabels {
     public static let instance = "stager.instance"
     public static let repo = "stager.repo"
     public static let pr = "stager.pr"
+    /// A branch environment's (negative) number, in place of `stager.pr`, which it does not have.
+    public static let branchEnvironment = "stager.branch-env"
     public static let branch = "stager.branch"
     public static let sha = "stager.sha"
     public static let slug = "stager.slug"
@@ -157,6 +159,18 @@ public enum ContainerLabels {
     public static let service = "stager.service"
     /// A fingerprint of a service's definition: a changed one recreates the service.
     public static let definition = "stager.definition"
+
+    /// The label that says whose an object is: `stager.pr=N`, or `stager.branch-env=-N` for a branch's environment.
+    public static func owner(_ key: PullRequestKey) -> [String: String] {
+        [key.isBranch ? branchEnvironment : pr: String(key.number)]
+    }
+
+    /// A Go template printing an object's number: only one of the two labels is set, so the two side by side
+    /// print it (`labels` reads the label map, such as `.Config.Labels`; nil: docker's `.Label`).
+    static func numberTemplate(labels: String? = nil) -> String {
+        guard let labels else { return "{{.Label \"\(pr)\"}}{{.Label \"\(branchEnvironment)\"}}" }
+        return "{{index \(labels) \"\(pr)\"}}{{index \(labels) \"\(branchEnvironment)\"}}"
+    }
 }
 
 /// The docker CLI, run through the one `CommandRunner`, with argv only.
@@ -308,7 +322,7 @@ public struct DockerCLI: ContainerRuntime {
     }
 
     static let listFormat = [
-        "{{.ID}}", "{{.Names}}", "{{.State}}", "{{.Label \"stager.repo\"}}", "{{.Label \"stager.pr\"}}",
+        "{{.ID}}", "{{.Names}}", "{{.State}}", "{{.Label \"stager.repo\"}}", ContainerLabels.numberTemplate(),
         "{{.Label \"stager.sha\"}}", "{{.Label \"stager.slug\"}}", "{{.Ports}}",
         "{{.Label \"stager.role\"}}", "{{.Label \"stager.service\"}}", "{{.Label \"stager.definition\"}}",
     ].joined(separator: "\t")
@@ -327,7 +341,8 @@ public struct DockerCLI: ContainerRuntime {
     static func filters(instance: String, key: PullRequestKey?) -> [String] {
         var filters = ["--filter", "label=\(ContainerLabels.managed)=true", "--filter", "label=\(ContainerLabels.instance)=\(instance)"]
         if let key {
-            filters += ["--filter", "label=\(ContainerLabels.repo)=\(key.repo)", "--filter", "label=\(ContainerLabels.pr)=\(key.number)"]
+            let (name, number) = ContainerLabels.owner(key).first ?? (ContainerLabels.pr, String(key.number))
+            filters += ["--filter", "label=\(ContainerLabels.repo)=\(key.repo)", "--filter", "label=\(name)=\(number)"]
         }
         return filters
     }
@@ -399,7 +414,7 @@ public struct DockerCLI: ContainerRuntime {
         return Self.parseBuiltImages(inspected.standardOutput)
     }
 
-    static let imageLabelsFormat = "{{json .RepoTags}}\t{{index .Config.Labels \"stager.repo\"}}\t{{index .Config.Labels \"stager.pr\"}}"
+    static let imageLabelsFormat = "{{json .RepoTags}}\t{{index .Config.Labels \"stager.repo\"}}\t" + ContainerLabels.numberTemplate(labels: ".Config.Labels")
 
     /// Lines of `imageLabelsFormat`: one entry per tag; an untagged image has nothing to remove by name.
     static func parseBuiltImages(_ output: String) -> [(image: String, key: PullRequestKey)] {
@@ -470,7 +485,7 @@ public struct DockerCLI: ContainerRuntime {
 
     public func stackResources(for key: PullRequestKey?) async throws -> [StackResource] {
         let filters = Self.filters(instance: instance, key: key)
-        let format = "{{.Name}}\t{{.Label \"stager.repo\"}}\t{{.Label \"stager.pr\"}}"
+        let format = "{{.Name}}\t{{.Label \"stager.repo\"}}\t" + ContainerLabels.numberTemplate()
         let networks = try await run(["network", "ls"] + filters + ["--format", format]).standardOutput
         let volumes = try await run(["volume", "ls"] + filters + ["--format", format]).standardOutput
         return Self.parseResources(networks, kind: .network) + Self.parseResources(volumes, kind: .volume)

@@ -51,7 +51,7 @@ public struct SwarmRuntime: ContainerRuntime {
         if let network = spec.network {
             args += ["--network", spec.alias.map { "name=\(network),alias=\($0)" } ?? network]
         }
-        let volumeLabels = spec.labels.filter { [ContainerLabels.managed, ContainerLabels.instance, ContainerLabels.repo, ContainerLabels.pr].contains($0.key) }
+        let volumeLabels = spec.labels.filter { [ContainerLabels.managed, ContainerLabels.instance, ContainerLabels.repo, ContainerLabels.pr, ContainerLabels.branchEnvironment].contains($0.key) }
             .sorted { $0.key < $1.key }.map { ",volume-label=\($0.key)=\($0.value)" }.joined()
         for (volume, path) in spec.mounts.sorted(by: { $0.key < $1.key }) {
             args += ["--mount", "type=volume,source=\(volume),destination=\(path)\(volumeLabels)"]
@@ -164,7 +164,7 @@ public struct SwarmRuntime: ContainerRuntime {
     // MARK: Reading
 
     static let serviceFormat = [
-        "{{.ID}}", "{{.Spec.Name}}", "{{index .Spec.Labels \"stager.repo\"}}", "{{index .Spec.Labels \"stager.pr\"}}",
+        "{{.ID}}", "{{.Spec.Name}}", "{{index .Spec.Labels \"stager.repo\"}}", ContainerLabels.numberTemplate(labels: ".Spec.Labels"),
         "{{index .Spec.Labels \"stager.sha\"}}", "{{index .Spec.Labels \"stager.slug\"}}", "{{index .Spec.Labels \"stager.role\"}}",
         "{{index .Spec.Labels \"stager.service\"}}", "{{index .Spec.Labels \"stager.definition\"}}",
         "{{with .Spec.Mode.Replicated}}{{.Replicas}}{{end}}", publishedPortFormat,

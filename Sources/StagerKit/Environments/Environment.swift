@@ -18,6 +18,9 @@ public struct PullRequestKey: Hashable, Sendable, Codable, CustomStringConvertib
     }
 
     public var description: String { "\(repo)#\(number)" }
+
+    /// A branch environment's key has a negative number, given by the store (`Store.branchKey`); PRs count from 1.
+    public var isBranch: Bool { number < 0 }
 }
 
 public enum EnvironmentStatus: String, Sendable, Codable, CaseIterable {
@@ -128,6 +131,24 @@ public struct Environment: Sendable, Equatable, Codable {
 
     /// A PR whose head lives in another repository (or in a deleted fork).
     public var isFork: Bool { headRepo != repo }
+
+    public enum Kind: String, Sendable, Codable {
+        case pullRequest = "pr"
+        case branch
+    }
+
+    /// A PR's environment, or a branch's (`repos.X.branches`, from pushes).
+    public var kind: Kind { key.isBranch ? .branch : .pullRequest }
+
+    /// How the shared host and the API name it: `pr-<N>`, or the branch's slug.
+    public var name: String { Self.name(of: key, branch: branch) }
+
+    static func name(of key: PullRequestKey, branch: String) -> String {
+        key.isBranch ? Slug.readable(branch: branch) : "pr-\(key.number)"
+    }
+
+    /// For people: `owner/name#N`, or `owner/name@branch`.
+    public var displayName: String { key.isBranch ? "\(repo)@\(branch)" : key.description }
 
     public var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
 

@@ -10,7 +10,9 @@ struct DeploymentTracker: Sendable {
 
     var enabled: Bool { client != nil && config.github.deployments }
 
+    /// A branch's environment is named by its branch (`main`); a PR's by `github.deployment_environment`.
     func environmentName(_ env: Environment) -> String {
+        guard !env.key.isBranch else { return env.branch }
         let context: [String: Any] = ["number": env.number, "slug": env.slug, "repo": env.repo]
         return (try? ImageReference.template(config.github.deploymentEnvironment).render(context)) ?? "pr-\(env.number)"  // validated at start-up; pr-N is the fallback
     }
@@ -19,7 +21,8 @@ struct DeploymentTracker: Sendable {
     func start(_ env: Environment, sha: String) async throws -> Int64? {
         guard enabled, let client else { return nil }
         let id = try await client.createDeployment(env.repo, sha: sha, environment: environmentName(env),
-                                                   description: "Stager preview of #\(env.number)")
+                                                   description: env.key.isBranch ? "Stager environment of branch \(env.branch)" : "Stager preview of #\(env.number)",
+                                                   transient: !env.key.isBranch)
         try await client.createDeploymentStatus(env.repo, deployment: id, state: "in_progress",
                                                 logURL: config.server.environmentPage(env.key), description: "Deploying \(sha.prefix(12))")
         return id

@@ -189,10 +189,12 @@ public struct GitHubClient: PermissionLookup, Sendable {
         var payload: Payload?
     }
 
-    /// Creates a transient deployment of `sha` to `environment` and returns its id.
-    public func createDeployment(_ repo: String, sha: String, environment: String, description: String) async throws -> Int64 {
+    /// Creates a deployment of `sha` to `environment` and returns its id: transient for a PR's preview, not
+    /// for a branch's long-lived environment.
+    public func createDeployment(_ repo: String, sha: String, environment: String, description: String, transient: Bool = true) async throws -> Int64 {
         let request = UUID().uuidString.lowercased()
-        let body = NewDeployment(ref: sha, payload: Payload(stager_request: request), environment: environment, description: String(description.prefix(140)))
+        let body = NewDeployment(ref: sha, payload: Payload(stager_request: request), environment: environment, description: String(description.prefix(140)),
+                                 transient_environment: transient)
         let query = "sha=\(Self.queryValue(sha))&environment=\(Self.queryValue(environment))&per_page=100"
         return try await create(lookUp: {
             let listed: [Deployment] = try await paginate(url(Self.repoPath(repo) + ["deployments"], query: query))

@@ -41,6 +41,23 @@ public struct PullRequestEvent: Sendable, Decodable, Equatable {
     public var key: PullRequestKey { PullRequestKey(repo: repository.full_name, number: number) }
 }
 
+/// The parts of a `push` delivery Stager uses: which branch moved, to which sha, or that it was deleted.
+public struct PushEvent: Sendable, Decodable, Equatable {
+    public var ref: String
+    public var before: String?
+    public var after: String
+    public var deleted: Bool?
+    public var repository: PullRequestEvent.Repository
+    public var sender: PullRequestEvent.User?
+
+    /// The branch of `refs/heads/<branch>`; nil for a tag.
+    public var branch: String? {
+        ref.hasPrefix("refs/heads/") ? String(ref.dropFirst("refs/heads/".count)) : nil
+    }
+
+    public var intent: Intent { deleted == true ? .teardown : .deploy(sha: after) }
+}
+
 /// What a delivery asks of an environment.
 public enum Intent: Sendable, Equatable {
     case deploy(sha: String)
@@ -85,6 +102,22 @@ public enum WebhookPayload {
         guard let text = String(data: body, encoding: .utf8),
               let form = try? URLEncodedFormDecoder().decode(Form.self, from: text) else { throw Failure.notForm }  // the throw says it is not a form
         return Data(form.payload.utf8)
+    }
+
+    public static func decodePush(_ json: Data) throws -> PushEvent {
+        guard (try? JSONSerialization.jsonObject(with: json)) is [String: Any] else { throw Failure.notJSON }  // the throw says it is not JSON
+        do {
+            let event = try JSONDecoder().decode(PushEvent.self, from: json)
+            guard event.ref.hasPrefix("refs/"), event.ref.utf8.count <= 1024,
+                  !event.ref.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { throw Failure.missingField("ref") }
+            guard event.after.count >= 7, event.after.allSatisfy(\.isHexDigit) else { throw Failure.missingField("after") }
+            // A deleted branch's `after` is all zeros; any other push names a commit.
+            guard event.deleted == true || event.after.contains(where: { $0 != "0" }) else { throw Failure.missingField("after") }
+            guard event.repository.full_name.split(separator: "/").count == 2 else { throw Failure.missingField("repository.full_name") }
+            return event
+        } catch let error as DecodingError {
+            throw Failure.missingField(error.keyPath)
+        }
     }
 
     public static func decodePullRequest(_ json: Data) throws -> PullRequestEvent {

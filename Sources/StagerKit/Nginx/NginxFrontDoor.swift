@@ -18,6 +18,9 @@ public struct Route: Sendable, Equatable {
     /// The environment sleeps: requests go to serve's wake path, which hands them back once it is awake.
     public var asleep: Bool
 
+    /// How the shared host names it: `pr-<N>`, or its branch's slug (`Environment.name`).
+    public var environmentName: String { Environment.name(of: key, branch: branch) }
+
     public init(key: PullRequestKey, slug: String, hostName: String, upstreamPort: Int, containerName: String, sha: String,
                 branch: String = "", access: StagerConfig.Access = .open, asleep: Bool = false, upstreamHost: String = Upstream.loopback) {
         self.upstreamHost = upstreamHost
@@ -212,7 +215,7 @@ public actor NginxFrontDoor: FrontDoor {
         ]
         let marker = "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha)"
             + (route.upstreamHost == Upstream.loopback ? "" : " host=\(route.upstreamHost)")
-            + (route.asleep ? " asleep=1 wake=\(wakePath.address)" : "") + " repo=\(route.key.repo) env=pr-\(route.key.number)\n"
+            + (route.asleep ? " asleep=1 wake=\(wakePath.address)" : "") + " repo=\(route.key.repo) env=\(route.environmentName)\n"
         return marker + template.render(context)
     }
 

@@ -118,7 +118,8 @@ public struct GcPlan: Sendable, Equatable {
     private static func removalReason(_ env: Environment, facts: Facts) -> String? {
         if env.desired == .absent { return "torn down, but the teardown did not finish" }
         if case .closed(let merged, _) = facts.states[env.key] { return merged ? "PR merged on GitHub" : "PR closed on GitHub" }
-        if let ttl = facts.idleTTL {
+        // A branch's environment is long-lived by design: only its branch's deletion removes it.
+        if let ttl = facts.idleTTL, !env.key.isBranch {
             let idle = facts.now.timeIntervalSince(env.lastActivityAt ?? env.updatedAt)
             if idle > ttl.seconds {
                 return "idle for \(EnvironmentTable.age(idle)) (limits.idle_ttl: no event or deploy for \(EnvironmentTable.age(ttl.seconds)))"

@@ -34,7 +34,11 @@ public struct ManualControl: Sendable {
     public func deploy(_ key: PullRequestKey, sha: String?) async throws -> (env: Environment, version: Int) {
         try requireConfigured(key)
         let delivery: DesiredStateChange
-        if let github {
+        if key.isBranch {
+            // A branch's environment has no PR to read: it deploys again at the sha it has, or at `sha`.
+            guard let env = try store.environment(key) else { throw ManualControlError(message: "\(key) has no environment") }
+            delivery = Intents.redeploy(env, sha: sha ?? env.desiredSha, source: .deploy, approvedBy: actor)
+        } else if let github {
             let pull: GitHubClient.PullRequest
             do {
                 pull = try await github.pullRequest(key)

@@ -34,7 +34,8 @@ struct PullRequestStates {
     /// since a list can lag behind a PR opened a moment ago.
     func states(of keys: [PullRequestKey], open: [String: Result<[GitHubClient.PullRequest], GitHubLookupFailure>]) async -> [PullRequestKey: PullRequestState] {
         var states: [PullRequestKey: PullRequestState] = [:]
-        for key in keys {
+        // A branch's environment is no pull request: no PR state removes it, only its branch's deletion.
+        for key in keys where !key.isBranch {
             switch open[key.repo] {
             case .none:
                 states[key] = .unknown("the repository is no longer configured")

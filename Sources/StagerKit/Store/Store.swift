@@ -63,9 +63,12 @@ public final class Store: Sendable {
     fileprivate let db: DatabasePool
     /// Labels no environment's slug may take (the shared hosts').
     private let reservedSlugs: Set<String>
+    /// Labels only a branch environment may take (the configured branches' slugs).
+    private let branchSlugs: Set<String>
 
-    public init(path: URL, reservedSlugs: Set<String> = []) throws {
+    public init(path: URL, reservedSlugs: Set<String> = [], branchSlugs: Set<String> = []) throws {
         self.reservedSlugs = reservedSlugs
+        self.branchSlugs = branchSlugs
         try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
@@ -204,6 +207,16 @@ public final class Store: Sendable {
                 t.add(column: "hostAddress", .text)
             }
         }
+        migrator.registerMigration("v11: branch environments") { db in
+            // A branch environment's number: negative, per repository, kept for good so that its history stays its own.
+            try db.create(table: "branchEnvironment") { t in
+                t.column("repo", .text).notNull()
+                t.column("branch", .text).notNull()
+                t.column("number", .integer).notNull()
+                t.primaryKey(["repo", "branch"])
+                t.uniqueKey(["repo", "number"])
+            }
+        }
         return migrator
     }
 
@@ -213,7 +226,7 @@ public final class Store: Sendable {
     /// `.accepted`, a crash loses nothing: the controller finds the version ahead of the applied one.
     public func accept(_ delivery: DesiredStateChange) async throws -> AcceptOutcome {
         // Async, so the HTTP server's event loop never blocks on SQLite.
-        let reserved = reservedSlugs
+        let reserved = delivery.key.isBranch ? reservedSlugs : reservedSlugs.union(branchSlugs)
         return try await db.write { db in
             if try Self.hasDelivery(db, id: delivery.id) { return .duplicate }
             let pull = delivery.pullRequest
@@ -298,6 +311,20 @@ public final class Store: Sendable {
         case .deploy, .teardown: return true
         case .sleep: return env.map { $0.desired == .present && !$0.asleep } ?? false
         case .wake: return env.map { $0.desired == .present && $0.asleep } ?? false
+        }
+    }
+
+    /// The key of the branch's environment: the number it has, or with `create` a new one (-1, -2, … per
+    /// repository); nil when it has none and `create` is false.
+    public func branchKey(repo: String, branch: String, create: Bool) async throws -> PullRequestKey? {
+        try await db.write { db in
+            if let number = try Int.fetchOne(db, sql: "SELECT number FROM branchEnvironment WHERE repo = ? AND branch = ?", arguments: [repo, branch]) {
+                return PullRequestKey(repo: repo, number: number)
+            }
+            guard create else { return nil }
+            let lowest = try Int.fetchOne(db, sql: "SELECT MIN(number) FROM branchEnvironment WHERE repo = ?", arguments: [repo]) ?? 0
+            try db.execute(sql: "INSERT INTO branchEnvironment (repo, branch, number) VALUES (?, ?, ?)", arguments: [repo, branch, lowest - 1])
+            return PullRequestKey(repo: repo, number: lowest - 1)
         }
     }
 

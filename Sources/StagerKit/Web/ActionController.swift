@@ -14,7 +14,7 @@ public struct ActionController: Sendable {
                 throw HTTPError(.forbidden, message: "actions need server.admin_token_env: without a token anyone could change environments")
             }
             guard let owner = context.parameters.get("owner"), let name = context.parameters.get("name"),
-                  let number = context.parameters.get("number").flatMap(Int.init), number > 0,
+                  let number = context.parameters.get("number").flatMap(Int.init), number != 0,  // a branch's environment's is negative
                   let action = context.parameters.get("action").flatMap(EnvironmentActions.Action.init) else {
                 throw HTTPError(.notFound, message: "no such action; POST …/deploy, …/destroy, …/sleep or …/wake")
             }

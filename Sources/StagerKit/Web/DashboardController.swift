@@ -113,7 +113,7 @@ public struct DashboardController: Sendable {
 
     static func key(_ context: some RequestContext) -> PullRequestKey? {
         guard let owner = context.parameters.get("owner"), let name = context.parameters.get("name"),
-              let number = context.parameters.get("number").flatMap(Int.init), number > 0 else { return nil }
+              let number = context.parameters.get("number").flatMap(Int.init), number != 0 else { return nil }
         return PullRequestKey(repo: "\(owner)/\(name)", number: number)
     }
 

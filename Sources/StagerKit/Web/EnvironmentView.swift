@@ -3,11 +3,16 @@ import Foundation
 /// An environment as the JSON API, `stager ls` and the dashboard show it. Field names are stable.
 public struct EnvironmentView: Codable, Sendable, Equatable {
     public var repo: String
+    /// A PR's number; a branch environment's is negative (given by Stager).
     public var number: Int
+    /// `pr`, or `branch` for a branch's long-lived environment (`repos.X.branches`).
+    public var kind: String
+    /// `pr-<N>`, or the branch's slug: what `?stager-env=` chooses on the shared host.
+    public var name: String
     public var branch: String
     public var title: String
     public var author: String
-    /// The pull request on GitHub.
+    /// The pull request on GitHub; the branch, for a branch's environment.
     public var pr_url: String
     /// This environment's page on the dashboard: history and logs.
     public var page_url: String
@@ -49,10 +54,12 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
         let formatter = ISO8601DateFormatter()
         repo = env.repo
         number = env.number
+        kind = env.kind.rawValue
+        name = env.name
         branch = env.branch
         title = env.title
         author = env.author
-        pr_url = config.github.pullRequestPage(env.key)
+        pr_url = env.key.isBranch ? config.github.branchPage(env.repo, env.branch) : config.github.pullRequestPage(env.key)
         page_url = config.server.environmentPage(env.key)
         slug = env.slug
         url = env.status == .ready || env.deployedSha != nil ? config.preview.url(forSlug: env.slug) : nil

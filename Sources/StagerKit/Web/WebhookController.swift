@@ -41,6 +41,9 @@ public struct WebhookController: Sendable {
             return reply(.ok, "pong", event: eventName, outcome: "ping")
         case "pull_request":
             break
+        case "push" where config.repos.values.contains(where: { !$0.branches.isEmpty }):
+            // Without `branches` anywhere, a push is what it always was: an event Stager does not handle.
+            return try await handlePush(request, bytes: bytes, scope: scope)
         case "":
             return reply(.badRequest, "missing X-GitHub-Event header", event: "unknown", outcome: "bad_request")
         default:
@@ -87,6 +90,51 @@ public struct WebhookController: Sendable {
             logger.info("accepted", metadata: ["repo": "\(event.key.repo)", "pr": "\(event.key.number)", "action": "\(event.action)", "delivery": "\(deliveryID)", "version": "\(version)"])
             await controller.enqueue(event.key, firstIntent: version == 1)
             return reply(.accepted, "accepted: \(event.action) for \(event.key)", event: eventName, outcome: "accepted")
+        }
+    }
+
+    /// A push to a branch of `repos.X.branches` deploys its environment at `after`; a deleted branch removes it.
+    /// Verified like every delivery, and deduplicated by its delivery id in the same store transaction.
+    private func handlePush(_ request: Request, bytes: Data, scope: WebhookSecrets.Scope) async throws -> Response {
+        let eventName = "push"
+        let event: PushEvent
+        do {
+            event = try WebhookPayload.decodePush(try WebhookPayload.json(body: bytes, contentType: request.headers[.contentType]))
+        } catch let failure as WebhookPayload.Failure {
+            return reply(.badRequest, failure.description, event: eventName, outcome: "bad_request")
+        }
+        let repoName = event.repository.full_name
+        guard let repo = config.repo(repoName) else {
+            return reply(.ok, "ignored: repository \(repoName) is not configured", event: eventName, outcome: "ignored")
+        }
+        guard scope == secrets.expected(for: repoName) else {
+            return reply(.unauthorized, "missing or invalid X-Hub-Signature-256", event: eventName, outcome: "bad_signature")
+        }
+        guard let branch = event.branch, repo.branches.contains(branch) else {
+            return reply(.ok, "ignored: \(event.ref) is not a branch of \(repoName)'s branches", event: eventName, outcome: "ignored")
+        }
+        guard let deliveryID = request.headers.value(named: "x-github-delivery"), !deliveryID.isEmpty, deliveryID.count <= 200 else {
+            return reply(.badRequest, "missing X-GitHub-Delivery header", event: eventName, outcome: "bad_request")
+        }
+        guard let key = try await store.branchKey(repo: repoName, branch: branch, create: event.deleted != true) else {
+            return reply(.ok, "ignored: branch \(branch) of \(repoName) has no environment", event: eventName, outcome: "ignored")
+        }
+        var change = DesiredStateChange(
+            id: deliveryID, key: key, intent: event.intent,
+            pullRequest: PullRequestFacts(branch: branch, headSha: event.deleted == true ? event.before ?? "" : event.after, title: "branch \(branch)",
+                                          author: event.sender?.login, headRepo: repoName, cloneURL: event.repository.clone_url),
+            action: event.deleted == true ? "deleted" : "pushed", source: .webhook)
+        change.actor = event.sender?.login
+        let name = "\(repoName)@\(branch)"
+        switch try await store.accept(change) {
+        case .duplicate:
+            return reply(.ok, "duplicate delivery \(deliveryID): already recorded", event: eventName, outcome: "duplicate")
+        case .stale, .unchanged:
+            return reply(.ok, "ignored: nothing changes for \(name)", event: eventName, outcome: "ignored")
+        case .accepted(let version):
+            logger.info("accepted", metadata: ["repo": "\(repoName)", "branch": "\(branch)", "action": "\(change.action)", "delivery": "\(deliveryID)", "version": "\(version)"])
+            await controller.enqueue(key, firstIntent: version == 1)
+            return reply(.accepted, "accepted: \(change.action) for \(name)", event: eventName, outcome: "accepted")
         }
     }
 
