@@ -107,3 +107,29 @@ struct BranchEnvironmentTests {
         }
     }
 }
+
+/// A branch of a repository built from its source: each push builds the pushed commit.
+@Suite("End to end: a branch built from its source", .enabled(if: E2EHarness.available && Fixtures.shared != nil))
+struct BuiltBranchTests {
+    @Test func eachPushBuildsThePushedCommit() async throws {
+        let dir = try TestConfig.temporaryDirectory("e2e-branch-git")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let git = try await GitFixture(in: dir)
+        let repos = BuildTests.repo(origin: git.origin) + "    branches: [main]\n"
+        try await E2EHarness.run(name: "built-branch", extraRepos: repos, extraConfig: BuildTests.allowFiles) { harness in
+            for note in ["first", "second"] {
+                let sha = try await git.commit(GitFixture.dockerfile, note: note)
+                try await harness.push("main", after: sha, repo: "acme/built")
+                #expect(try await harness.waitUntil(timeout: .seconds(180)) {
+                    let env = try harness.branchEnvironment("main", repo: "acme/built")
+                    return env?.status == .ready && env?.deployedSha == sha
+                })
+                #expect(try await harness.waitUntil { await harness.throughNginx(slug: "main")?.body.contains("sha=\(sha)") == true })
+            }
+            // Its page in the API (by its negative number) has both builds in its history.
+            let env = try #require(try harness.branchEnvironment("main", repo: "acme/built"))
+            let page = try await harness.get("/api/environments/acme/built/\(env.number)")
+            #expect(page.status == 200 && page.body.components(separatedBy: #""kind":"build""#).count >= 3, "\(page.body.prefix(3000))")
+        }
+    }
+}
