@@ -7,15 +7,6 @@ import Testing
 /// store gives branches, their labels, and what a PR's rules leave alone (end to end: `branch environments`).
 @Suite("Branch environments: units")
 struct BranchUnitTests {
-    func refused(_ yaml: String) throws -> String? {
-        do {
-            _ = try TestConfig.load(yaml, in: try TestConfig.temporaryDirectory("branch-config"))
-            return nil
-        } catch let error as ConfigError {
-            return error.key
-        }
-    }
-
     @Test func configurationNamesBranchesByTheirSlugs() throws {
         let config = try TestConfig.load("""
         repos:
@@ -26,14 +17,14 @@ struct BranchUnitTests {
         #expect(repo.sharedHost?.defaultEnv == "release-2-0" && repo.sharedHost?.canary?.env == "main")
         #expect(config.branchSlugs == ["main", "release-2-0"])
         // A PR's name, two branches of one name, no name at all, a name git refuses, an unconfigured default.
-        #expect(try refused("repos:\n  a/b: {image: x, branches: [pr-3]}\n") == "repos.a/b.branches")
-        #expect(try refused("repos:\n  a/b: {image: x, branches: [a/b, a-b]}\n") == "repos.a/b.branches")
-        #expect(try refused("repos:\n  a/b: {image: x, branches: [\"//\"]}\n") == "repos.a/b.branches")
-        #expect(try refused("repos:\n  a/b: {image: x, branches: [\"a b\"]}\n") == "repos.a/b.branches")
-        #expect(try refused("repos:\n  a/b: {image: x, branches: [main], shared_host: ab, default_env: staging}\n") == "repos.a/b.default_env")
-        #expect(try refused("repos:\n  a/b: {image: x, branches: [main], shared_host: ab, default_env: main, canary: {env: qa, percent: 5}}\n") == "repos.a/b.canary.env")
+        #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [pr-3]}\n") == "repos.a/b.branches")
+        #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [a/b, a-b]}\n") == "repos.a/b.branches")
+        #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [\"//\"]}\n") == "repos.a/b.branches")
+        #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [\"a b\"]}\n") == "repos.a/b.branches")
+        #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [main], shared_host: ab, default_env: staging}\n") == "repos.a/b.default_env")
+        #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [main], shared_host: ab, default_env: main, canary: {env: qa, percent: 5}}\n") == "repos.a/b.canary.env")
         // A branch whose slug is a shared host's address.
-        #expect(try refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1}\n  c/d: {image: y, branches: [ab]}\n") == "repos.c/d.branches")
+        #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1}\n  c/d: {image: y, branches: [ab]}\n") == "repos.c/d.branches")
     }
 
     @Test func pushPayloadsFromGitHub() throws {

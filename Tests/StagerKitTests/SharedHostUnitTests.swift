@@ -8,14 +8,7 @@ import Testing
 /// end-to-end suite `the shared host`).
 @Suite("Shared host: units")
 struct SharedHostUnitTests {
-    func refused(_ yaml: String) throws -> String? {
-        do {
-            _ = try TestConfig.load(yaml, in: try TestConfig.temporaryDirectory("shared-config"))
-            return nil
-        } catch let error as ConfigError {
-            return error.key
-        }
-    }
+    func refused(_ yaml: String) -> String? { TestConfig.refusedKey(yaml) }
 
     @Test func configuration() throws {
         let config = try TestConfig.load("""
@@ -26,14 +19,14 @@ struct SharedHostUnitTests {
         let shared = try #require(config.repo("acme/web")?.sharedHost)
         #expect(shared.name == "acme-web" && shared.defaultEnv == "pr-12" && shared.canary == .init(env: "pr-14", percent: 12.5))
         #expect(config.reservedSlugs == ["acme-web", "stager-shared-acme-web"])
-        #expect(try refused("repos:\n  a/b: {image: x, shared_host: Bad_Name, default_env: pr-1}\n") == "repos.a/b.shared_host")
-        #expect(try refused("repos:\n  a/b: {image: x, shared_host: ab}\n") == "repos.a/b.default_env")
-        #expect(try refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: main}\n") == "repos.a/b.default_env")
-        #expect(try refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-01}\n") == "repos.a/b.default_env")
-        #expect(try refused("repos:\n  a/b: {image: x, default_env: pr-1}\n") == "repos.a/b.shared_host")
-        #expect(try refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1, canary: {env: pr-2, percent: 101}}\n") == "repos.a/b.canary.percent")
-        #expect(try refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1, canary: {env: \"x;y\", percent: 5}}\n") == "repos.a/b.canary.env")
-        #expect(try refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1}\n  c/d: {image: y, shared_host: ab, default_env: pr-2}\n") == "repos.c/d.shared_host")
+        #expect(refused("repos:\n  a/b: {image: x, shared_host: Bad_Name, default_env: pr-1}\n") == "repos.a/b.shared_host")
+        #expect(refused("repos:\n  a/b: {image: x, shared_host: ab}\n") == "repos.a/b.default_env")
+        #expect(refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: main}\n") == "repos.a/b.default_env")
+        #expect(refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-01}\n") == "repos.a/b.default_env")
+        #expect(refused("repos:\n  a/b: {image: x, default_env: pr-1}\n") == "repos.a/b.shared_host")
+        #expect(refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1, canary: {env: pr-2, percent: 101}}\n") == "repos.a/b.canary.percent")
+        #expect(refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1, canary: {env: \"x;y\", percent: 5}}\n") == "repos.a/b.canary.env")
+        #expect(refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1}\n  c/d: {image: y, shared_host: ab, default_env: pr-2}\n") == "repos.c/d.shared_host")
     }
 
     static let site = SharedHostVhost.Site(repo: "acme/web", host: .init(name: "acme-web", defaultEnv: "pr-1", canary: .init(env: "pr-3", percent: 10)),

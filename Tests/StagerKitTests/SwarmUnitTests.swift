@@ -95,16 +95,7 @@ struct SwarmUnitTests {
         #expect(config.runnableImage("postgres:16", builds: false) == "postgres:16")
         #expect(try TestConfig.load("repos: {}\n", in: dir).runtime == .docker)
 
-        func refused(_ yaml: String) -> String? {
-            do {
-                _ = try TestConfig.load(yaml, in: dir)
-                return nil
-            } catch let error as ConfigError {
-                return error.key
-            } catch {
-                return "\(error)"
-            }
-        }
+        let refused = TestConfig.refusedKey
         #expect(refused("runtime: kubernetes\n") == "runtime")
         #expect(refused("swarm: {published_ports: \"40000-30000\"}\n") == "swarm.published_ports")
         #expect(refused("swarm: {published_ports: \"80-90\"}\n") == "swarm.published_ports")

@@ -16,4 +16,16 @@ public enum TestConfig {
         try yaml.write(to: file, atomically: true, encoding: .utf8)
         return try ConfigLoader(environment: ["STAGER_WEBHOOK_SECRET": secret].merging(environment) { $1 }).load(file: file)
     }
+
+    /// The key a configuration is refused for; nil when it loads, and any other error as its text.
+    public static func refusedKey(_ yaml: String) -> String? {
+        do {
+            _ = try load(yaml, in: try temporaryDirectory("refused-config"))
+            return nil
+        } catch let error as ConfigError {
+            return error.key
+        } catch {
+            return "\(error)"
+        }
+    }
 }
