@@ -7,8 +7,8 @@ struct Logs: AsyncParsableCommand {
 
     @OptionGroup var options: ConfigOptions
 
-    @Argument(help: "The pull request, as OWNER/NAME#N.")
-    var pullRequest: PullRequestArgument
+    @Argument(help: EnvironmentArgument.help)
+    var environment: EnvironmentArgument
 
     @Flag(name: .shortAndLong, help: "Keep printing as the container writes (until interrupted).")
     var follow = false
@@ -32,11 +32,12 @@ struct Logs: AsyncParsableCommand {
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
         let docker = config.makeRuntime(runner: SubprocessRunner())
         let logs = ContainerLogs(store: store, docker: docker)
+        let key = try await store.key(environment.reference)
         if build {
-            try await logs.printBuildLog(pullRequest.key, dataDir: config.dataDir, tail: tail, follow: follow)
+            try await logs.printBuildLog(key, dataDir: config.dataDir, tail: tail, follow: follow)
             return
         }
-        let status = try await logs.print(pullRequest.key, service: service, tail: tail, follow: follow)
+        let status = try await logs.print(key, service: service, tail: tail, follow: follow)
         if status != 0 { throw ExitCode(status) }
     }
 }

@@ -95,13 +95,16 @@ struct Sync: AsyncParsableCommand {
     }
 }
 
-struct PullRequestArgument: ExpressibleByArgument {
-    var key: PullRequestKey
+/// A pull request's environment (`OWNER/NAME#N`) or a branch's (`OWNER/NAME@BRANCH`).
+struct EnvironmentArgument: ExpressibleByArgument {
+    var reference: EnvironmentReference
 
     init?(argument: String) {
-        guard let key = PullRequestKey(parsing: argument) else { return nil }
-        self.key = key
+        guard let reference = EnvironmentReference(parsing: argument) else { return nil }
+        self.reference = reference
     }
+
+    static let help: ArgumentHelp = "The environment: OWNER/NAME#N for a pull request's, OWNER/NAME@BRANCH for a branch's (repos.X.branches)."
 }
 
 /// Options shared by deploy and destroy: wait for serve to apply the change.
@@ -112,7 +115,7 @@ struct WaitOptions: ParsableArguments {
     @Option(name: .long, help: "How long to wait for stager serve, e.g. 120s.")
     var timeout: String = "300s"
 
-    func report(_ control: ManualControl, key: PullRequestKey, version: Int, config: StagerConfig) async throws {
+    func report(_ control: ManualControl, key: PullRequestKey, name: String, version: Int, config: StagerConfig) async throws {
         guard !noWait, control.serveIsRunning() else {
             print(noWait ? "recorded" : Sync.applying(control))
             return
@@ -124,9 +127,9 @@ struct WaitOptions: ParsableArguments {
             return
         }
         let view = EnvironmentView(env, config: config)
-        print("\(key): \(view.status)\(view.url.map { " at \($0)" } ?? "")\(view.failure_reason.map { " (\($0))" } ?? "")")
+        print("\(name): \(view.status)\(view.url.map { " at \($0)" } ?? "")\(view.failure_reason.map { " (\($0))" } ?? "")")
         if env.appliedVersion < version, env.status != .waiting {
-            throw CommandFailure("\(key): stager serve did not finish within \(timeout)")
+            throw CommandFailure("\(name): stager serve did not finish within \(timeout)")
         }
         if env.status == .failed { throw ExitCode.failure }
     }
@@ -137,10 +140,11 @@ struct ManualTarget: ParsableArguments {
     @OptionGroup var options: ConfigOptions
     @OptionGroup var wait: WaitOptions
 
-    @Argument(help: "The pull request, as OWNER/NAME#N.")
-    var pullRequest: PullRequestArgument
+    @Argument(help: EnvironmentArgument.help)
+    var environment: EnvironmentArgument
 
-    var key: PullRequestKey { pullRequest.key }
+    /// What the person typed, for what is printed.
+    var name: String { environment.reference.description }
 }
 
 struct Deploy: AsyncParsableCommand {
@@ -161,9 +165,10 @@ struct Deploy: AsyncParsableCommand {
 
     func run() async throws {
         let (config, control) = try target.options.manualControl()
-        let (env, version) = try await control.deploy(target.key, sha: sha?.lowercased())
-        print("deploy \(target.key) (\(env.branch)) at \(env.desiredSha.prefix(12)) recorded")
-        try await target.wait.report(control, key: target.key, version: version, config: config)
+        let key = try await control.key(target.environment.reference)
+        let (env, version) = try await control.deploy(key, sha: sha?.lowercased())
+        print("deploy \(target.name) (\(env.branch)) at \(env.desiredSha.prefix(12)) recorded")
+        try await target.wait.report(control, key: key, name: target.name, version: version, config: config)
     }
 }
 
@@ -176,9 +181,10 @@ struct Destroy: AsyncParsableCommand {
 
     func run() async throws {
         let (config, control) = try target.options.manualControl()
-        let (_, version) = try await control.destroy(target.key)
-        print("destroy \(target.key) recorded")
-        try await target.wait.report(control, key: target.key, version: version, config: config)
+        let key = try await control.key(target.environment.reference)
+        let (_, version) = try await control.destroy(key)
+        print("destroy \(target.name) recorded")
+        try await target.wait.report(control, key: key, name: target.name, version: version, config: config)
     }
 }
 
@@ -211,12 +217,13 @@ extension ManualTarget {
     func change(_ verb: String, unlessAlready state: String,
                 _ record: (ManualControl, PullRequestKey) async throws -> (env: Environment, version: Int)?) async throws {
         let (config, control) = try options.manualControl()
+        let key = try await control.key(environment.reference)
         guard let (_, version) = try await record(control, key) else {
-            print("\(key) is \(state) already")
+            print("\(name) is \(state) already")
             return
         }
-        print("\(verb) \(key) recorded")
-        try await wait.report(control, key: key, version: version, config: config)
+        print("\(verb) \(name) recorded")
+        try await wait.report(control, key: key, name: name, version: version, config: config)
     }
 }
 

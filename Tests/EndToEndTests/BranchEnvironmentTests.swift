@@ -87,6 +87,17 @@ struct BranchEnvironmentTests {
                     && chosen.headers["x-stager-env"] == "qa-x-id" && chosen.body.contains("sha=\(hostileSha)")
             })
 
+            // Commands name it OWNER/NAME@BRANCH: `ls` shows it, `logs` reads its app, `sleep` stops it; a branch without one is an error.
+            let table = try await harness.stager(["ls"]).standardOutput
+            #expect(table.contains("branch") && table.contains("http://main.preview.localhost"), "\(table)")
+            let logs = try await harness.stager(["logs", "acme/branches@main", "--tail", "5"])
+            #expect(logs.exitCode == 0, "\(logs.message)")
+            let slept = try await harness.stager(["sleep", "acme/branches@main", "--no-wait"])
+            #expect(slept.exitCode == 0 && slept.standardOutput.contains("sleep acme/branches@main recorded"), "\(slept.standardOutput) \(slept.message)")
+            #expect(try await harness.waitBranch("main", repo: Self.repo, status: .sleeping))
+            let none = try await harness.stager(["destroy", "acme/branches@staging", "--no-wait"])
+            #expect(none.exitCode != 0 && none.message.contains("acme/branches@staging has no environment"), "\(none.message)")
+
             // The API says which kind each environment is.
             let listed = try await harness.get("/api/environments").body
             #expect(listed.contains(#""kind":"branch""#) && listed.contains(#""name":"main""#) && listed.contains(#""name":"qa-x-id""#), "\(listed)")

@@ -46,6 +46,15 @@ struct BranchUnitTests {
         #expect(failure(Data(#"{"ref": "refs/heads/a\u0001", "after": "abcdef12", "repository": {"full_name": "a/b"}}"#.utf8)) == .missingField("ref"))
     }
 
+    @Test func commandsNameABranchsEnvironmentWithAnAt() {
+        #expect(EnvironmentReference(parsing: "acme/web#12") == .pullRequest(PullRequestKey(repo: "acme/web", number: 12)))
+        #expect(EnvironmentReference(parsing: "acme/web@release/2.0") == .branch(repo: "acme/web", branch: "release/2.0"))
+        #expect(EnvironmentReference(parsing: "acme/web@release/2.0")?.description == "acme/web@release/2.0")
+        for bad in ["acme/web", "acme/web@", "acme@main", "/web@main", "acme/web/x@main", "acme/web#0", "acme/web@a\u{7}b"] {
+            #expect(EnvironmentReference(parsing: bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func theStoreGivesEachBranchANegativeNumberForGood() async throws {
         let store = try Store(path: try TestConfig.temporaryDirectory("branch-keys").appendingPathComponent("stager.sqlite"))
         #expect(try await store.branchKey(repo: "a/b", branch: "main", create: false) == nil)

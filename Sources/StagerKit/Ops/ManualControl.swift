@@ -24,6 +24,11 @@ public struct ManualControl: Sendable {
 
     public static let operatorName = "operator (command line)"
 
+    /// The environment `reference` names.
+    public func key(_ reference: EnvironmentReference) async throws -> PullRequestKey {
+        try await store.key(reference)
+    }
+
     /// The same control, recording `actor` as who asked.
     public func acting(as actor: String) -> ManualControl {
         ManualControl(config: config, store: store, github: github, actor: actor)
