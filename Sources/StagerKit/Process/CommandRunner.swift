@@ -32,13 +32,6 @@ public struct Command: Sendable, Equatable, CustomStringConvertible {
         self.timeout = nil
     }
 
-    /// The same command with a time limit.
-    public func limited(to timeout: Duration) -> Command {
-        var limited = self
-        limited.timeout = timeout
-        return limited
-    }
-
     public var description: String { ([executable] + arguments).joined(separator: " ") }
 }
 

@@ -4,6 +4,8 @@ import Foundation
 public enum ChangeSource: String, Sendable, Codable {
     /// A GitHub `pull_request` webhook.
     case webhook = "pull_request"
+    /// A GitHub `push` webhook to a branch of `repos.X.branches`.
+    case push
     case deploy
     case destroy
     case sync
@@ -19,7 +21,7 @@ public enum ChangeSource: String, Sendable, Codable {
     /// The audit line that records the change.
     var auditKind: AuditKind {
         switch self {
-        case .webhook: return .webhook
+        case .webhook, .push: return .webhook
         case .deploy: return .deploy
         case .destroy: return .destroy
         case .sync: return .sync
@@ -32,7 +34,7 @@ public enum ChangeSource: String, Sendable, Codable {
     /// The audit trail's trigger: what set the work off.
     var trigger: AuditTrigger {
         switch self {
-        case .webhook: return .webhook
+        case .webhook, .push: return .webhook
         case .deploy, .destroy, .sleep, .wake: return .manual
         case .sync: return .sync
         case .gc: return .gc

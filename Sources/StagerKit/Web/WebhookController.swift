@@ -123,7 +123,7 @@ public struct WebhookController: Sendable {
             id: deliveryID, key: key, intent: event.intent,
             pullRequest: PullRequestFacts(branch: branch, headSha: event.deleted == true ? event.before ?? "" : event.after, title: "branch \(branch)",
                                           author: event.sender?.login, headRepo: repoName, cloneURL: event.repository.clone_url),
-            action: event.deleted == true ? "deleted" : "pushed", source: .webhook)
+            action: event.deleted == true ? "deleted" : "pushed", source: .push)
         change.actor = event.sender?.login
         let name = "\(repoName)@\(branch)"
         switch try await store.accept(change) {
