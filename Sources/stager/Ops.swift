@@ -145,6 +145,12 @@ struct ManualTarget: ParsableArguments {
 
     /// What the person typed, for what is printed.
     var name: String { environment.reference.description }
+
+    /// The configuration, the control, and the environment's key.
+    func open() async throws -> (StagerConfig, ManualControl, PullRequestKey) {
+        let (config, control) = try options.manualControl()
+        return (config, control, try await control.key(environment.reference))
+    }
 }
 
 struct Deploy: AsyncParsableCommand {
@@ -164,8 +170,7 @@ struct Deploy: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (config, control) = try target.options.manualControl()
-        let key = try await control.key(target.environment.reference)
+        let (config, control, key) = try await target.open()
         let (env, version) = try await control.deploy(key, sha: sha?.lowercased())
         print("deploy \(target.name) (\(env.branch)) at \(env.desiredSha.prefix(12)) recorded")
         try await target.wait.report(control, key: key, name: target.name, version: version, config: config)
@@ -180,8 +185,7 @@ struct Destroy: AsyncParsableCommand {
     @OptionGroup var target: ManualTarget
 
     func run() async throws {
-        let (config, control) = try target.options.manualControl()
-        let key = try await control.key(target.environment.reference)
+        let (config, control, key) = try await target.open()
         let (_, version) = try await control.destroy(key)
         print("destroy \(target.name) recorded")
         try await target.wait.report(control, key: key, name: target.name, version: version, config: config)
@@ -216,8 +220,7 @@ extension ManualTarget {
     /// Records a sleep or a wake, or says that it is so already; then waits for serve.
     func change(_ verb: String, unlessAlready state: String,
                 _ record: (ManualControl, PullRequestKey) async throws -> (env: Environment, version: Int)?) async throws {
-        let (config, control) = try options.manualControl()
-        let key = try await control.key(environment.reference)
+        let (config, control, key) = try await open()
         guard let (_, version) = try await record(control, key) else {
             print("\(name) is \(state) already")
             return

@@ -18,11 +18,11 @@ struct BranchEnvironmentTests {
         try await probe.get(host: "127.0.0.1", port: harness.nginxPort, path: "/", hostHeader: "acme-branches.preview.localhost", headers: headers)
     }
 
-    /// The labels of the environment's app container: `stager.pr` and `stager.branch`.
+    /// The labels of the environment's app container (`stager.pr` and `stager.branch`), then its variables.
     func labels(_ harness: E2EHarness, _ env: StagerKit.Environment) async throws -> String {
         let id = try #require(env.containerID)
-        return try await runner.check(Command("docker", ["inspect", "--format", #"pr={{index .Config.Labels "stager.pr"}} branch={{index .Config.Labels "stager.branch"}}"#, id]))
-            .standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        let format = #"pr={{index .Config.Labels "stager.pr"}} branch={{index .Config.Labels "stager.branch"}} {{range .Config.Env}}{{.}} {{end}}"#
+        return try await runner.check(Command("docker", ["inspect", "--format", format, id])).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     @Test func aPushDeploysTheBranchAPullRequestNeverRemovesItAndItsDeletionDoes() async throws {
@@ -39,7 +39,8 @@ struct BranchEnvironmentTests {
             #expect(main.slug == "main" && main.kind == .branch && main.number < 0 && main.deployedSha == first, "\(main)")
             #expect(try await harness.waitUntil { await harness.throughNginx(slug: "main")?.body.contains("sha=\(first) branch=main") == true })
             // Labelled as a branch's: `stager.branch` set, `stager.pr` absent.
-            #expect(try await labels(harness, main) == "pr= branch=main")
+            let inspected = try await labels(harness, main)
+            #expect(inspected.hasPrefix("pr= branch=main ") && inspected.contains("STAGER_BRANCH=main") && !inspected.contains("STAGER_PR="), "\(inspected)")
             // No PR to comment on; a GitHub deployment named by the branch, not transient.
             #expect(await harness.github.count("POST", pathSuffix: "/comments") == 0)
             let deployment = try #require(await harness.github.deployments.first { $0.repo == Self.repo })
@@ -92,6 +93,12 @@ struct BranchEnvironmentTests {
             #expect(table.contains("branch") && table.contains("http://main.preview.localhost"), "\(table)")
             let logs = try await harness.stager(["logs", "acme/branches@main", "--tail", "5"])
             #expect(logs.exitCode == 0, "\(logs.message)")
+            let dashboard = try await harness.get("/").body
+            #expect(dashboard.contains(">branch main</a>"), "\(dashboard.prefix(3000))")
+            let redeploy = try await harness.stager(["deploy", "acme/branches@main", "--no-wait"])
+            #expect(redeploy.exitCode == 0 && redeploy.standardOutput.contains("deploy acme/branches@main (main) at \(second.prefix(12)) recorded"),
+                    "\(redeploy.standardOutput) \(redeploy.message)")
+            #expect(try await harness.waitBranch("main", repo: Self.repo, status: .ready))
             let slept = try await harness.stager(["sleep", "acme/branches@main", "--no-wait"])
             #expect(slept.exitCode == 0 && slept.standardOutput.contains("sleep acme/branches@main recorded"), "\(slept.standardOutput) \(slept.message)")
             #expect(try await harness.waitBranch("main", repo: Self.repo, status: .sleeping))

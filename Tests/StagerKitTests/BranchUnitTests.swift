@@ -55,6 +55,24 @@ struct BranchUnitTests {
         }
     }
 
+    /// Only the branch's deletion removes its environment: not gc's look at PR states, not `idle_ttl`.
+    @Test func gcLeavesABranchsEnvironmentAlone() async {
+        let longAgo = Date().addingTimeInterval(-30 * 24 * 3600)
+        func env(_ number: Int, branch: String) -> Environment {
+            Environment(repo: "acme/web", number: number, slug: branch, branch: branch, title: "", author: "", headRepo: "acme/web",
+                        desired: .present, desiredSha: Fixtures.sha(branch), desiredVersion: 1, appliedVersion: 1, sourceUpdatedAt: "",
+                        status: .ready, commentPending: false, createdAt: longAgo, updatedAt: longAgo, lastActivityAt: longAgo,
+                        admitted: true, waitingSince: nil)
+        }
+        let main = env(-1, branch: "main"), pull = env(4, branch: "feature")
+        // GitHub's open list has neither: the PR is then looked up alone (no client: unknown); the branch is never asked about.
+        let states = await PullRequestStates(client: nil).states(of: [main.key, pull.key], open: ["acme/web": .success([])])
+        #expect(states[main.key] == nil && states[pull.key] != nil)
+        let plan = GcPlan(.init(environments: [main, pull], containers: [], managedVhosts: [], foreignFiles: [], states: [pull.key: .open],
+                                missing: [], configuredRepos: ["acme/web"], idleTTL: .seconds(3600), now: Date()))
+        #expect(plan.environments.map(\.env.number) == [4])
+    }
+
     @Test func theStoreGivesEachBranchANegativeNumberForGood() async throws {
         let store = try Store(path: try TestConfig.temporaryDirectory("branch-keys").appendingPathComponent("stager.sqlite"))
         #expect(try await store.branchKey(repo: "a/b", branch: "main", create: false) == nil)

@@ -144,3 +144,48 @@ struct SwarmUnitTests {
         #expect(WakeController.location(of: Upstream(host: "10.213.0.12", port: 31001)) == "/.stager-upstream/10.213.0.12/31001")
     }
 }
+
+/// `docker service logs` now and then never ends: each try is cut off and tried again, up to three times.
+@Suite("Swarm runtime: a log read that hangs")
+struct SwarmLogTests {
+    /// A stand-in for docker that hangs on its first `hangs` calls and then prints a log.
+    func fakeDocker(hangs: Int) throws -> (docker: String, calls: URL) {
+        let dir = try TestConfig.temporaryDirectory("fake-docker")
+        let calls = dir.appendingPathComponent("calls")
+        let script = dir.appendingPathComponent("docker")
+        try """
+        #!/bin/sh
+        echo "$*" >> "\(calls.path)"
+        [ "$(wc -l < "\(calls.path)")" -le \(hangs) ] && exec sleep 60
+        echo "line one"
+        """.write(to: script, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+        return (script.path, calls)
+    }
+
+    func runtime(_ docker: String) -> SwarmRuntime {
+        SwarmRuntime(engine: DockerCLI(command: [docker], instance: "t", runner: SubprocessRunner()), instance: "t",
+                     settings: .standard, logTimeout: .milliseconds(300))
+    }
+
+    func calls(_ file: URL) throws -> [String] {
+        try String(contentsOf: file, encoding: .utf8).split(separator: "\n").map(String.init)
+    }
+
+    @Test func aHungTryIsCutOffAndTriedAgain() async throws {
+        let (docker, file) = try fakeDocker(hangs: 2)
+        #expect(try await runtime(docker).logTail("svc", lines: 30) == "line one")
+        #expect(try calls(file) == Array(repeating: "service logs --raw --tail 30 -- svc", count: 3))
+    }
+
+    @Test func threeHungTriesAreAnErrorThatSaysSo() async throws {
+        let (docker, file) = try fakeDocker(hangs: 3)
+        await #expect {
+            try await runtime(docker).logTail("svc", lines: 30)
+        } throws: { error in
+            guard case CommandError.timedOut = error else { return false }
+            return "\(error)".contains("did not finish within")
+        }
+        #expect(try calls(file).count == 3)
+    }
+}

@@ -341,8 +341,8 @@ public struct DockerCLI: ContainerRuntime {
     static func filters(instance: String, key: PullRequestKey?) -> [String] {
         var filters = ["--filter", "label=\(ContainerLabels.managed)=true", "--filter", "label=\(ContainerLabels.instance)=\(instance)"]
         if let key {
-            let (name, number) = ContainerLabels.owner(key).first ?? (ContainerLabels.pr, String(key.number))
-            filters += ["--filter", "label=\(ContainerLabels.repo)=\(key.repo)", "--filter", "label=\(name)=\(number)"]
+            filters += ["--filter", "label=\(ContainerLabels.repo)=\(key.repo)"]
+                + ContainerLabels.owner(key).flatMap { ["--filter", "label=\($0.key)=\($0.value)"] }
         }
         return filters
     }

@@ -19,9 +19,13 @@ public struct SwarmRuntime: ContainerRuntime {
     private let nodeCache = NodeCache()
     /// How long a start waits for a node to run the task.
     private let placementTimeout: Duration
+    /// How long one try of `docker service logs` may take (see `logTries`).
+    private let logTimeout: Duration
 
-    public init(engine: DockerCLI, instance: String, settings: StagerConfig.Swarm, placementTimeout: Duration = .seconds(120)) {
+    public init(engine: DockerCLI, instance: String, settings: StagerConfig.Swarm, placementTimeout: Duration = .seconds(120),
+                logTimeout: Duration = .seconds(5)) {
         self.engine = engine
+        self.logTimeout = logTimeout
         self.instance = instance
         self.settings = settings
         self.placementTimeout = placementTimeout
@@ -350,14 +354,13 @@ public struct SwarmRuntime: ContainerRuntime {
     /// `docker service logs` now and then never ends, most often right after the service changed
     /// (docker/cli#4678, moby/swarmkit#1956): each try is cut off, and a cut-off try is tried again.
     static let logTries = 3
-    static let logTimeout: Duration = .seconds(5)
 
     private func serviceLogs(_ idOrName: String, tail: Int?) async throws -> CommandResult {
         let arguments = ["service", "logs", "--raw"] + (tail.map { ["--tail", String($0)] } ?? []) + ["--", idOrName]
         var attempt = 1
         while true {
             do {
-                return try await run(arguments, allowFailure: true, timeout: Self.logTimeout)
+                return try await run(arguments, allowFailure: true, timeout: logTimeout)
             } catch CommandError.timedOut where attempt < Self.logTries {
                 attempt += 1
             }

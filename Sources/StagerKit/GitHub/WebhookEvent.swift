@@ -105,39 +105,45 @@ public enum WebhookPayload {
     }
 
     public static func decodePush(_ json: Data) throws -> PushEvent {
+        try decode(PushEvent.self, json) { event in
+            guard event.ref.hasPrefix("refs/"), isRef(event.ref) else { throw Failure.missingField("ref") }
+            // A deleted branch's `after` is all zeros; any other push names a commit.
+            guard isSha(event.after), event.deleted == true || event.after.contains(where: { $0 != "0" }) else { throw Failure.missingField("after") }
+            try checkRepository(event.repository)
+        }
+    }
+
+    public static func decodePullRequest(_ json: Data) throws -> PullRequestEvent {
+        try decode(PullRequestEvent.self, json) { event in
+            guard !event.action.isEmpty else { throw Failure.missingField("action") }
+            guard event.number > 0 else { throw Failure.missingField("number") }
+            guard isRef(event.pull_request.head.ref) else { throw Failure.missingField("pull_request.head.ref") }
+            guard isSha(event.pull_request.head.sha) else { throw Failure.missingField("pull_request.head.sha") }
+            try checkRepository(event.repository)
+        }
+    }
+
+    /// The payload as `T` once `check` accepts it; a JSON document that lacks a field GitHub always sends
+    /// names that field.
+    private static func decode<T: Decodable>(_ type: T.Type, _ json: Data, check: (T) throws -> Void) throws -> T {
         guard (try? JSONSerialization.jsonObject(with: json)) is [String: Any] else { throw Failure.notJSON }  // the throw says it is not JSON
         do {
-            let event = try JSONDecoder().decode(PushEvent.self, from: json)
-            guard event.ref.hasPrefix("refs/"), event.ref.utf8.count <= 1024,
-                  !event.ref.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { throw Failure.missingField("ref") }
-            guard event.after.count >= 7, event.after.allSatisfy(\.isHexDigit) else { throw Failure.missingField("after") }
-            // A deleted branch's `after` is all zeros; any other push names a commit.
-            guard event.deleted == true || event.after.contains(where: { $0 != "0" }) else { throw Failure.missingField("after") }
-            guard event.repository.full_name.split(separator: "/").count == 2 else { throw Failure.missingField("repository.full_name") }
+            let event = try JSONDecoder().decode(type, from: json)
+            try check(event)
             return event
         } catch let error as DecodingError {
             throw Failure.missingField(error.keyPath)
         }
     }
 
-    public static func decodePullRequest(_ json: Data) throws -> PullRequestEvent {
-        guard (try? JSONSerialization.jsonObject(with: json)) is [String: Any] else { throw Failure.notJSON }  // the throw says it is not JSON
-        do {
-            let event = try JSONDecoder().decode(PullRequestEvent.self, from: json)
-            guard !event.action.isEmpty else { throw Failure.missingField("action") }
-            guard event.number > 0 else { throw Failure.missingField("number") }
-            // Git refuses control characters in a ref: a payload carrying one is not from GitHub.
-            guard !event.pull_request.head.ref.isEmpty, event.pull_request.head.ref.utf8.count <= 1024,
-                  !event.pull_request.head.ref.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-                throw Failure.missingField("pull_request.head.ref")
-            }
-            guard event.pull_request.head.sha.count >= 7, event.pull_request.head.sha.allSatisfy(\.isHexDigit) else {
-                throw Failure.missingField("pull_request.head.sha")
-            }
-            guard event.repository.full_name.split(separator: "/").count == 2 else { throw Failure.missingField("repository.full_name") }
-            return event
-        } catch let error as DecodingError {
-            throw Failure.missingField(error.keyPath)
-        }
+    /// Git refuses control characters in a ref: a payload carrying one is not from GitHub.
+    private static func isRef(_ ref: String) -> Bool {
+        !ref.isEmpty && ref.utf8.count <= 1024 && !ref.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }
+    }
+
+    private static func isSha(_ sha: String) -> Bool { sha.count >= 7 && sha.allSatisfy(\.isHexDigit) }
+
+    private static func checkRepository(_ repository: PullRequestEvent.Repository) throws {
+        guard repository.full_name.split(separator: "/").count == 2 else { throw Failure.missingField("repository.full_name") }
     }
 }

@@ -98,7 +98,7 @@ enum DashboardPages {
         return [
             "last_visit": visited ?? "", "last_request_at": view.last_request_at ?? "",
             "repo": view.repo, "number": view.number, "title": view.title.isEmpty ? "(no title)" : view.title, "pr_url": view.pr_url,
-            "ref_label": view.kind == Environment.Kind.branch.rawValue ? "branch \(view.branch)" : "#\(view.number)",
+            "ref_label": view.isBranch ? "branch \(view.branch)" : "#\(view.number)",
             "page_path": "/environments/\(view.repo)/\(view.number)", "branch": view.branch, "author": view.author,
             "status": view.status, "url": view.url ?? "", "sha": view.sha, "short_sha": String(view.sha.prefix(12)),
             "created_at": view.created_at, "updated_at": view.updated_at, "age": age,

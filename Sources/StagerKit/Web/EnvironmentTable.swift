@@ -13,7 +13,7 @@ public enum EnvironmentTable {
         let formatter = ISO8601DateFormatter()
         let since = { (stamp: String) in formatter.date(from: stamp).map { Self.age(now.timeIntervalSince($0)) } ?? "-" }
         let rows = views.map { view -> [String] in
-            [view.repo, view.kind == Environment.Kind.branch.rawValue ? "branch" : "#\(view.number)", view.branch, view.url ?? "-", view.status, String(view.sha.prefix(12)),
+            [view.repo, view.isBranch ? "branch" : "#\(view.number)", view.branch, view.url ?? "-", view.status, String(view.sha.prefix(12)),
              since(view.created_at), since(view.last_activity_at), view.last_request_at.map(since) ?? "-", services(view),
              view.container_id.map { String($0.prefix(12)) } ?? "-"]
         }

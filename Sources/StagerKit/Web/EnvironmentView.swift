@@ -9,6 +9,9 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
     public var kind: String
     /// `pr-<N>`, or the branch's slug: what `?stager-env=` chooses on the shared host.
     public var name: String
+
+    /// A branch's environment: shown as its branch where a PR shows `#N`.
+    var isBranch: Bool { kind == Environment.Kind.branch.rawValue }
     public var branch: String
     public var title: String
     public var author: String

@@ -52,19 +52,11 @@ public struct WebhookController: Sendable {
 
         let event: PullRequestEvent
         do {
-            let json = try WebhookPayload.json(body: bytes, contentType: request.headers[.contentType])
-            event = try WebhookPayload.decodePullRequest(json)
+            event = try WebhookPayload.decodePullRequest(try WebhookPayload.json(body: bytes, contentType: request.headers[.contentType]))
         } catch let failure as WebhookPayload.Failure {
             return reply(.badRequest, failure.description, event: eventName, outcome: "bad_request")
         }
-
-        guard config.repo(event.repository.full_name) != nil else {
-            return reply(.ok, "ignored: repository \(event.repository.full_name) is not configured", event: eventName, outcome: "ignored")
-        }
-        // A repository with its own secret accepts only deliveries signed with it.
-        guard scope == secrets.expected(for: event.repository.full_name) else {
-            return reply(.unauthorized, "missing or invalid X-Hub-Signature-256", event: eventName, outcome: "bad_signature")
-        }
+        if let refused = refusal(repo: event.repository.full_name, scope: scope, event: eventName) { return refused }
         // The deploy label on an open PR is a deploy intent; whether its sender may give it is checked later.
         let labeled = event.action == "labeled" && event.label?.name == config.forks.label && event.pull_request.state != "closed"
         guard let intent = labeled ? .deploy(sha: event.pull_request.head.sha) : Intent(action: event.action, sha: event.pull_request.head.sha) else {
@@ -72,25 +64,12 @@ public struct WebhookController: Sendable {
             try await store.recordActivity(event.key, at: Date())
             return reply(.ok, "ignored: action \(event.action) needs nothing", event: eventName, outcome: "ignored")
         }
-        guard let deliveryID = request.headers.value(named: "x-github-delivery"), !deliveryID.isEmpty, deliveryID.count <= 200 else {
+        guard let deliveryID = deliveryID(request) else {
             return reply(.badRequest, "missing X-GitHub-Delivery header", event: eventName, outcome: "bad_request")
         }
-
         var change = DesiredStateChange(delivery: deliveryID, event: event, intent: intent)
         if labeled { change.labeledBy = event.sender?.login ?? "" }
-        let outcome = try await store.accept(change)
-        switch outcome {
-        case .duplicate:
-            return reply(.ok, "duplicate delivery \(deliveryID): already recorded", event: eventName, outcome: "duplicate")
-        case .stale:
-            return reply(.ok, "ignored: delivery is older than the state already recorded for \(event.key)", event: eventName, outcome: "stale")
-        case .unchanged:
-            return reply(.ok, "ignored: nothing changes for \(event.key)", event: eventName, outcome: "ignored")
-        case .accepted(let version):
-            logger.info("accepted", metadata: ["repo": "\(event.key.repo)", "pr": "\(event.key.number)", "action": "\(event.action)", "delivery": "\(deliveryID)", "version": "\(version)"])
-            await controller.enqueue(event.key, firstIntent: version == 1)
-            return reply(.accepted, "accepted: \(event.action) for \(event.key)", event: eventName, outcome: "accepted")
-        }
+        return try await record(change, name: event.key.description, event: eventName, metadata: ["pr": "\(event.key.number)"])
     }
 
     /// A push to a branch of `repos.X.branches` deploys its environment at `after`; a deleted branch removes it.
@@ -104,16 +83,11 @@ public struct WebhookController: Sendable {
             return reply(.badRequest, failure.description, event: eventName, outcome: "bad_request")
         }
         let repoName = event.repository.full_name
-        guard let repo = config.repo(repoName) else {
-            return reply(.ok, "ignored: repository \(repoName) is not configured", event: eventName, outcome: "ignored")
-        }
-        guard scope == secrets.expected(for: repoName) else {
-            return reply(.unauthorized, "missing or invalid X-Hub-Signature-256", event: eventName, outcome: "bad_signature")
-        }
-        guard let branch = event.branch, repo.branches.contains(branch) else {
+        if let refused = refusal(repo: repoName, scope: scope, event: eventName) { return refused }
+        guard let branch = event.branch, config.repo(repoName)?.branches.contains(branch) == true else {
             return reply(.ok, "ignored: \(event.ref) is not a branch of \(repoName)'s branches", event: eventName, outcome: "ignored")
         }
-        guard let deliveryID = request.headers.value(named: "x-github-delivery"), !deliveryID.isEmpty, deliveryID.count <= 200 else {
+        guard let deliveryID = deliveryID(request) else {
             return reply(.badRequest, "missing X-GitHub-Delivery header", event: eventName, outcome: "bad_request")
         }
         guard let key = try await store.branchKey(repo: repoName, branch: branch, create: event.deleted != true) else {
@@ -125,16 +99,41 @@ public struct WebhookController: Sendable {
                                           author: event.sender?.login, headRepo: repoName, cloneURL: event.repository.clone_url),
             action: event.deleted == true ? "deleted" : "pushed", source: .push)
         change.actor = event.sender?.login
-        let name = "\(repoName)@\(branch)"
+        return try await record(change, name: "\(repoName)@\(branch)", event: eventName, metadata: ["branch": "\(branch)"])
+    }
+
+    /// `X-GitHub-Delivery`, unless it is missing or longer than any GitHub sends.
+    private func deliveryID(_ request: Request) -> String? {
+        guard let id = request.headers.value(named: "x-github-delivery"), !id.isEmpty, id.count <= 200 else { return nil }
+        return id
+    }
+
+    /// The answer to a delivery for `repo` that is not taken: the repository is not configured, or has its own
+    /// secret and the delivery was signed with another. Nil: taken.
+    private func refusal(repo: String, scope: WebhookSecrets.Scope, event: String) -> Response? {
+        guard config.repo(repo) != nil else {
+            return reply(.ok, "ignored: repository \(repo) is not configured", event: event, outcome: "ignored")
+        }
+        guard scope == secrets.expected(for: repo) else {
+            return reply(.unauthorized, "missing or invalid X-Hub-Signature-256", event: event, outcome: "bad_signature")
+        }
+        return nil
+    }
+
+    /// Records the change (one transaction) and answers what came of it; an accepted change goes to the controller.
+    private func record(_ change: DesiredStateChange, name: String, event: String, metadata: Logger.Metadata) async throws -> Response {
         switch try await store.accept(change) {
         case .duplicate:
-            return reply(.ok, "duplicate delivery \(deliveryID): already recorded", event: eventName, outcome: "duplicate")
-        case .stale, .unchanged:
-            return reply(.ok, "ignored: nothing changes for \(name)", event: eventName, outcome: "ignored")
+            return reply(.ok, "duplicate delivery \(change.id): already recorded", event: event, outcome: "duplicate")
+        case .stale:
+            return reply(.ok, "ignored: delivery is older than the state already recorded for \(name)", event: event, outcome: "stale")
+        case .unchanged:
+            return reply(.ok, "ignored: nothing changes for \(name)", event: event, outcome: "ignored")
         case .accepted(let version):
-            logger.info("accepted", metadata: ["repo": "\(repoName)", "branch": "\(branch)", "action": "\(change.action)", "delivery": "\(deliveryID)", "version": "\(version)"])
-            await controller.enqueue(key, firstIntent: version == 1)
-            return reply(.accepted, "accepted: \(change.action) for \(name)", event: eventName, outcome: "accepted")
+            logger.info("accepted", metadata: metadata.merging(["repo": "\(change.key.repo)", "action": "\(change.action)", "delivery": "\(change.id)",
+                                                                "version": "\(version)"]) { $1 })
+            await controller.enqueue(change.key, firstIntent: version == 1)
+            return reply(.accepted, "accepted: \(change.action) for \(name)", event: event, outcome: "accepted")
         }
     }
 
