@@ -163,9 +163,10 @@ struct SwarmLogTests {
         return (script.path, calls)
     }
 
+    /// Long enough for the try that answers to start a shell on a machine busy with every other suite.
     func runtime(_ docker: String) -> SwarmRuntime {
         SwarmRuntime(engine: DockerCLI(command: [docker], instance: "t", runner: SubprocessRunner()), instance: "t",
-                     settings: .standard, logTimeout: .milliseconds(300))
+                     settings: .standard, logTimeout: .seconds(3))
     }
 
     func calls(_ file: URL) throws -> [String] {
