@@ -27,15 +27,16 @@ struct ProcessSeamTests {
         let scratch = try TestConfig.temporaryDirectory("limit")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let marker = scratch.appendingPathComponent("pid").path
-        let hang = Command("sh", ["-c", "echo $$ > \(marker); exec sleep 60"], timeout: .milliseconds(500))
+        // Seconds, not milliseconds: with every suite starting at once, a shell can take a while to run at all.
+        let hang = Command("sh", ["-c", "echo $$ > \(marker); exec sleep 60"], timeout: .seconds(5))
         let started = ContinuousClock.now
         await #expect {
             try await SubprocessRunner().run(hang)
         } throws: { error in
             guard case CommandError.timedOut(_, let limit) = error else { return false }
-            return limit == .milliseconds(500) && "\(error)".contains("did not finish within")
+            return limit == .seconds(5) && "\(error)".contains("did not finish within")
         }
-        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(ContinuousClock.now - started < .seconds(20))
         let pid = try String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try await Poller().until(timeout: .seconds(5)) { kill(pid_t(pid) ?? 0, 0) != 0 }, "the hung program was killed")
         await #expect(throws: CommandError.self) {

@@ -166,7 +166,7 @@ struct SwarmLogTests {
     /// Long enough for the try that answers to start a shell on a machine busy with every other suite.
     func runtime(_ docker: String) -> SwarmRuntime {
         SwarmRuntime(engine: DockerCLI(command: [docker], instance: "t", runner: SubprocessRunner()), instance: "t",
-                     settings: .standard, logTimeout: .seconds(3))
+                     settings: .standard, logTimeout: .seconds(5))
     }
 
     func calls(_ file: URL) throws -> [String] {
