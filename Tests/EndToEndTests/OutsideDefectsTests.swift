@@ -123,7 +123,7 @@ struct OutsideDefectsTests {
             try Data().write(to: flag)
             #expect(try await harness.send("closed", number: 22, branch: "killed-close", sha: sha, updatedAt: "2026-11-24T09:01:00Z", port: port).0 == 202)
             let pid = try await first.processID
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) { kill(pid_t(pid), 0) != 0 })
+            #expect(try await harness.waitUntil(timeout: .seconds(30)) { !ProcessLiveness.isRunning(pid_t(pid)) })
             #expect(harness.vhosts().isEmpty)
             // nginx still has the vhost loaded: the state a restart must repair.
             #expect(await harness.throughNginx(slug: "killed-close")?.status == 200)

@@ -38,7 +38,7 @@ struct ProcessSeamTests {
         }
         #expect(ContinuousClock.now - started < .seconds(20))
         let pid = try String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(try await Poller().until(timeout: .seconds(5)) { kill(pid_t(pid) ?? 0, 0) != 0 }, "the hung program was killed")
+        #expect(try await Poller().until(timeout: .seconds(5)) { !ProcessLiveness.isRunning(pid_t(pid) ?? 0) }, "the hung program was killed")
         await #expect(throws: CommandError.self) {
             try await SubprocessRunner().stream(hang, to: .file(scratch.appendingPathComponent("out")))
         }

@@ -24,8 +24,7 @@ public enum EngineControl {
         }
         guard kill(pid, SIGTERM) == 0 else { throw EngineControlError("kill \(pid): errno \(errno)") }
         let deadline = ContinuousClock.now + .seconds(60)
-        // kill(pid, 0) fails once the process is gone (dockerd is not our child: nothing to reap).
-        while kill(pid, 0) == 0 {
+        while ProcessLiveness.isRunning(pid) {
             guard ContinuousClock.now < deadline else { throw EngineControlError("dockerd \(pid) still runs 60 s after SIGTERM") }
             try await Task.sleep(for: .milliseconds(100))
         }
