@@ -42,13 +42,13 @@ public final class E2EHarness: @unchecked Sendable {
     private var server: ServiceRunner?
     private var githubServer: ServiceRunner?
     private let runner = SubprocessRunner()
-    private let probe = HTTPProbe()
     private let sender = WebhookSender()
     /// Requests through nginx as a browser makes them: a request held while a preview wakes may wait as long
     /// as `sleep.wake_timeout` (60 s), and a machine busy with every suite at once takes 6–10 s to wake one.
     private let browser = WebhookSender(timeout: .seconds(70))
-    /// For loads: a timeout that tells a lost request from a slow one on a busy machine.
-    private let loadProbe = HTTPProbe(timeout: .seconds(10))
+    /// A timeout that tells a lost request from a slow one on a busy machine: with every suite at once, a page
+    /// took more than the probe's default 2 s now and then.
+    private let probe = HTTPProbe(timeout: .seconds(10))
 
     /// `extraLimits`: lines under `limits:`; `extraConfig`: more top-level keys (`templates_dir`, `docker`…).
     /// `extraGitHub`: lines under `github:` (`deployments: true`…).
@@ -216,10 +216,10 @@ public final class E2EHarness: @unchecked Sendable {
 
     // MARK: Looking
 
-    /// GET on Stager's own HTTP server (dashboard, API, metrics). With the load probe's timeout: a page that
-    /// reads a container's log waits for docker, which a machine busy with the other suites makes slow.
+    /// GET on Stager's own HTTP server (dashboard, API, metrics). A page that reads a container's log waits
+    /// for docker, which a machine busy with the other suites makes slow.
     public func get(_ path: String) async throws -> ProbeAnswer {
-        try await loadProbe.get(host: "127.0.0.1", port: port, path: path)
+        try await probe.get(host: "127.0.0.1", port: port, path: path)
     }
 
     public func probeHealth(port: Int) async throws -> Bool {
@@ -259,7 +259,7 @@ public final class E2EHarness: @unchecked Sendable {
 
     /// One request of a load through nginx, throwing what went wrong when nginx gave no answer.
     public func requestThroughNginx(slug: String, headers: [String: String] = [:]) async throws -> ProbeAnswer {
-        try await loadProbe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost", headers: headers)
+        try await probe.get(host: "127.0.0.1", port: nginxPort, path: "/", hostHeader: "\(slug).preview.localhost", headers: headers)
     }
 
     public func environment(_ number: Int, repo: String = "acme/web") throws -> StagerKit.Environment? {
