@@ -270,6 +270,21 @@ struct SwarmTests {
         }
     }
 
+    /// The lab itself: a node whose dockerd was just killed comes back at once, while init has not yet reaped
+    /// the killed one (CI failed on that: `up` took the zombie for a running engine and never started one).
+    @Test func aNodeWhoseEngineWasJustKilledComesBackAtOnce() async throws {
+        _ = try await lab.up()
+        let killed = try await lab.killEngine(of: "n3")
+        _ = try await lab.up()
+        let restarted = try await lab.enginePID(of: "n3")
+        #expect(restarted != killed && ProcessLiveness.isRunning(restarted), "\(killed) → \(restarted)")
+        #expect(try await lab.docker("n3", ["info", "--format", "{{.Swarm.LocalNodeState}}"]) == "active")
+        let lab = lab
+        #expect(try await Poller().until(timeout: .seconds(60)) {
+            (try? await lab.nodeTable())?.allSatisfy { $0.state == "ready" } == true
+        })
+    }
+
     @Test func checkReportsTheNodesTheOverlayNetworkAndTheRegistry() async throws {
         try await onSwarm("swarm-check") { harness in
             let check = try await harness.stager(["check"]).standardOutput

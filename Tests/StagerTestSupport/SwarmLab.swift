@@ -47,11 +47,20 @@ public actor SwarmLab {
     /// The node whose address is `address` (n1…n3).
     public static func node(at address: String) -> String? { nodes.first { $0.value == address }?.key }
 
-    /// Kills a node's dockerd as a lost machine would (its containers go on until the lab comes down).
-    public func killEngine(of node: String) async throws {
+    /// Kills a node's dockerd as a lost machine would (its containers go on until the lab comes down); its pid.
+    @discardableResult
+    public func killEngine(of node: String) async throws -> pid_t {
+        let pid = try enginePID(of: node)
+        _ = try await runner.check(Command("kill", ["-9", String(pid)]))
+        return pid
+    }
+
+    /// The pid of a node's dockerd, from its pid file.
+    public func enginePID(of node: String) throws -> pid_t {
         guard let dir else { throw POSIXError(.ENOENT) }
-        let pid = try String(contentsOf: dir.appendingPathComponent("\(node)/dockerd.pid"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        _ = try await runner.check(Command("kill", ["-9", pid]))
+        let text = try String(contentsOf: dir.appendingPathComponent("\(node)/dockerd.pid"), encoding: .utf8)
+        guard let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw POSIXError(.ESRCH) }
+        return pid
     }
 
     /// The swarm's nodes as the manager sees them: id, address, state, availability.
