@@ -52,6 +52,40 @@ struct NginxBatchTests {
         #expect(await door.inventory().managed.isEmpty)
     }
 
+    /// nginx as a reload leaves it: the new workers answer with the container, but for a moment an old one
+    /// may still take a connection and give its default 404. Answers are scripted by the order asked.
+    actor ReloadingNginx: Prober {
+        let oldWorkerAnswers: Set<Int>
+        private(set) var asked: [ContinuousClock.Instant] = []
+        init(oldWorkerAnswers: Set<Int>) { self.oldWorkerAnswers = oldWorkerAnswers }
+
+        func get(host: String, port: Int, path: String, hostHeader: String?, headers: [String: String]) async throws -> ProbeAnswer {
+            asked.append(.now)
+            return oldWorkerAnswers.contains(asked.count)
+                ? ProbeAnswer(status: 404, headers: [:], body: "no preview here")
+                : ProbeAnswer(status: 200, headers: ["x-stager-upstream": "c1"], body: "new")
+        }
+        nonisolated func accepts(host: String, port: Int) async -> Bool { true }
+    }
+
+    /// Good answers in a row may all come from one new worker while an old one still accepts: "ready" waits
+    /// until nginx's old workers stopped taking connections, counted from the first good answer after an old one.
+    @Test func confirmationOutlastsTheOldWorkersAndStartsAgainAfterAnOldAnswer() async throws {
+        let dir = try TestConfig.temporaryDirectory("confirm")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = try TestConfig.load("nginx:\n  sites_dir: sites\n", in: dir)
+        let nginx = ReloadingNginx(oldWorkerAnswers: [2])
+        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+                                  template: try Templates.load().vhost, runner: RecordingRunner { _ in CommandResult(exitCode: 0) },
+                                  probe: nginx, logger: Logger(label: "t"))
+        try await door.confirmRouted(hostName: "feature.preview.localhost", to: "c1")
+        let done = ContinuousClock.now
+        let asked = await nginx.asked
+        try #require(asked.count >= 2 + NginxFrontDoor.confirmations, "five good answers after the old worker's")
+        #expect(done - asked[2] >= NginxFrontDoor.oldWorkersWindow, "good answers for the whole window after the old one")
+        #expect(NginxFrontDoor.oldWorkersWindow > .milliseconds(100), "nginx's master gives its old workers 100 ms")
+    }
+
     /// A sleeping vhost names serve's address; one written for another address (server.listen changed)
     /// does not count as asleep, so the planner routes it to the wake path again.
     @Test func aSleepingVhostOfAnotherServeAddressIsWrittenAgain() async throws {

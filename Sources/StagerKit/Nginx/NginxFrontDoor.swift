@@ -166,12 +166,17 @@ public actor NginxFrontDoor: FrontDoor {
         }
     }
 
-    /// nginx's old workers keep accepting for a moment after a reload, so one good answer is not proof:
-    /// it takes several in a row, each on a fresh connection.
+    /// nginx's old workers keep accepting for a moment after a reload, so good answers are proof only when
+    /// they last past that moment: its master starts the new workers, sleeps 100 ms, and only then tells the
+    /// old ones to stop (`ngx_master_process_cycle`). Until then a run of answers can all come from a new
+    /// worker while the next visitor's connection goes to an old one (nginx's default 404 right after
+    /// "ready" was seen). So the answers must be good, each on a fresh connection, from the first for
+    /// `oldWorkersWindow`; any bad one starts the count again.
     private nonisolated func poll(_ hostName: String, until accept: @escaping @Sendable (ProbeAnswer) -> Bool) async throws -> Bool {
         let host = ["0.0.0.0", "*", "::"].contains(config.listenHost) ? "127.0.0.1" : config.listenHost
         let clock = ContinuousClock()
         let deadline = clock.now + config.confirmTimeout
+        var goodSince: ContinuousClock.Instant?
         var streak = 0
         while clock.now < deadline {
             let answer: ProbeAnswer?
@@ -180,14 +185,22 @@ public actor NginxFrontDoor: FrontDoor {
             } catch {
                 answer = nil  // nginx between workers, or not up: the next try tells
             }
-            streak = answer.map(accept) == true ? streak + 1 : 0
-            if streak >= Self.confirmations { return true }
-            try await Task.sleep(for: .milliseconds(streak > 0 ? 2 : 10))
+            if answer.map(accept) == true {
+                streak += 1
+                goodSince = goodSince ?? clock.now
+            } else {
+                streak = 0
+                goodSince = nil
+            }
+            if streak >= Self.confirmations, let goodSince, clock.now - goodSince >= Self.oldWorkersWindow { return true }
+            try await Task.sleep(for: .milliseconds(streak >= Self.confirmations ? 10 : streak > 0 ? 2 : 10))
         }
         return false
     }
 
     static let confirmations = 5
+    /// nginx's 100 ms, and time for an old worker on a busy machine to act on its signal.
+    static let oldWorkersWindow: Duration = .milliseconds(200)
 
     static func marker(in text: String) -> [String: String]? {
         guard let firstLine = text.split(separator: "\n", maxSplits: 1).first, firstLine.hasPrefix(markerPrefix) else { return nil }
