@@ -52,7 +52,7 @@ public enum Load {
 }
 
 extension Result where Failure == any Error {
-    public var failureDescription: String? {
+    var failureDescription: String? {
         if case .failure(let error) = self { return "\(error)" }
         return nil
     }

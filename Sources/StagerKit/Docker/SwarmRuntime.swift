@@ -355,8 +355,12 @@ public struct SwarmRuntime: ContainerRuntime {
     /// (docker/cli#4678, moby/swarmkit#1956): each try is cut off, and a cut-off try is tried again.
     static let logTries = 3
 
+    static func logArguments(_ idOrName: String, tail: Int?, follow: Bool = false) -> [String] {
+        ["service", "logs", "--raw"] + (follow ? ["--follow"] : []) + (tail.map { ["--tail", String($0)] } ?? []) + ["--", idOrName]
+    }
+
     private func serviceLogs(_ idOrName: String, tail: Int?) async throws -> CommandResult {
-        let arguments = ["service", "logs", "--raw"] + (tail.map { ["--tail", String($0)] } ?? []) + ["--", idOrName]
+        let arguments = Self.logArguments(idOrName, tail: tail)
         var attempt = 1
         while true {
             do {
@@ -375,7 +379,7 @@ public struct SwarmRuntime: ContainerRuntime {
 
     public func printLogs(_ idOrName: String, tail: Int?, follow: Bool) async throws -> Int32 {
         if follow {
-            return try await engine.stream(["service", "logs", "--raw", "--follow"] + (tail.map { ["--tail", String($0)] } ?? []) + ["--", idOrName])
+            return try await engine.stream(Self.logArguments(idOrName, tail: tail, follow: true))
         }
         // Collected rather than streamed, so that a try that hung can be tried again without printing twice.
         let result = try await serviceLogs(idOrName, tail: tail)

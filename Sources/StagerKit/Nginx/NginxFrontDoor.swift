@@ -193,7 +193,8 @@ public actor NginxFrontDoor: FrontDoor {
                 goodSince = nil
             }
             if streak >= Self.confirmations, let goodSince, clock.now - goodSince >= Self.oldWorkersWindow { return true }
-            try await Task.sleep(for: .milliseconds(streak >= Self.confirmations ? 10 : streak > 0 ? 2 : 10))
+            // Quick while a streak builds; at a walk while nginx is not there yet or the window runs out.
+            try await Task.sleep(for: .milliseconds((1..<Self.confirmations).contains(streak) ? 2 : 10))
         }
         return false
     }
