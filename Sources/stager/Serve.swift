@@ -12,10 +12,15 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let logger = options.logger(default: .info)
+        let logger = options.logger(default: .info, secrets: SecretValues(config: config))
         let app = try StagerApp(config: config, logger: logger)
-        try await app.buildApplication { port in
-            logger.notice("stager serving", metadata: ["webhook": "http://\(config.server.host):\(port)/webhook", "dashboard": "http://\(config.server.host):\(port)/"])
-        }.runService()
+        do {
+            try await app.buildApplication { port in
+                logger.notice("stager serving", metadata: ["webhook": "http://\(config.server.host):\(port)/webhook", "dashboard": "http://\(config.server.host):\(port)/"])
+            }.runService()
+        } catch is CancellationError {
+            // SIGTERM or SIGINT: a graceful stop, which supervisors must read as success.
+            logger.notice("stager stopped")
+        }
     }
 }

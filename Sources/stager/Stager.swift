@@ -54,8 +54,8 @@ struct ConfigOptions: ParsableArguments {
         return try loader.load(file: loader.resolvePath(config))
     }
 
-    func logger(default level: Logger.Level = .warning) -> Logger {
-        logFormat.makeLogger(label: "stager", level: logLevel ?? level)
+    func logger(default level: Logger.Level = .warning, secrets: SecretValues = .none) -> Logger {
+        logFormat.makeLogger(label: "stager", level: logLevel ?? level, secrets: secrets)
     }
 }
 

@@ -29,7 +29,23 @@ struct GitFixture {
 
     /// Commits `dockerfile` (with a line that makes the commit unique) and pushes it; returns the sha.
     func commit(_ dockerfile: String, note: String) async throws -> String {
-        try dockerfile.write(to: work.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
+        let file = work.appendingPathComponent("Dockerfile")
+        try? FileManager.default.removeItem(at: file)  // a symlink a test committed before, if any
+        try dockerfile.write(to: file, atomically: true, encoding: .utf8)
+        return try await commit(note: note)
+    }
+
+    /// Commits `links` (path in the checkout → where the symlink points) as they are, and pushes them.
+    func commit(links: [String: String], note: String) async throws -> String {
+        for (path, target) in links {
+            let link = work.appendingPathComponent(path)
+            try? FileManager.default.removeItem(at: link)  // what was committed there before
+            try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: target)
+        }
+        return try await commit(note: note)
+    }
+
+    private func commit(note: String) async throws -> String {
         try note.write(to: work.appendingPathComponent("NOTE"), atomically: true, encoding: .utf8)
         try await runner.check(Command("git", ["-C", work.path, "add", "-A"]))
         try await runner.check(Command("git", ["-C", work.path, "commit", "--quiet", "-m", note]))

@@ -14,6 +14,8 @@ struct ChatOpsTests {
       signing_secret_env: E2E_SLACK_SECRET
       allowed_users: ["\(allowed)"]
       webhook_url_env: E2E_SLACK_WEBHOOK
+      response_hosts: ["127.0.0.1"]
+      team_id: T1
     """
 
     /// A harness with the admin token and Slack configured, serve started once the stand-in runs.

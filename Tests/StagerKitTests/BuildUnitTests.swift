@@ -83,7 +83,10 @@ struct BuildUnitTests {
                                                folder: URL(fileURLWithPath: "/tmp/work"))
         #expect(command.executable == "docker" && command.environment["DOCKER_BUILDKIT"] == "0")
         let args = command.arguments
-        #expect(args.starts(with: ["build", "--tag", "stager/acme-api:\(sha)", "--force-rm", "--file", "/tmp/work/deploy/Dockerfile"]))
+        #expect(args.starts(with: ["build", "--tag", "stager/acme-api:\(sha)", "--force-rm", "--memory", "2g", "--memory-swap", "2g",
+                                   "--file", "/tmp/work/deploy/Dockerfile"]))
+        // A build runs the PR's code: it has a time limit (build.timeout, 20 minutes unless set).
+        #expect(command.timeout == .seconds(1200))
         #expect(args.contains("stager.managed=true") && args.contains("stager.pr=12") && args.contains("stager.sha=\(sha)"))
         #expect(args.contains("SHA=\(sha)") && args.contains("PR=12"))
         #expect(args.suffix(4) == ["--target", "runtime", "--", "/tmp/work/app"])

@@ -154,7 +154,8 @@ struct ConfigTests {
         #expect(repo.services.map(\.name) == ["cache", "db", "worker"])
         #expect(repo.release == ["bin/migrate"])
         #expect(repo.services.first { $0.name == "db" }?.seed == ["data": "seed-db"])
-        #expect(config.seedImage == "busybox")
+        // Nothing named: each service's own image copies its seed, and nothing is pulled.
+        #expect(config.seedImage == nil)
     }
 
     @Test func missingSecretSaysWhichVariable() throws {

@@ -103,7 +103,7 @@ struct NginxBatchTests {
         let elsewhere = await door("127.0.0.1:9090").routed(slug: "sleepy")
         #expect(elsewhere?.container == "c1" && elsewhere?.port == route.upstreamPort && elsewhere?.asleep == false)
         let text = try String(contentsOf: config.nginx.sitesDir.appendingPathComponent("sleepy.conf"), encoding: .utf8)
-        #expect(text.contains("proxy_pass http://127.0.0.1:8080/_stager/wake/sleepy;") && text.contains("internal;"))
+        #expect(text.contains("rewrite ^ /_stager/wake/sleepy? break;") && text.contains("proxy_pass http://127.0.0.1:8080;") && text.contains("internal;"))
         let observed = Observation(of: Self.sleepingEnvironment, containers: [Self.stopped], routed: await door("127.0.0.1:9090").routed(slug: "sleepy"))
         #expect(Planner.plan(desired: .asleep(sha: Self.stopped.sha), observed: observed) == [.routeToWake(Self.stopped)])
     }

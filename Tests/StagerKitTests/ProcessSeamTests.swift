@@ -121,7 +121,7 @@ struct ProcessSeamTests {
         #expect(try await docker.startService(spec) == "id1")
         try await docker.ensureNetwork("stager-default-pr-1", labels: ["stager.pr": "1"])
         try await docker.ensureVolume("stager-default-pr-1-db-data", labels: ["stager.pr": "1"])
-        try await docker.copyVolume(from: "seed", to: "stager-default-pr-1-db-data", image: "busybox", labels: ["stager.pr": "1"])
+        try await docker.copyVolume(from: "seed", to: "stager-default-pr-1-db-data", with: .busybox(image: "busybox"), labels: ["stager.pr": "1"])
         var release = spec
         release.name = "stager-default-pr-1-release"
         release.command = ["bin/migrate", "--all"]

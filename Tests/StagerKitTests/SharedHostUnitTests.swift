@@ -71,7 +71,7 @@ struct SharedHostFileTests {
                            template: try Templates.load().vhost, runner: runner, shared: shared, logger: Logger(label: "t"))
         }
         let file = sites.appendingPathComponent("stager-shared-acme-web.conf")
-        let withShared = try door(SharedHostVhost(config: config))
+        let withShared = try door(SharedHostVhost(config: config, keys: VhostKeys(secret: "t")))
         // serve's start writes it (nothing routed yet), as it writes nginx's activity file.
         #expect(try await withShared.reloadIfOwed())
         #expect(try String(contentsOf: file, encoding: .utf8).contains("return 503"))

@@ -135,13 +135,15 @@ struct SwarmUnitTests {
         let route = Route(key: PullRequestKey(repo: "acme/web", number: 7), slug: "feat", hostName: "feat.preview.localhost",
                           upstreamPort: 31001, containerName: "stager-default-feat", sha: "abc", upstreamHost: "10.213.0.12")
         let text = await door.render(route)
-        #expect(text.hasPrefix("# stager-vhost slug=feat container=stager-default-feat port=31001 sha=abc host=10.213.0.12 repo=acme/web env=pr-7\n"))
+        #expect(text.hasPrefix("# stager-vhost slug=feat container=stager-default-feat port=31001 sha=abc v=2 host=10.213.0.12 repo=acme/web env=pr-7\n"))
         #expect(text.contains("proxy_pass http://10.213.0.12:31001;"))
         let loopback = await door.render(Route(key: route.key, slug: "feat", hostName: "feat.preview.localhost", upstreamPort: 40000,
                                                containerName: "c", sha: "abc"))
         #expect(!loopback.contains("host=") && loopback.contains("proxy_pass http://127.0.0.1:40000;"))
         // The wake hand-back names the node too.
-        #expect(WakeController.location(of: Upstream(host: "10.213.0.12", port: 31001)) == "/.stager-upstream/10.213.0.12/31001")
+        let keys = VhostKeys(secret: "t")
+        #expect(WakeController.location(of: Upstream(host: "10.213.0.12", port: 31001), slug: "feat", keys: keys)
+            == "/.stager-upstream/\(keys.handBack(slug: "feat"))/10.213.0.12/31001")
     }
 }
 

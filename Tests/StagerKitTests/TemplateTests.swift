@@ -14,12 +14,26 @@ struct TemplateTests {
         let route = Route(key: PullRequestKey(repo: "acme/web", number: 7), slug: "feature-x", hostName: "feature-x.preview.localhost",
                           upstreamPort: 41234, containerName: "stager-default-feature-x-abc1234-9f9f", sha: "abc1234")
         let text = await door.render(route)
-        #expect(text.hasPrefix("# stager-vhost slug=feature-x container=stager-default-feature-x-abc1234-9f9f port=41234 sha=abc1234 repo=acme/web env=pr-7\n"))
+        #expect(text.hasPrefix("# stager-vhost slug=feature-x container=stager-default-feature-x-abc1234-9f9f port=41234 sha=abc1234 v=2 repo=acme/web env=pr-7\n"))
         #expect(text.contains("listen 127.0.0.1:9999;"))
         #expect(text.contains("server_name feature-x.preview.localhost;"))
         #expect(text.contains("proxy_pass http://127.0.0.1:41234;"))
         #expect(text.contains("add_header X-Stager-Upstream \"stager-default-feature-x-abc1234-9f9f\" always;"))
         #expect(!text.contains("{{"))
+        // Nothing the app answers steers nginx, in every location that proxies to it.
+        let ignoring = text.components(separatedBy: "proxy_ignore_headers X-Accel-Redirect").count - 1
+        #expect(ignoring == text.components(separatedBy: "proxy_pass http://127.0.0.1:41234").count - 1 && ignoring == 2)
+        // The probe answers only with the key, which the vhost does not hand to the app.
+        let keys = VhostKeys(secret: "t")
+        #expect(text.contains("if ($http_x_stager_probe != \"\(keys.probe)\")") && text.contains("proxy_set_header X-Stager-Probe \"\";"))
+        var asleep = route
+        asleep.asleep = true
+        let sleeping = await door.render(asleep)
+        // One fixed path at serve, a key bound to the slug, and a hand-back location behind a key of its own.
+        #expect(sleeping.contains("rewrite ^ /_stager/wake/feature-x? break;") && sleeping.contains("proxy_pass http://127.0.0.1:9;"))
+        #expect(sleeping.contains("X-Stager-Wake-Token \"\(keys.wake(slug: "feature-x"))\""))
+        #expect(sleeping.contains("location ~ ^/\\.stager-upstream/\(keys.handBack(slug: "feature-x"))/([0-9.]+)/([0-9]+)$"))
+        #expect(keys.wake(slug: "feature-x") != keys.wake(slug: "feature-x-billing") && keys.probe != keys.hop)
     }
 
     @Test func commentHasTheMarkerAndTheURL() throws {
@@ -62,5 +76,42 @@ struct TemplateTests {
         #expect(throws: ImageReference.Failure.self) {
             try ImageReference.render("{{branch}}", repo: "acme/web", number: 3, branch: "-x", sha: "abc", slug: "s")
         }
+    }
+}
+
+/// Escaping by Unicode scalar: a `<`, `>`, `&`, `"` or `'` glued to a prepended or combining mark is one
+/// Character that is none of them, and went through swift-mustache's own escaping whole.
+@Suite("HTML escaping")
+struct HTMLEscapingTests {
+    static let corpus = ["\u{0600}<img src=x onerror=alert(1)>", "\"\u{0301} onmouseover=alert(2) x=\"", "<\u{0301}script>", "'\u{0301}>", "&\u{0301}lt;"]
+
+    @Test(arguments: corpus)
+    func everySpecialScalarIsEscaped(_ text: String) {
+        let escaped = HTMLEscaping.escape(text)
+        #expect(!escaped.unicodeScalars.contains { "<>\"'".unicodeScalars.contains($0) })
+        // Every `&` starts an entity (read by scalar: Swift's own string search goes by Character, the very flaw).
+        let scalars = Array(escaped.unicodeScalars)
+        for index in scalars.indices where scalars[index] == "&" {
+            let rest = scalars[index...].prefix(6).map(Character.init).map(String.init).joined()
+            #expect(["&lt;", "&gt;", "&amp;", "&quot;", "&#39;"].contains { rest.unicodeScalars.starts(with: $0.unicodeScalars) }, "\(rest)")
+        }
+    }
+
+    /// The page templates, built-in or overridden, escape this way.
+    @Test func thePagesEscapeByScalar() throws {
+        let templates = try Templates.load()
+        let rendered = templates.dashboard.render(emptyAsMissing: ["groups": [["repo": "acme/web", "environments": [["title": Self.corpus[0], "number": 1]]]]])
+        #expect(!rendered.contains("<img"), "\(rendered)")
+        let dir = try TestConfig.temporaryDirectory("tpl-override")
+        try "<p>{{title}}</p>".write(to: dir.appendingPathComponent("environment.html.mustache"), atomically: true, encoding: .utf8)
+        let custom = try Templates.load(overrideDir: dir)
+        #expect(custom.environment.render(emptyAsMissing: ["title": Self.corpus[0]]) == "<p>\(HTMLEscaping.escape(Self.corpus[0]))</p>")
+    }
+
+    @Test func thePolicyHashesThePagesOwnScriptsAndStyles() {
+        let headers = Dictionary(uniqueKeysWithValues: PageSecurity.headers(for: "<style>a{}</style><script>go()</script>"))
+        let policy = headers["Content-Security-Policy"] ?? ""
+        #expect(policy.contains("script-src 'sha256-") && policy.contains("style-src 'sha256-") && policy.contains("frame-ancestors 'none'"))
+        #expect(!policy.contains("unsafe-inline") && headers["X-Content-Type-Options"] == "nosniff" && headers["X-Frame-Options"] == "DENY")
     }
 }

@@ -183,9 +183,12 @@ public final class E2EHarness: @unchecked Sendable {
     @discardableResult
     public func send(_ action: String, number: Int, branch: String, sha: String, updatedAt: String = "2026-11-24T09:00:00Z",
                      repo: String = "acme/web", delivery: String = UUID().uuidString, port: Int? = nil,
-                     headRepo: String? = nil, label: String? = nil, sender: String? = nil) async throws -> (Int, String) {
+                     headRepo: String? = nil, label: String? = nil, sender: String? = nil, title: String? = nil,
+                     author: String? = nil) async throws -> (Int, String) {
         let body = try Fixtures.pullRequest(action: action, repo: repo, number: number, branch: branch, sha: sha, updatedAt: updatedAt,
-                                            headRepo: headRepo, label: label, sender: sender)
+                                            headRepo: headRepo, label: label, sender: sender, title: title, author: author)
+        // GitHub shows what the delivery says: a labeled PR carries the label at that head (Stager reads it back).
+        if action == "labeled", let label { await github.setPull(repo: repo, number: number, branch: branch, sha: sha, labels: [label]) }
         return try await post(body, event: "pull_request", delivery: delivery, port: port)
     }
 

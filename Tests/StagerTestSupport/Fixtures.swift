@@ -23,7 +23,7 @@ public enum Fixtures {
     /// `headRepo` other than `repo` makes it a fork PR; `label` and `sender` make a `labeled` event.
     public static func pullRequest(action: String, repo: String, number: Int, branch: String, sha: String,
                                    updatedAt: String = "2026-11-24T09:00:00Z", headRepo: String? = nil,
-                                   label: String? = nil, sender: String? = nil) throws -> Data {
+                                   label: String? = nil, sender: String? = nil, title: String? = nil, author: String? = nil) throws -> Data {
         guard var root = try JSONSerialization.jsonObject(with: samplePayload) as? [String: Any],
               var pr = root["pull_request"] as? [String: Any], var head = pr["head"] as? [String: Any],
               var repository = root["repository"] as? [String: Any] else {
@@ -42,6 +42,8 @@ public enum Fixtures {
         pr["head"] = head
         pr["number"] = number
         pr["updated_at"] = updatedAt
+        if let title { pr["title"] = title }
+        if let author { pr["user"] = ["login": author] }
         pr["state"] = action == "closed" ? "closed" : "open"
         root["pull_request"] = pr
         root["repository"] = repository

@@ -12,7 +12,12 @@ public actor GitHubFake {
         public var body: String
         public var repo: String
         public var issue: Int
+        /// Who wrote it: the token's own login unless a test seeds a stranger's.
+        public var author = GitHubFake.login
     }
+
+    /// The login the token acts as (`GET /user`).
+    public static let login = "stager-bot"
 
     public struct Recorded: Sendable {
         public var method: String
@@ -50,6 +55,7 @@ public actor GitHubFake {
         public var state: String
         public var merged: Bool
         public var updatedAt: String
+        public var labels: [String] = []
     }
 
     /// A deployment as the stand-in holds it, with its statuses in the order they were posted.
@@ -105,17 +111,18 @@ public actor GitHubFake {
     }
 
     public func setPull(repo: String = "acme/web", number: Int, branch: String, sha: String, state: String = "open",
-                        merged: Bool = false, updatedAt: String = "2026-11-24T09:00:00Z") {
-        pulls["\(repo)#\(number)"] = Pull(repo: repo, number: number, branch: branch, sha: sha, state: state, merged: merged, updatedAt: updatedAt)
+                        merged: Bool = false, updatedAt: String = "2026-11-24T09:00:00Z", labels: [String] = []) {
+        pulls["\(repo)#\(number)"] = Pull(repo: repo, number: number, branch: branch, sha: sha, state: state, merged: merged, updatedAt: updatedAt,
+                                           labels: labels)
     }
 
     public func removePull(repo: String = "acme/web", number: Int) {
         pulls["\(repo)#\(number)"] = nil
     }
 
-    public func seedComment(repo: String, issue: Int, body: String) -> Int64 {
+    public func seedComment(repo: String, issue: Int, body: String, author: String = GitHubFake.login) -> Int64 {
         nextID += 1
-        comments[nextID] = Comment(id: nextID, body: body, repo: repo, issue: issue)
+        comments[nextID] = Comment(id: nextID, body: body, repo: repo, issue: issue, author: author)
         return nextID
     }
 
@@ -125,6 +132,9 @@ public actor GitHubFake {
     public func start() async throws -> (url: URL, server: ServiceRunner) {
         let router = Router()
         router.add(middleware: GitHubChecks(fake: self))
+        router.get("/user") { _, _ in
+            try await self.json(["login": Self.login, "type": "User"], status: .ok, headers: [:])
+        }
         router.get("/repos/:owner/:repo/issues/:number/comments") { request, context in
             try await self.list(request, context)
         }
@@ -224,7 +234,7 @@ public actor GitHubFake {
     private static func render(_ pull: Pull) -> [String: Any] {
         [
             "number": pull.number, "state": pull.state, "merged": pull.merged, "title": "PR \(pull.number)",
-            "updated_at": pull.updatedAt, "user": ["login": "octocat"],
+            "updated_at": pull.updatedAt, "user": ["login": "octocat"], "labels": pull.labels.map { ["name": $0] },
             "head": ["ref": pull.branch, "sha": pull.sha, "repo": ["full_name": pull.repo]],
             "base": ["ref": "main", "repo": ["full_name": pull.repo]],
         ]
@@ -339,7 +349,8 @@ public actor GitHubFake {
     }
 
     private static func render(_ comment: Comment) -> [String: String] {
-        ["id": String(comment.id), "body": comment.body, "html_url": "https://github.com/\(comment.repo)/pull/\(comment.issue)#issuecomment-\(comment.id)"]
+        ["id": String(comment.id), "body": comment.body, "html_url": "https://github.com/\(comment.repo)/pull/\(comment.issue)#issuecomment-\(comment.id)",
+         "user_login": comment.author]
     }
 
     private func json(_ value: Any, status: HTTPResponse.Status, headers: HTTPFields) throws -> Response {
@@ -361,6 +372,10 @@ public actor GitHubFake {
     private static func numbered(_ rendered: [String: String]) -> [String: Any] {
         var out: [String: Any] = rendered
         if let id = rendered["id"].flatMap(Int64.init) { out["id"] = id }
+        if let login = rendered["user_login"] {
+            out["user_login"] = nil
+            out["user"] = ["login": login, "type": "User"]
+        }
         return out
     }
 

@@ -21,7 +21,7 @@ public final class RecordingRunner: CommandRunner, @unchecked Sendable {
     public func stream(_ command: Command, to sink: OutputSink) async throws -> Int32 {
         lock.withLock { recorded.append(command) }
         let result = answer(command)
-        if case .file(let url) = sink {
+        if case .file(let url, _) = sink {
             if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
             let handle = try FileHandle(forWritingTo: url)
             handle.seekToEndOfFile()

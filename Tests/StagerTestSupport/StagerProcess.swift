@@ -10,7 +10,7 @@ import SystemPackage
 /// `stager serve` as a separate process, so it can be killed with SIGKILL mid-deploy and started again.
 public final class StagerProcess: @unchecked Sendable {
     private let pid = PortBox()
-    private let task: Task<Void, any Error>
+    private let task: Task<Int32, any Error>
 
     /// The debug build beside the test runner, else the repository's `.build/debug/stager`.
     public static var binary: String {
@@ -26,7 +26,7 @@ public final class StagerProcess: @unchecked Sendable {
         for (key, value) in environment { if let name = Subprocess.Environment.Key(rawValue: key) { env[name] = value } }
         let variables = env
         task = Task {
-            _ = try await Subprocess.run(
+            let result = try await Subprocess.run(
                 .path(FilePath(binary)), arguments: ["serve", "--config", config.path],
                 environment: .inherit.updating(variables),
                 input: .none,
@@ -34,6 +34,10 @@ public final class StagerProcess: @unchecked Sendable {
                 error: .fileDescriptor(logFD, closeAfterSpawningProcess: true)
             ) { execution in
                 await box.set(Int(execution.processIdentifier.value))
+            }
+            switch result.terminationStatus {
+            case .exited(let code): return code
+            case .signaled(let signal): return 128 + signal
             }
         }
     }
@@ -49,10 +53,17 @@ public final class StagerProcess: @unchecked Sendable {
         _ = try? await task.value
     }
 
-    public func terminate() async throws {
+    /// SIGTERM, then the exit status once it has stopped.
+    @discardableResult
+    public func terminate() async throws -> Int32 {
         let value = try await pid.wait()
         kill(pid_t(value), SIGTERM)
-        _ = try? await task.value
+        return try await task.value
+    }
+
+    /// The exit status of a process that ends by itself (a refused configuration).
+    public func exitStatus() async throws -> Int32 {
+        try await task.value
     }
 }
 

@@ -7,14 +7,49 @@ public enum LogFormat: String, Sendable, CaseIterable {
     case text
     case json
 
-    public func makeLogger(label: String, level: Logger.Level) -> Logger {
+    /// `secrets`: hidden from every message and field.
+    public func makeLogger(label: String, level: Logger.Level, secrets: SecretValues = .none) -> Logger {
         var logger: Logger
         switch self {
-        case .text: logger = Logger(label: label, factory: { StreamLogHandler.standardError(label: $0) })
-        case .json: logger = Logger(label: label, factory: { JSONLogHandler(label: $0) })
+        case .text: logger = Logger(label: label, factory: { MaskingLogHandler(StreamLogHandler.standardError(label: $0), secrets: secrets) })
+        case .json: logger = Logger(label: label, factory: { MaskingLogHandler(JSONLogHandler(label: $0), secrets: secrets) })
         }
         logger.logLevel = level
         return logger
+    }
+}
+
+/// Hides the configured secrets in a record's message and metadata, then hands it on: an error that quotes a
+/// build's output or a URL never puts a secret in the log.
+public struct MaskingLogHandler: LogHandler {
+    private var inner: any LogHandler
+    private let secrets: SecretValues
+
+    public init(_ inner: any LogHandler, secrets: SecretValues) {
+        self.inner = inner
+        self.secrets = secrets
+    }
+
+    public var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    public var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var event = event
+        event.message = "\(secrets.mask("\(event.message)"))"
+        event.metadata = event.metadata?.mapValues { .string(secrets.mask("\($0)")) }
+        inner.log(event: event)
     }
 }
 

@@ -89,6 +89,10 @@ public struct Preflight: Sendable {
     /// Every volume a service is seeded from exists (dependencies and cycles were checked with the configuration).
     private func seedVolumes(_ docker: any ContainerRuntime) async -> [Result] {
         var results: [Result] = []
+        if config.repos.values.contains(where: { $0.services.contains { !$0.seed.isEmpty } }) {
+            let copier = config.seedImage.map(SeedCopier.busybox) ?? .serviceImage("")
+            results.append(Result(name: "seed copies", passed: true, detail: "\(copier.description); nothing is pulled"))
+        }
         for repo in config.repos.values.sorted(by: { $0.name < $1.name }) {
             for service in repo.services {
                 for (volume, seed) in service.seed.sorted(by: { $0.key < $1.key }) {

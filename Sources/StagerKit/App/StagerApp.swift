@@ -22,7 +22,9 @@ public struct StagerApp: Sendable {
     public let deps: Dependencies
     let wakePath: WakePath
     /// The one place that talks to Slack.
-    let slackPoster = SlackPoster()
+    let slackPoster: SlackPoster
+    /// Every configured secret, hidden from each text that leaves serve.
+    let secrets: SecretValues
     /// Keys the dashboard forms' CSRF tokens.
     let csrfSecret: String
     /// nil when no token is configured.
@@ -34,7 +36,10 @@ public struct StagerApp: Sendable {
         try Self.writeGeneratedHtpasswd(config)
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"), reservedSlugs: config.reservedSlugs, branchSlugs: config.branchSlugs)
         let metrics = StagerMetrics()
-        let github = GitHubClient(config: config.github, metrics: metrics, logger: logger)
+        let secrets = SecretValues(config: config)
+        self.secrets = secrets
+        slackPoster = SlackPoster(secrets: secrets)
+        let github = GitHubClient(config: config.github, metrics: metrics, secrets: secrets, logger: logger)
         let publisher: any CommentPublisher = publisher ?? github.map(GitHubCommentPublisher.init) ?? LogCommentPublisher(logger: logger)
         let probe = HTTPProbe()
         let wakePath = try WakePath(config: config, store: store)
@@ -42,7 +47,7 @@ public struct StagerApp: Sendable {
             store: store,
             runtime: config.makeRuntime(runner: runner, scratchDir: config.dataDir.appendingPathComponent("run")),
             frontDoor: NginxFrontDoor(config: config.nginx, wakePath: wakePath, template: templates.vhost, runner: runner, probe: probe, metrics: metrics,
-                                      shared: SharedHostVhost(config: config), logger: logger),
+                                      shared: SharedHostVhost(config: config, keys: wakePath.keys), logger: logger),
             templates: templates, metrics: metrics, logger: logger
         )
         let seams = ControllerSeams(
@@ -61,16 +66,22 @@ public struct StagerApp: Sendable {
         self.controller = Controller(config: config, seams: seams, metrics: metrics, logger: logger)
     }
 
-    /// Repositories with `access.users_env` get an htpasswd file Stager writes at start-up (hashes only;
-    /// nginx's workers must read it, so it is 0644 in a 0755 folder).
+    /// Repositories with `access.users_env` get an htpasswd file Stager writes at start-up: hashes only, and
+    /// 0640, readable by nginx's workers through their group (Debian's `www-data`, where it exists) and by
+    /// nobody else on the host.
     static func writeGeneratedHtpasswd(_ config: StagerConfig) throws {
         for repo in config.repos.values {
             guard let text = repo.access.generatedHtpasswd, let file = repo.access.htpasswdFile else { continue }
             try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data(text.utf8).write(to: file, options: .atomic)
-            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: file.path)
+            var attributes: [FileAttributeKey: Any] = [.posixPermissions: 0o640]
+            if geteuid() == 0, let group = getgrnam(Self.nginxGroup) { attributes[.groupOwnerAccountID] = NSNumber(value: group.pointee.gr_gid) }
+            try FileManager.default.setAttributes(attributes, ofItemAtPath: file.path)
         }
     }
+
+    /// The group Debian's nginx workers run in.
+    static let nginxGroup = "www-data"
 
     public func buildRouter() -> Router<BasicRequestContext> {
         let router = Router()
@@ -78,16 +89,21 @@ public struct StagerApp: Sendable {
             secrets: WebhookSecrets(config: config), maxBodyBytes: config.server.maxBodyBytes,
             config: config, store: store, controller: controller, metrics: deps.metrics, logger: deps.logger
         ).addRoutes(to: router)
-        WakeController(wakePath: wakePath, store: store, controller: controller, logger: deps.logger).addRoutes(to: router)
+        WakeController(wakePath: wakePath, store: store, controller: controller,
+                       limits: WakeLimits(maxHeld: config.maxHeldRequests, wakesPerMinute: config.wakesPerMinute), secrets: secrets,
+                       logger: deps.logger).addRoutes(to: router)
         let actions = EnvironmentActions(control: ManualControl(config: config, store: store, github: github), store: store, controller: controller)
         ActionController(actions: actions, adminTokenSet: config.server.adminToken != nil)
-            .addRoutes(to: router.group().add(middleware: AdminTokenCheck(token: config.server.adminToken)))
+            .addRoutes(to: router.group().add(middleware: CrossSiteCheck(publicURL: config.server.publicURL))
+                .add(middleware: AdminTokenCheck(token: config.server.adminToken, acceptsBasic: false)))
         SlackController(signature: config.slack.signingSecret.map(SlackSignature.init),
                         handler: SlackCommandHandler(config: config, store: store, actions: actions, poster: slackPoster, logger: deps.logger),
-                        logger: deps.logger).addRoutes(to: router)
+                        slack: config.slack, logger: deps.logger).addRoutes(to: router)
         var dashboard = DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics,
                                             engineHealth: controller.engineHealth, runtime: deps.runtime, logger: deps.logger)
-        dashboard.actions = DashboardActions(actions: actions, secret: csrfSecret, enabled: config.server.adminToken != nil)
+        dashboard.actions = DashboardActions(actions: actions, secret: csrfSecret, enabled: config.server.adminToken != nil,
+                                             secureCookie: config.server.secureCookies)
+        dashboard.secrets = secrets
         dashboard.addRoutes(to: router)
         return router
     }
@@ -96,6 +112,9 @@ public struct StagerApp: Sendable {
     public func buildApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
             router: buildRouter(),
+            // A connection that sends nothing (or a request a byte at a time) is closed, not kept for ever;
+            // a held wake request is a request in progress and is not cut.
+            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(config.server.idleTimeout.seconds * 1_000_000_000)))),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "stager"),
             services: [controller, RequestActivity(config: config, store: store, logger: deps.logger),
                        SlackNotifier(config: config, store: store, poster: slackPoster, logger: deps.logger)],

@@ -6,12 +6,15 @@ public enum BuildError: Error, CustomStringConvertible, Equatable {
     case refusedURL(String)
     case fetchFailed(String)
     case failed(exitCode: Int32)
+    /// A file the build reads is a symlink out of the checkout (or passes through one).
+    case leavesCheckout(String)
 
     public var description: String {
         switch self {
         case .refusedURL(let reason): return "the clone URL is not allowed: \(reason)"
         case .fetchFailed(let message): return "git could not fetch the commit: \(message)"
         case .failed(let code): return "docker build failed (exit \(code))"
+        case .leavesCheckout(let problem): return "refused to build: \(problem)"
         }
     }
 }
@@ -75,7 +78,8 @@ public struct ImageBuilder: ImageBuilding, Sendable {
     /// `git init`, `git fetch --depth 1 <url> <sha>`, `git checkout --detach FETCH_HEAD`.
     public func fetchCommands(url: URL, sha: String, into folder: URL, token: String?) -> [Command] {
         var fetchEnvironment = ["GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"]
-        if url.scheme?.lowercased() == "https", let token {
+        // The token goes to GitHub's own host only, never to another of `build.allowed_hosts`.
+        if url.scheme?.lowercased() == "https", let token, url.host?.lowercased() == config.github.webHost.lowercased() {
             // GitHub takes the token as basic auth with any user; as a header it never reaches argv or .git/config.
             let basic = Data("x-access-token:\(token)".utf8).base64EncodedString()
             fetchEnvironment["GIT_CONFIG_COUNT"] = "1"
@@ -84,13 +88,16 @@ public struct ImageBuilder: ImageBuilding, Sendable {
         }
         return [
             Command("git", ["init", "--quiet", folder.path]),
-            Command("git", ["-C", folder.path, "fetch", "--depth", "1", "--no-tags", "--", url.absoluteString, sha], environment: fetchEnvironment),
+            Command("git", ["-C", folder.path, "fetch", "--depth", "1", "--no-tags", "--", url.absoluteString, sha], environment: fetchEnvironment,
+                    timeout: config.build.timeout),
             Command("git", ["-C", folder.path, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", "FETCH_HEAD"]),
         ]
     }
 
     public func buildCommand(tag: String, spec: StagerConfig.RepoBuild, env: Environment, sha: String, folder: URL) throws -> Command {
-        var arguments = ["build", "--tag", tag, "--force-rm", "--file", folder.appendingPathComponent(spec.dockerfile).path]
+        // The build's RUN steps run the PR's code: bounded in memory (no swap beyond it) like a preview.
+        var arguments = ["build", "--tag", tag, "--force-rm", "--memory", config.build.memory, "--memory-swap", config.build.memory,
+                         "--file", folder.appendingPathComponent(spec.dockerfile).path]
         let labels = [
             ContainerLabels.managed: "true", ContainerLabels.instance: config.instance, ContainerLabels.repo: env.repo,
             ContainerLabels.sha: sha, ContainerLabels.slug: env.slug,
@@ -103,7 +110,9 @@ public struct ImageBuilder: ImageBuilding, Sendable {
         if let target = spec.target { arguments += ["--target", target] }
         arguments += ["--", folder.appendingPathComponent(spec.context).path]
         // The classic builder is what this engine has (no buildx).
-        return Command(argv: config.dockerCommand, appending: arguments).with(environment: ["DOCKER_BUILDKIT": "0"])
+        var command = Command(argv: config.dockerCommand, appending: arguments).with(environment: ["DOCKER_BUILDKIT": "0"])
+        command.timeout = config.build.timeout
+        return command
     }
 
     // MARK: Running
@@ -135,25 +144,29 @@ public struct ImageBuilder: ImageBuilding, Sendable {
         defer { try? FileManager.default.removeItem(at: folder) }  // what stays is gc's (work folders)
         Self.append(log, "fetching \(sha) from \(url.absoluteString)\n")
         for command in fetchCommands(url: url, sha: sha, into: folder, token: token) {
-            let code = try await runner.stream(command, to: .file(log))
+            let code = try await runner.stream(command, to: .file(log, keepLast: config.build.logLimitBytes))
             guard code == 0 else { throw BuildError.fetchFailed("`git \(command.arguments.dropFirst(2).prefix(2).joined(separator: " "))` exited \(code)") }
         }
         let head = try await runner.run(Command("git", ["-C", folder.path, "rev-parse", "HEAD"])).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
         guard head == sha else { throw BuildError.fetchFailed("checked out \(head), not \(sha)") }
+        try CheckoutPaths.requireInside(folder, [("build.dockerfile", spec.dockerfile), ("build.context", spec.context),
+                                                 ("the context's .dockerignore", (spec.context as NSString).appendingPathComponent(".dockerignore"))])
         Self.append(log, "building \(tag)\n")
-        let code = try await runner.stream(try buildCommand(tag: tag, spec: spec, env: env, sha: sha, folder: folder), to: .file(log))
+        let code = try await runner.stream(try buildCommand(tag: tag, spec: spec, env: env, sha: sha, folder: folder),
+                                           to: .file(log, keepLast: config.build.logLimitBytes))
         guard code == 0 else { throw BuildError.failed(exitCode: code) }
         Self.append(log, "built \(tag)\n")
     }
 
     public func logTail(_ key: PullRequestKey, lines: Int) -> String {
-        Self.tail(Self.logFile(dataDir: config.dataDir, key: key), lines: lines, secrets: [config.github.token].compactMap { $0 })
+        SecretValues(config: config).mask(Self.tail(Self.logFile(dataDir: config.dataDir, key: key), lines: lines))
     }
 
-    /// The last lines of the build log, tokens masked.
-    public static func tail(_ log: URL, lines: Int, secrets: [String]) -> String {
+    /// The last lines of the build log, with anything shaped like a GitHub token masked (the configured
+    /// secrets are masked wherever a text leaves serve).
+    public static func tail(_ log: URL, lines: Int) -> String {
         guard let text = try? String(contentsOf: log, encoding: .utf8) else { return "" }  // no log yet: no tail
-        return SecretMask.mask(text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n"), secrets: secrets)
+        return SecretMask.mask(text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n"), secrets: [])
     }
 
     static func startLog(_ log: URL, _ first: String) throws {
@@ -189,5 +202,41 @@ extension Command {
         var copy = self
         copy.environment.merge(extra) { _, new in new }
         return copy
+    }
+}
+
+/// The files a build reads from a PR's checkout must stay in it: the docker CLI follows a Dockerfile or a
+/// context that is a symlink (to `/proc/self/environ`, to `/`), and would send what it finds to the build,
+/// whose error lands in the PR's comment.
+enum CheckoutPaths {
+    /// Each `(what, relative path)` that exists must resolve, through every symlink, to a place inside `root`.
+    static func requireInside(_ root: URL, _ paths: [(what: String, path: String)]) throws {
+        guard let base = realPath(root.path) else { throw BuildError.leavesCheckout("the checkout \(root.path) cannot be resolved") }
+        for (what, path) in paths {
+            let full = root.appendingPathComponent(path).path
+            var info = stat()
+            // Not there at all: docker says so itself, and nothing outside is read.
+            guard lstat(full, &info) == 0 || hasSymlinkOnTheWay(root: root, path: path) else { continue }
+            guard let resolved = realPath(full), resolved == base || resolved.hasPrefix(base + "/") else {
+                throw BuildError.leavesCheckout("\(what) (\(path)) is a symlink, or passes through one, that leaves the checkout")
+            }
+        }
+    }
+
+    /// Whether some folder on the way to `path` is a symlink (a dangling one makes the path itself missing).
+    private static func hasSymlinkOnTheWay(root: URL, path: String) -> Bool {
+        var current = root
+        for component in path.split(separator: "/") {
+            current.appendPathComponent(String(component))
+            var info = stat()
+            if lstat(current.path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK { return true }
+        }
+        return false
+    }
+
+    private static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 }

@@ -9,6 +9,8 @@ struct ConfigFile: Decodable {
         var admin_token_env: String?
         var admin_token_file: String?
         var public_url: String?
+        var public_read: Bool?
+        var idle_timeout: String?
     }
     struct Webhook: Decodable {
         var secret_env: String?
@@ -102,6 +104,9 @@ struct ConfigFile: Decodable {
     struct Build: Decodable {
         var allowed_hosts: [String]?
         var allow_file_urls: Bool?
+        var timeout: String?
+        var memory: String?
+        var log_limit_bytes: Int?
     }
     struct Limits: Decodable {
         var max_environments: Int?
@@ -115,12 +120,16 @@ struct ConfigFile: Decodable {
     }
     struct Sleep: Decodable {
         var wake_timeout: String?
+        var max_held_requests: Int?
+        var wakes_per_minute: Int?
     }
     struct Slack: Decodable {
         var signing_secret_env: String?
         var signing_secret_file: String?
         var allowed_users: [String]?
         var webhook_url_env: String?
+        var response_hosts: [String]?
+        var team_id: String?
     }
 
     struct Swarm: Decodable {
@@ -155,6 +164,7 @@ struct ConfigFile: Decodable {
     }
     struct Forks: Decodable {
         var label: String?
+        var max_blocked: Int?
     }
     var forks: Forks?
 

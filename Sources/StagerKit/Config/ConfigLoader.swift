@@ -239,11 +239,18 @@ struct Validator {
             limits: limits,
             templatesDir: doc.templates_dir.map(path),
             gcRemovesImages: doc.gc?.remove_images ?? false,
-            build: .init(allowedHosts: doc.build?.allowed_hosts ?? [github.webHost],
-                         allowFileURLs: doc.build?.allow_file_urls ?? false),
+            build: try build(doc.build, github: github),
             wakeTimeout: try duration(doc.sleep?.wake_timeout, key: "sleep.wake_timeout", default: .seconds(60)),
             slack: try slack(doc.slack)
         )
+        config.maxHeldRequests = try positive(doc.sleep?.max_held_requests, key: "sleep.max_held_requests", default: config.maxHeldRequests)
+        config.wakesPerMinute = try positive(doc.sleep?.wakes_per_minute, key: "sleep.wakes_per_minute", default: config.wakesPerMinute)
+        config.forks.maxBlocked = try positive(doc.forks?.max_blocked, key: "forks.max_blocked", default: config.forks.maxBlocked)
+        config.server.publicRead = doc.server?.public_read ?? false
+        config.server.idleTimeout = try duration(doc.server?.idle_timeout, key: "server.idle_timeout", default: config.server.idleTimeout)
+        if adminToken == nil, !config.server.publicRead, !Self.isLoopback(host) {
+            throw fail("server.admin_token_env", "server.listen is \(host), beyond this machine, and no admin token is set: anyone who reaches it would read the dashboard, the API and /metrics. Set server.admin_token_env (or admin_token_file), or server.public_read: true to allow it")
+        }
         (config.runtime, config.swarm) = try runtime(doc, repos: repos)
         return config
     }
@@ -285,14 +292,50 @@ struct Validator {
         return (runtime, swarm)
     }
 
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    func positive(_ value: Int?, key: String, default fallback: Int) throws -> Int {
+        guard let value else { return fallback }
+        guard value > 0 else { throw fail(key, "must be a whole number above 0, got \(value)") }
+        return value
+    }
+
+    func build(_ build: ConfigFile.Build?, github: StagerConfig.GitHub) throws -> StagerConfig.Build {
+        var result = StagerConfig.Build(allowedHosts: build?.allowed_hosts ?? [github.webHost], allowFileURLs: build?.allow_file_urls ?? false)
+        result.timeout = try duration(build?.timeout, key: "build.timeout", default: result.timeout)
+        if let memory = build?.memory {
+            guard memory.range(of: #"^[0-9]+[bkmg]?$"#, options: .regularExpression) != nil else {
+                throw fail("build.memory", "must be an amount of memory such as 2g or 512m, got \"\(memory)\"")
+            }
+            result.memory = memory
+        }
+        result.logLimitBytes = try positive(build?.log_limit_bytes, key: "build.log_limit_bytes", default: result.logLimitBytes)
+        return result
+    }
+
     func slack(_ slack: ConfigFile.Slack?) throws -> StagerConfig.Slack {
         let secret = try self.secret(envKey: slack?.signing_secret_env, fileKey: slack?.signing_secret_file,
                                      keyPrefix: "slack.signing_secret", defaultEnv: nil, requiredWhenNamed: true)
         for user in slack?.allowed_users ?? [] where user.isEmpty || !user.allSatisfy({ $0.isLetter || $0.isNumber }) {
             throw fail("slack.allowed_users", "each entry is a Slack user id such as U012AB3CD, got \"\(user)\"")
         }
-        return StagerConfig.Slack(signingSecret: secret, allowedUsers: Set(slack?.allowed_users ?? []),
-                                  webhookURL: try slack?.webhook_url_env.map { try webhookURL(env: $0, key: "slack.webhook_url_env") })
+        var result = StagerConfig.Slack(signingSecret: secret, allowedUsers: Set(slack?.allowed_users ?? []),
+                                        webhookURL: try slack?.webhook_url_env.map { try webhookURL(env: $0, key: "slack.webhook_url_env") })
+        if let hosts = slack?.response_hosts {
+            guard !hosts.isEmpty, hosts.allSatisfy({ $0.range(of: #"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"#, options: .regularExpression) != nil }) else {
+                throw fail("slack.response_hosts", "must list host names such as hooks.slack.com, got \(hosts)")
+            }
+            result.responseHosts = hosts.map { $0.lowercased() }
+        }
+        if let team = slack?.team_id {
+            guard !team.isEmpty, team.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+                throw fail("slack.team_id", "must be a Slack team id such as T0123ABCD, got \"\(team)\"")
+            }
+            result.teamID = team
+        }
+        return result
     }
 
     /// An incoming-webhook URL from the named variable: https (http only to this machine, for a stand-in).

@@ -11,6 +11,13 @@ public struct StagerConfig: Sendable {
         public var adminToken: String?
         /// The dashboard as people reach it (no trailing '/'): links in PR comments and GitHub deployments.
         public var publicURL: String
+        /// `server.public_read`: serve may listen beyond loopback without an admin token (everyone reads).
+        public var publicRead = false
+        /// How long a kept-alive connection may stay idle before serve closes it.
+        public var idleTimeout: Duration = .seconds(60)
+
+        /// Whether the dashboard's cookies must carry `Secure` (it is reached over https).
+        public var secureCookies: Bool { publicURL.lowercased().hasPrefix("https://") }
 
         /// One environment's page on the dashboard.
         public func environmentPage(_ key: PullRequestKey) -> String {
@@ -157,6 +164,10 @@ public struct StagerConfig: Sendable {
         public var allowedUsers: Set<String>
         /// Where notifications go; nil: none (a repository may still have its own).
         public var webhookURL: URL?
+        /// Hosts a slash command's `response_url` may point at; follow-ups go nowhere else.
+        public var responseHosts: [String] = ["hooks.slack.com"]
+        /// The Slack workspace whose commands are taken; nil: any workspace that signs with the secret.
+        public var teamID: String? = nil
     }
 
     /// A service beside the app (`repos.X.services.NAME`): its own container on the environment's network,
@@ -200,6 +211,12 @@ public struct StagerConfig: Sendable {
         public var allowedHosts: [String]
         /// Lets `file://` clone URLs through (tests, local mirrors).
         public var allowFileURLs: Bool
+        /// How long one fetch or one `docker build` may run (`build.timeout`).
+        public var timeout: Duration = .seconds(1200)
+        /// The memory a build's containers may use (`build.memory`).
+        public var memory: String = "2g"
+        /// The build log keeps its last this many bytes (`build.log_limit_bytes`).
+        public var logLimitBytes: Int = 5 * 1024 * 1024
     }
 
     /// Who may open a preview: basic auth and an IP allow-list, rendered into the vhost.
@@ -217,6 +234,8 @@ public struct StagerConfig: Sendable {
     public struct Forks: Sendable {
         /// The label a writer adds to let a fork PR (or any PR under `require_label`) deploy.
         public var label: String
+        /// Blocked PRs kept per repository; beyond it a new one is not recorded (its label, later, still deploys it).
+        public var maxBlocked: Int = 200
     }
 
     /// Where environments run: containers on one engine, or services on a Docker Swarm (`runtime`).
@@ -265,8 +284,8 @@ public struct StagerConfig: Sendable {
     public var nginx: Nginx
     public var dockerCommand: [String]
     /// The image of the short-lived container that copies a seed volume (`docker.seed_image`); it must hold
-    /// `busybox`.
-    public var seedImage: String = "busybox"
+    /// `busybox`. nil: each service's own image copies its seed (nothing is pulled).
+    public var seedImage: String? = nil
     public var repos: [String: Repo]
     public var limits: Limits
     public var templatesDir: URL?
@@ -275,6 +294,10 @@ public struct StagerConfig: Sendable {
     public var build: Build = Build(allowedHosts: ["github.com"], allowFileURLs: false)
     /// How long a request to a sleeping environment is held while it wakes (`sleep.wake_timeout`).
     public var wakeTimeout: Duration = .seconds(60)
+    /// Requests held at once for sleeping environments (`sleep.max_held_requests`); more are told to retry.
+    public var maxHeldRequests = 256
+    /// Wakes begun by requests in one minute (`sleep.wakes_per_minute`); more are told to retry.
+    public var wakesPerMinute = 30
     public var slack = Slack(signingSecret: nil, allowedUsers: [], webhookURL: nil)
 
     public func repo(_ fullName: String) -> Repo? {

@@ -108,14 +108,22 @@ extension Validator {
         return env ?? [:]
     }
 
-    /// Capabilities added back after `--cap-drop ALL`, in one spelling; ALL and SYS_ADMIN are refused.
+    /// Capabilities a preview may get back after `--cap-drop ALL`: docker's own default set and the few
+    /// that common services ask for. Anything else (SYS_ADMIN, SYS_PTRACE, NET_ADMIN, SYS_MODULE…) lets
+    /// untrusted code reach past its container.
+    static let grantableCapabilities: Set<String> = [
+        "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "NET_RAW",
+        "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT", "IPC_LOCK", "SYS_NICE",
+    ]
+
+    /// Capabilities added back after `--cap-drop ALL`, in one spelling, from the allow-list.
     func capabilities(_ list: [String]?, key: String) throws -> [String] {
         try (list ?? []).map { capability in
             // Docker takes both NET_ADMIN and CAP_NET_ADMIN; one spelling is kept.
             let upper = capability.uppercased()
             let name = upper.hasPrefix("CAP_") ? String(upper.dropFirst(4)) : upper
-            guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isUppercase || $0 == "_") }), name != "ALL", name != "SYS_ADMIN" else {
-                throw fail(key, "\"\(capability)\" is not a capability Stager grants (ALL and SYS_ADMIN are refused)")
+            guard Self.grantableCapabilities.contains(name) else {
+                throw fail(key, "\"\(capability)\" is not a capability Stager grants; it grants \(Self.grantableCapabilities.sorted().joined(separator: ", "))")
             }
             return name
         }
@@ -129,8 +137,8 @@ extension Validator {
 }
 
 extension Validator {
-    func seedImage(_ value: String?) throws -> String {
-        guard let value else { return "busybox" }
+    func seedImage(_ value: String?) throws -> String? {
+        guard let value else { return nil }
         guard !value.isEmpty, !value.hasPrefix("-"), !value.contains(where: { $0.isWhitespace }) else {
             throw fail("docker.seed_image", "must be an image reference that holds busybox, got \"\(value)\"")
         }

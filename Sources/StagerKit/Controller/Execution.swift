@@ -126,6 +126,12 @@ struct Execution {
             try await announcer.audit(env, .approval, "label by \(sender) not checked: no GitHub token configured")
             return try await block(ignored: nil)
         }
+        guard try await permissions.confirmsLabel(config.forks.label, sha: env.desiredSha, on: key) else {
+            try await environments.update(key) { $0.labelSender = nil }
+            try await announcer.audit(env, .approval, "label by \(sender) ignored: GitHub does not show \(config.forks.label) on the PR at \(env.desiredSha.prefix(12))", actor: sender)
+            logger.warning("deploy label not confirmed by GitHub", metadata: ["by": "\(sender)"])
+            return try await block(ignored: nil)
+        }
         let permission = try await permissions.permission(of: sender, in: env.repo)
         guard Gate.mayApprove(permission) else {
             try await environments.update(key) { $0.labelSender = nil }

@@ -88,6 +88,9 @@ public protocol ImageBuilding: Sendable {
 /// Who may approve a PR's code: GitHub's collaborator permission (`admin`, `maintain`, `write`, `triage`, `read`, `none`).
 public protocol PermissionLookup: Sendable {
     func permission(of user: String, in repo: String) async throws -> String
+    /// Whether GitHub itself says the PR carries `label` with its head at `sha` now: a delivery signed with a
+    /// secret other repositories share could claim a label that was never added.
+    func confirmsLabel(_ label: String, sha: String, on key: PullRequestKey) async throws -> Bool
 }
 
 /// GitHub Deployments beside the comment: a courtesy, whose failures never fail a deploy.

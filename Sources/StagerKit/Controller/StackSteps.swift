@@ -7,8 +7,8 @@ import Logging
 struct StackSteps {
     let layout: StackLayout
     let seams: ControllerSeams
-    /// `docker.seed_image`.
-    let seedImage: String
+    /// `docker.seed_image`; nil: the service's own image copies its seed.
+    let seedImage: String?
     let logger: Logger
 
     /// A service that could not start or become healthy, or a seed that could not be copied: the deploy
@@ -70,7 +70,7 @@ struct StackSteps {
         }
         if id == nil {
             for (volume, _) in service.volumes.sorted(by: { $0.key < $1.key }) {
-                try await prepareVolume(layout.volume(service.name, volume), seed: service.seed[volume], service: service.name)
+                try await prepareVolume(layout.volume(service.name, volume), seed: service.seed[volume], service: service.name, image: spec.image)
             }
             do {
                 id = try await runtime.startService(spec)
@@ -95,7 +95,7 @@ struct StackSteps {
     /// was there already only when the store has no mark of a finished copy (a crash cut it short). So
     /// whoever removed a volume (a teardown, gc, a person), its next one starts from the seed again, and a
     /// volume with data is never copied over.
-    private func prepareVolume(_ volume: String, seed: String?, service: String) async throws {
+    private func prepareVolume(_ volume: String, seed: String?, service: String, image: String) async throws {
         let runtime = seams.runtime
         // Asked of the engine only when the store has a mark: a first deploy seeds without the extra look.
         let marked = seed != nil ? try await seams.environments.fact(StackLayout.seededFact(volume)) ?? "" != "" : false
@@ -108,7 +108,7 @@ struct StackSteps {
         let clock = ContinuousClock()
         let began = clock.now
         do {
-            try await runtime.copyVolume(from: seed, to: volume, image: seedImage, labels: layout.labels)
+            try await runtime.copyVolume(from: seed, to: volume, with: seedImage.map(SeedCopier.busybox) ?? .serviceImage(image), labels: layout.labels)
         } catch let error as CommandError {
             throw Failure(reason: "service \(service): copying the seed volume \(seed) failed: \(error)", log: nil)
         }

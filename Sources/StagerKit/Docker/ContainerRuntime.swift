@@ -114,7 +114,7 @@ public protocol ContainerRuntime: Sendable {
     /// Whether a volume of this name exists (a seed must, before it is copied).
     func volumeExists(_ name: String) async throws -> Bool
     /// Copies every file of `seed` into `volume` with a short-lived container of `image` (which holds busybox).
-    func copyVolume(from seed: String, to volume: String, image: String, labels: [String: String]) async throws
+    func copyVolume(from seed: String, to volume: String, with copier: SeedCopier, labels: [String: String]) async throws
     /// Networks and volumes of this instance, optionally only those of one PR.
     func stackResources(for key: PullRequestKey?) async throws -> [StackResource]
     /// Removes a network or volume; one already gone counts as removed.
@@ -123,6 +123,32 @@ public protocol ContainerRuntime: Sendable {
 
 extension ContainerRuntime {
     public func distribute(_ image: String) async throws {}
+}
+
+/// What copies a seed volume: an image the host has already, never one pulled from a registry.
+public enum SeedCopier: Sendable, Equatable {
+    /// `docker.seed_image`: an image that holds busybox.
+    case busybox(image: String)
+    /// The service's own image, which the deploy runs anyway: its own `cp -a`, or busybox's.
+    case serviceImage(String)
+
+    /// The image, and what runs in it, for `docker run`.
+    var arguments: [String] {
+        switch self {
+        case .busybox(let image):
+            return ["--", image, "busybox", "cp", "-a", "/from/.", "/to/"]
+        case .serviceImage(let image):
+            // A fixed script, nothing of anyone's input: the image's cp where it has one, else busybox's.
+            return ["--entrypoint", "/bin/sh", "--", image, "-c", "cp -a /from/. /to/ 2>/dev/null || busybox cp -a /from/. /to/"]
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .busybox(let image): return "busybox cp -a in \(image) (docker.seed_image)"
+        case .serviceImage: return "cp -a in each service's own image (set docker.seed_image for images without a shell)"
+        }
+    }
 }
 
 /// A network or volume of an environment.
@@ -473,13 +499,13 @@ public struct DockerCLI: ContainerRuntime {
         try await run(["volume", "inspect", "--format", "{{.Name}}", "--", name], allowFailure: true).succeeded
     }
 
-    public func copyVolume(from seed: String, to volume: String, image: String, labels: [String: String]) async throws {
+    public func copyVolume(from seed: String, to volume: String, with copier: SeedCopier, labels: [String: String]) async throws {
         // The seed is mounted read-only; `cp -a` keeps owners and modes, which a database's files need.
-        let args = ["run", "--rm", "--network", "none", "--security-opt", "no-new-privileges",
+        let args = ["run", "--rm", "--pull", "never", "--network", "none", "--security-opt", "no-new-privileges",
                     "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE", "--cap-add", "FOWNER"]
             + Self.labelArguments(labels)
             + ["--mount", "type=volume,src=\(seed),dst=/from,readonly", "--mount", "type=volume,src=\(volume),dst=/to",
-               "--", image, "busybox", "cp", "-a", "/from/.", "/to/"]
+              ] + copier.arguments
         try await run(args)
     }
 

@@ -430,7 +430,7 @@ public struct SwarmRuntime: ContainerRuntime {
     /// Seeds are refused with `runtime: swarm` (configuration); no seed volume is ever looked for here.
     public func volumeExists(_ name: String) async throws -> Bool { false }
 
-    public func copyVolume(from seed: String, to volume: String, image: String, labels: [String: String]) async throws {
+    public func copyVolume(from seed: String, to volume: String, with copier: SeedCopier, labels: [String: String]) async throws {
         throw PlacementFailure(message: "seeded volumes are not supported with runtime: swarm")
     }
 

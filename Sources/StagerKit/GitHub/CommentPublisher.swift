@@ -14,9 +14,13 @@ public enum CommentMarker {
 
 public struct GitHubCommentPublisher: CommentPublisher {
     private let client: GitHubClient
+    /// The login Stager comments as, asked once: anyone can write the marker into a comment of their own,
+    /// and such a comment is neither edited nor deleted.
+    private let ownLogin: OwnLogin
 
     public init(client: GitHubClient) {
         self.client = client
+        self.ownLogin = OwnLogin(client: client)
     }
 
     public func publish(_ body: String, on key: PullRequestKey, knownID: Int64?) async throws -> Int64? {
@@ -47,7 +51,25 @@ public struct GitHubCommentPublisher: CommentPublisher {
     }
 
     private func findSticky(_ key: PullRequestKey) async throws -> GitHubClient.Comment? {
-        try await client.listComments(key).first { $0.body?.contains(CommentMarker.marker) ?? false }
+        let login = try await ownLogin.value()
+        return try await client.listComments(key).first { $0.body?.contains(CommentMarker.marker) == true && $0.user?.login == login }
+    }
+}
+
+/// The token's login, asked of GitHub once and kept.
+actor OwnLogin {
+    private let client: GitHubClient
+    private var known: String?
+
+    init(client: GitHubClient) {
+        self.client = client
+    }
+
+    func value() async throws -> String {
+        if let known { return known }
+        let login = try await client.authenticatedLogin()
+        known = login
+        return login
     }
 }
 

@@ -45,6 +45,7 @@ public struct GitHubClient: PermissionLookup, Sendable {
     public struct Comment: Sendable, Decodable, Equatable {
         public var id: Int64
         public var body: String?
+        public var user: PullRequestEvent.User?
     }
 
     static let userAgent = "stager/0.1 (+https://github.com/stager)"
@@ -59,19 +60,22 @@ public struct GitHubClient: PermissionLookup, Sendable {
     private let sleeper: any Sleeper
     private let logger: Logger
     private let metrics: StagerMetrics?
+    /// Hidden from every body sent: a comment or a deployment status never carries a configured secret.
+    private let secrets: SecretValues
     /// GitHub asks integrations to make requests serially (secondary rate limits); a few at a time keeps a
     /// burst of comments from piling up, here and there.
     private let inFlight = Slots(limit: 4)
 
     /// The client the configuration describes; nil when no token is configured.
-    public init?(config: StagerConfig.GitHub, maxAttempts: Int? = nil, metrics: StagerMetrics? = nil, logger: Logger) {
+    public init?(config: StagerConfig.GitHub, maxAttempts: Int? = nil, metrics: StagerMetrics? = nil, secrets: SecretValues = .none, logger: Logger) {
         guard let token = config.token else { return nil }
         self.init(baseURL: config.apiURL, token: token, timeout: config.requestTimeout, maxAttempts: maxAttempts ?? config.maxAttempts,
-                  metrics: metrics, logger: logger)
+                  metrics: metrics, secrets: secrets, logger: logger)
     }
 
     public init(baseURL: URL, token: String, timeout: Duration, maxAttempts: Int, sleeper: any Sleeper = TaskSleeper(),
-                metrics: StagerMetrics? = nil, logger: Logger) {
+                metrics: StagerMetrics? = nil, secrets: SecretValues = .none, logger: Logger) {
+        self.secrets = secrets
         self.baseURL = baseURL
         self.token = token
         self.transport = Transport()
@@ -124,8 +128,30 @@ public struct GitHubClient: PermissionLookup, Sendable {
         public var updated_at: String?
         public var head: PullRequestEvent.Ref
         public var user: PullRequestEvent.User?
+        public var labels: [Label]?
+
+        public struct Label: Sendable, Decodable, Equatable {
+            public var name: String
+        }
 
         public var isOpen: Bool { state == "open" }
+    }
+
+    /// The login the token acts as (`users/get-authenticated`): the sticky comment is the one this login wrote.
+    public func authenticatedLogin() async throws -> String {
+        struct User: Decodable { var login: String }
+        let (data, _) = try await send("GET", url(["user"]), body: nil, expecting: [200])
+        return try decode(User.self, data).login
+    }
+
+    public func confirmsLabel(_ label: String, sha: String, on key: PullRequestKey) async throws -> Bool {
+        let pull: PullRequest
+        do {
+            pull = try await pullRequest(key)
+        } catch GitHubError.status(404, _) {
+            return false
+        }
+        return pull.isOpen && pull.head.sha == sha && (pull.labels ?? []).contains { $0.name == label }
     }
 
     public func pullRequest(_ key: PullRequestKey) async throws -> PullRequest {
@@ -259,8 +285,18 @@ public struct GitHubClient: PermissionLookup, Sendable {
             let (data, response) = try await send("GET", page, body: nil, expecting: [200])
             items += try decode([Item].self, data)
             next = Self.nextLink(response.first(name: "Link"))
+            // The token goes to the configured API and nowhere else, whatever a Link header says.
+            if let next, !isOwnAPI(next) {
+                throw GitHubError.badResponse("a pagination link points away from \(baseURL.absoluteString): \(next.absoluteString)")
+            }
         }
         return items
+    }
+
+    /// Same scheme, host and port as the configured API, under its path.
+    func isOwnAPI(_ url: URL) -> Bool {
+        url.scheme?.lowercased() == baseURL.scheme?.lowercased() && url.host?.lowercased() == baseURL.host?.lowercased()
+            && url.port == baseURL.port && url.path.hasPrefix(baseURL.path)
     }
 
     private func url(_ segments: [String], query: String? = nil) -> URL {
@@ -289,7 +325,10 @@ public struct GitHubClient: PermissionLookup, Sendable {
         request.headers.add(name: "X-GitHub-Api-Version", value: "2022-11-28")
         request.headers.add(name: "User-Agent", value: Self.userAgent)
         if let body {
-            request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(body)))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.withoutEscapingSlashes]
+            let json = String(decoding: try encoder.encode(body), as: UTF8.self)
+            request.body = .bytes(ByteBuffer(string: secrets.mask(json)))
             request.headers.add(name: "Content-Type", value: "application/json")
         }
 

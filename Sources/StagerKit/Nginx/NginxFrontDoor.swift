@@ -123,8 +123,11 @@ public actor NginxFrontDoor: FrontDoor {
               let container = marker["container"] else { return nil }
         // A sleeping vhost that names another serve address (server.listen changed) routes nowhere useful: it
         // reads as not asleep, so the planner writes it again.
-        return RoutedUpstream(container: container, port: marker["port"].flatMap(Int.init),
-                              asleep: marker["asleep"] == "1" && marker["wake"] == wakePath.address,
+        // A vhost an older Stager wrote (no keys, an app's X-Accel headers obeyed) reads as routed to port 0
+        // and as not asleep: the planner writes it again.
+        let current = marker["v"] == Self.version
+        return RoutedUpstream(container: container, port: current ? marker["port"].flatMap(Int.init) : 0,
+                              asleep: current && marker["asleep"] == "1" && marker["wake"] == wakePath.address,
                               host: marker["host"].flatMap { $0 == Upstream.loopback ? nil : $0 })
     }
 
@@ -181,7 +184,8 @@ public actor NginxFrontDoor: FrontDoor {
         while clock.now < deadline {
             let answer: ProbeAnswer?
             do {
-                answer = try await probe.get(host: host, port: config.listenPort, path: "/.stager-probe", hostHeader: hostName)
+                answer = try await probe.get(host: host, port: config.listenPort, path: "/.stager-probe", hostHeader: hostName,
+                                             headers: [VhostKeys.probeHeader: wakePath.keys.probe])
             } catch {
                 answer = nil  // nginx between workers, or not up: the next try tells
             }
@@ -202,6 +206,9 @@ public actor NginxFrontDoor: FrontDoor {
     static let confirmations = 5
     /// nginx's 100 ms, and time for an old worker on a busy machine to act on its signal.
     static let oldWorkersWindow: Duration = .milliseconds(200)
+
+    /// The vhost's shape: version 2 binds its keys to its slug and ignores the app's X-Accel headers.
+    static let version = "2"
 
     static func marker(in text: String) -> [String: String]? {
         guard let firstLine = text.split(separator: "\n", maxSplits: 1).first, firstLine.hasPrefix(markerPrefix) else { return nil }
@@ -224,10 +231,12 @@ public actor NginxFrontDoor: FrontDoor {
             "branch": NginxEscaping.quoted(route.branch),
             "allow_ips": route.access.allowIPs, "has_allow_ips": !route.access.allowIPs.isEmpty,
             "htpasswd_file": route.access.htpasswdFile?.path ?? "", "has_htpasswd": route.access.htpasswdFile != nil,
-            "asleep": route.asleep, "wake_url": wakePath.url(slug: route.slug), "wake_token": wakePath.token,
+            "asleep": route.asleep, "wake_address": wakePath.address, "wake_path": wakePath.path(slug: route.slug),
+            "wake_token": wakePath.keys.wake(slug: route.slug), "hand_back_key": wakePath.keys.handBack(slug: route.slug),
+            "probe_key": wakePath.keys.probe, "hop_key": wakePath.keys.hop, "id": route.slug.replacingOccurrences(of: "-", with: "_"),
             "wake_read_timeout": "\(Int(wakePath.holdFor.seconds.rounded(.up)) + 5)s",
         ]
-        let marker = "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha)"
+        let marker = "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha) v=\(Self.version)"
             + (route.upstreamHost == Upstream.loopback ? "" : " host=\(route.upstreamHost)")
             + (route.asleep ? " asleep=1 wake=\(wakePath.address)" : "") + " repo=\(route.key.repo) env=\(route.environmentName)\n"
         return marker + template.render(context)

@@ -22,6 +22,11 @@ public struct SharedHostVhost: Sendable {
     let listen: String
     /// Where nginx itself answers on this machine: the hop to the environment's vhost.
     let nginxAddress: String
+    /// Sent on the hop once this host checked the visitor's address: the environment's vhost, which sees
+    /// the hop come from this machine, takes it instead of the address (`VhostKeys.hop`).
+    var hopKey = ""
+    /// The cookie carries `Secure` when previews are reached over https.
+    var secureCookie = false
 
     public init(sites: [Site], domain: String, listen: String, nginxAddress: String) {
         self.sites = sites
@@ -30,13 +35,15 @@ public struct SharedHostVhost: Sendable {
         self.nginxAddress = nginxAddress
     }
 
-    public init(config: StagerConfig) {
+    public init(config: StagerConfig, keys: VhostKeys) {
         let sites = config.repos.values.sorted { $0.name < $1.name }.compactMap { repo in
             repo.sharedHost.map { Site(repo: repo.name, host: $0, access: repo.access) }
         }
         let nginx = config.nginx
         let host = ["0.0.0.0", "*", "::"].contains(nginx.listenHost) ? "127.0.0.1" : nginx.listenHost
         self.init(sites: sites, domain: config.preview.domain, listen: nginx.listen, nginxAddress: "\(host):\(nginx.listenPort)")
+        hopKey = keys.hop
+        secureCookie = config.preview.scheme == "https"
     }
 
     public static let none = SharedHostVhost(sites: [], domain: "", listen: "", nginxAddress: "")
@@ -74,7 +81,7 @@ public struct SharedHostVhost: Sendable {
                 "    * \"\(known.contains(site.host.defaultEnv) ? site.host.defaultEnv : "")\";",
                 "}",
                 "map $stager_cookie_\(id) $stager_pin_\(id) {",
-                "    \"\" \"stager_env=$stager_env_\(id); Path=/; SameSite=Lax\";",
+                "    \"\" \"stager_env=$stager_env_\(id); Path=/; SameSite=Lax\(cookieFlags)\";",
                 "    default \"\";",
                 "}",
             ]
@@ -112,16 +119,27 @@ public struct SharedHostVhost: Sendable {
             "    listen \(listen);",
             "    server_name \(site.host.name).\(domain);",
             "",
+            // Stager's probe is for each environment's own host, from this machine, with its key: never here.
+            "    location = /.stager-probe {",
+            "        return 404;",
+            "    }",
+            "",
             "    location / {",
         ]
+        // The same protection as the environments' own hosts: this host sees the visitor's address.
         for address in site.access.allowIPs { lines.append("        allow \(address);") }
         if !site.access.allowIPs.isEmpty { lines.append("        deny all;") }
+        if let htpasswd = site.access.htpasswdFile {
+            lines += ["        auth_basic \"Previews of \(site.repo)\";", "        auth_basic_user_file \(htpasswd.path);"]
+        }
         lines += [
-            "        if ($request_uri ~ \"^(?<stager_path>[^?]*)\\?(?:(?<stager_before>.*?)&)?stager-env=(?<stager_choice>[A-Za-z0-9._-]*)(?:&(?<stager_after>.*))?$\") {",
-            "            add_header Set-Cookie \"stager_env=$stager_choice; Path=/; SameSite=Lax\";",
+            // The redirect stays on this host: the path loses its leading slashes and backslashes (`//evil/`
+            // would be another host to a browser) and gets one slash back.
+            "        if ($request_uri ~ \"^[/\\\\\\\\]*(?<stager_path>[^?]*)\\?(?:(?<stager_before>.*?)&)?stager-env=(?<stager_choice>[A-Za-z0-9._-]*)(?:&(?<stager_after>.*))?$\") {",
+            "            add_header Set-Cookie \"stager_env=$stager_choice; Path=/; SameSite=Lax\(cookieFlags)\";",
             // An `if` with headers of its own does not take the location's: the choice is said here too.
             "            add_header X-Stager-Env $stager_choice;",
-            "            return 302 $stager_path$stager_rest_\(id);",
+            "            return 302 /$stager_path$stager_rest_\(id);",
             "        }",
             "        if ($stager_host_\(id) = \"\") {",
             "            return 503 \"no environment of \(site.repo) is ready at this address yet\\n\";",
@@ -132,13 +150,18 @@ public struct SharedHostVhost: Sendable {
             "        proxy_set_header X-Forwarded-Host $host;",
             "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
             "        proxy_set_header X-Forwarded-Proto $scheme;",
+            "        proxy_set_header X-Stager-Hop \"\(hopKey)\";",
+            "        proxy_set_header X-Stager-Probe \"\";",
             "        proxy_read_timeout 300s;",
+            "        proxy_ignore_headers X-Accel-Redirect X-Accel-Expires X-Accel-Limit-Rate X-Accel-Buffering X-Accel-Charset;",
             "        add_header X-Stager-Env $stager_env_\(id) always;",
         ]
         if fallback.hasPrefix("$stager_canary") { lines.append("        add_header Set-Cookie $stager_pin_\(id);") }
         lines += ["    }", "}", ""]
         return lines.joined(separator: "\n")
     }
+
+    private var cookieFlags: String { secureCookie ? "; Secure" : "" }
 
     /// nginx's `split_clients` takes a percentage with at most two decimals.
     static func percent(_ value: Double) -> String {

@@ -79,8 +79,9 @@ public enum CommandError: Error, CustomStringConvertible, Equatable {
 public enum OutputSink: Sendable, Equatable {
     /// This process's own standard output and error (`stager logs --follow`).
     case terminal
-    /// Appended to a file, created 0600 if missing (a build log).
-    case file(URL)
+    /// Appended to a file, created 0600 if missing (a build log); with `keepLast`, the file keeps only its
+    /// last that many bytes (a build that prints without end cannot fill the disk).
+    case file(URL, keepLast: Int? = nil)
 }
 
 /// The one place that starts processes.
@@ -158,11 +159,12 @@ public struct SubprocessRunner: CommandRunner {
     }
 
     private func send(_ command: Command, to sink: OutputSink) async throws -> Int32 {
+        if case .file(let url, let keepLast?) = sink { return try await send(command, toLog: url, keepLast: keepLast) }
         let descriptor: FileDescriptor
         switch sink {
         case .terminal:
             descriptor = .standardOutput
-        case .file(let url):
+        case .file(let url, _):
             do {
                 descriptor = try FileDescriptor.open(FilePath(url.path), .writeOnly, options: [.create, .append], permissions: [.ownerReadWrite])
             } catch {
@@ -186,6 +188,29 @@ public struct SubprocessRunner: CommandRunner {
         }
     }
 
+    /// Output and errors together through Stager, into a log that keeps its last `keepLast` bytes.
+    private func send(_ command: Command, toLog url: URL, keepLast: Int) async throws -> Int32 {
+        let log: CappedLog
+        do {
+            log = try CappedLog(url: url, keepLast: keepLast)
+        } catch {
+            throw CommandError.couldNotStart(command, "cannot open \(url.path): \(error)")
+        }
+        defer { log.close() }
+        do {
+            let (executable, arguments) = launch(command)
+            let result = try await Subprocess.run(executable, arguments: arguments, environment: try Self.environment(command),
+                                                  input: .none, output: .sequence, error: .combinedWithOutput) { execution in
+                for try await chunk in execution.standardOutput {
+                    chunk.withUnsafeBytes { log.append(Data($0)) }
+                }
+            }
+            return Self.code(result.terminationStatus)
+        } catch let error as SubprocessError {
+            throw CommandError.couldNotStart(command, "\(error)")
+        }
+    }
+
     /// `nice` reports a command it cannot find (127) or run (126) in its own words: the same "could not
     /// start" as without it, so callers tell a missing docker or nginx from one that refused.
     private func throwIfNiceCouldNotStart(_ command: Command, _ result: CommandResult) throws {
@@ -202,16 +227,25 @@ public struct SubprocessRunner: CommandRunner {
         return (.name("nice"), Arguments(["-n", String(niceness), command.executable] + command.arguments))
     }
 
+    /// What a child gets of serve's environment: what finding programs, docker and locales need, never the
+    /// rest (serve's own variables hold the webhook secret, the admin token, the GitHub token…, and a PR's
+    /// build can make the docker CLI read `/proc/self/environ`). The command's own variables come on top.
+    static func inheritedVariables(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+        environment.filter { name, _ in
+            ["PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "XDG_RUNTIME_DIR"].contains(name)
+                || name.hasPrefix("LC_") || name.hasPrefix("DOCKER_")
+        }
+    }
+
     private static func environment(_ command: Command) throws -> Subprocess.Environment {
-        guard !command.environment.isEmpty else { return .inherit }
-        var variables: [Subprocess.Environment.Key: String?] = [:]
-        for (name, value) in command.environment {
+        var variables: [Subprocess.Environment.Key: String] = [:]
+        for (name, value) in inheritedVariables().merging(command.environment, uniquingKeysWith: { _, own in own }) {
             guard let key = Subprocess.Environment.Key(rawValue: name) else {
                 throw CommandError.couldNotStart(command, "invalid environment variable name \(name.debugDescription)")
             }
             variables[key] = value
         }
-        return Subprocess.Environment.inherit.updating(variables)
+        return .custom(variables)
     }
 
     private static func code(_ status: TerminationStatus) -> Int32 {
@@ -219,5 +253,47 @@ public struct SubprocessRunner: CommandRunner {
         case .exited(let value): return value
         case .signaled(let signal): return 128 + signal
         }
+    }
+}
+
+/// A log file that keeps its last `keepLast` bytes: appended to as output comes, and cut back to its tail
+/// (on a line boundary where there is one) whenever it grows past twice that.
+final class CappedLog: @unchecked Sendable {
+    private let handle: FileHandle
+    private let keepLast: Int
+    private var size: Int
+
+    /// Serialised by its one caller, the loop over a command's output.
+    init(url: URL, keepLast: Int) throws {
+        if !FileManager.default.fileExists(atPath: url.path) {
+            FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600])
+        }
+        handle = try FileHandle(forUpdating: url)
+        size = Int(try handle.seekToEnd())
+        self.keepLast = keepLast
+    }
+
+    func append(_ data: Data) {
+        do {
+            try handle.write(contentsOf: data)
+            size += data.count
+            if size > 2 * keepLast { try cut() }
+        } catch {
+            return  // the log is a courtesy: the command's result never depends on it
+        }
+    }
+
+    private func cut() throws {
+        try handle.seek(toOffset: UInt64(size - keepLast))
+        var tail = try handle.readToEnd() ?? Data()
+        if let newline = tail.firstIndex(of: 0x0A), newline - tail.startIndex < 4096 { tail = tail[(newline + 1)...] }
+        let note = Data("[… the build log was cut here; it keeps its last \(keepLast) bytes …]\n".utf8)
+        try handle.truncate(atOffset: 0)
+        try handle.write(contentsOf: note + tail)
+        size = note.count + tail.count
+    }
+
+    func close() {
+        try? handle.close()  // written already; closing cannot lose it
     }
 }

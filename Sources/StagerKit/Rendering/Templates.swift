@@ -41,9 +41,12 @@ public struct Templates: Sendable {
                 throw Failure.unreadable(path: file.path, reason: "\(error)")
             }
         }
+        _ = HTMLEscaping.registered
         func template(_ name: String, embedded: [UInt8]) throws -> MustacheTemplate {
+            // Every page escapes by Unicode scalar, a custom template as much as the built-in one.
+            let pragma = name.hasSuffix(".html.mustache") ? HTMLEscaping.pragma : ""
             do {
-                return try MustacheTemplate(string: try text(name, embedded: embedded))
+                return try MustacheTemplate(string: pragma + (try text(name, embedded: embedded)))
             } catch let failure as Failure {
                 throw failure
             } catch {

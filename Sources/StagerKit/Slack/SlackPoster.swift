@@ -7,10 +7,13 @@ import NIOCore
 public final class SlackPoster: Sendable {
     private let client: HTTPClient
     private let timeout: Duration
+    /// Hidden from every message sent.
+    private let secrets: SecretValues
 
-    public init(timeout: Duration = .seconds(5)) {
+    public init(timeout: Duration = .seconds(5), secrets: SecretValues = .none) {
         client = .forThisMachine(timeout: timeout)
         self.timeout = timeout
+        self.secrets = secrets
     }
 
     deinit {
@@ -23,7 +26,9 @@ public final class SlackPoster: Sendable {
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(message)))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        request.body = .bytes(ByteBuffer(string: secrets.mask(String(decoding: try encoder.encode(message), as: UTF8.self))))
         let response = try await client.execute(request, timeout: .nanoseconds(Int64(timeout.seconds * 1_000_000_000)))
         _ = try await response.body.collect(upTo: 64 * 1024)
         return Int(response.status.code)

@@ -1,17 +1,20 @@
+import Crypto
 import Foundation
 
-/// Where a sleeping environment's vhost sends its requests: serve's wake route, with a token only the
-/// vhost files carry, so nothing but nginx wakes an environment through it.
+/// Where a sleeping environment's vhost sends its requests: serve's wake route, with a key for that one
+/// environment that only its vhost file carries, so nothing but nginx wakes it, and a vhost wakes nothing
+/// but its own environment.
 public struct WakePath: Sendable {
     /// serve as nginx reaches it, `host:port`.
     public var address: String
-    public var token: String
+    /// The keys the vhosts carry, all derived from one secret kept in the store.
+    public var keys: VhostKeys
     /// How long serve holds a request while the environment wakes (`sleep.wake_timeout`).
     public var holdFor: Duration
 
     public init(address: String, token: String, holdFor: Duration) {
         self.address = address
-        self.token = token
+        self.keys = VhostKeys(secret: token)
         self.holdFor = holdFor
     }
 
@@ -28,5 +31,33 @@ public struct WakePath: Sendable {
     public static let methodHeader = "x-stager-method"
     static let tokenFact = "wake.token"
 
-    public func url(slug: String) -> String { "http://\(address)\(Self.route)/\(slug)" }
+    /// The one path a sleeping vhost asks serve at, whatever the visitor asked for.
+    public func path(slug: String) -> String { "\(Self.route)/\(slug)" }
+}
+
+/// The keys Stager's vhosts carry, each derived from one secret (HMAC-SHA256 with a purpose), so a key of
+/// one kind or one environment is worth nothing for another:
+/// - `wake(slug:)`: what a sleeping vhost sends serve; it wakes that slug and no other.
+/// - `handBack(slug:)`: the path segment of the internal location serve hands a held request back to; an
+///   app cannot name it (and its X-Accel headers are ignored anyway).
+/// - `probe`: the header Stager's confirmation through nginx sends to `/.stager-probe`.
+/// - `hop`: the header the shared host sends on its hop back into nginx, once it checked the visitor's
+///   address against the allow-list.
+public struct VhostKeys: Sendable {
+    private let secret: Data
+
+    public init(secret: String) {
+        self.secret = Data(secret.utf8)
+    }
+
+    public func wake(slug: String) -> String { derive("wake:\(slug)") }
+    public func handBack(slug: String) -> String { String(derive("hand-back:\(slug)").prefix(32)) }
+    public var probe: String { derive("probe") }
+    public var hop: String { String(derive("hop").prefix(32)) }
+
+    public static let probeHeader = "X-Stager-Probe"
+
+    private func derive(_ purpose: String) -> String {
+        HMAC<SHA256>.authenticationCode(for: Data(purpose.utf8), using: SymmetricKey(data: secret)).map { String(format: "%02x", $0) }.joined()
+    }
 }

@@ -10,10 +10,13 @@ public struct DashboardActions: Sendable {
     /// Keys the CSRF tokens: a secret kept in the store, the same for every serve on it.
     private let secret: Data
     let enabled: Bool
+    /// The session cookie carries `Secure` when the dashboard is reached over https.
+    let secureCookie: Bool
 
-    public init(actions: EnvironmentActions, secret: String, enabled: Bool) {
+    public init(actions: EnvironmentActions, secret: String, enabled: Bool, secureCookie: Bool = false) {
         self.actions = actions
         self.enabled = enabled
+        self.secureCookie = secureCookie
         self.secret = Data(secret.utf8)
     }
 
@@ -57,7 +60,7 @@ public struct DashboardActions: Sendable {
             "can_sleep": env.status == .ready, "can_wake": env.status == .sleeping, "live": env.isLive,
             "in_progress": [.queued, .building, .deploying, .removing].contains(env.status),
         ]
-        return (context, existing == nil ? "\(Self.cookie)=\(session); Path=/; HttpOnly; SameSite=Strict" : nil)
+        return (context, existing == nil ? "\(Self.cookie)=\(session); Path=/; HttpOnly; SameSite=Strict\(secureCookie ? "; Secure" : "")" : nil)
     }
 
     func token(for session: String) -> String {

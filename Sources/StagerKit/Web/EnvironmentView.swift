@@ -50,10 +50,19 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
 
     /// Environments that exist or are on their way; removed ones are history.
     public static func current(in store: Store, config: StagerConfig, degraded: String? = nil) throws -> [EnvironmentView] {
-        try store.allEnvironments().filter { $0.status != .removed }.map { EnvironmentView($0, config: config, degraded: degraded) }
+        let routed = Set(NginxFrontDoor.routedEnvironments(in: config.nginx.sitesDir).values.joined().map(\.slug))
+        return try store.allEnvironments().filter { $0.status != .removed }.map {
+            EnvironmentView($0, config: config, degraded: degraded, routed: routed.contains($0.slug))
+        }
     }
 
-    public init(_ env: Environment, config: StagerConfig, degraded: String? = nil) {
+    /// Whether nginx has a vhost Stager wrote for the slug.
+    public static func isRouted(_ slug: String, config: StagerConfig) -> Bool {
+        NginxFrontDoor.routedEnvironments(in: config.nginx.sitesDir, names: ["\(slug).conf"]).values.contains { $0.contains { $0.slug == slug } }
+    }
+
+    /// `routed`: nginx has a vhost for it, so its URL answers even before it is recorded ready.
+    public init(_ env: Environment, config: StagerConfig, degraded: String? = nil, routed: Bool = false) {
         let formatter = ISO8601DateFormatter()
         repo = env.repo
         number = env.number
@@ -65,7 +74,7 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
         pr_url = env.key.isBranch ? config.github.branchPage(env.repo, env.branch) : config.github.pullRequestPage(env.key)
         page_url = config.server.environmentPage(env.key)
         slug = env.slug
-        url = env.status == .ready || env.deployedSha != nil ? config.preview.url(forSlug: env.slug) : nil
+        url = env.status == .ready || env.deployedSha != nil || (routed && env.desired == .present) ? config.preview.url(forSlug: env.slug) : nil
         last_deploy_seconds = env.lastDeploySeconds
         status = env.status.rawValue
         sha = env.desiredSha

@@ -7,6 +7,8 @@ import Logging
 public struct SlackController: Sendable {
     let signature: SlackSignature?
     let handler: SlackCommandHandler
+    /// Where follow-ups may go, and the workspace whose commands are taken.
+    let slack: StagerConfig.Slack
     let logger: Logger
 
     public func addRoutes(to router: Router<some RequestContext>) {
@@ -27,14 +29,22 @@ public struct SlackController: Sendable {
             throw HTTPError(.unauthorized, message: "missing, wrong or stale X-Slack-Signature")
         }
         let form = FormBody.fields(String(decoding: body, as: UTF8.self))
+        if let team = slack.teamID, form["team_id"] != team {
+            logger.warning("refused a Slack command from another workspace", metadata: ["team": "\(form["team_id"] ?? "")"])
+            throw HTTPError(.forbidden, message: "commands are taken from the Slack workspace of slack.team_id only")
+        }
         let caller = SlackCommandHandler.Caller(userID: form["user_id"] ?? "", userName: form["user_name"] ?? "",
-                                                responseURL: form["response_url"].flatMap(Self.responseURL))
+                                                responseURL: form["response_url"].flatMap { Self.responseURL($0, hosts: slack.responseHosts) })
         let answer = await handler.answer(SlackCommand(text: form["text"] ?? ""), from: caller)
         return Response(status: .ok, headers: [.contentType: "application/json"],
                         body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(answer))))
     }
 
-    static func responseURL(_ text: String) -> URL? {
-        URL(string: text).flatMap { $0.isSlackPostable ? $0 : nil }
+    /// A follow-up goes only to `slack.response_hosts` (host, or host:port): a signed command is still only
+    /// as trustworthy as the secret, and its `response_url` would otherwise make serve POST anywhere.
+    static func responseURL(_ text: String, hosts: [String]) -> URL? {
+        guard let url = URL(string: text), url.isSlackPostable, let host = url.host?.lowercased() else { return nil }
+        let named = url.port.map { "\(host):\($0)" } ?? host
+        return hosts.contains(host) || hosts.contains(named) ? url : nil
     }
 }

@@ -10,6 +10,8 @@ public struct WakeController: Sendable {
     let wakePath: WakePath
     let store: Store
     let controller: Controller
+    let limits: WakeLimits
+    let secrets: SecretValues
     let logger: Logger
 
     public func addRoutes(to router: Router<some RequestContext>) {
@@ -19,17 +21,28 @@ public struct WakeController: Sendable {
     }
 
     static let retryAfterSeconds = 2
-    /// Where the vhost's internal location hands a request to the app at `upstream`.
-    static func location(of upstream: Upstream) -> String { "/.stager-upstream/\(upstream.host)/\(upstream.port)" }
+    /// Where the vhost's internal location hands a request to the app at `upstream`: behind the slug's own key.
+    static func location(of upstream: Upstream, slug: String, keys: VhostKeys) -> String {
+        "/.stager-upstream/\(keys.handBack(slug: slug))/\(upstream.host)/\(upstream.port)"
+    }
 
     func handle(_ request: Request, slug: String) async throws -> Response {
-        guard ConstantTime.equal(request.headers.value(named: WakePath.tokenHeader) ?? "", wakePath.token) else {
+        // The key names the slug: a vhost (or whoever read one) wakes its own environment and no other.
+        guard Slug.isValidLabel(slug), ConstantTime.equal(request.headers.value(named: WakePath.tokenHeader) ?? "", wakePath.keys.wake(slug: slug)) else {
             return Self.text(.forbidden, "only nginx's vhost of a sleeping environment wakes it\n")
         }
-        guard Slug.isValidLabel(slug), let env = try await store.liveEnvironment(slug: slug), env.desired == .present else {
+        guard let env = try await store.liveEnvironment(slug: slug), env.desired == .present else {
             return Self.text(.notFound, "no environment is at \(slug)\n")
         }
+        // A stranger's flood is answered at once instead of held: serve's memory and the engine stay bounded.
+        guard let hold = limits.hold() else {
+            return Self.retryLater("too many requests are waiting for previews to wake; try again in a moment\n")
+        }
+        defer { hold.release() }
         let key = env.key
+        if env.asleep, !limits.mayWake(key) {
+            return Self.retryLater("too many previews woke in the last minute; try again in a moment\n")
+        }
         if env.asleep, case .accepted = try await store.accept(Intents.wake(env, source: .request, actor: "a request to \(slug)")) {
             // Only the request that recorded the wake clears the last outcome; those after it wait for this one's.
             await controller.wakes.forget(key)
@@ -38,26 +51,29 @@ public struct WakeController: Sendable {
         }
         let method = request.headers.value(named: WakePath.methodHeader) ?? "GET"
         guard method == "GET" || method == "HEAD" else {
-            return Response(status: .serviceUnavailable,
-                            headers: [.retryAfter: String(Self.retryAfterSeconds), .contentType: "text/plain; charset=utf-8"],
-                            body: .init(byteBuffer: ByteBuffer(string: "\(slug) is waking up; send the \(method) again in a moment\n")))
+            return Self.retryLater("\(slug) is waking up; send the \(method) again in a moment\n")
         }
         // Nothing is under way to wait for: a wake that failed before this serve started, or one already done.
         if await controller.wakes.outcome(for: key) == nil, !env.asleep {
             if env.status == .failed { return failedPage(env, reason: env.failureReason ?? "the wake failed") }
-            if env.status == .ready, let port = env.hostPort { return Self.handBack(Upstream(host: env.hostAddress ?? Upstream.loopback, port: port)) }
+            if env.status == .ready, let port = env.hostPort { return handBack(Upstream(host: env.hostAddress ?? Upstream.loopback, port: port), slug: slug) }
         }
         switch await controller.wakes.wait(for: key, timeout: wakePath.holdFor) {
-        case .awake(let upstream): return Self.handBack(upstream)
+        case .awake(let upstream): return handBack(upstream, slug: slug)
         case .failed(let reason): return failedPage(env, reason: reason)
         case nil: return failedPage(env, reason: "it did not wake within \(wakePath.holdFor) (sleep.wake_timeout)")
         }
     }
 
-    private static func handBack(_ upstream: Upstream) -> Response {
+    private func handBack(_ upstream: Upstream, slug: String) -> Response {
         var headers = HTTPFields()
-        if let name = HTTPFields.Element.Name("X-Accel-Redirect") { headers[name] = location(of: upstream) }  // a valid name: never nil
+        if let name = HTTPFields.Element.Name("X-Accel-Redirect") { headers[name] = Self.location(of: upstream, slug: slug, keys: wakePath.keys) }  // a valid name: never nil
         return Response(status: .ok, headers: headers)
+    }
+
+    private static func retryLater(_ message: String) -> Response {
+        Response(status: .serviceUnavailable, headers: [.retryAfter: String(retryAfterSeconds), .contentType: "text/plain; charset=utf-8"],
+                 body: .init(byteBuffer: ByteBuffer(string: message)))
     }
 
     /// A short page naming the environment and why it did not wake.
@@ -70,7 +86,7 @@ public struct WakeController: Sendable {
         <p><a href="\(Self.escaped(controller.config.server.environmentPage(env.key)))">Its page on the Stager dashboard</a></p>
 
         """
-        return Response(status: .badGateway, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: page)))
+        return DashboardController.page(secrets.mask(page), status: .badGateway)
     }
 
     private static func text(_ status: HTTPResponse.Status, _ message: String) -> Response {
@@ -78,7 +94,6 @@ public struct WakeController: Sendable {
     }
 
     static func escaped(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+        HTMLEscaping.escape(text)
     }
 }

@@ -67,9 +67,23 @@ public struct WebhookController: Sendable {
         guard let deliveryID = deliveryID(request) else {
             return reply(.badRequest, "missing X-GitHub-Delivery header", event: eventName, outcome: "bad_request")
         }
+        if !labeled, case .deploy = intent, let full = try await blockedBacklogIsFull(event) { return full }
         var change = DesiredStateChange(delivery: deliveryID, event: event, intent: intent)
         if labeled { change.labeledBy = event.sender?.login ?? "" }
         return try await record(change, name: event.key.description, event: eventName, metadata: ["pr": "\(event.key.number)"])
+    }
+
+    /// Anyone can open fork PRs by the thousand, and each waiting one is a row and a comment: past
+    /// `forks.max_blocked` waiting in the repository, a new PR that would wait is not recorded. Nothing is
+    /// lost: the deploy label, when a writer adds it, records it then.
+    private func blockedBacklogIsFull(_ event: PullRequestEvent) async throws -> Response? {
+        guard let repo = config.repo(event.repository.full_name), try await store.environment(event.key) == nil else { return nil }
+        let fork = event.pull_request.head.repo?.full_name != event.repository.full_name
+        guard repo.requireLabel || (fork && !repo.allowForks) else { return nil }
+        let waiting = try await store.allEnvironments().filter { $0.repo == repo.name && $0.status == .blocked }.count
+        guard waiting >= config.forks.maxBlocked else { return nil }
+        return reply(.ok, "ignored: \(waiting) pull requests of \(repo.name) already wait for the \(config.forks.label) label (forks.max_blocked); the label deploys this one",
+                     event: "pull_request", outcome: "ignored")
     }
 
     /// A push to a branch of `repos.X.branches` deploys its environment at `after`; a deleted branch removes it.
@@ -137,8 +151,14 @@ public struct WebhookController: Sendable {
         }
     }
 
+    /// The header is anyone's to write, signed or not: as a metric label it is one of a few words, so a
+    /// stranger's deliveries cannot make new series.
+    static func metricEvent(_ event: String) -> String {
+        ["pull_request", "push", "ping"].contains(event) ? event : "other"
+    }
+
     private func reply(_ status: HTTPResponse.Status, _ message: String, event: String, outcome: String) -> Response {
-        metrics.webhook(event: event.isEmpty ? "unknown" : event, outcome: outcome)
+        metrics.webhook(event: Self.metricEvent(event), outcome: outcome)
         return Response(
             status: status,
             headers: [.contentType: "text/plain; charset=utf-8"],

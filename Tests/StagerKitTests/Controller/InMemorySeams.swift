@@ -305,7 +305,7 @@ actor InMemoryRuntime: ContainerRuntime {
         return volumes[name] != nil
     }
 
-    func copyVolume(from seed: String, to volume: String, image: String, labels: [String: String]) async throws {
+    func copyVolume(from seed: String, to volume: String, with copier: SeedCopier, labels: [String: String]) async throws {
         try engine()
         volumeData[volume] = volumeData[seed]
         await timeline.record("seed \(volume)")
@@ -473,5 +473,10 @@ actor InMemoryBuilder: ImageBuilding {
 struct InMemoryPermissions: PermissionLookup {
     var permissions: [String: String]
 
+    /// Shas GitHub shows the deploy label at; nil: every one asked about.
+    var labeledShas: Set<String>? = nil
+
     func permission(of user: String, in repo: String) async throws -> String { permissions[user] ?? "none" }
+
+    func confirmsLabel(_ label: String, sha: String, on key: PullRequestKey) async throws -> Bool { labeledShas?.contains(sha) ?? true }
 }
