@@ -401,3 +401,33 @@ extension Collection {
         return results
     }
 }
+
+/// The executable's side of it: a graceful stop, and a refusal to serve everyone by accident.
+@Suite("End to end: serve's start and stop", .serialized, .enabled(if: E2EHarness.available))
+struct ServeStartStopTests {
+    /// SIGTERM is how systemd and every supervisor stop serve: it stops gracefully and exits 0.
+    @Test func aSigtermStopsServeWithExitZero() async throws {
+        try await E2EHarness.run(name: "sigterm", start: false) { harness in
+            let port = try E2EHarness.freePort()
+            _ = try harness.loadConfig(port: port)
+            let log = harness.dir.appendingPathComponent("serve.log")
+            let serve = try StagerProcess(config: harness.configFile, environment: harness.environment, log: log)
+            #expect(try await harness.waitUntil { (try? await harness.probeHealth(port: port)) == true })
+            #expect(try await serve.terminate() == 0)
+            let printed = try String(contentsOf: log, encoding: .utf8)
+            #expect(!printed.contains("CancellationError") && !printed.contains("Error:"), "\(printed.suffix(2000))")
+        }
+    }
+
+    /// Beyond loopback without an admin token, serve would hand the dashboard, the API and /metrics to
+    /// anyone: it refuses to start, exit 2, naming the key.
+    @Test func aPublicListenWithoutATokenIsRefused() async throws {
+        let dir = try TestConfig.temporaryDirectory("public-serve")
+        let file = dir.appendingPathComponent("stager.yml")
+        try "server:\n  listen: \"0.0.0.0:0\"\ndata_dir: data\n".write(to: file, atomically: true, encoding: .utf8)
+        let refused = try await SubprocessRunner().run(Command(StagerProcess.binary, ["serve", "--config", file.path],
+                                                               environment: ["STAGER_WEBHOOK_SECRET": "s"], timeout: .seconds(60)))
+        #expect(refused.exitCode == 2 && refused.standardError.contains("server.admin_token_env") && refused.standardError.contains("public_read"),
+                "\(refused.standardError)")
+    }
+}

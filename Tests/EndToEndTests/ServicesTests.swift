@@ -68,8 +68,11 @@ struct ServicesTests {
 
     @Test func seededDataIsolatedKeptOnPushAndGoneOnClose() async throws {
         try await withSeed("seeded-42") { seed in
-            try await E2EHarness.run(name: "services", extraRepos: Self.stackRepo("acme/stack", seed: seed),
-                                     extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"") { harness in
+            // The defaults: no docker.seed_image, so each service's own image copies its seed (nothing is pulled;
+            // no registry is reachable here).
+            try await E2EHarness.run(name: "services", extraRepos: Self.stackRepo("acme/stack", seed: seed)) { harness in
+                let check = try await harness.stager(["check"]).standardOutput
+                #expect(check.contains("seed copies: cp -a in each service's own image"), "\(check)")
                 let (one, two) = (Fixtures.sha("stack-one"), Fixtures.sha("stack-two"))
                 try await harness.send("opened", number: 70, branch: "stack-one", sha: one, repo: "acme/stack")
                 try await harness.send("opened", number: 71, branch: "stack-two", sha: two, repo: "acme/stack")

@@ -125,6 +125,16 @@ struct ConfigTests {
         ("slack:\n  allowed_users: [\"U1 <!channel>\"]\n", "slack.allowed_users"),
         ("slack:\n  webhook_url_env: NOT_SET_ANYWHERE\n", "slack.webhook_url_env"),
         ("repos:\n  acme/web:\n    image: \"x\"\n    slack_webhook_url_env: NOT_SET_ANYWHERE\n", "repos.acme/web.slack_webhook_url_env"),
+        // Hostile pull requests: serve beyond loopback without a token, capabilities off the allow-list, limits.
+        ("server:\n  listen: \"0.0.0.0:8080\"\n", "server.admin_token_env"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    cap_add: [\"SYS_PTRACE\"]\n", "repos.acme/web.cap_add"),
+        ("repos:\n  acme/web:\n    image: \"x\"\n    cap_add: [\"NET_ADMIN\"]\n", "repos.acme/web.cap_add"),
+        ("build:\n  timeout: \"soon\"\n", "build.timeout"),
+        ("build:\n  memory: \"lots\"\n", "build.memory"),
+        ("sleep:\n  max_held_requests: 0\n", "sleep.max_held_requests"),
+        ("forks:\n  max_blocked: -1\n", "forks.max_blocked"),
+        ("slack:\n  response_hosts: [\"hooks.slack.com/x\"]\n", "slack.response_hosts"),
+        ("slack:\n  team_id: \"T1 <!here>\"\n", "slack.team_id"),
     ])
     func errorsNameTheKey(yaml: String, key: String) {
         do {
@@ -226,4 +236,43 @@ struct SleepAndSlackConfigTests {
                                 environment: ["HTTP_HOOK": "http://hooks.example.com/x"])
         }
     }
+}
+
+@Suite("Configuration: hostile pull requests")
+struct HostileConfigTests {
+    /// Beyond loopback, serve needs the admin token, or `server.public_read: true` saying everyone may read.
+    @Test func aPublicListenNeedsATokenOrPublicRead() throws {
+        let dir = try TestConfig.temporaryDirectory("public-listen")
+        let open = try TestConfig.load("server:\n  listen: \"0.0.0.0:8080\"\n  public_read: true\n", in: dir)
+        #expect(open.server.publicRead && open.server.adminToken == nil)
+        let guarded = try TestConfig.load("server:\n  listen: \"0.0.0.0:8080\"\n  admin_token_env: TOKEN\n", in: dir, environment: ["TOKEN": "t0ken-long"])
+        #expect(guarded.server.adminToken == "t0ken-long")
+        #expect(try TestConfig.load("server:\n  listen: \"127.0.0.1:8080\"\n", in: dir).server.adminToken == nil)
+    }
+
+    @Test func theDefaultsBoundWhatStrangersCanCost() throws {
+        let config = try TestConfig.load("repos:\n  acme/web:\n    image: \"x\"\n    cap_add: [\"net_bind_service\", \"CAP_CHOWN\"]\n",
+                                         in: try TestConfig.temporaryDirectory("hostile-defaults"))
+        #expect(config.repo("acme/web")?.capAdd == ["NET_BIND_SERVICE", "CHOWN"])
+        #expect(config.build.timeout == .seconds(1200) && config.build.memory == "2g" && config.build.logLimitBytes == 5 * 1024 * 1024)
+        #expect(config.maxHeldRequests == 256 && config.wakesPerMinute == 30 && config.forks.maxBlocked == 200)
+        #expect(config.slack.responseHosts == ["hooks.slack.com"] && config.slack.teamID == nil)
+        #expect(config.server.idleTimeout == .seconds(60) && !config.server.secureCookies)
+    }
+
+    /// Every configured secret, and a repository's longer variable values, are masked as they are and as a
+    /// page or a JSON string spells them; short settings are not secrets and stay.
+    @Test func everyConfiguredSecretIsMasked() throws {
+        let config = try TestConfig.load(#"""
+        server: {admin_token_env: TOKEN}
+        github: {token_env: GH}
+        repos:
+          acme/web: {image: "x", env: {API_KEY: "a\"b<c>d-long-value", MODE: "prod"}}
+        """#, in: try TestConfig.temporaryDirectory("secret-values"), environment: ["TOKEN": "admin-token-1", "GH": "ghp_configured1"])
+        let secrets = SecretValues(config: config)
+        let text = #"t=admin-token-1 g=ghp_configured1 raw=a"b<c>d-long-value page=a&quot;b&lt;c&gt;d-long-value json=a\"b<c>d-long-value mode=prod"#
+            + " w=\(TestConfig.secret)"
+        #expect(secrets.mask(text) == "t=*** g=*** raw=*** page=*** json=*** mode=prod w=***")
+    }
+
 }

@@ -184,3 +184,88 @@ struct OpsSeamTests {
         #expect(why.contains("404"))
     }
 }
+
+@Suite("Hostile pull requests: pieces")
+struct HostilePiecesTests {
+    /// A child never inherits serve's secrets: only what finding programs, docker and locales need.
+    @Test func childrenGetAnAllowListedEnvironment() async throws {
+        let inherited = SubprocessRunner.inheritedVariables(["PATH": "/bin", "HOME": "/root", "DOCKER_HOST": "unix:///x", "LC_ALL": "C",
+                                                            "STAGER_WEBHOOK_SECRET": "s", "E2E_ADMIN_TOKEN": "t", "GITHUB_TOKEN": "g"])
+        #expect(inherited.keys.sorted() == ["DOCKER_HOST", "HOME", "LC_ALL", "PATH"])
+        setenv("STAGER_TEST_CANARY_SECRET", "canary-value", 1)
+        defer { unsetenv("STAGER_TEST_CANARY_SECRET") }
+        let printed = try await SubprocessRunner().check(Command("env", [], environment: ["OWN": "given"])).standardOutput
+        #expect(!printed.contains("canary-value") && printed.contains("OWN=given") && printed.contains("PATH="))
+    }
+
+    /// A build that prints without end keeps only the log's tail.
+    @Test func aBuildLogKeepsItsTail() async throws {
+        let log = try TestConfig.temporaryDirectory("capped-log").appendingPathComponent("build.log")
+        let code = try await SubprocessRunner().stream(Command("sh", ["-c", "i=0; while [ $i -lt 4000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; echo last-line >&2"]),
+                                                       to: .file(log, keepLast: 16 * 1024))
+        #expect(code == 0)
+        let text = try String(contentsOf: log, encoding: .utf8)
+        #expect(text.utf8.count <= 2 * 16 * 1024 + 200 && text.hasSuffix("last-line\n") && !text.contains("line-0-") && text.contains("was cut here"))
+    }
+
+    /// More held requests than allowed are told to retry; an environment's wakes count once a minute.
+    @Test func wakeLimitsBoundHeldRequestsAndWakes() {
+        let limits = WakeLimits(maxHeld: 2, wakesPerMinute: 2)
+        let first = limits.hold(), second = limits.hold()
+        #expect(first != nil && second != nil && limits.hold() == nil)
+        first?.release()
+        #expect(limits.hold() != nil)
+        let a = PullRequestKey(repo: "acme/web", number: 1), b = PullRequestKey(repo: "acme/web", number: 2), c = PullRequestKey(repo: "acme/web", number: 3)
+        #expect(limits.mayWake(a) && limits.mayWake(a) && limits.mayWake(b) && !limits.mayWake(c) && limits.mayWake(a))
+    }
+
+    /// The token goes to the configured GitHub and nowhere else: not to another allowed clone host, not
+    /// to a pagination link that points away.
+    @Test func theGitHubTokenGoesToGitHubOnly() throws {
+        let config = try TestConfig.load("build: {allowed_hosts: [\"github.com\", \"git.example.com\"]}\ngithub: {token_env: GH}\n",
+                                         in: try TestConfig.temporaryDirectory("token-hosts"), environment: ["GH": "ghp_tokenvalue1"])
+        let builder = ImageBuilder(config: config, runner: RecordingRunner(), slots: Slots(limit: 1))
+        let folder = URL(fileURLWithPath: "/tmp/w")
+        let toGitHub = builder.fetchCommands(url: URL(string: "https://github.com/a/b.git")!, sha: "s", into: folder, token: "ghp_tokenvalue1")
+        let elsewhere = builder.fetchCommands(url: URL(string: "https://git.example.com/a/b.git")!, sha: "s", into: folder, token: "ghp_tokenvalue1")
+        #expect(toGitHub[1].environment["GIT_CONFIG_VALUE_0"] != nil && elsewhere[1].environment["GIT_CONFIG_VALUE_0"] == nil)
+        #expect(toGitHub[1].timeout == config.build.timeout)
+        let client = GitHubClient(baseURL: URL(string: "https://api.github.com")!, token: "t", timeout: .seconds(1), maxAttempts: 1, logger: Logger(label: "t"))
+        #expect(client.isOwnAPI(URL(string: "https://api.github.com/repos/a/b/issues/1/comments?page=2")!))
+        #expect(!client.isOwnAPI(URL(string: "https://evil.example/repos/a/b/issues/1/comments?page=2")!))
+        #expect(!client.isOwnAPI(URL(string: "http://api.github.com/repos/a/b")!))
+    }
+
+    /// A Slack follow-up goes to `slack.response_hosts` only.
+    @Test func slackFollowUpsGoToSlackOnly() {
+        let hosts = ["hooks.slack.com", "127.0.0.1:9000"]
+        #expect(SlackController.responseURL("https://hooks.slack.com/commands/T1/2/x", hosts: hosts) != nil)
+        #expect(SlackController.responseURL("https://evil.example/commands/T1/2/x", hosts: hosts) == nil)
+        #expect(SlackController.responseURL("http://127.0.0.1:9000/x", hosts: hosts) != nil)
+        #expect(SlackController.responseURL("http://127.0.0.1:9001/x", hosts: hosts) == nil)
+    }
+
+    /// The dashboard's cookie and the shared host's carry Secure over https.
+    @Test func cookiesAreSecureOverHTTPS() throws {
+        let dir = try TestConfig.temporaryDirectory("secure-cookies")
+        let config = try TestConfig.load("server: {public_url: \"https://stager.example.com\"}\npreview: {domain: \"preview.example.com\", scheme: https}\n"
+            + "repos:\n  acme/web: {image: \"x\", shared_host: acme, default_env: pr-1}\n", in: dir)
+        #expect(config.server.secureCookies)
+        let shared = SharedHostVhost(config: config, keys: VhostKeys(secret: "t"))
+        let text = shared.render(shared.sites[0], environments: [.init(name: "pr-1", slug: "one")])
+        #expect(text.contains("SameSite=Lax; Secure") && text.contains("location = /.stager-probe {\n        return 404;"))
+    }
+
+    /// The API gives the URL from the moment nginx routes the environment, before it is recorded ready.
+    @Test func theURLShowsOnceRouted() throws {
+        let dir = try TestConfig.temporaryDirectory("routed-url")
+        let config = try TestConfig.load("repos:\n  acme/web: {image: \"x\"}\nnginx: {sites_dir: \"\(dir.path)/sites\"}\n", in: dir)
+        let env = environment(3, slug: "routed", status: .deploying)
+        #expect(EnvironmentView(env, config: config).url == nil)
+        try FileManager.default.createDirectory(at: config.nginx.sitesDir, withIntermediateDirectories: true)
+        try "# stager-vhost slug=routed container=c port=1 sha=abc v=2 repo=acme/web env=pr-3\n".write(
+            to: config.nginx.sitesDir.appendingPathComponent("routed.conf"), atomically: true, encoding: .utf8)
+        #expect(EnvironmentView.isRouted("routed", config: config))
+        #expect(EnvironmentView(env, config: config, routed: true).url == "http://routed.preview.localhost:8088")
+    }
+}
