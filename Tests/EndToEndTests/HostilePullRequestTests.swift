@@ -197,6 +197,25 @@ struct HostilePullRequestTests {
         }
     }
 
+    /// A Dockerfile's RUN step that forks without end: every build's RUN steps share one cgroup whose
+    /// `pids.max` is `build.pids`, so the shell cannot fork past it and the build fails (before, it forked on).
+    @Test func aForkBombInABuildStopsAtBuildPids() async throws {
+        let dir = try TestConfig.temporaryDirectory("e2e-forkbomb")
+        let git = try await GitFixture(in: dir)
+        try await E2EHarness.run(name: "forkbomb", extraRepos: BuildTests.repo(origin: git.origin), extraConfig: BuildTests.allowFiles + "\n  pids: 64") { harness in
+            let bomb = GitFixture.dockerfile.replacingOccurrences(of: "ARG SHA", with: """
+            RUN i=0; while [ $i -lt 300 ]; do /bin/busybox sleep 30 & i=$((i+1)); done; echo forked-all-$i
+            ARG SHA
+            """)
+            let sha = try await git.commit(bomb, note: "bomb")
+            try await harness.send("opened", number: 1, branch: "feature", sha: sha, repo: "acme/built")
+            #expect(try await harness.settledStatus(1, repo: "acme/built", timeout: .seconds(120)) == .failed)
+            let log = ImageBuilder.tail(ImageBuilder.logFile(dataDir: harness.dir.appendingPathComponent("data"), key: PullRequestKey(repo: "acme/built", number: 1)), lines: 400)
+            #expect(log.contains("can't fork") && !log.contains("forked-all-300"), "\(log.suffix(1500))")
+            #expect(try await harness.stager(["check"]).standardOutput.contains("64 processes together"))
+        }
+    }
+
     /// A failed app printed its secret variable, and the log's tail went into the public comment unmasked.
     @Test func aFailedAppsSecretStaysOutOfEveryText() async throws {
         let value = "e2e-app-secret-4f1a9c77"

@@ -176,6 +176,8 @@ public final class E2EHarness: @unchecked Sendable {
         }
         _ = try? await runner.run(Command(Fixtures.repoRoot.appendingPathComponent("scripts/private-nginx").path, ["stop", dir.appendingPathComponent("nginx").path]))
         try? FileManager.default.removeItem(at: dir)
+        // The builds' cgroup (BuildCgroup), empty once its builds ended: rmdir, as the kernel wants it.
+        for path in ["/sys/fs/cgroup/pids/stager-\(instance)-builds", "/sys/fs/cgroup/stager-\(instance)-builds"] { rmdir(path) }
     }
 
     // MARK: Acting

@@ -26,6 +26,7 @@ public struct Preflight: Sendable {
             try await docker.ping()
             results.append(Result(name: "engine", passed: true, detail: config.runtime == .swarm ? "docker.command reaches a manager of an active swarm" : "the Docker engine answers"))
             results += await seedVolumes(docker)
+            results += await buildLimits()
             if let swarm = docker as? SwarmRuntime { results += await swarmChecks(swarm) }
         } catch {
             results.append(Result(name: "engine", passed: false, detail: "\(error); start dockerd or fix docker.command"))
@@ -84,6 +85,18 @@ public struct Preflight: Sendable {
                                   template: try Templates.load(overrideDir: config.templatesDir).vhost, runner: runner,
                                   logger: Logger(label: "stager-check"))
         return await door.render(route)
+    }
+
+    /// Builds run a PR's code: say how their processes are bounded (a warning line, not a failure, where not).
+    private func buildLimits() async -> [Result] {
+        guard config.repos.values.contains(where: { $0.build != nil }) else { return [] }
+        let limits = "builds: at most \(config.build.timeout) each (build.timeout), \(config.build.memory) of memory (build.memory)"
+        switch await BuildCgroup(config: config, runner: runner).parent() {
+        case .success(let name):
+            return [Result(name: "build limits", passed: true, detail: "\(limits), \(config.build.pids) processes together (cgroup \(name), build.pids)")]
+        case .failure(let problem):
+            return [Result(name: "build limits", passed: true, detail: "\(limits); their processes are not bounded: \(problem)")]
+        }
     }
 
     /// Every volume a service is seeded from exists (dependencies and cycles were checked with the configuration).

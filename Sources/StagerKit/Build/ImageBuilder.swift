@@ -28,11 +28,14 @@ public struct ImageBuilder: ImageBuilding, Sendable {
     let config: StagerConfig
     let runner: any CommandRunner
     let slots: Slots
+    /// Bounds the processes of every build's RUN steps together.
+    let cgroup: BuildCgroup
 
     public init(config: StagerConfig, runner: any CommandRunner, slots: Slots) {
         self.config = config
         self.runner = runner
         self.slots = slots
+        self.cgroup = BuildCgroup(config: config, runner: runner)
     }
 
     public static func logFile(dataDir: URL, key: PullRequestKey) -> URL {
@@ -94,10 +97,12 @@ public struct ImageBuilder: ImageBuilding, Sendable {
         ]
     }
 
-    public func buildCommand(tag: String, spec: StagerConfig.RepoBuild, env: Environment, sha: String, folder: URL) throws -> Command {
-        // The build's RUN steps run the PR's code: bounded in memory (no swap beyond it) like a preview.
-        var arguments = ["build", "--tag", tag, "--force-rm", "--memory", config.build.memory, "--memory-swap", config.build.memory,
-                         "--file", folder.appendingPathComponent(spec.dockerfile).path]
+    public func buildCommand(tag: String, spec: StagerConfig.RepoBuild, env: Environment, sha: String, folder: URL,
+                             cgroupParent: String? = nil) throws -> Command {
+        // The build's RUN steps run the PR's code: bounded in memory (no swap beyond it) and processes, like a preview.
+        var arguments = ["build", "--tag", tag, "--force-rm", "--memory", config.build.memory, "--memory-swap", config.build.memory]
+        if let cgroupParent { arguments += ["--cgroup-parent", cgroupParent] }
+        arguments += ["--file", folder.appendingPathComponent(spec.dockerfile).path]
         let labels = [
             ContainerLabels.managed: "true", ContainerLabels.instance: config.instance, ContainerLabels.repo: env.repo,
             ContainerLabels.sha: sha, ContainerLabels.slug: env.slug,
@@ -152,7 +157,14 @@ public struct ImageBuilder: ImageBuilding, Sendable {
         try CheckoutPaths.requireInside(folder, [("build.dockerfile", spec.dockerfile), ("build.context", spec.context),
                                                  ("the context's .dockerignore", (spec.context as NSString).appendingPathComponent(".dockerignore"))])
         Self.append(log, "building \(tag)\n")
-        let code = try await runner.stream(try buildCommand(tag: tag, spec: spec, env: env, sha: sha, folder: folder),
+        let parent: String?
+        switch await cgroup.parent() {
+        case .success(let name): parent = name
+        case .failure(let problem):
+            parent = nil
+            Self.append(log, "(the build's processes are not bounded: \(problem))\n")
+        }
+        let code = try await runner.stream(try buildCommand(tag: tag, spec: spec, env: env, sha: sha, folder: folder, cgroupParent: parent),
                                            to: .file(log, keepLast: config.build.logLimitBytes))
         guard code == 0 else { throw BuildError.failed(exitCode: code) }
         Self.append(log, "built \(tag)\n")

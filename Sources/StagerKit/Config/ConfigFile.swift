@@ -107,6 +107,7 @@ struct ConfigFile: Decodable {
         var timeout: String?
         var memory: String?
         var log_limit_bytes: Int?
+        var pids: Int?
     }
     struct Limits: Decodable {
         var max_environments: Int?

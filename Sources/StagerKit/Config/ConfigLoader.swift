@@ -312,6 +312,7 @@ struct Validator {
             result.memory = memory
         }
         result.logLimitBytes = try positive(build?.log_limit_bytes, key: "build.log_limit_bytes", default: result.logLimitBytes)
+        result.pids = try positive(build?.pids, key: "build.pids", default: result.pids)
         return result
     }
 

@@ -217,6 +217,8 @@ public struct StagerConfig: Sendable {
         public var memory: String = "2g"
         /// The build log keeps its last this many bytes (`build.log_limit_bytes`).
         public var logLimitBytes: Int = 5 * 1024 * 1024
+        /// Processes all builds' RUN steps may have together (`build.pids`; `BuildCgroup`).
+        public var pids: Int = 1024
     }
 
     /// Who may open a preview: basic auth and an IP allow-list, rendered into the vhost.

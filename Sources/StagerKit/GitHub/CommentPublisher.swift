@@ -26,17 +26,17 @@ public struct GitHubCommentPublisher: CommentPublisher {
     public func publish(_ body: String, on key: PullRequestKey, knownID: Int64?) async throws -> Int64? {
         if let knownID {
             do {
-                return try await client.updateComment(key, id: knownID, body: body).id
+                return try await ownLogin.learn(from: client.updateComment(key, id: knownID, body: body)).id
             } catch GitHubError.status(404, _) {
                 // Deleted by someone: fall through and find or create it again.
             }
         }
         // Look for the marker first, so a retry that raced a success never posts a second comment.
         if let existing = try await findSticky(key) {
-            return try await client.updateComment(key, id: existing.id, body: body).id
+            return try await ownLogin.learn(from: client.updateComment(key, id: existing.id, body: body)).id
         }
         // After an unclear answer the comment may be there already: the client looks again before posting.
-        return try await client.createComment(key, body: body, lookUp: { [self] in try await findSticky(key) }).id
+        return try await ownLogin.learn(from: client.createComment(key, body: body, lookUp: { [self] in try await findSticky(key) })).id
     }
 
     public func remove(on key: PullRequestKey, knownID: Int64?) async throws {
@@ -50,26 +50,44 @@ public struct GitHubCommentPublisher: CommentPublisher {
         }
     }
 
+    /// The comment with the marker that Stager's own login wrote. Only while GitHub has not told Stager its
+    /// login (a token `GET /user` refuses, before Stager's first comment of this run) does the marker alone
+    /// decide.
     private func findSticky(_ key: PullRequestKey) async throws -> GitHubClient.Comment? {
-        let login = try await ownLogin.value()
-        return try await client.listComments(key).first { $0.body?.contains(CommentMarker.marker) == true && $0.user?.login == login }
+        let login = await ownLogin.value()
+        return try await client.listComments(key).first {
+            $0.body?.contains(CommentMarker.marker) == true && (login == nil || $0.user?.login == login)
+        }
     }
 }
 
-/// The token's login, asked of GitHub once and kept.
+/// The token's login: asked of GitHub (`GET /user`), or learnt from a comment GitHub says Stager wrote.
 actor OwnLogin {
     private let client: GitHubClient
     private var known: String?
+    /// GitHub refused `GET /user` (an app's installation token does): not asked again.
+    private var refused = false
 
     init(client: GitHubClient) {
         self.client = client
     }
 
-    func value() async throws -> String {
-        if let known { return known }
-        let login = try await client.authenticatedLogin()
-        known = login
-        return login
+    func value() async -> String? {
+        guard known == nil, !refused else { return known }
+        do {
+            known = try await client.authenticatedLogin()
+        } catch GitHubError.status {
+            refused = true
+        } catch {
+            return nil  // unreachable or rate limited now: asked again next time
+        }
+        return known
+    }
+
+    /// The author of a comment Stager just created or edited is Stager's login.
+    func learn(from comment: GitHubClient.Comment) -> GitHubClient.Comment {
+        if known == nil { known = comment.user?.login }
+        return comment
     }
 }
 
