@@ -93,6 +93,8 @@ public final class Controller: Service, Sendable {
     func reloadNginxIfOwed() async {
         do {
             if try await seams.frontDoor.reloadIfOwed() { logger.info("reloaded nginx: a change to the sites folder had not been reloaded") }
+        } catch is CancellationError {
+            return  // serve is stopping: the marker stays, and its next start reloads
         } catch {
             logger.warning("nginx owes a reload and could not be reloaded; retrying later", metadata: ["error": "\(error)"])
         }
