@@ -352,6 +352,27 @@ struct HostilePullRequestTests {
         }
     }
 
+    /// A burst of deliveries for PRs that must wait for the label, as the bench's ack scenario sends them
+    /// (200 PRs, opened then pushed to): each new one is checked against `forks.max_blocked` with reads that
+    /// suspend. (A blocking read there took every thread under that load, and serve stopped answering: with it
+    /// this test hangs, tried here, and scripts/test's time limit names it.)
+    @Test(.timeLimit(.minutes(2))) func aBurstOfGatedPullRequestsIsAnsweredAtOnce() async throws {
+        try await E2EHarness.run(name: "burst", extraRepos: E2EHarness.servingRepo("acme/gated", "require_label: true")) { harness in
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<1000 {
+                    let number = index % 200 + 1
+                    group.addTask {
+                        try await harness.send(index < 200 ? "opened" : "synchronize", number: number, branch: "b\(number)", sha: Fixtures.sha("b\(index)"),
+                                               updatedAt: "2026-11-24T09:\(String(format: "%02d", index / 200)):00Z", repo: "acme/gated").0
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.count == 1000 && statuses.allSatisfy { (200..<300).contains($0) })
+            #expect(try await harness.get("/healthz").status == 200)
+        }
+    }
+
     // MARK: 8. Smaller holes
 
     /// A `labeled` delivery signed with a secret other repositories share claimed a label nobody added:

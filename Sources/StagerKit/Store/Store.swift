@@ -502,6 +502,13 @@ public final class Store: Sendable {
         }
     }
 
+    /// How many of the repository's pull requests wait for the deploy label (`forks.max_blocked`).
+    public func blockedCount(repo: String) async throws -> Int {
+        try await db.read { db in
+            try EnvironmentRow.filter(Column("repo") == repo && Column("status") == EnvironmentStatus.blocked.rawValue).fetchCount(db)
+        }
+    }
+
     /// The live environment that owns `slug`: the one whose URL it is.
     public func liveEnvironment(slug: String) async throws -> Environment? {
         try await db.read { db in

@@ -81,9 +81,9 @@ public struct WakeController: Sendable {
         let page = """
         <!doctype html>
         <meta charset="utf-8"><title>\(env.slug) could not wake</title>
-        <h1>The preview \(Self.escaped(env.slug)) of \(Self.escaped(env.key.description)) could not wake</h1>
-        <p>\(Self.escaped(reason))</p>
-        <p><a href="\(Self.escaped(controller.config.server.environmentPage(env.key)))">Its page on the Stager dashboard</a></p>
+        <h1>The preview \(HTMLEscaping.escape(env.slug)) of \(HTMLEscaping.escape(env.key.description)) could not wake</h1>
+        <p>\(HTMLEscaping.escape(reason))</p>
+        <p><a href="\(HTMLEscaping.escape(controller.config.server.environmentPage(env.key)))">Its page on the Stager dashboard</a></p>
 
         """
         return DashboardController.page(secrets.mask(page), status: .badGateway)
@@ -91,9 +91,5 @@ public struct WakeController: Sendable {
 
     private static func text(_ status: HTTPResponse.Status, _ message: String) -> Response {
         Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: message)))
-    }
-
-    static func escaped(_ text: String) -> String {
-        HTMLEscaping.escape(text)
     }
 }

@@ -77,10 +77,12 @@ public struct WebhookController: Sendable {
     /// `forks.max_blocked` waiting in the repository, a new PR that would wait is not recorded. Nothing is
     /// lost: the deploy label, when a writer adds it, records it then.
     private func blockedBacklogIsFull(_ event: PullRequestEvent) async throws -> Response? {
-        guard let repo = config.repo(event.repository.full_name), try await store.environment(event.key) == nil else { return nil }
+        // Reads that suspend: a blocking read here, under a burst of deliveries, held every thread the store's
+        // own suspended reads needed to finish (serve stopped answering in the bench's ack run).
+        guard let repo = config.repo(event.repository.full_name) else { return nil }
         let fork = event.pull_request.head.repo?.full_name != event.repository.full_name
-        guard repo.requireLabel || (fork && !repo.allowForks) else { return nil }
-        let waiting = try await store.allEnvironments().filter { $0.repo == repo.name && $0.status == .blocked }.count
+        guard repo.requireLabel || (fork && !repo.allowForks), try await store.environments.environment(event.key) == nil else { return nil }
+        let waiting = try await store.blockedCount(repo: repo.name)
         guard waiting >= config.forks.maxBlocked else { return nil }
         return reply(.ok, "ignored: \(waiting) pull requests of \(repo.name) already wait for the \(config.forks.label) label (forks.max_blocked); the label deploys this one",
                      event: "pull_request", outcome: "ignored")
