@@ -81,6 +81,9 @@ public struct DesiredStateChange: Sendable {
     public var receivedAt: Date
     /// The sender of the deploy label; the controller checks their permission.
     public var labeledBy: String? = nil
+    /// Set for a PR that will wait for the deploy label: a new one is not recorded while this many of its
+    /// repository wait already (`forks.max_blocked`).
+    public var waitingLimit: Int? = nil
     /// An operator's own deploy (`stager deploy`) needs no label.
     public var approvedBy: String? = nil
     /// Who caused it: the webhook's sender, or the operator or command.

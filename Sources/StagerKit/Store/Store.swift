@@ -11,6 +11,9 @@ public enum AcceptOutcome: Sendable, Equatable {
     case stale
     /// A sleep for what already sleeps (or is not deployed), a wake for what is awake: nothing to record.
     case unchanged
+    /// A new PR that would wait for the label while `waiting` of its repository wait already
+    /// (`DesiredStateChange.waitingLimit`): nothing recorded.
+    case backlogFull(waiting: Int)
 }
 
 /// Whether a PR may take an environment now, or waits for room (`max_environments`).
@@ -234,6 +237,10 @@ public final class Store: Sendable {
             let updatedAt = pull.updatedAt ?? ""
             var outcome: AcceptOutcome
             var environment = try Self.environment(db, key)
+            if environment == nil, let limit = delivery.waitingLimit {
+                let waiting = try EnvironmentRow.filter(Column("repo") == key.repo && Column("status") == EnvironmentStatus.blocked.rawValue).fetchCount(db)
+                if waiting >= limit { return .backlogFull(waiting: waiting) }
+            }
 
             if let current = environment, !delivery.isCurrentState, !updatedAt.isEmpty, updatedAt < current.sourceUpdatedAt {
                 outcome = .stale
@@ -499,13 +506,6 @@ public final class Store: Sendable {
         return try db.write { db in
             try db.execute(sql: "INSERT INTO fact (name, value, at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING", arguments: [name, fresh, Date()])
             return try Self.fact(db, name)?.value ?? fresh
-        }
-    }
-
-    /// How many of the repository's pull requests wait for the deploy label (`forks.max_blocked`).
-    public func blockedCount(repo: String) async throws -> Int {
-        try await db.read { db in
-            try EnvironmentRow.filter(Column("repo") == repo && Column("status") == EnvironmentStatus.blocked.rawValue).fetchCount(db)
         }
     }
 

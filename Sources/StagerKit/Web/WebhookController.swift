@@ -67,25 +67,19 @@ public struct WebhookController: Sendable {
         guard let deliveryID = deliveryID(request) else {
             return reply(.badRequest, "missing X-GitHub-Delivery header", event: eventName, outcome: "bad_request")
         }
-        if !labeled, case .deploy = intent, let full = try await blockedBacklogIsFull(event) { return full }
         var change = DesiredStateChange(delivery: deliveryID, event: event, intent: intent)
-        if labeled { change.labeledBy = event.sender?.login ?? "" }
+        if labeled { change.labeledBy = event.sender?.login ?? "" } else { change.waitingLimit = waitingLimit(event) }
         return try await record(change, name: event.key.description, event: eventName, metadata: ["pr": "\(event.key.number)"])
     }
 
-    /// Anyone can open fork PRs by the thousand, and each waiting one is a row and a comment: past
-    /// `forks.max_blocked` waiting in the repository, a new PR that would wait is not recorded. Nothing is
-    /// lost: the deploy label, when a writer adds it, records it then.
-    private func blockedBacklogIsFull(_ event: PullRequestEvent) async throws -> Response? {
-        // Reads that suspend: a blocking read here, under a burst of deliveries, held every thread the store's
-        // own suspended reads needed to finish (serve stopped answering in the bench's ack run).
+    /// Anyone can open fork PRs by the thousand, and each waiting one is a row and a comment: a PR that
+    /// will wait for the label carries `forks.max_blocked`, and the store does not record a new one past it
+    /// (in the delivery's own transaction: no read of its own on the webhook's path). Nothing is lost: the
+    /// deploy label, when a writer adds it, records it then.
+    private func waitingLimit(_ event: PullRequestEvent) -> Int? {
         guard let repo = config.repo(event.repository.full_name) else { return nil }
         let fork = event.pull_request.head.repo?.full_name != event.repository.full_name
-        guard repo.requireLabel || (fork && !repo.allowForks), try await store.environments.environment(event.key) == nil else { return nil }
-        let waiting = try await store.blockedCount(repo: repo.name)
-        guard waiting >= config.forks.maxBlocked else { return nil }
-        return reply(.ok, "ignored: \(waiting) pull requests of \(repo.name) already wait for the \(config.forks.label) label (forks.max_blocked); the label deploys this one",
-                     event: "pull_request", outcome: "ignored")
+        return repo.requireLabel || (fork && !repo.allowForks) ? config.forks.maxBlocked : nil
     }
 
     /// A push to a branch of `repos.X.branches` deploys its environment at `after`; a deleted branch removes it.
@@ -145,6 +139,9 @@ public struct WebhookController: Sendable {
             return reply(.ok, "ignored: delivery is older than the state already recorded for \(name)", event: event, outcome: "stale")
         case .unchanged:
             return reply(.ok, "ignored: nothing changes for \(name)", event: event, outcome: "ignored")
+        case .backlogFull(let waiting):
+            return reply(.ok, "ignored: \(waiting) pull requests of \(change.key.repo) already wait for the \(config.forks.label) label (forks.max_blocked); the label deploys this one",
+                         event: event, outcome: "ignored")
         case .accepted(let version):
             logger.info("accepted", metadata: metadata.merging(["repo": "\(change.key.repo)", "action": "\(change.action)", "delivery": "\(change.id)",
                                                                 "version": "\(version)"]) { $1 })
