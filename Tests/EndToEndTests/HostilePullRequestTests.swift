@@ -353,9 +353,9 @@ struct HostilePullRequestTests {
     }
 
     /// A burst of deliveries for PRs that must wait for the label, as the bench's ack scenario sends them
-    /// (200 PRs, opened then pushed to): each new one is checked against `forks.max_blocked` with reads that
-    /// suspend. (A blocking read there took every thread under that load, and serve stopped answering: with it
-    /// this test hangs, tried here, and scripts/test's time limit names it.)
+    /// (200 PRs, opened then pushed to): each new one is checked against `forks.max_blocked`. (A first
+    /// version of that check read the store with blocking reads, which under this load took every thread and
+    /// serve stopped answering: with it this test hangs, tried here, and scripts/test's time limit names it.)
     @Test(.timeLimit(.minutes(2))) func aBurstOfGatedPullRequestsIsAnsweredAtOnce() async throws {
         try await E2EHarness.run(name: "burst", extraRepos: E2EHarness.servingRepo("acme/gated", "require_label: true")) { harness in
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in

@@ -4,12 +4,18 @@ import Foundation
 /// anything shaped like a GitHub token.
 public enum SecretMask {
     static let prefixes = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]
+    /// What every prefix starts with.
+    private static let tokenStart = Array("gh".utf8)
 
     public static func mask(_ text: String, secrets: [String]) -> String {
+        // Every log line and page passes here, nearly always with nothing to hide: one look at the bytes
+        // for each secret, and for "gh", before the costlier search-and-replace.
+        let bytes = Array(text.utf8)
         var result = text
-        for secret in secrets where secret.count >= 4 {
+        for secret in secrets where secret.utf8.count >= 4 && bytes.firstRange(of: Array(secret.utf8)) != nil {
             result = result.replacingOccurrences(of: secret, with: "***")
         }
+        guard bytes.firstRange(of: Self.tokenStart) != nil else { return result }
         for prefix in prefixes {
             var searchFrom = result.startIndex
             while let range = result.range(of: prefix, range: searchFrom..<result.endIndex) {
