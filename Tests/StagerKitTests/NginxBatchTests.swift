@@ -108,6 +108,29 @@ struct NginxBatchTests {
         #expect(Planner.plan(desired: .asleep(sha: Self.stopped.sha), observed: observed) == [.routeToWake(Self.stopped)])
     }
 
+    /// A vhost an older Stager wrote (no keys, the app's X-Accel headers obeyed) is written again: it reads as
+    /// routed to port 0, so the planner routes the running container anew.
+    @Test func aVhostOfAnOlderStagerIsWrittenAgain() async throws {
+        let dir = try TestConfig.temporaryDirectory("old-vhost")
+        let config = try TestConfig.load("nginx:\n  sites_dir: nginx/sites\n", in: dir)
+        try FileManager.default.createDirectory(at: config.nginx.sitesDir, withIntermediateDirectories: true)
+        try "# stager-vhost slug=old container=c1 port=40001 sha=sha1 repo=acme/web env=pr-1\nserver {}\n"
+            .write(to: config.nginx.sitesDir.appendingPathComponent("old.conf"), atomically: true, encoding: .utf8)
+        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+                                  template: try Templates.load().vhost, runner: Self.nginx(sites: config.nginx.sitesDir), logger: Logger(label: "t"))
+        let routed = await door.routed(slug: "old")
+        #expect(routed?.container == "c1" && routed?.port == 0)
+        let running = ContainerInfo(id: "id-c1", name: "c1", repo: "acme/web", number: 1, sha: "sha1", slug: "old", running: true, hostPort: 40001)
+        var env = Self.sleepingEnvironment
+        env.status = .ready
+        let observed = Observation(of: env, containers: [running], routed: routed)
+        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed).contains(.routeToCandidate))
+        // Written by this Stager, the same file reads as routed to its port.
+        try await door.apply(Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "old", hostName: "old.preview.localhost",
+                                   upstreamPort: 40001, containerName: "c1", sha: "sha1"))
+        #expect(await door.routed(slug: "old")?.port == 40001)
+    }
+
     static let stopped = ContainerInfo(id: "id-c1", name: "c1", repo: "acme/web", number: 1, sha: "sha1", slug: "sleepy", running: false, hostPort: 40001)
     static var sleepingEnvironment: StagerKit.Environment {
         StagerKit.Environment(repo: "acme/web", number: 1, slug: "sleepy", branch: "b", title: "", author: "", headRepo: "acme/web",
