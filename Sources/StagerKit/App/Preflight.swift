@@ -103,8 +103,7 @@ public struct Preflight: Sendable {
     private func seedVolumes(_ docker: any ContainerRuntime) async -> [Result] {
         var results: [Result] = []
         if config.repos.values.contains(where: { $0.services.contains { !$0.seed.isEmpty } }) {
-            let copier = config.seedImage.map(SeedCopier.busybox) ?? .serviceImage("")
-            results.append(Result(name: "seed copies", passed: true, detail: "\(copier.description); nothing is pulled"))
+            results.append(Result(name: "seed copies", passed: true, detail: "\(SeedCopier.describe(seedImage: config.seedImage)); nothing is pulled"))
         }
         for repo in config.repos.values.sorted(by: { $0.name < $1.name }) {
             for service in repo.services {

@@ -143,11 +143,10 @@ public enum SeedCopier: Sendable, Equatable {
         }
     }
 
-    public var description: String {
-        switch self {
-        case .busybox(let image): return "busybox cp -a in \(image) (docker.seed_image)"
-        case .serviceImage: return "cp -a in each service's own image (set docker.seed_image for images without a shell)"
-        }
+    /// What copies seeds with `docker.seed_image` set, or without it: for `stager check`.
+    public static func describe(seedImage: String?) -> String {
+        guard let seedImage else { return "cp -a in each service's own image (set docker.seed_image for images without a shell)" }
+        return "busybox cp -a in \(seedImage) (docker.seed_image)"
     }
 }
 

@@ -45,19 +45,22 @@ public struct WakePath: Sendable {
 ///   address against the allow-list.
 public struct VhostKeys: Sendable {
     private let secret: Data
+    /// The same for every vhost, and sent with each of the confirmation's many probes: derived once.
+    public let probe: String
+    public let hop: String
 
     public init(secret: String) {
         self.secret = Data(secret.utf8)
+        probe = Self.derive("probe", from: self.secret)
+        hop = String(Self.derive("hop", from: self.secret).prefix(32))
     }
 
-    public func wake(slug: String) -> String { derive("wake:\(slug)") }
-    public func handBack(slug: String) -> String { String(derive("hand-back:\(slug)").prefix(32)) }
-    public var probe: String { derive("probe") }
-    public var hop: String { String(derive("hop").prefix(32)) }
+    public func wake(slug: String) -> String { Self.derive("wake:\(slug)", from: secret) }
+    public func handBack(slug: String) -> String { String(Self.derive("hand-back:\(slug)", from: secret).prefix(32)) }
 
     public static let probeHeader = "X-Stager-Probe"
 
-    private func derive(_ purpose: String) -> String {
+    private static func derive(_ purpose: String, from secret: Data) -> String {
         HMAC<SHA256>.authenticationCode(for: Data(purpose.utf8), using: SymmetricKey(data: secret)).map { String(format: "%02x", $0) }.joined()
     }
 }
