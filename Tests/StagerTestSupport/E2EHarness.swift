@@ -272,7 +272,9 @@ public final class E2EHarness: @unchecked Sendable {
     }
 
     /// Waits until the environment has `status` and its comment is published (the comment follows the status).
-    public func waitSettled(_ number: Int, repo: String = "acme/web", status: EnvironmentStatus, timeout: Duration = .seconds(30)) async throws -> Bool {
+    /// 60 s: with every suite starting at once, one `docker run` took 20 s in a full run, and two deploys
+    /// missed a 30 s wait.
+    public func waitSettled(_ number: Int, repo: String = "acme/web", status: EnvironmentStatus, timeout: Duration = .seconds(60)) async throws -> Bool {
         try await waitUntil(timeout: timeout) {
             guard let env = try self.environment(number, repo: repo) else { return false }
             return env.status == status && !env.commentPending
