@@ -56,13 +56,22 @@ public final class E2EHarness: @unchecked Sendable {
                 extraConfig: String = "", extraServer: String = "", extraGitHub: String = "", accessLog: Bool = false) async throws {
         dir = try TestConfig.temporaryDirectory("e2e-\(name)")
         instance = "e2e-\(UUID().uuidString.prefix(8).lowercased())"
-        nginxPort = try Self.freePort()
         github = GitHubFake(token: token)
         let (githubURL, githubTask) = try await github.start()
         githubServer = githubTask
         let nginxDir = dir.appendingPathComponent("nginx").path
         let script = Fixtures.repoRoot.appendingPathComponent("scripts/private-nginx").path
-        try await runner.check(Command(script, ["start", nginxDir, "127.0.0.1:\(nginxPort)"] + (accessLog ? ["--access-log"] : [])))
+        // A free port can be taken by another suite's server between the look and nginx's bind: another one then.
+        var port = try Self.freePort()
+        for attempt in 1...5 {
+            let started = try await runner.run(Command(script, ["start", nginxDir, "127.0.0.1:\(port)"] + (accessLog ? ["--access-log"] : [])))
+            if started.succeeded { break }
+            guard attempt < 5, started.message.contains("Address already in use") else {
+                throw CommandError.failed(Command(script, ["start", nginxDir, "127.0.0.1:\(port)"]), started)
+            }
+            port = try Self.freePort()
+        }
+        nginxPort = port
         let nginxArgs = try await runner.check(Command(script, ["args", nginxDir])).standardOutput
             .split(separator: "\n").map { "\"\($0)\"" }.joined(separator: ", ")
         configYAML = """
