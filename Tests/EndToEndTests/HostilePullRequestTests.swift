@@ -358,15 +358,19 @@ struct HostilePullRequestTests {
     /// serve stopped answering: with it this test hangs, tried here, and scripts/test's time limit names it.)
     @Test(.timeLimit(.minutes(2))) func aBurstOfGatedPullRequestsIsAnsweredAtOnce() async throws {
         try await E2EHarness.run(name: "burst", extraRepos: E2EHarness.servingRepo("acme/gated", "require_label: true")) { harness in
+            // 50 in flight at once, as a sender at 200/s has: 1000 connections at once timed out connecting
+            // on a machine busy with every suite.
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                var statuses: [Int] = []
                 for index in 0..<1000 {
+                    if index >= 50, let status = try await group.next() { statuses.append(status) }
                     let number = index % 200 + 1
                     group.addTask {
                         try await harness.send(index < 200 ? "opened" : "synchronize", number: number, branch: "b\(number)", sha: Fixtures.sha("b\(index)"),
                                                updatedAt: "2026-11-24T09:\(String(format: "%02d", index / 200)):00Z", repo: "acme/gated").0
                     }
                 }
-                return try await group.reduce(into: []) { $0.append($1) }
+                return try await group.reduce(into: statuses) { $0.append($1) }
             }
             #expect(statuses.count == 1000 && statuses.allSatisfy { (200..<300).contains($0) })
             #expect(try await harness.get("/healthz").status == 200)
