@@ -11,6 +11,10 @@ struct ServicesTests {
 
     /// The app writes what its `db` answers into its page; `db` serves its volume with busybox httpd on
     /// 8080 (`healthPort` elsewhere: a service that never gets healthy).
+    /// A stack's deploy is a dozen docker calls (network, seed copy, service, release, app, health checks): in a
+    /// full run with every suite starting at once they took 49 s here and past 60 s on CI.
+    static let stackTimeout: Duration = .seconds(180)
+
     static func stackRepo(_ name: String, seed: String, failingSha: String = "", healthPort: Int = 8080) -> String {
         let image = E2EHarness.image
         return """
@@ -26,7 +30,7 @@ struct ServicesTests {
                 command: ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/data"]
                 port: \(healthPort)
                 health_path: "/value"
-                health_timeout: "5s"
+                health_timeout: "30s"
                 volumes: {data: "/data"}
                 seed: {data: "\(seed)"}
         """
@@ -76,10 +80,10 @@ struct ServicesTests {
                 let (one, two) = (Fixtures.sha("stack-one"), Fixtures.sha("stack-two"))
                 try await harness.send("opened", number: 70, branch: "stack-one", sha: one, repo: "acme/stack")
                 try await harness.send("opened", number: 71, branch: "stack-two", sha: two, repo: "acme/stack")
-                #expect(try await harness.waitUntil(timeout: .seconds(60)) {
+                #expect(try await harness.waitUntil(timeout: Self.stackTimeout) {
                     await harness.throughNginx(slug: "stack-one")?.body.contains("sha=\(one) data=seeded-42") == true
                 })
-                #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                #expect(try await harness.waitUntil(timeout: Self.stackTimeout) {
                     await harness.throughNginx(slug: "stack-two")?.body.contains("sha=\(two) data=seeded-42") == true
                 })
 
@@ -95,7 +99,7 @@ struct ServicesTests {
                 // A push: the data and the service container stay, the release runs again in the new image.
                 let three = Fixtures.sha("stack-three")
                 try await harness.send("synchronize", number: 70, branch: "stack-one", sha: three, updatedAt: "2026-11-24T09:05:00Z", repo: "acme/stack")
-                #expect(try await harness.waitUntil(timeout: .seconds(60)) {
+                #expect(try await harness.waitUntil(timeout: Self.stackTimeout) {
                     await harness.throughNginx(slug: "stack-one")?.body.contains("sha=\(three) data=changed-70") == true
                 })
                 #expect(try await service(harness, 70, "db")?.id == db70.id)
@@ -107,7 +111,7 @@ struct ServicesTests {
 
                 // Close: app, service, network and volume go; the other environment keeps serving.
                 try await harness.send("closed", number: 70, branch: "stack-one", sha: three, updatedAt: "2026-11-24T09:10:00Z", repo: "acme/stack")
-                #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                #expect(try await harness.waitUntil(timeout: Self.stackTimeout) {
                     let containers = try await harness.containers().filter { $0.number == 70 }
                     let networks = try await resources(harness, "network", pr: 70), volumes = try await resources(harness, "volume", pr: 70)
                     return containers.isEmpty && networks.isEmpty && volumes.isEmpty
@@ -128,15 +132,15 @@ struct ServicesTests {
                                      extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"") { harness in
                 let good = Fixtures.sha("good-release")
                 try await harness.send("opened", number: 72, branch: "release", sha: good, repo: "acme/stack")
-                #expect(try await harness.waitSettled(72, repo: "acme/stack", status: .ready, timeout: .seconds(60)))
+                #expect(try await harness.waitSettled(72, repo: "acme/stack", status: .ready, timeout: Self.stackTimeout))
                 try await harness.send("synchronize", number: 72, branch: "release", sha: bad, updatedAt: "2026-11-24T09:05:00Z", repo: "acme/stack")
-                #expect(try await harness.waitSettled(72, repo: "acme/stack", status: .failed, timeout: .seconds(60)))
+                #expect(try await harness.waitSettled(72, repo: "acme/stack", status: .failed, timeout: Self.stackTimeout))
                 let comment = await harness.github.comments(on: "acme/stack", issue: 72).last?.body ?? ""
                 #expect(comment.contains("exited 3") && comment.contains("migration 7 failed"), "\(comment)")
                 #expect(await harness.throughNginx(slug: "release")?.body.contains("sha=\(good)") == true)
 
                 try await harness.send("opened", number: 73, branch: "sick", sha: Fixtures.sha("sick"), repo: "acme/sick")
-                #expect(try await harness.waitSettled(73, repo: "acme/sick", status: .failed, timeout: .seconds(60)))
+                #expect(try await harness.waitSettled(73, repo: "acme/sick", status: .failed, timeout: Self.stackTimeout))
                 let sick = await harness.github.comments(on: "acme/sick", issue: 73).last?.body ?? ""
                 #expect(sick.contains("service db was not healthy"), "\(sick)")
                 #expect(try await app(harness, 73) == nil, "no app started beside an unhealthy service")
@@ -149,11 +153,11 @@ struct ServicesTests {
             try await E2EHarness.run(name: "services-drift", extraRepos: Self.stackRepo("acme/stack", seed: seed), reconcileInterval: "1s",
                                      extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"") { harness in
                 try await harness.send("opened", number: 74, branch: "drift", sha: Fixtures.sha("drift"), repo: "acme/stack")
-                #expect(try await harness.waitSettled(74, repo: "acme/stack", status: .ready, timeout: .seconds(60)))
+                #expect(try await harness.waitSettled(74, repo: "acme/stack", status: .ready, timeout: Self.stackTimeout))
                 let app = try #require(try await app(harness, 74))
                 let db = try #require(try await service(harness, 74, "db"))
                 _ = try await runner.check(Command("docker", ["rm", "-f", db.id]))
-                #expect(try await harness.waitUntil(timeout: .seconds(30)) {
+                #expect(try await harness.waitUntil(timeout: Self.stackTimeout) {
                     guard let again = try await service(harness, 74, "db") else { return false }
                     return again.id != db.id && again.running
                 })

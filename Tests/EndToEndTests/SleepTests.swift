@@ -157,7 +157,7 @@ struct SleepTests {
                                      extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"") { harness in
                 let sha = Fixtures.sha("stack-sleep")
                 try await harness.send("opened", number: 7, branch: "stacked", sha: sha, repo: "acme/stack")
-                #expect(try await harness.waitSettled(7, repo: "acme/stack", status: .ready, timeout: .seconds(60)))
+                #expect(try await harness.waitSettled(7, repo: "acme/stack", status: .ready, timeout: ServicesTests.stackTimeout))
                 #expect(try await harness.stager(["sleep", "acme/stack#7"]).exitCode == 0)
                 #expect(try await running(harness, 7).count == 2)
                 #expect(try await running(harness, 7).values.allSatisfy { !$0 })
