@@ -5,23 +5,13 @@ import StagerKit
 struct List: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List environments.")
 
-    @OptionGroup var options: ConfigOptions
+    @OptionGroup var client: ClientOptions
 
     @Flag(name: .long, help: "Print a JSON array instead of a table.")
     var json = false
 
     func run() async throws {
-        let config = try options.load()
-        let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
-        // Ask the engine too: while it does not answer, the statuses are only the last ones known.
-        var degraded: String?
-        do {
-            try await config.makeRuntime(runner: SubprocessRunner()).ping()
-        } catch {
-            degraded = "\(error)"
-        }
-        let views = try EnvironmentView.current(in: store, config: config, degraded: degraded)
-        print(json ? try EnvironmentTable.json(views) : EnvironmentTable.text(views, now: Date(), degraded: degraded))
+        try await client.run(.ls, CommandArguments(json: json))
     }
 }
 

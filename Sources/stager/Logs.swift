@@ -5,7 +5,7 @@ import StagerKit
 struct Logs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print a pull request's container log, or with --build its last build log.")
 
-    @OptionGroup var options: ConfigOptions
+    @OptionGroup var client: ClientOptions
 
     @Argument(help: EnvironmentArgument.help)
     var environment: EnvironmentArgument
@@ -28,16 +28,7 @@ struct Logs: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let config = try options.load()
-        let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
-        let docker = config.makeRuntime(runner: SubprocessRunner())
-        let logs = ContainerLogs(store: store, docker: docker)
-        let key = try await store.key(environment.reference)
-        if build {
-            try await logs.printBuildLog(key, dataDir: config.dataDir, tail: tail, follow: follow)
-            return
-        }
-        let status = try await logs.print(key, service: service, tail: tail, follow: follow)
-        if status != 0 { throw ExitCode(status) }
+        try await client.run(.logs, CommandArguments(environment: environment.reference.description, follow: follow, tail: tail,
+                                                     build: build, service: service))
     }
 }

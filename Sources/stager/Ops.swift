@@ -6,10 +6,10 @@ struct GarbageCollect: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
         abstract: "Remove leaked and stale environments, containers and vhosts; reload nginx once.",
-        discussion: "Exit status: 0 done, 1 something could not be removed (each failure is listed), 2 bad configuration."
+        discussion: "stager serve does the removing and reports each item as it goes. Exit status: 0 done, 1 something could not be removed (each failure is listed) or serve is not running, 2 bad configuration."
     )
 
-    @OptionGroup var options: ConfigOptions
+    @OptionGroup var client: ClientOptions
 
     @Flag(name: .long, help: "Print the plan without changing anything.")
     var dryRun = false
@@ -18,55 +18,7 @@ struct GarbageCollect: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let app = try StagerApp(config: options.load(), logger: options.logger())
-        let collector = GarbageCollector(app: app)
-        let plan: GcPlan
-        do {
-            plan = try await collector.plan()
-        } catch {
-            throw CommandFailure("gc: cannot read the current state: \(error)")
-        }
-        let printer = GcPrinter(json: json)
-        let summary = await collector.run(plan, dryRun: dryRun) { printer.print($0) }
-        printer.finish(summary)
-        if summary.failed > 0 { throw ExitCode.failure }
-    }
-}
-
-/// gc's output: aligned rows printed as each item is done, or JSON lines.
-struct GcPrinter {
-    let json: Bool
-    private static let widths = [13, 13, 44]
-
-    init(json: Bool) {
-        self.json = json
-        if !json { emit(Self.row(["ACTION", "KIND", "ITEM", "REASON"])) }
-    }
-
-    func print(_ item: GcItem) {
-        emit(json ? Self.encode(item) : Self.row([item.action.rawValue, item.kind.rawValue, item.item, item.reason]))
-    }
-
-    func finish(_ summary: GarbageCollector.Summary) {
-        struct Line: Encodable { var summary: GarbageCollector.Summary; var line: String }
-        emit(json ? Self.encode(Line(summary: summary, line: summary.line)) : summary.line)
-    }
-
-    private func emit(_ line: String) {
-        // Unbuffered: each item shows up as soon as it is done, even through a pipe.
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
-    }
-
-    private static func row(_ cells: [String]) -> String {
-        cells.enumerated().map { index, cell in
-            index < widths.count ? cell.padding(toLength: max(widths[index], cell.count), withPad: " ", startingAt: 0) : cell
-        }.joined(separator: " ")
-    }
-
-    private static func encode(_ value: some Encodable) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"  // GcItem and the summary always encode
+        try await client.run(.gc, CommandArguments(json: json, dryRun: dryRun))
     }
 }
 
@@ -75,23 +27,10 @@ struct Sync: AsyncParsableCommand {
         abstract: "Create the environments of open pull requests whose webhook was lost (asks GitHub)."
     )
 
-    @OptionGroup var options: ConfigOptions
+    @OptionGroup var client: ClientOptions
 
     func run() async throws {
-        let (_, control) = try options.manualControl()
-        let (queued, failures) = try await control.sync()
-        for line in queued {
-            print("queued \(line.key) (\(line.branch)) at \(line.sha.prefix(12))")
-        }
-        for (repo, reason) in failures.sorted(by: { $0.key < $1.key }) {
-            print("FAIL \(repo): \(reason)")
-        }
-        print("sync: queued \(queued.count); \(Self.applying(control))")
-        if !failures.isEmpty { throw ExitCode.failure }
-    }
-
-    static func applying(_ control: ManualControl) -> String {
-        control.serveIsRunning() ? "stager serve is applying it" : "stager serve is not running: it applies this when it starts"
+        try await client.run(.sync)
     }
 }
 
@@ -107,49 +46,27 @@ struct EnvironmentArgument: ExpressibleByArgument {
     static let help: ArgumentHelp = "The environment: OWNER/NAME#N for a pull request's, OWNER/NAME@BRANCH for a branch's (repos.X.branches)."
 }
 
-/// Options shared by deploy and destroy: wait for serve to apply the change.
-struct WaitOptions: ParsableArguments {
+/// What deploy, destroy, sleep and wake share: serve, the environment, and how long to wait for it.
+struct ManualTarget: ParsableArguments {
+    @OptionGroup var client: ClientOptions
+
     @Flag(name: .long, help: "Return once the change is recorded instead of waiting for stager serve to apply it.")
     var noWait = false
 
     @Option(name: .long, help: "How long to wait for stager serve, e.g. 120s.")
     var timeout: String = "300s"
 
-    func report(_ control: ManualControl, key: PullRequestKey, name: String, version: Int, config: StagerConfig) async throws {
-        guard !noWait, control.serveIsRunning() else {
-            print(noWait ? "recorded" : Sync.applying(control))
-            return
-        }
-        guard let limit = DurationParser.parse(timeout) else { throw ValidationError("--timeout: expected a duration such as 120s") }
-        guard let env = try await control.waitApplied(key, version: version, timeout: limit) else { return }
-        if env.appliedVersion < version, !control.serveIsRunning() {
-            print("stager serve stopped: it applies this when it starts again")
-            return
-        }
-        let view = EnvironmentView(env, config: config)
-        print("\(name): \(view.status)\(view.url.map { " at \($0)" } ?? "")\(view.failure_reason.map { " (\($0))" } ?? "")")
-        if env.appliedVersion < version, env.status != .waiting {
-            throw CommandFailure("\(name): stager serve did not finish within \(timeout)")
-        }
-        if env.status == .failed { throw ExitCode.failure }
-    }
-}
-
-/// What deploy and destroy share: the configuration, the PR, and waiting for serve.
-struct ManualTarget: ParsableArguments {
-    @OptionGroup var options: ConfigOptions
-    @OptionGroup var wait: WaitOptions
-
     @Argument(help: EnvironmentArgument.help)
     var environment: EnvironmentArgument
 
-    /// What the person typed, for what is printed.
-    var name: String { environment.reference.description }
+    func validate() throws {
+        guard DurationParser.parse(timeout) != nil else { throw ValidationError("--timeout: expected a duration such as 120s") }
+    }
 
-    /// The configuration, the control, and the environment's key.
-    func open() async throws -> (StagerConfig, ManualControl, PullRequestKey) {
-        let (config, control) = try options.manualControl()
-        return (config, control, try await control.key(environment.reference))
+    func run(_ verb: ServeCommands.Verb, sha: String? = nil) async throws {
+        let limit = DurationParser.parse(timeout) ?? .seconds(300)
+        try await client.run(verb, CommandArguments(environment: environment.reference.description, sha: sha, noWait: noWait,
+                                                    timeoutSeconds: limit.seconds))
     }
 }
 
@@ -170,10 +87,7 @@ struct Deploy: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (config, control, key) = try await target.open()
-        let (env, version) = try await control.deploy(key, sha: sha?.lowercased())
-        print("deploy \(target.name) (\(env.branch)) at \(env.desiredSha.prefix(12)) recorded")
-        try await target.wait.report(control, key: key, name: target.name, version: version, config: config)
+        try await target.run(.deploy, sha: sha)
     }
 }
 
@@ -185,10 +99,7 @@ struct Destroy: AsyncParsableCommand {
     @OptionGroup var target: ManualTarget
 
     func run() async throws {
-        let (config, control, key) = try await target.open()
-        let (_, version) = try await control.destroy(key)
-        print("destroy \(target.name) recorded")
-        try await target.wait.report(control, key: key, name: target.name, version: version, config: config)
+        try await target.run(.destroy)
     }
 }
 
@@ -200,7 +111,7 @@ struct Sleep: AsyncParsableCommand {
     @OptionGroup var target: ManualTarget
 
     func run() async throws {
-        try await target.change("sleep", unlessAlready: "asleep") { try await $0.sleep($1) }
+        try await target.run(.sleep)
     }
 }
 
@@ -212,29 +123,7 @@ struct Wake: AsyncParsableCommand {
     @OptionGroup var target: ManualTarget
 
     func run() async throws {
-        try await target.change("wake", unlessAlready: "awake") { try await $0.wake($1) }
-    }
-}
-
-extension ManualTarget {
-    /// Records a sleep or a wake, or says that it is so already; then waits for serve.
-    func change(_ verb: String, unlessAlready state: String,
-                _ record: (ManualControl, PullRequestKey) async throws -> (env: Environment, version: Int)?) async throws {
-        let (config, control, key) = try await open()
-        guard let (_, version) = try await record(control, key) else {
-            print("\(name) is \(state) already")
-            return
-        }
-        print("\(verb) \(name) recorded")
-        try await wait.report(control, key: key, name: name, version: version, config: config)
-    }
-}
-
-extension ConfigOptions {
-    func manualControl() throws -> (StagerConfig, ManualControl) {
-        let config = try load()
-        let app = try StagerApp(config: config, logger: logger())
-        return (config, ManualControl(config: config, store: app.store, github: app.github))
+        try await target.run(.wake)
     }
 }
 

@@ -20,7 +20,7 @@ struct Serve: AsyncParsableCommand {
             }.runService()
         } catch is CancellationError {
             // SIGTERM or SIGINT: a graceful stop, which supervisors must read as success.
-            logger.notice("stager stopped")
         }
+        logger.notice("stager stopped")
     }
 }

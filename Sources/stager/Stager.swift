@@ -26,6 +26,9 @@ struct Stager: AsyncParsableCommand {
         } catch let error as CommandFailure {
             FileHandle.standardError.write(Data("stager: \(error)\n".utf8))
             Foundation.exit(1)
+        } catch let error as ServeUnreachable {
+            FileHandle.standardError.write(Data("stager: \(error)\n".utf8))
+            Foundation.exit(1)
         } catch let error as ManualControlError {
             FileHandle.standardError.write(Data("stager: \(error)\n".utf8))
             Foundation.exit(1)

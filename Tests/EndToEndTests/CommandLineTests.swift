@@ -24,13 +24,17 @@ struct CommandLineTests {
         #expect(try await stager(["no-such-command"]).exitCode == 2)
     }
 
-    @Test func lsListsAsJSON() async throws {
+    /// Every command but serve and check asks serve: without one, each says so in one line, exit 1.
+    @Test func withoutServeACommandSaysSoInOneLine() async throws {
         let dir = try TestConfig.temporaryDirectory("cli-ls")
         let file = dir.appendingPathComponent("stager.yml")
         try "data_dir: data\n".write(to: file, atomically: true, encoding: .utf8)
-        let result = try await stager(["ls", "--config", file.path, "--json"])
-        #expect(result.exitCode == 0)
-        #expect(try JSONDecoder().decode([EnvironmentView].self, from: Data(result.standardOutput.utf8)).isEmpty)
-        #expect(try await stager(["ls", "--config", file.path]).standardOutput.contains("no environments"))
+        for arguments in [["ls", "--json"], ["gc"], ["sync"], ["deploy", "acme/web#1"], ["logs", "acme/web#1"]] {
+            let result = try await stager(arguments + ["--config", file.path])
+            #expect(result.exitCode == 1, "\(arguments)")
+            #expect(result.standardOutput.isEmpty)
+            let socket = dir.appendingPathComponent("data/stager.sock").path
+            #expect(result.standardError == "stager: stager serve is not running (nothing answers at \(socket))\n", "\(result.standardError)")
+        }
     }
 }

@@ -106,7 +106,7 @@ struct LimitsAndFaultsTests {
             #expect(try harness.environment(60)?.status != .failed)
             #expect(try await probe.get(host: "127.0.0.1", port: harness.port, path: "/").body.contains("Degraded:"))
             let list = try await harness.stager(["ls"])
-            #expect(list.standardOutput.hasPrefix("WARNING: the Docker engine is unavailable"), "\(list.standardOutput)")
+            #expect(list.standardOutput.hasPrefix("WARNING: the Docker engine has not answered since"), "\(list.standardOutput)")
 
             try FileManager.default.removeItem(at: flag)
             #expect(try await harness.waitSettled(60, status: .ready, timeout: .seconds(60)))

@@ -183,7 +183,7 @@ struct ServicesTests {
     /// A leaked service container, network and volume (a PR with no environment): `gc --dry-run` lists them
     /// by kind and leaves them; `gc` removes them. No serve runs: its reconciler would remove them first.
     @Test func gcRemovesALeakedServiceNetworkAndVolume() async throws {
-        try await E2EHarness.run(name: "services-gc", start: false) { harness in
+        try await E2EHarness.run(name: "services-gc") { harness in
             let labels = ["--label", "stager.managed=true", "--label", "stager.instance=\(harness.instance)",
                           "--label", "stager.repo=acme/web", "--label", "stager.pr=998"]
             let prefix = "stager-\(harness.instance)-leaked"
@@ -204,7 +204,7 @@ struct ServicesTests {
 
             let gc = try await harness.stager(["gc"])
             #expect(gc.exitCode == 0, "\(gc.standardError)")
-            #expect(gc.standardOutput.contains("gc: removed 0 environments, 1 container, 0 vhosts, 2 networks and volumes; kept 0; done by gc itself"),
+            #expect(gc.standardOutput.contains("gc: removed 0 environments, 1 container, 0 vhosts, 2 networks and volumes; kept 0; done by stager serve"),
                     "\(gc.standardOutput)")
             #expect(try await harness.containers().filter { $0.number == 998 }.isEmpty)
             #expect(try await resources(harness, "network", pr: 998).isEmpty)

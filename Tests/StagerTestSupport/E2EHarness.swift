@@ -160,7 +160,7 @@ public final class E2EHarness: @unchecked Sendable {
         servePort = chosen
         let app = try StagerApp(config: loadConfig(port: chosen), logger: Logger(label: "stager-e2e"))
         let box = PortBox()
-        let application = app.buildApplication { port in await box.set(port) }
+        let application = try app.buildApplication { port in await box.set(port) }
         server = ServiceRunner(application, logger: Logger(label: "stager-e2e"))
         port = try await box.wait()
         self.app = app

@@ -54,6 +54,14 @@ public final class RequestActivity: Service, Sendable {
             try await gracefulShutdown()
             return
         }
+        do {
+            try await listen(channel)
+        } catch is CancellationError {
+            // serve stops: a service that throws here would cancel the others instead of letting them stop.
+        }
+    }
+
+    private func listen(_ channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>) async throws {
         try await cancelWhenGracefulShutdown {
             try await channel.executeThenClose { inbound, _ in
                 try await withThrowingTaskGroup(of: Void.self) { group in

@@ -27,6 +27,8 @@ public struct StagerApp: Sendable {
     let secrets: SecretValues
     /// Keys the dashboard forms' CSRF tokens.
     let csrfSecret: String
+    /// Vouches for requests through serve's Unix socket.
+    let localTrust = LocalTrust()
     /// nil when no token is configured.
     public let github: GitHubClient?
 
@@ -93,9 +95,10 @@ public struct StagerApp: Sendable {
                        limits: WakeLimits(maxHeld: config.maxHeldRequests, wakesPerMinute: config.wakesPerMinute), secrets: secrets,
                        logger: deps.logger).addRoutes(to: router)
         let actions = EnvironmentActions(control: ManualControl(config: config, store: store, github: github), store: store, controller: controller)
-        ActionController(actions: actions, adminTokenSet: config.server.adminToken != nil)
-            .addRoutes(to: router.group().add(middleware: CrossSiteCheck(publicURL: config.server.publicURL))
-                .add(middleware: AdminTokenCheck(token: config.server.adminToken, acceptsBasic: false)))
+        let admin = router.group().add(middleware: CrossSiteCheck(publicURL: config.server.publicURL))
+            .add(middleware: AdminTokenCheck(token: config.server.adminToken, acceptsBasic: false, local: localTrust))
+        ActionController(actions: actions, adminTokenSet: config.server.adminToken != nil).addRoutes(to: admin)
+        CommandController(commands: ServeCommands(app: self), adminTokenSet: config.server.adminToken != nil, local: localTrust).addRoutes(to: admin)
         SlackController(signature: config.slack.signingSecret.map(SlackSignature.init),
                         handler: SlackCommandHandler(config: config, store: store, actions: actions, poster: slackPoster, logger: deps.logger),
                         slack: config.slack, logger: deps.logger).addRoutes(to: router)
@@ -108,16 +111,35 @@ public struct StagerApp: Sendable {
         return router
     }
 
-    /// The HTTP server and the controller, stopped together on SIGTERM/SIGINT.
-    public func buildApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        Application(
-            router: buildRouter(),
+    /// The HTTP server, the commands' Unix socket and the controller, stopped together on SIGTERM/SIGINT.
+    public func buildApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        let responder = buildRouter().buildResponder()
+        let socket = ServeSocket(dataDir: config.dataDir)
+        if socket.answers() {
+            throw ServeSocket.SocketError("another stager serve runs on \(config.dataDir.path): its socket \(socket.path.path) answers")
+        }
+        let staged = try socket.stagingFolder().appendingPathComponent("stager.sock")
+        let socketServer = Application(
+            responder: LocalSocketResponder(inner: responder, trust: localTrust),
+            configuration: .init(address: .unixDomainSocket(path: staged.path), serverName: "stager"),
+            onServerRunning: { [logger = deps.logger] _ in
+                do {
+                    try socket.publish(from: staged)
+                } catch {
+                    logger.error("the commands' socket is not available; stager commands cannot reach serve", metadata: ["error": "\(error)"])
+                }
+            },
+            logger: deps.logger
+        )
+        return Application(
+            responder: responder,
             // A connection that sends nothing (or a request a byte at a time) is closed, not kept for ever;
             // a held wake request is a request in progress and is not cut.
             server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(config.server.idleTimeout.seconds * 1_000_000_000)))),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "stager"),
-            services: [controller, RequestActivity(config: config, store: store, logger: deps.logger),
-                       SlackNotifier(config: config, store: store, poster: slackPoster, logger: deps.logger)],
+            // Stopped in reverse order: the socket (and the commands it runs) before the controller.
+            services: [ServeSocket.Removal(socket: socket), controller, RequestActivity(config: config, store: store, logger: deps.logger),
+                       SlackNotifier(config: config, store: store, poster: slackPoster, logger: deps.logger), socketServer],
             onServerRunning: { [controller, logger = deps.logger] channel in
                 // From the moment serve answers, a command that records work sees it running and waits for it
                 // (the controller beats again every few seconds once it has started).

@@ -318,7 +318,7 @@ public final class Controller: Service, Sendable {
     }
 
     /// Converges the PR in this task until its newest intent is applied (or it waits for approval or room),
-    /// and throws what stops it. `gc` uses it when no serve runs.
+    /// and throws what stops it (the controller's tests drive it this way).
     public func convergeNow(_ key: PullRequestKey) async throws {
         try await convergeNow(key, logger: logger(for: key))
     }

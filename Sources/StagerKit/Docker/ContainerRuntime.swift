@@ -93,8 +93,8 @@ public protocol ContainerRuntime: Sendable {
     /// Starts a stopped container again; where its `containerPort` answers now (docker picks a new loopback
     /// port), nil for a container that publishes none.
     func restart(_ idOrName: String, containerPort: Int?) async throws -> Upstream?
-    /// Prints the container's log to this process's output as it comes (`stager logs`); docker's exit status.
-    func printLogs(_ idOrName: String, tail: Int?, follow: Bool) async throws -> Int32
+    /// Sends the container's log to `sink` as it comes (`stager logs`); docker's exit status.
+    func streamLogs(_ idOrName: String, tail: Int?, follow: Bool, to sink: OutputSink) async throws -> Int32
     /// Whether a service's address on its network is reachable from this machine (to check its health):
     /// a bridge network on this engine is; a swarm overlay is not, and a running task counts as healthy.
     var reachesServices: Bool { get }
@@ -410,16 +410,16 @@ public struct DockerCLI: ContainerRuntime {
     }
 
     /// Prints the container's log to this process's output as it comes (`stager logs`).
-    public func printLogs(_ idOrName: String, tail: Int?, follow: Bool) async throws -> Int32 {
+    public func streamLogs(_ idOrName: String, tail: Int?, follow: Bool, to sink: OutputSink) async throws -> Int32 {
         var arguments = ["logs"]
         if let tail { arguments += ["--tail", String(tail)] }
         if follow { arguments.append("--follow") }
-        return try await stream(arguments + ["--", idOrName])
+        return try await stream(arguments + ["--", idOrName], to: sink)
     }
 
-    /// Runs docker with its output going to this process's own, as it comes; docker's exit status.
-    func stream(_ arguments: [String]) async throws -> Int32 {
-        try await runner.stream(command(arguments), to: .terminal)
+    /// Runs docker with its output going to `sink` as it comes; docker's exit status.
+    func stream(_ arguments: [String], to sink: OutputSink) async throws -> Int32 {
+        try await runner.stream(command(arguments), to: sink)
     }
 
     public func imageExists(_ reference: String) async throws -> Bool {

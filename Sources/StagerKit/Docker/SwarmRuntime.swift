@@ -377,14 +377,20 @@ public struct SwarmRuntime: ContainerRuntime {
         return (result.standardOutput + result.standardError).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    public func printLogs(_ idOrName: String, tail: Int?, follow: Bool) async throws -> Int32 {
+    public func streamLogs(_ idOrName: String, tail: Int?, follow: Bool, to sink: OutputSink) async throws -> Int32 {
         if follow {
-            return try await engine.stream(Self.logArguments(idOrName, tail: tail, follow: true))
+            return try await engine.stream(Self.logArguments(idOrName, tail: tail, follow: true), to: sink)
         }
-        // Collected rather than streamed, so that a try that hung can be tried again without printing twice.
+        // Collected rather than streamed, so that a try that hung can be tried again without sending twice.
         let result = try await serviceLogs(idOrName, tail: tail)
-        FileHandle.standardOutput.write(Data(result.standardOutput.utf8))
-        FileHandle.standardError.write(Data(result.standardError.utf8))
+        switch sink {
+        case .chunks(let receiver): receiver.receive(Data((result.standardOutput + result.standardError).utf8))
+        case .file(let url, _):
+            let handle = try FileHandle(forWritingTo: url)
+            defer { try? handle.close() }  // written already; a failed close changes nothing read
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data((result.standardOutput + result.standardError).utf8))
+        }
         return result.exitCode
     }
 

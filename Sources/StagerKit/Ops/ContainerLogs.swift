@@ -36,14 +36,15 @@ public struct ContainerLogs: Sendable {
         throw ManualControlError(message: "\(key) has no container now; status \(env.status.rawValue)\(why)")
     }
 
-    public func print(_ key: PullRequestKey, service: String? = nil, tail: Int?, follow: Bool) async throws -> Int32 {
-        try await docker.printLogs(try await container(for: key, service: service), tail: tail, follow: follow)
+    /// The container's log to `sink` as docker writes it; docker's exit status.
+    public func stream(_ key: PullRequestKey, service: String? = nil, tail: Int?, follow: Bool, to sink: OutputSink) async throws -> Int32 {
+        try await docker.streamLogs(try await container(for: key, service: service), tail: tail, follow: follow, to: sink)
     }
 
     /// The PR's last build log (repositories with a `build:` block); with `follow`, what is written next too,
     /// until the build ends.
     public func printBuildLog(_ key: PullRequestKey, dataDir: URL, tail: Int?, follow: Bool,
-                              write: @Sendable (String) -> Void = { Swift.print($0, terminator: "") }) async throws {
+                              write: @Sendable (String) -> Void) async throws {
         guard try store.environment(key) != nil else { throw ManualControlError(message: "\(key) has no environment") }
         let file = ImageBuilder.logFile(dataDir: dataDir, key: key)
         guard let text = try? String(contentsOf: file, encoding: .utf8) else {  // the else branch says the log is unreadable

@@ -137,17 +137,14 @@ extension ContainerInfo {
 enum GcFailure: Error, CustomStringConvertible {
     case notRecorded(AcceptOutcome)
     case superseded
-    case notRemoved(EnvironmentStatus?)
 
     var description: String {
         switch self {
         case .notRecorded(let outcome): return "the store did not record the teardown (\(outcome))"
         case .superseded: return "a newer event for the PR arrived meanwhile; it is left to it"
-        case .notRemoved(let status): return "the teardown did not finish (status \(status.map { $0.rawValue } ?? "unknown"))"
         }
     }
 }
-
 
 /// `stager gc`: gathers the facts (engine, sites folder, store, GitHub), plans, and removes what leaked,
 /// reporting each item as it goes. nginx is reloaded once, and only files of removed environments and
@@ -288,17 +285,9 @@ public struct GarbageCollector: Sendable {
         //    reconcile now, and each item is reported once it is gone.
         let work = teardowns.count + plan.vhosts.count + plan.containers.count + plan.resources.count
         if work > 0 {
-            let items: [GcItem]
-            if ServeHeartbeat(store: store).isBeating() {
-                let waited = await awaitServe(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers,
-                                              resources: plan.resources, report: report)
-                items = waited.items
-                summary.doneBy = waited.serveStopped ? "stager serve, then gc itself (serve stopped meanwhile)" : "stager serve"
-            } else {
-                items = await removeHere(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers,
+            let items = await awaitServe(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers,
                                          resources: plan.resources, report: report)
-                summary.doneBy = "gc itself (stager serve is not running)"
-            }
+            summary.doneBy = "stager serve"
             for item in items {
                 switch (item.action, item.kind) {
                 case (.failed, _): summary.failed += 1
@@ -337,11 +326,11 @@ public struct GarbageCollector: Sendable {
         return summary
     }
 
-    /// Asks the running serve to reconcile now and waits until each teardown is applied and each orphan is
-    /// gone, reporting each as it goes. What serve does not finish in `serveTimeout` is reported failed;
-    /// when serve stops beating meanwhile, gc does the rest itself.
+    /// Asks serve's controller to apply the teardowns and its reconciler to remove the orphans now, and
+    /// waits until each is done, reporting each as it goes. What is not done in `serveTimeout` is reported
+    /// failed (the controller keeps trying).
     private func awaitServe(teardowns: [(removal: GcPlan.Removal, env: Environment)], vhosts: [String], containers: [ContainerInfo],
-                            resources: [StackResource], report: (GcItem) -> Void) async -> (items: [GcItem], serveStopped: Bool) {
+                            resources: [StackResource], report: (GcItem) -> Void) async -> [GcItem] {
         var items: [GcItem] = []
         var pendingTeardowns = teardowns
         var pendingVhosts = vhosts
@@ -354,29 +343,30 @@ public struct GarbageCollector: Sendable {
         } catch {
             logger.warning("could not ask stager serve to reconcile now; it does at its next interval", metadata: ["error": "\(error)"])
         }
+        for (_, env) in teardowns { await controller.enqueue(env.key) }
+        let environments = store.environments
         func done(_ item: GcItem) {
             items.append(item)
             report(item)
         }
-        let heartbeat = ServeHeartbeat(store: store)
         while !(pendingTeardowns.isEmpty && pendingVhosts.isEmpty && pendingContainers.isEmpty && pendingResources.isEmpty), clock.now < deadline {
-            guard heartbeat.isBeating() else {
-                items += await removeHere(teardowns: pendingTeardowns, vhosts: pendingVhosts, containers: pendingContainers,
-                                          resources: pendingResources, report: report)
-                return (items, true)
-            }
             do {
-                pendingTeardowns = try pendingTeardowns.filter { removal, env in
+                var stillPending: [(removal: GcPlan.Removal, env: Environment)] = []
+                for (removal, env) in pendingTeardowns {
                     let item = "\(env.key) (\(env.slug))"
-                    guard let now = try store.environment(env.key) else { return true }
+                    guard let now = try await environments.environment(env.key) else {
+                        stillPending.append((removal, env))
+                        continue
+                    }
                     if now.desired == .present {
                         done(GcItem(action: .failed, kind: .environment, item: item, reason: GcFailure.superseded.description))
-                        return false
+                    } else if now.status == .removed, now.appliedVersion >= env.desiredVersion {
+                        done(GcItem(action: .removed, kind: .environment, item: item, reason: removal.reason))
+                    } else {
+                        stillPending.append((removal, env))
                     }
-                    guard now.status == .removed, now.appliedVersion >= env.desiredVersion else { return true }
-                    done(GcItem(action: .removed, kind: .environment, item: item, reason: removal.reason))
-                    return false
                 }
+                pendingTeardowns = stillPending
                 let managed = Set(await frontDoor.inventory().managed)
                 pendingVhosts = pendingVhosts.filter { slug in
                     guard !managed.contains(slug) else { return true }
@@ -411,76 +401,6 @@ public struct GarbageCollector: Sendable {
         for slug in pendingVhosts { done(GcItem(action: .failed, kind: .vhost, item: "\(slug).conf", reason: late)) }
         for container in pendingContainers { done(GcItem(action: .failed, kind: Self.kind(of: container), item: container.name, reason: late)) }
         for resource in pendingResources { done(GcItem(action: .failed, kind: Self.kind(of: resource), item: resource.name, reason: late)) }
-        return (items, false)
-    }
-
-    /// No serve runs: gc does the work itself, through the controller's own steps. Every vhost goes in one
-    /// test and one reload; then each environment and orphan container, a few at a time.
-    private func removeHere(teardowns: [(removal: GcPlan.Removal, env: Environment)], vhosts: [String], containers: [ContainerInfo],
-                            resources: [StackResource], report: (GcItem) -> Void) async -> [GcItem] {
-        var items: [GcItem] = []
-        let inventory = await frontDoor.inventory()
-        let slugs = vhosts + teardowns.map(\.env.slug).filter { inventory.managed.contains($0) }
-        var vhostError: String?
-        do {
-            try await frontDoor.remove(slugs: slugs)
-        } catch {
-            vhostError = "\(error)"
-        }
-        for slug in vhosts {
-            let item = vhostError.map { GcItem(action: .failed, kind: .vhost, item: "\(slug).conf", reason: $0) }
-                ?? GcItem(action: .removed, kind: .vhost, item: "\(slug).conf", reason: "belongs to no environment")
-            items.append(item)
-            report(item)
-        }
-        let (store, runtime, controller) = (store, runtime, controller)
-        let failedSlugs = vhostError == nil ? Set<String>() : Set(slugs)
-        let vhostProblem = vhostError ?? ""
-        let jobs: [@Sendable () async -> GcItem] = teardowns.map { removal, env in
-            { @Sendable in
-                let item = "\(env.key) (\(env.slug))"
-                do {
-                    guard !failedSlugs.contains(env.slug) else { throw NginxError.reloadFailed(vhostProblem) }
-                    try await controller.convergeNow(env.key)
-                    // Only what happened is reported: the environment must be removed now.
-                    let after = try store.environment(env.key)
-                    if after?.desired == .present { throw GcFailure.superseded }
-                    guard after?.status == .removed else { throw GcFailure.notRemoved(after?.status) }
-                    return GcItem(action: .removed, kind: .environment, item: item, reason: removal.reason)
-                } catch {
-                    return GcItem(action: .failed, kind: .environment, item: item, reason: "\(error)")
-                }
-            }
-        } + containers.map { container in
-            { @Sendable in
-                do {
-                    try await runtime.remove(container.id)
-                    return Self.orphanItem(container, action: .removed)
-                } catch {
-                    return GcItem(action: .failed, kind: Self.kind(of: container), item: container.name, reason: "\(error)")
-                }
-            }
-        }
-        await withTaskGroup(of: GcItem.self) { group in
-            var pending = jobs.makeIterator()
-            for _ in 0..<Self.parallelRemovals { if let job = pending.next() { group.addTask(operation: job) } }
-            while let item = await group.next() {
-                if let job = pending.next() { group.addTask(operation: job) }
-                items.append(item)
-                report(item)
-            }
-        }
-        // Networks once their containers are gone, then volumes.
-        for resource in resources.sorted(by: { ($0.kind == .network ? 0 : 1, $0.name) < ($1.kind == .network ? 0 : 1, $1.name) }) {
-            var item = Self.orphanItem(resource, action: .removed)
-            do {
-                try await runtime.remove(resource)
-            } catch {
-                item = GcItem(action: .failed, kind: item.kind, item: resource.name, reason: "\(error)")
-            }
-            items.append(item)
-            report(item)
-        }
         return items
     }
 
@@ -490,10 +410,6 @@ public struct GarbageCollector: Sendable {
     static let imageReason = "the image of a removed environment (gc.remove_images)"
     static let builtImageReason = "built by Stager for a PR that has no environment any more"
     static let workFolderReason = "a build's work folder that no running build uses (left by an interruption)"
-
-    /// docker removes one container in a few hundred milliseconds, mostly waiting: a few at once is faster
-    /// without loading the engine.
-    static let parallelRemovals = 4
 
     private static func orphanItem(_ container: ContainerInfo, action: GcItem.Action) -> GcItem {
         GcItem(action: action, kind: kind(of: container), item: container.name,

@@ -130,21 +130,14 @@ public struct ManualControl: Sendable {
         return (queued, failures)
     }
 
-    /// Whether a `stager serve` on this data folder beat its heart recently.
-    public func serveIsRunning(now: Date = Date()) -> Bool {
-        ServeHeartbeat(store: store).isBeating(now: now)
-    }
-
-    /// Waits until serve has applied `version` (ready, failed or removed), the PR waits for room, or serve
-    /// stops beating.
+    /// Waits until serve has applied `version` (ready, failed or removed) or the PR waits for room.
     public func waitApplied(_ key: PullRequestKey, version: Int, timeout: Duration) async throws -> Environment? {
-        let store = self.store
-        let control = self
-        _ = try await Poller(first: .milliseconds(50), longest: .milliseconds(500)).until(timeout: timeout) {
-            guard let env = try? store.environment(key) else { return false }  // a locked database is read again next poll
-            return env.appliedVersion >= version || env.status == .waiting || !control.serveIsRunning()
+        let environments = store.environments
+        _ = try await Poller(first: .milliseconds(50), longest: .milliseconds(500)).first(timeout: timeout) { () async throws -> Bool? in
+            guard let env = try await environments.environment(key) else { return nil }
+            return env.appliedVersion >= version || env.status == .waiting ? true : nil
         }
-        return try store.environment(key)
+        return try await environments.environment(key)
     }
 
     private func requireConfigured(_ key: PullRequestKey) throws {

@@ -77,11 +77,22 @@ public enum CommandError: Error, CustomStringConvertible, Equatable {
 
 /// Where a streamed command's output (standard output and error together) goes as it is written.
 public enum OutputSink: Sendable, Equatable {
-    /// This process's own standard output and error (`stager logs --follow`).
-    case terminal
     /// Appended to a file, created 0600 if missing (a build log); with `keepLast`, the file keeps only its
     /// last that many bytes (a build that prints without end cannot fill the disk).
     case file(URL, keepLast: Int? = nil)
+    /// Handed to `receiver` chunk by chunk, output and errors together (`stager logs` answered by serve).
+    case chunks(ChunkReceiver)
+}
+
+/// Takes a streamed command's output as it comes; equal only to itself.
+public final class ChunkReceiver: Sendable, Equatable {
+    let receive: @Sendable (Data) -> Void
+
+    public init(_ receive: @escaping @Sendable (Data) -> Void) {
+        self.receive = receive
+    }
+
+    public static func == (lhs: ChunkReceiver, rhs: ChunkReceiver) -> Bool { lhs === rhs }
 }
 
 /// The one place that starts processes.
@@ -162,8 +173,8 @@ public struct SubprocessRunner: CommandRunner {
         if case .file(let url, let keepLast?) = sink { return try await send(command, toLog: url, keepLast: keepLast) }
         let descriptor: FileDescriptor
         switch sink {
-        case .terminal:
-            descriptor = .standardOutput
+        case .chunks(let receiver):
+            return try await send(command) { receiver.receive($0) }
         case .file(let url, _):
             do {
                 descriptor = try FileDescriptor.open(FilePath(url.path), .writeOnly, options: [.create, .append], permissions: [.ownerReadWrite])
@@ -171,8 +182,8 @@ public struct SubprocessRunner: CommandRunner {
                 throw CommandError.couldNotStart(command, "cannot open \(url.path): \(error)")
             }
         }
-        defer { if sink != .terminal { try? descriptor.close() } }  // the command already ran; closing cannot change its result
-        let errors: FileDescriptor = sink == .terminal ? .standardError : descriptor
+        defer { try? descriptor.close() }  // the command already ran; closing cannot change its result
+        let errors = descriptor
         do {
             let (executable, arguments) = launch(command)
             let result = try await Subprocess.run(
@@ -197,12 +208,17 @@ public struct SubprocessRunner: CommandRunner {
             throw CommandError.couldNotStart(command, "cannot open \(url.path): \(error)")
         }
         defer { log.close() }
+        return try await send(command) { log.append($0) }
+    }
+
+    /// Output and errors together, chunk by chunk, to `receive`.
+    private func send(_ command: Command, _ receive: @escaping @Sendable (Data) -> Void) async throws -> Int32 {
         do {
             let (executable, arguments) = launch(command)
             let result = try await Subprocess.run(executable, arguments: arguments, environment: try Self.environment(command),
                                                   input: .none, output: .sequence, error: .combinedWithOutput) { execution in
                 for try await chunk in execution.standardOutput {
-                    chunk.withUnsafeBytes { log.append(Data($0)) }
+                    chunk.withUnsafeBytes { receive(Data($0)) }
                 }
             }
             return Self.code(result.terminationStatus)

@@ -152,7 +152,7 @@ actor InMemoryRuntime: ContainerRuntime {
 
     nonisolated var reachesServices: Bool { true }
 
-    func printLogs(_ idOrName: String, tail: Int?, follow: Bool) async throws -> Int32 { 0 }
+    func streamLogs(_ idOrName: String, tail: Int?, follow: Bool, to sink: OutputSink) async throws -> Int32 { 0 }
 
     func start(_ spec: ContainerSpec) async throws -> (id: String, upstream: Upstream) {
         try engine()
