@@ -12,11 +12,11 @@ public struct PlacementFailure: Error, CustomStringConvertible, Equatable {
 /// service keeps wherever its task moves. Sleep scales to 0, wake back to 1. Images this instance builds are
 /// pushed to `swarm.registry`.
 public struct SwarmRuntime: ContainerRuntime {
-    private let engine: DockerCLI
-    private let instance: String
+    let engine: DockerCLI
+    let instance: String
     private let settings: StagerConfig.Swarm
     private let ports: PortReservations
-    private let nodeCache = NodeCache()
+    let nodeCache = NodeCache()
     /// How long a start waits for a node to run the task.
     private let placementTimeout: Duration
     /// How long one try of `docker service logs` may take (see `logTries`).
@@ -35,7 +35,7 @@ public struct SwarmRuntime: ContainerRuntime {
     /// An overlay network's addresses are not reachable from the machine Stager runs on.
     public var reachesServices: Bool { false }
 
-    private func run(_ arguments: [String], allowFailure: Bool = false, timeout: Duration? = nil) async throws -> CommandResult {
+    func run(_ arguments: [String], allowFailure: Bool = false, timeout: Duration? = nil) async throws -> CommandResult {
         try await engine.run(arguments, allowFailure: allowFailure, timeout: timeout)
     }
 
@@ -165,162 +165,6 @@ public struct SwarmRuntime: ContainerRuntime {
         return try outcome.get()
     }
 
-    // MARK: Reading
-
-    static let serviceFormat = [
-        "{{.ID}}", "{{.Spec.Name}}", "{{index .Spec.Labels \"stager.repo\"}}", ContainerLabels.numberTemplate(labels: ".Spec.Labels"),
-        "{{index .Spec.Labels \"stager.sha\"}}", "{{index .Spec.Labels \"stager.slug\"}}", "{{index .Spec.Labels \"stager.role\"}}",
-        "{{index .Spec.Labels \"stager.service\"}}", "{{index .Spec.Labels \"stager.definition\"}}",
-        "{{with .Spec.Mode.Replicated}}{{.Replicas}}{{end}}", publishedPortFormat,
-    ].joined(separator: "\t")
-
-    /// A service's published ports (an app has one), each followed by a space.
-    static let publishedPortFormat = "{{range .Spec.EndpointSpec.Ports}}{{.PublishedPort}} {{end}}"
-
-    /// A service as `docker service inspect` prints it with `serviceFormat`.
-    struct ServiceLine: Equatable {
-        var info: ContainerInfo
-        var replicas: Int?
-        var role: String
-    }
-
-    static func parseServices(_ output: String) -> [ServiceLine] {
-        DockerOutput.rows(output, fields: 11).compactMap { fields in
-            guard let number = Int(fields[3]) else { return nil }
-            let info = ContainerInfo(id: fields[0], name: fields[1], repo: fields[2], number: number, sha: fields[4], slug: fields[5],
-                                     running: false, hostPort: Int(fields[10].trimmingCharacters(in: .whitespaces)),
-                                     service: fields[6] == "service" && !fields[7].isEmpty ? fields[7] : nil,
-                                     definition: fields[8].isEmpty ? nil : fields[8])
-            return ServiceLine(info: info, replicas: Int(fields[9]), role: fields[6])
-        }
-    }
-
-    public func list(for key: PullRequestKey?) async throws -> [ContainerInfo] {
-        let ids = try await serviceIDs(for: key)
-        guard !ids.isEmpty else { return [] }
-        // A service removed between the two calls is left out of the answer; the others are still printed.
-        let inspected = try await run(["service", "inspect", "--format", Self.serviceFormat, "--"] + ids, allowFailure: true)
-        let services = Self.parseServices(inspected.standardOutput).filter { $0.role != "release" }
-        guard !services.isEmpty else { return [] }
-        let tasks = try await self.tasks(of: services.map(\.info.id), onlyRunning: true)
-        let nodes = try await self.nodes()
-        return services.map { line in
-            var info = line.info
-            let mine = tasks.filter { $0.serviceID == info.id }
-            if let task = mine.first(where: { $0.state == "running" && nodes[$0.nodeID]?.ready == true }), let node = nodes[task.nodeID] {
-                info.running = true
-                info.address = node.address
-            } else {
-                // A task on its way to a node (after a drain or a lost node), while the service wants one.
-                info.moving = (line.replicas ?? 0) > 0 && !mine.isEmpty
-            }
-            return info
-        }
-    }
-
-    public func ids(for key: PullRequestKey) async throws -> [String] {
-        try await serviceIDs(for: key)
-    }
-
-    /// This instance's services, optionally one PR's.
-    private func serviceIDs(for key: PullRequestKey?) async throws -> [String] {
-        try await run(["service", "ls", "--quiet"] + DockerCLI.filters(instance: instance, key: key)).standardOutput.split(separator: "\n").map(String.init)
-    }
-
-    /// One task as `docker inspect --type task` prints it.
-    struct SwarmTask: Equatable {
-        var id: String
-        var serviceID: String
-        var nodeID: String
-        var state: String
-        var error: String
-        var address = ""
-    }
-
-    private func taskIDs(of services: [String], onlyRunning: Bool) async throws -> [String] {
-        let filter = onlyRunning ? ["--filter", "desired-state=running"] : []
-        var result = try await run(["service", "ps", "--quiet", "--no-trunc"] + filter + ["--"] + services, allowFailure: true)
-        if !result.succeeded, services.count > 1 {
-            // One of them went meanwhile: asked one by one.
-            var ids: [String] = []
-            for service in services {
-                result = try await run(["service", "ps", "--quiet", "--no-trunc"] + filter + ["--", service], allowFailure: true)
-                ids += result.succeeded ? result.standardOutput.split(separator: "\n").map(String.init) : []
-            }
-            return ids
-        }
-        return result.succeeded ? result.standardOutput.split(separator: "\n").map(String.init) : []
-    }
-
-    static let taskFormat = "{{.ID}}\t{{.ServiceID}}\t{{.NodeID}}\t{{.Status.State}}\t{{.Status.Err}}"
-
-    /// The services' tasks, newest first.
-    private func tasks(of services: [String], onlyRunning: Bool) async throws -> [SwarmTask] {
-        try await inspectTasks(try await taskIDs(of: services, onlyRunning: onlyRunning))
-    }
-
-    private func inspectTasks(_ ids: [String]) async throws -> [SwarmTask] {
-        guard !ids.isEmpty else { return [] }
-        let inspected = try await run(["inspect", "--type", "task", "--format", Self.taskFormat, "--"] + ids, allowFailure: true)
-        return Self.parseTasks(inspected.standardOutput)
-    }
-
-    /// One service's tasks as `docker service ps` says them, newest first: id, state ("Running 2 seconds
-    /// ago", "Rejected …"), error.
-    private func taskStates(of service: String) async throws -> [(id: String, state: String, error: String)] {
-        let result = try await run(["service", "ps", "--no-trunc", "--format", "{{.ID}}\t{{.CurrentState}}\t{{.Error}}", "--", service], allowFailure: true)
-        return DockerOutput.rows(result.standardOutput, fields: 3).map { ($0[0], $0[1], $0[2]) }
-    }
-
-    static func parseTasks(_ output: String) -> [SwarmTask] {
-        DockerOutput.rows(output, fields: 5).map { fields in
-            SwarmTask(id: fields[0], serviceID: fields[1], nodeID: fields[2], state: fields[3], error: fields[4])
-        }
-    }
-
-    /// A node of the swarm, as `stager check` reports it and routing needs it.
-    public struct Node: Sendable, Equatable {
-        public var id: String
-        public var hostname: String
-        public var address: String
-        public var state: String
-        public var availability: String
-        public var role: String
-        public var ready: Bool { state == "ready" }
-    }
-
-    static let nodeFormat = "{{.ID}}\t{{.Description.Hostname}}\t{{.Status.Addr}}\t{{.Status.State}}\t{{.Spec.Availability}}\t{{.Spec.Role}}"
-
-    /// The swarm's nodes by id, as read at most `maxAge` ago. An address that is not plain IPv4 is left
-    /// out: it goes into nginx's configuration.
-    public func nodes(maxAge: Duration = .seconds(1)) async throws -> [String: Node] {
-        if let known = await nodeCache.table(within: maxAge) { return known }
-        let ids = try await run(["node", "ls", "--quiet"]).standardOutput.split(separator: "\n").map(String.init)
-        guard !ids.isEmpty else { return [:] }
-        let inspected = try await run(["node", "inspect", "--format", Self.nodeFormat, "--"] + ids)
-        let table = Dictionary(Self.parseNodes(inspected.standardOutput).map { ($0.id, $0) }) { first, _ in first }
-        await nodeCache.remember(table)
-        return table
-    }
-
-    /// One node: from what was read lately, else read again (a node that joined since).
-    private func node(_ id: String) async throws -> Node? {
-        if let known = try await nodes(maxAge: .seconds(30))[id] { return known }
-        return try await nodes(maxAge: .zero)[id]
-    }
-
-    static func parseNodes(_ output: String) -> [Node] {
-        DockerOutput.rows(output, fields: 6).compactMap { fields in
-            guard isIPv4(fields[2]) else { return nil }
-            return Node(id: fields[0], hostname: fields[1], address: fields[2], state: fields[3], availability: fields[4], role: fields[5])
-        }
-    }
-
-    static func isIPv4(_ text: String) -> Bool {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { $0.count <= 3 && Int($0).map { (0...255).contains($0) } == true }
-    }
-
     // MARK: Changing
 
     public func remove(_ idOrName: String) async throws {
@@ -394,70 +238,6 @@ public struct SwarmRuntime: ContainerRuntime {
         return result.exitCode
     }
 
-    // MARK: Images: built on the manager's engine, pushed for the nodes
-
-    public func distribute(_ image: String) async throws {
-        try await run(["push", "--quiet", "--", image])
-    }
-
-    public func removeImage(_ reference: String) async throws -> Bool { try await engine.removeImage(reference) }
-    public func imageExists(_ reference: String) async throws -> Bool { try await engine.imageExists(reference) }
-    public func builtImages() async throws -> [(image: String, key: PullRequestKey)] { try await engine.builtImages() }
-
-    /// The manager answers, and is a manager of an active swarm.
-    public func ping() async throws {
-        let result = try await run(["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"])
-        guard result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "active true" else {
-            throw EngineUnavailable(message: "docker.command does not reach a manager of an active swarm (runtime: swarm): \(result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines))")
-        }
-    }
-
-    // MARK: Networks and volumes
-
-    public func address(of container: String, on network: String) async throws -> String? {
-        guard let task = try await tasks(of: [container], onlyRunning: true).first(where: { $0.state == "running" }) else { return nil }
-        let format = "{{range .NetworksAttachments}}{{if eq .Network.Spec.Name \"\(network)\"}}{{range .Addresses}}{{.}} {{end}}{{end}}{{end}}"
-        let result = try await run(["inspect", "--type", "task", "--format", format, "--", task.id], allowFailure: true)
-        let address = result.standardOutput.split(separator: " ").first.map { String($0.prefix { $0 != "/" }) } ?? ""
-        return result.succeeded && !address.isEmpty ? address : nil
-    }
-
-    public func ensureNetwork(_ name: String, labels: [String: String]) async throws {
-        let result = try await run(["network", "create", "--driver", "overlay", "--attachable"] + DockerCLI.labelArguments(labels) + ["--", name],
-                                   allowFailure: true)
-        guard result.succeeded || result.message.contains("already exists") else {
-            throw CommandError.failed(engine.command(["network", "create", name]), result)
-        }
-    }
-
-    /// A volume lives on the node that runs its service; the node's engine creates it with the task (labelled).
-    public func ensureVolume(_ name: String, labels: [String: String]) async throws {}
-
-    /// Seeds are refused with `runtime: swarm` (configuration); no seed volume is ever looked for here.
-    public func volumeExists(_ name: String) async throws -> Bool { false }
-
-    public func copyVolume(from seed: String, to volume: String, with copier: SeedCopier, labels: [String: String]) async throws {
-        throw PlacementFailure(message: "seeded volumes are not supported with runtime: swarm")
-    }
-
-    public func stackResources(for key: PullRequestKey?) async throws -> [StackResource] {
-        try await engine.stackResources(for: key)
-    }
-
-    /// A network still has endpoints while the tasks of removed services shut down: asked again for a while.
-    public func remove(_ resource: StackResource) async throws {
-        var lastError: (any Error)?
-        let removed: Bool? = try await Poller(first: .milliseconds(200)).first(timeout: .seconds(30)) {
-            do {
-                try await engine.remove(resource)
-                return true
-            } catch let error as CommandError {
-                lastError = error
-                return nil
-            }
-        }
-        if removed == nil, let lastError { throw lastError }
-    }
 }
 
 /// The swarm's nodes as last read: a deploy asks for its task's node, and nodes change seldom.
