@@ -1,6 +1,7 @@
 import Foundation
 import StagerKit
 import StagerTestSupport
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -52,14 +53,20 @@ final class Bench: @unchecked Sendable {
         if let manager {
             harness = try await E2EHarness(name: "bench-swarm", extraConfig: Self.swarmConfig(manager: manager))
         } else if sleepy {
-            harness = try await E2EHarness(name: "bench-sleep", extraRepos: E2EHarness.servingRepo(Self.sleepyRepo, "sleep_after: \"\(Self.sleepAfter)\""),
-                                           extraLimits: "  max_environments: \(sizes.density + 50)\n  concurrent_deploys: 4\n  max_awake: \(Self.maxAwake)")
+            harness = try await E2EHarness(
+                name: "bench-sleep",
+                extraRepos: E2EHarness.servingRepo(Self.sleepyRepo, "sleep_after: \"\(Self.sleepAfter)\""),
+                extraLimits: "  max_environments: \(sizes.density + 50)\n  concurrent_deploys: 4\n  max_awake: \(Self.maxAwake)"
+            )
         } else {
             // acme/gated: every PR waits for a writer's label, so its deliveries cost the controller no container.
-            harness = try await E2EHarness(name: "bench", extraRepos: E2EHarness.servingRepo("acme/gated", "require_label: true")
-                                               + Self.sharedRepoConfig + Self.stackRepoConfig(seed: stackSeed),
-                                           extraLimits: "  max_environments: \(sizes.scale + 50)\n  concurrent_deploys: 4",
-                                           extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"")
+            harness = try await E2EHarness(
+                name: "bench",
+                extraRepos: E2EHarness.servingRepo("acme/gated", "require_label: true")
+                    + Self.sharedRepoConfig + Self.stackRepoConfig(seed: stackSeed),
+                extraLimits: "  max_environments: \(sizes.scale + 50)\n  concurrent_deploys: 4",
+                extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\""
+            )
         }
         servePort = try E2EHarness.freePort()
         config = try harness.loadConfig(port: servePort)
@@ -113,8 +120,18 @@ final class Bench: @unchecked Sendable {
         }
         let reloadsAfterClose = try await reloads()
         return (
-            OpenClose(stager: open.stager, floor: open.floor, ratio: open.stager.median / open.floor.median, reloads: reloadsAfterOpen - reloadsBeforeOpen),
-            OpenClose(stager: close.stager, floor: close.floor, ratio: close.stager.median / close.floor.median, reloads: reloadsAfterClose - reloadsAfterOpen)
+            OpenClose(
+                stager: open.stager,
+                floor: open.floor,
+                ratio: open.stager.median / open.floor.median,
+                reloads: reloadsAfterOpen - reloadsBeforeOpen
+            ),
+            OpenClose(
+                stager: close.stager,
+                floor: close.floor,
+                ratio: close.stager.median / close.floor.median,
+                reloads: reloadsAfterClose - reloadsAfterOpen
+            )
         )
     }
 
@@ -130,14 +147,19 @@ final class Bench: @unchecked Sendable {
 
     /// A synchronize while a bounded load hits the URL.
     func redeploy() async throws -> Redeploy {
-        let number = 300, branch = "bench-redeploy"
-        let sha1 = Fixtures.sha("redeploy-1"), sha2 = Fixtures.sha("redeploy-2")
+        let number = 300
+        let branch = "bench-redeploy"
+        let sha1 = Fixtures.sha("redeploy-1")
+        let sha2 = Fixtures.sha("redeploy-2")
         _ = try await stagerOpen(number: number, branch: branch, sha: sha1)
         let before = try await reloads()
         let stop = Load.Switch()
         let harness = self.harness
         let loadStart = clock.now
-        let load = Task { await Load.run(perSecond: sizes.redeployRate, limit: .seconds(60), until: stop) { _ in try await harness.requestThroughNginx(slug: branch) } }
+        let load = Task {
+            await Load.run(perSecond: sizes.redeployRate, limit: .seconds(60), until: stop) { _ in try await harness.requestThroughNginx(slug: branch)
+            }
+        }
         try await Task.sleep(for: .seconds(1))
         let pushedAt = clock.now - loadStart
         try await send("synchronize", number: number, branch: branch, sha: sha2, updatedAt: "2026-11-24T10:00:00Z")
@@ -150,9 +172,14 @@ final class Bench: @unchecked Sendable {
         let outcomes = await load.value
         guard switched else { throw BenchFailure("the redeploy did not finish within 60 s; see \(log.path)") }
         let firstNew = outcomes.first { $0.body.contains("sha=\(sha2)") }?.sentAt
-        let result = Redeploy(requests: outcomes.count, failed: outcomes.filter { !$0.ok }.count, rate: sizes.redeployRate,
-                              newShaServedAfter: firstNew.map { ($0 - pushedAt).seconds } ?? .nan, reloads: try await reloads() - before,
-                              failures: outcomes.filter { !$0.ok }.prefix(10).map(Self.describe))
+        let result = Redeploy(
+            requests: outcomes.count,
+            failed: outcomes.filter { !$0.ok }.count,
+            rate: sizes.redeployRate,
+            newShaServedAfter: firstNew.map { ($0 - pushedAt).seconds } ?? .nan,
+            reloads: try await reloads() - before,
+            failures: outcomes.filter { !$0.ok }.prefix(10).map(Self.describe)
+        )
         _ = try await stagerClose(number: number, branch: branch)
         return result
     }
@@ -199,9 +226,14 @@ final class Bench: @unchecked Sendable {
         var deliveries: [(id: String, body: Data)] = []
         for index in 0..<total {
             let pr = index % prs
-            let body = try Fixtures.pullRequest(action: index < prs ? "opened" : "synchronize", repo: repo, number: first + pr,
-                                                branch: "bench-ack-\(pr)", sha: Fixtures.sha("ack-\(index)"),
-                                                updatedAt: stamp.string(from: base.addingTimeInterval(Double(index))))
+            let body = try Fixtures.pullRequest(
+                action: index < prs ? "opened" : "synchronize",
+                repo: repo,
+                number: first + pr,
+                branch: "bench-ack-\(pr)",
+                sha: Fixtures.sha("ack-\(index)"),
+                updatedAt: stamp.string(from: base.addingTimeInterval(Double(index)))
+            )
             deliveries.append(("bench-ack-\(UUID().uuidString)", body))
         }
         let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"))
@@ -230,16 +262,31 @@ final class Bench: @unchecked Sendable {
         let serverP99 = counts.first { $0.1 >= 0.99 * (counts.last?.1 ?? 0) }?.0 ?? .infinity
         // Close them all and let the controller finish, so the next scenario starts from a quiet machine.
         for pr in 0..<prs {
-            _ = try await harness.send("closed", number: first + pr, branch: "bench-ack-\(pr)", sha: Fixtures.sha("ack-closed"),
-                                       updatedAt: "2027-12-01T00:00:00Z", repo: repo, port: servePort)
+            _ = try await harness.send(
+                "closed",
+                number: first + pr,
+                branch: "bench-ack-\(pr)",
+                sha: Fixtures.sha("ack-closed"),
+                updatedAt: "2027-12-01T00:00:00Z",
+                repo: repo,
+                port: servePort
+            )
         }
         _ = try await waitUntil(timeout: .seconds(180)) {
             try await self.containerShas(number: nil).isEmpty ? try await self.get("/api/environments?repo=\(repo)") == "[]" : false
         }
-        return Ack(load: storm ? "pushes to 20 deploying PRs" : "200 PRs gated by require_label", rate: sizes.ackRate, seconds: sizes.ackSeconds,
-                   sent: total, non2xx: answers.filter { !(200..<300).contains($0.0) }.count,
-                   p50Milliseconds: latencies.median * 1000, p99Milliseconds: latencies.p99 * 1000, maxMilliseconds: latencies.max * 1000,
-                   stored: stored, serverP99Milliseconds: serverP99 * 1000)
+        return Ack(
+            load: storm ? "pushes to 20 deploying PRs" : "200 PRs gated by require_label",
+            rate: sizes.ackRate,
+            seconds: sizes.ackSeconds,
+            sent: total,
+            non2xx: answers.filter { !(200..<300).contains($0.0) }.count,
+            p50Milliseconds: latencies.median * 1000,
+            p99Milliseconds: latencies.p99 * 1000,
+            maxMilliseconds: latencies.max * 1000,
+            stored: stored,
+            serverP99Milliseconds: serverP99 * 1000
+        )
     }
 
     struct Scale: Encodable {
@@ -294,8 +341,13 @@ final class Bench: @unchecked Sendable {
             for (index, number) in (numbers + (0..<3).map({ 1000 + count + $0 })).enumerated() {
                 if index >= 16 { try await group.next() }
                 group.addTask {
-                    try await self.send("closed", number: number, branch: "bench-scale-\(number)", sha: Fixtures.sha("scale-\(number)"),
-                                        updatedAt: "2026-11-24T11:00:00Z")
+                    try await self.send(
+                        "closed",
+                        number: number,
+                        branch: "bench-scale-\(number)",
+                        sha: Fixtures.sha("scale-\(number)"),
+                        updatedAt: "2026-11-24T11:00:00Z"
+                    )
                 }
             }
             try await group.waitForAll()
@@ -304,10 +356,19 @@ final class Bench: @unchecked Sendable {
             self.harness.vhosts().isEmpty ? try await self.containerShas(number: nil).isEmpty : false
         }
         guard allGone else { throw BenchFailure("the environments were not all gone within 600 s; see \(log.path)") }
-        return Scale(environments: count, openAllSeconds: openAll, reloadsOpening: reloadsOpening, nextOpenToLive: next,
-                     firstOpenToLive: firstOpenToLive, nextRatio: next / firstOpenToLive, gcSeconds: gcSeconds,
-                     gcOutput: gc.standardOutput.split(separator: "\n").last.map(String.init) ?? "", rssMegabytes: rss,
-                     closeAllSeconds: (clock.now - closeStart).seconds, reloadsClosing: try await reloads() - beforeClose)
+        return Scale(
+            environments: count,
+            openAllSeconds: openAll,
+            reloadsOpening: reloadsOpening,
+            nextOpenToLive: next,
+            firstOpenToLive: firstOpenToLive,
+            nextRatio: next / firstOpenToLive,
+            gcSeconds: gcSeconds,
+            gcOutput: gc.standardOutput.split(separator: "\n").last.map(String.init) ?? "",
+            rssMegabytes: rss,
+            closeAllSeconds: (clock.now - closeStart).seconds,
+            reloadsClosing: try await reloads() - beforeClose
+        )
     }
 
     // MARK: Stager's side
@@ -329,7 +390,8 @@ final class Bench: @unchecked Sendable {
         let start = clock.now
         try await send("closed", number: number, branch: branch, sha: Fixtures.sha(branch), updatedAt: "2026-11-24T10:30:00Z", repo: repo)
         guard try await waitUntil(timeout: .seconds(60), fast: true, { await self.harness.throughNginx(slug: branch)?.status == 404 }),
-              try await waitUntil(timeout: .seconds(60), fast: true, { try await self.containerShas(number: number).isEmpty }) else {
+            try await waitUntil(timeout: .seconds(60), fast: true, { try await self.containerShas(number: number).isEmpty })
+        else {
             throw BenchFailure("#\(number) was not gone within 60 s; see \(log.path)")
         }
         let elapsed = (clock.now - start).seconds
@@ -344,14 +406,22 @@ final class Bench: @unchecked Sendable {
     /// `docker run -d` of the same image and command, poll its port until 200, write a vhost, reload nginx,
     /// poll through nginx until 200 with this sha's page.
     func floorOpen(_ run: Int) async throws -> Double {
-        let name = "stager-bench-floor-\(harness.instance)-\(run)", sha = Fixtures.sha("floor-\(run)"), slug = "floor-\(run)"
+        let name = "stager-bench-floor-\(harness.instance)-\(run)"
+        let sha = Fixtures.sha("floor-\(run)")
+        let slug = "floor-\(run)"
         floorContainers.append(name)
         let start = clock.now
-        let id = try await runner.check(Command("docker", [
-            "run", "-d", "--name", name, "--publish", "127.0.0.1::8080", "--label", "stager.bench=\(harness.instance)",
-            "--env", "STAGER_SHA=\(sha)", "--env", "STAGER_BRANCH=\(slug)", "--", E2EHarness.image,
-            "/bin/busybox", "sh", "-c", "echo \"sha=$STAGER_SHA branch=$STAGER_BRANCH\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www",
-        ])).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try await runner.check(
+            Command(
+                "docker",
+                [
+                    "run", "-d", "--name", name, "--publish", "127.0.0.1::8080", "--label", "stager.bench=\(harness.instance)",
+                    "--env", "STAGER_SHA=\(sha)", "--env", "STAGER_BRANCH=\(slug)", "--", E2EHarness.image,
+                    "/bin/busybox", "sh", "-c",
+                    "echo \"sha=$STAGER_SHA branch=$STAGER_BRANCH\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www",
+                ]
+            )
+        ).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
         try await routeByHand(container: id, slug: slug, sha: sha)
         return (clock.now - start).seconds
     }
@@ -366,7 +436,8 @@ final class Bench: @unchecked Sendable {
         _ = try await waitUntil(timeout: .seconds(30), fast: true) { [probe] in
             (try? await probe.get(host: "127.0.0.1", port: port, path: "/"))?.status == 200
         }
-        let vhost = "server {\n  listen \(nginxListen);\n  server_name \(slug).\(config.preview.domain);\n  location / { proxy_pass http://127.0.0.1:\(port); }\n}\n"
+        let vhost =
+            "server {\n  listen \(nginxListen);\n  server_name \(slug).\(config.preview.domain);\n  location / { proxy_pass http://127.0.0.1:\(port); }\n}\n"
         try vhost.write(to: config.nginx.sitesDir.appendingPathComponent("\(slug).conf"), atomically: true, encoding: .utf8)
         try await runner.check(Command(argv: config.nginx.reloadCommand))
         guard try await waitServed(slug: slug, sha: sha) else { throw BenchFailure("the floor's \(slug) was not served") }
@@ -374,7 +445,8 @@ final class Bench: @unchecked Sendable {
 
     /// Remove the vhost, reload, poll through nginx until it is gone, remove the container.
     func floorClose(_ run: Int) async throws -> Double {
-        let name = "stager-bench-floor-\(harness.instance)-\(run)", slug = "floor-\(run)"
+        let name = "stager-bench-floor-\(harness.instance)-\(run)"
+        let slug = "floor-\(run)"
         let start = clock.now
         try FileManager.default.removeItem(at: config.nginx.sitesDir.appendingPathComponent("\(slug).conf"))
         try await runner.check(Command(argv: config.nginx.reloadCommand))
@@ -386,9 +458,23 @@ final class Bench: @unchecked Sendable {
 
     // MARK: Helpers
 
-    func send(_ action: String, number: Int, branch: String, sha: String, updatedAt: String = "2026-11-24T09:00:00Z",
-              repo: String = "acme/web") async throws {
-        let (status, body) = try await harness.send(action, number: number, branch: branch, sha: sha, updatedAt: updatedAt, repo: repo, port: servePort)
+    func send(
+        _ action: String,
+        number: Int,
+        branch: String,
+        sha: String,
+        updatedAt: String = "2026-11-24T09:00:00Z",
+        repo: String = "acme/web"
+    ) async throws {
+        let (status, body) = try await harness.send(
+            action,
+            number: number,
+            branch: branch,
+            sha: sha,
+            updatedAt: updatedAt,
+            repo: repo,
+            port: servePort
+        )
         guard (200..<300).contains(status) else { throw BenchFailure("webhook answered \(status): \(body)") }
     }
 
@@ -441,7 +527,8 @@ final class Bench: @unchecked Sendable {
     func residentMegabytes(pid: Int) throws -> Double {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else {
+            let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
+        else {
             throw BenchFailure("no VmRSS for pid \(pid)")
         }
         return kilobytes / 1024

@@ -29,12 +29,15 @@ extension Bench {
         _ = try await waitUntil(timeout: .seconds(60)) { [probe, config] in
             for _ in 0..<10 {
                 for host in [own, shared] {
-                    guard (try? await probe.get(host: "127.0.0.1", port: config.nginx.listenPort, path: "/", hostHeader: host))?.status == 200 else { return false }
+                    guard (try? await probe.get(host: "127.0.0.1", port: config.nginx.listenPort, path: "/", hostHeader: host))?.status == 200 else {
+                        return false
+                    }
                 }
             }
             return true
         }
-        var ownTimes = Samples(), sharedTimes = Samples()
+        var ownTimes = Samples()
+        var sharedTimes = Samples()
         for _ in 0..<sizes.sharedRequests {
             ownTimes.add(try await timedGet(host: own))
             sharedTimes.add(try await timedGet(host: shared))

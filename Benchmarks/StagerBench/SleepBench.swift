@@ -33,7 +33,9 @@ extension Bench {
     func sleepAndWake() async throws -> Sleep {
         let floorSlug = "floor-wake"
         let floorPort = try await floorWakeSetUp(slug: floorSlug)
-        let number = 900, branch = "bench-wake", sha = Fixtures.sha("bench-wake")
+        let number = 900
+        let branch = "bench-wake"
+        let sha = Fixtures.sha("bench-wake")
         _ = try await stagerOpen(number: number, branch: branch, sha: sha, repo: Self.sleepyRepo)
         var alone = (stager: Samples(), floor: Samples())
         for _ in 1...sizes.wakeRuns {
@@ -53,12 +55,15 @@ extension Bench {
         }
         let counts = try await awakeAndAsleep()
         guard settled else {
-            throw BenchFailure("\(count) environments did not settle (ready or sleeping, ≤ \(Self.maxAwake) awake) within 900 s: \(counts); see \(log.path)")
+            throw BenchFailure(
+                "\(count) environments did not settle (ready or sleeping, ≤ \(Self.maxAwake) awake) within 900 s: \(counts); see \(log.path)"
+            )
         }
         let settledSeconds = (clock.now - start).seconds
         let rss = try residentMegabytes(pid: try await serve.processID)
         let containers = try await harness.containers()
-        let running = containers.filter(\.running), stopped = containers.filter { !$0.running }
+        let running = containers.filter(\.running)
+        let stopped = containers.filter { !$0.running }
         var runningBytes = 0.0
         for container in running { runningBytes += try await memoryBytes(container.id) ?? 0 }
         var stoppedWithMemory = 0
@@ -69,25 +74,41 @@ extension Bench {
             among.stager.add(try await stagerWake(number: number, slug: branch, sha: sha))
             among.floor.add(try await floorWake(slug: floorSlug, port: floorPort))
         }
-        return Sleep(wake: alone.stager, floor: alone.floor, ratio: alone.stager.median / alone.floor.median, density: count,
-                     settledSeconds: settledSeconds, awake: counts.awake, sleeping: counts.sleeping, rssMegabytes: rss,
-                     runningContainers: running.count, runningMegabytes: runningBytes / 1_048_576, stoppedContainers: stopped.count,
-                     stoppedWithMemory: stoppedWithMemory, wakeAmong: among.stager, floorAmong: among.floor,
-                     ratioAmong: among.stager.median / among.floor.median)
+        return Sleep(
+            wake: alone.stager,
+            floor: alone.floor,
+            ratio: alone.stager.median / alone.floor.median,
+            density: count,
+            settledSeconds: settledSeconds,
+            awake: counts.awake,
+            sleeping: counts.sleeping,
+            rssMegabytes: rss,
+            runningContainers: running.count,
+            runningMegabytes: runningBytes / 1_048_576,
+            stoppedContainers: stopped.count,
+            stoppedWithMemory: stoppedWithMemory,
+            wakeAmong: among.stager,
+            floorAmong: among.floor,
+            ratioAmong: among.stager.median / among.floor.median
+        )
     }
 
     /// `stager sleep` (it returns once the environment sleeps), then the time from sending a GET through
     /// nginx to its answer from the app; then waits until the environment is ready again.
     func stagerWake(number: Int, slug: String, sha: String) async throws -> Double {
         let key = "\(Self.sleepyRepo)#\(number)"
-        let slept = try await runner.run(Command(stagerBinary, ["sleep", key, "--config", harness.configFile.path], environment: harness.environment))
+        let slept = try await runner.run(
+            Command(stagerBinary, ["sleep", key, "--config", harness.configFile.path], environment: harness.environment)
+        )
         guard slept.succeeded, try await status(number, repo: Self.sleepyRepo) == "sleeping" else {
             throw BenchFailure("stager sleep \(key) did not put it to sleep: \(slept.message)")
         }
         let start = clock.now
         let answer = try await harness.requestThroughNginx(slug: slug)
         let elapsed = (clock.now - start).seconds
-        guard answer.status == 200, answer.body.contains("sha=\(sha)") else { throw BenchFailure("the wake of \(key) answered \(answer.status): \(answer.body.prefix(200))") }
+        guard answer.status == 200, answer.body.contains("sha=\(sha)") else {
+            throw BenchFailure("the wake of \(key) answered \(answer.status): \(answer.body.prefix(200))")
+        }
         _ = try await waitUntil(timeout: .seconds(30)) { try await self.status(number, repo: Self.sleepyRepo) == "ready" }
         return elapsed
     }
@@ -95,13 +116,21 @@ extension Bench {
     /// The floor's container, published on a fixed port so that the vhost points at it across a stop and a
     /// start; routed and served once.
     func floorWakeSetUp(slug: String) async throws -> Int {
-        let port = try E2EHarness.freePort(), name = "stager-bench-floor-\(harness.instance)-wake", sha = Fixtures.sha(slug)
-        try await runner.check(Command("docker", [
-            "run", "-d", "--init", "--name", name, "--publish", "127.0.0.1:\(port):8080", "--label", "stager.bench=\(harness.instance)",
-            "--env", "STAGER_SHA=\(sha)", "--", E2EHarness.image,
-            "/bin/busybox", "sh", "-c", "echo \"sha=$STAGER_SHA\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www",
-        ]))
-        let vhost = "server {\n  listen \(config.nginx.listen);\n  server_name \(slug).\(config.preview.domain);\n  location / { proxy_pass http://127.0.0.1:\(port); }\n}\n"
+        let port = try E2EHarness.freePort()
+        let name = "stager-bench-floor-\(harness.instance)-wake"
+        let sha = Fixtures.sha(slug)
+        try await runner.check(
+            Command(
+                "docker",
+                [
+                    "run", "-d", "--init", "--name", name, "--publish", "127.0.0.1:\(port):8080", "--label", "stager.bench=\(harness.instance)",
+                    "--env", "STAGER_SHA=\(sha)", "--", E2EHarness.image,
+                    "/bin/busybox", "sh", "-c", "echo \"sha=$STAGER_SHA\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www",
+                ]
+            )
+        )
+        let vhost =
+            "server {\n  listen \(config.nginx.listen);\n  server_name \(slug).\(config.preview.domain);\n  location / { proxy_pass http://127.0.0.1:\(port); }\n}\n"
         try vhost.write(to: config.nginx.sitesDir.appendingPathComponent("\(slug).conf"), atomically: true, encoding: .utf8)
         try await runner.check(Command(argv: config.nginx.reloadCommand))
         guard try await waitServed(slug: slug, sha: sha) else { throw BenchFailure("the floor's \(slug) was not served") }
@@ -133,10 +162,13 @@ extension Bench {
     func memoryBytes(_ id: String) async throws -> Double? {
         let full = try await runner.check(Command("docker", ["inspect", "--format", "{{.Id}}", id])).standardOutput
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        let files = ["/sys/fs/cgroup/memory/docker/\(full)/memory.usage_in_bytes", "/sys/fs/cgroup/system.slice/docker-\(full).scope/memory.current",
-                     "/sys/fs/cgroup/docker/\(full)/memory.current"]
+        let files = [
+            "/sys/fs/cgroup/memory/docker/\(full)/memory.usage_in_bytes", "/sys/fs/cgroup/system.slice/docker-\(full).scope/memory.current",
+            "/sys/fs/cgroup/docker/\(full)/memory.current",
+        ]
         for file in files {
-            if let text = try? String(contentsOfFile: file, encoding: .utf8) { return Double(text.trimmingCharacters(in: .whitespacesAndNewlines)) }  // the next layout
+            // the next layout
+            if let text = try? String(contentsOfFile: file, encoding: .utf8) { return Double(text.trimmingCharacters(in: .whitespacesAndNewlines)) }
         }
         return nil
     }

@@ -40,9 +40,13 @@ extension Bench {
             close.floor.add(try await floorServiceClose(run, lab: lab))
         }
         // A node lost: the engine of the worker that runs an environment's task is killed.
-        let number = 200, branch = "swarm-loss", sha = Fixtures.sha(branch)
+        let number = 200
+        let branch = "swarm-loss"
+        let sha = Fixtures.sha(branch)
         _ = try await stagerOpen(number: number, branch: branch, sha: sha)
-        guard let before = routedHost(slug: branch), let node = SwarmLab.node(at: before) else { throw BenchFailure("swarm-loss is not routed to a lab node") }
+        guard let before = routedHost(slug: branch), let node = SwarmLab.node(at: before) else {
+            throw BenchFailure("swarm-loss is not routed to a lab node")
+        }
         let start = clock.now
         try await lab.killEngine(of: node)
         let moved = try await waitUntil(timeout: .seconds(180)) {
@@ -51,9 +55,12 @@ extension Bench {
         }
         guard moved else { throw BenchFailure("swarm-loss was not served from another node within 180 s; see \(log.path)") }
         let lost = (clock.now - start).seconds
-        return Swarm(open: OpenClose(stager: open.stager, floor: open.floor, ratio: open.stager.median / open.floor.median, reloads: 0),
-                     close: OpenClose(stager: close.stager, floor: close.floor, ratio: close.stager.median / close.floor.median, reloads: 0),
-                     nodeLossSeconds: lost, lostNode: "\(node) (\(before))")
+        return Swarm(
+            open: OpenClose(stager: open.stager, floor: open.floor, ratio: open.stager.median / open.floor.median, reloads: 0),
+            close: OpenClose(stager: close.stager, floor: close.floor, ratio: close.stager.median / close.floor.median, reloads: 0),
+            nodeLossSeconds: lost,
+            lostNode: "\(node) (\(before))"
+        )
     }
 
     /// The node address the slug's vhost routes to (its marker's `host=`).
@@ -66,19 +73,26 @@ extension Bench {
     /// The floor: `docker service create` of the same image on a worker, its task polled until running, the
     /// node's port polled until 200, a vhost, a reload, and a poll through nginx.
     func floorServiceOpen(_ run: Int, lab: SwarmLab) async throws -> Double {
-        let name = "stager-bench-floor-\(harness.instance)-\(run)", sha = Fixtures.sha("floor-\(run)"), slug = "floor-\(run)"
+        let name = "stager-bench-floor-\(harness.instance)-\(run)"
+        let sha = Fixtures.sha("floor-\(run)")
+        let slug = "floor-\(run)"
         let port = 32000 + run
         let start = clock.now
-        _ = try await lab.docker("n1", [
-            "service", "create", "--detach", "--quiet", "--name", name, "--no-resolve-image", "--endpoint-mode", "dnsrr",
-            "--publish", "mode=host,target=8080,published=\(port)", "--constraint", "node.role==worker",
-            "--label", "stager.bench=\(harness.instance)", "--env", "STAGER_SHA=\(sha)", "--", E2EHarness.image,
-            "/bin/busybox", "sh", "-c", "echo \"sha=$STAGER_SHA\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www",
-        ])
+        _ = try await lab.docker(
+            "n1",
+            [
+                "service", "create", "--detach", "--quiet", "--name", name, "--no-resolve-image", "--endpoint-mode", "dnsrr",
+                "--publish", "mode=host,target=8080,published=\(port)", "--constraint", "node.role==worker",
+                "--label", "stager.bench=\(harness.instance)", "--env", "STAGER_SHA=\(sha)", "--", E2EHarness.image,
+                "/bin/busybox", "sh", "-c", "echo \"sha=$STAGER_SHA\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www",
+            ]
+        )
         let address: String? = try await Poller(first: .milliseconds(5), longest: .milliseconds(5)).first(timeout: .seconds(60)) {
             let task = try await lab.docker("n1", ["service", "ps", "--quiet", "--filter", "desired-state=running", name])
             guard let id = task.split(separator: "\n").first else { return nil }
-            let fields = try await lab.docker("n1", ["inspect", "--type", "task", "--format", "{{.Status.State}} {{.NodeID}}", String(id)]).split(separator: " ")
+            let fields = try await lab.docker("n1", ["inspect", "--type", "task", "--format", "{{.Status.State}} {{.NodeID}}", String(id)]).split(
+                separator: " "
+            )
             guard fields.count == 2, fields[0] == "running" else { return nil }
             return try await lab.docker("n1", ["node", "inspect", "--format", "{{.Status.Addr}}", String(fields[1])])
         }
@@ -86,7 +100,8 @@ extension Bench {
         _ = try await waitUntil(timeout: .seconds(30), fast: true) { [probe] in
             (try? await probe.get(host: host, port: port, path: "/"))?.status == 200
         }
-        let vhost = "server {\n  listen \(config.nginx.listen);\n  server_name \(slug).\(config.preview.domain);\n  location / { proxy_pass http://\(host):\(port); }\n}\n"
+        let vhost =
+            "server {\n  listen \(config.nginx.listen);\n  server_name \(slug).\(config.preview.domain);\n  location / { proxy_pass http://\(host):\(port); }\n}\n"
         try vhost.write(to: config.nginx.sitesDir.appendingPathComponent("\(slug).conf"), atomically: true, encoding: .utf8)
         try await runner.check(Command(argv: config.nginx.reloadCommand))
         guard try await waitServed(slug: slug, sha: sha) else { throw BenchFailure("the floor's \(slug) was not served") }
@@ -95,7 +110,8 @@ extension Bench {
 
     /// The vhost removed, a reload, polled until gone, `docker service rm`.
     func floorServiceClose(_ run: Int, lab: SwarmLab) async throws -> Double {
-        let name = "stager-bench-floor-\(harness.instance)-\(run)", slug = "floor-\(run)"
+        let name = "stager-bench-floor-\(harness.instance)-\(run)"
+        let slug = "floor-\(run)"
         let start = clock.now
         try FileManager.default.removeItem(at: config.nginx.sitesDir.appendingPathComponent("\(slug).conf"))
         try await runner.check(Command(argv: config.nginx.reloadCommand))
@@ -110,7 +126,8 @@ extension Bench {
         try await send("closed", number: number, branch: branch, sha: Fixtures.sha(branch), updatedAt: "2026-11-24T10:30:00Z")
         let filters = ["--filter", "label=stager.instance=\(harness.instance)", "--filter", "label=stager.pr=\(number)"]
         guard try await waitUntil(timeout: .seconds(60), fast: true, { await self.harness.throughNginx(slug: branch)?.status == 404 }),
-              try await waitUntil(timeout: .seconds(60), fast: true, { try await lab.docker("n1", ["service", "ls", "-q"] + filters).isEmpty }) else {
+            try await waitUntil(timeout: .seconds(60), fast: true, { try await lab.docker("n1", ["service", "ls", "-q"] + filters).isEmpty })
+        else {
             throw BenchFailure("#\(number) was not gone within 60 s; see \(log.path)")
         }
         let elapsed = (clock.now - start).seconds

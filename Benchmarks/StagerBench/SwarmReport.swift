@@ -8,7 +8,9 @@ func runSwarm(_ options: Options, sizes: Bench.Sizes) async throws {
     let manager = try await lab.up()
     let outcome = await Result {
         let bench = try await Bench(sizes: sizes, stagerBinary: options.stager, swarm: manager)
-        FileHandle.standardError.write(Data("bench: swarm open→live and close→gone, \(sizes.openRuns) PRs each against the floor, then a lost node\n".utf8))
+        FileHandle.standardError.write(
+            Data("bench: swarm open→live and close→gone, \(sizes.openRuns) PRs each against the floor, then a lost node\n".utf8)
+        )
         let result = await Result { try await bench.swarm(lab: lab) }
         await bench.finish()
         return try result.get()
@@ -50,7 +52,8 @@ func swarmReport(_ swarm: Bench.Swarm, build: String, targets: [String: Bool]) -
             + " ratio ≤ 1.3 (\(swarm.open.stager.seconds.count) PRs; floor: service create + task polled + node port polled + vhost + reload)",
         cell("close→gone", 14) + " " + cell(pair(swarm.close.stager), 25) + " " + cell(pair(swarm.close.floor), 22) + " "
             + String(format: "%.2f", swarm.close.ratio),
-        cell("node lost", 14) + " served again from another node \(formatSeconds(swarm.nodeLossSeconds)) after the dockerd of \(swarm.lostNode) was killed",
+        cell("node lost", 14)
+            + " served again from another node \(formatSeconds(swarm.nodeLossSeconds)) after the dockerd of \(swarm.lostNode) was killed",
         "",
         "targets: " + targets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value ? "met" : "MISSED")" }.joined(separator: ", "),
         "",

@@ -20,7 +20,8 @@ struct Options {
             case "--stager": stager = rest.popFirst() ?? ""
             case "--out": output = rest.popFirst() ?? output
             case "--build": build = rest.popFirst() ?? build
-            default: throw BenchFailure("unknown argument \(argument); usage: stager-bench --stager PATH [--quick] [--swarm] [--out FILE] [--build NAME]")
+            default:
+                throw BenchFailure("unknown argument \(argument); usage: stager-bench --stager PATH [--quick] [--swarm] [--out FILE] [--build NAME]")
             }
         }
         guard FileManager.default.isExecutableFile(atPath: stager) else { throw BenchFailure("--stager: no executable at \"\(stager)\"") }
@@ -50,45 +51,84 @@ func formatMilliseconds(_ value: Double) -> String {
 
 func report(_ results: Results) -> String {
     func row(_ cells: [String]) -> String {
-        zip(cells, [14, 25, 22, 8, 8]).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: " ") + (cells.count > 5 ? cells[5] : "")
+        zip(cells, [14, 25, 22, 8, 8]).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: " ")
+            + (cells.count > 5 ? cells[5] : "")
     }
     func pair(_ samples: Samples) -> String { "\(formatSeconds(samples.median)) / \(formatSeconds(samples.p90))" }
-    let open = results.openToLive, close = results.closeToGone, redeploy = results.redeploy, ack = results.ack, scale = results.scale
-    let storm = results.ackUnderPushStorm, stack = results.stack, sleep = results.sleep
+    let open = results.openToLive
+    let close = results.closeToGone
+    let redeploy = results.redeploy
+    let ack = results.ack
+    let scale = results.scale
+    let storm = results.ackUnderPushStorm
+    let stack = results.stack
+    let sleep = results.sleep
     var lines = [
         "stager bench (\(results.quick ? "quick" : "full"), \(results.build) build, \(results.cores) cores, \(results.date))",
         "",
         row(["scenario", "stager median / p90", "floor median / p90", "ratio", "reloads", "target"]),
-        row(["open→live", pair(open.stager), pair(open.floor), String(format: "%.2f", open.ratio), "\(open.reloads)", "ratio ≤ 1.3 (\(open.stager.seconds.count) PRs)"]),
+        row([
+            "open→live", pair(open.stager), pair(open.floor), String(format: "%.2f", open.ratio), "\(open.reloads)",
+            "ratio ≤ 1.3 (\(open.stager.seconds.count) PRs)",
+        ]),
         row(["close→gone", pair(close.stager), pair(close.floor), String(format: "%.2f", close.ratio), "\(close.reloads)", "ratio ≤ 1.3"]),
-        row(["redeploy", "\(redeploy.failed) of \(redeploy.requests) failed", "new sha after \(formatSeconds(redeploy.newShaServedAfter))", "", "\(redeploy.reloads)",
-             "0 failed at \(redeploy.rate) req/s"]),
-        row(["stack open", pair(stack.open.stager), pair(stack.open.floor), String(format: "%.2f", stack.open.ratio), "",
-             "ratio ≤ 1.3 (one seeded service, \(stack.open.stager.seconds.count) PRs)"]),
-        row(["stack push", pair(stack.pushStack), "plain \(pair(stack.pushPlain))", String(format: "%.2f", stack.pushRatio), "",
-             "ratio ≤ 1.3 against a plain app's push"]),
-        row(["ack", String(format: "p50 %.1f ms p99 %.1f ms", ack.p50Milliseconds, ack.p99Milliseconds), String(format: "max %.1f ms", ack.maxMilliseconds), "",
-             "", "p99 < 20 ms; server p99 ≤ \(formatMilliseconds(ack.serverP99Milliseconds)); \(ack.non2xx) non-2xx; \(ack.stored)/\(ack.sent) stored at \(ack.rate)/s for \(ack.seconds) s (\(ack.load))"]),
-        row(["ack (storm)", String(format: "p50 %.1f ms p99 %.1f ms", storm.p50Milliseconds, storm.p99Milliseconds), String(format: "max %.1f ms", storm.maxMilliseconds), "",
-             "", "p99 < 100 ms; server p99 ≤ \(formatMilliseconds(storm.serverP99Milliseconds)); \(storm.non2xx) non-2xx; \(storm.stored)/\(storm.sent) stored (\(storm.load))"]),
+        row([
+            "redeploy", "\(redeploy.failed) of \(redeploy.requests) failed", "new sha after \(formatSeconds(redeploy.newShaServedAfter))", "",
+            "\(redeploy.reloads)",
+            "0 failed at \(redeploy.rate) req/s",
+        ]),
+        row([
+            "stack open", pair(stack.open.stager), pair(stack.open.floor), String(format: "%.2f", stack.open.ratio), "",
+            "ratio ≤ 1.3 (one seeded service, \(stack.open.stager.seconds.count) PRs)",
+        ]),
+        row([
+            "stack push", pair(stack.pushStack), "plain \(pair(stack.pushPlain))", String(format: "%.2f", stack.pushRatio), "",
+            "ratio ≤ 1.3 against a plain app's push",
+        ]),
+        row([
+            "ack", String(format: "p50 %.1f ms p99 %.1f ms", ack.p50Milliseconds, ack.p99Milliseconds),
+            String(format: "max %.1f ms", ack.maxMilliseconds), "",
+            "",
+            "p99 < 20 ms; server p99 ≤ \(formatMilliseconds(ack.serverP99Milliseconds)); \(ack.non2xx) non-2xx; \(ack.stored)/\(ack.sent) stored at \(ack.rate)/s for \(ack.seconds) s (\(ack.load))",
+        ]),
+        row([
+            "ack (storm)", String(format: "p50 %.1f ms p99 %.1f ms", storm.p50Milliseconds, storm.p99Milliseconds),
+            String(format: "max %.1f ms", storm.maxMilliseconds), "",
+            "",
+            "p99 < 100 ms; server p99 ≤ \(formatMilliseconds(storm.serverP99Milliseconds)); \(storm.non2xx) non-2xx; \(storm.stored)/\(storm.sent) stored (\(storm.load))",
+        ]),
         row(["scale: open", "\(scale.environments) in \(formatSeconds(scale.openAllSeconds))", "", "", "\(scale.reloadsOpening)", ""]),
-        row(["scale: next 3", formatSeconds(scale.nextOpenToLive), "first \(formatSeconds(scale.firstOpenToLive))", String(format: "%.2f", scale.nextRatio), "",
-             "ratio ≤ 1.5"]),
+        row([
+            "scale: next 3", formatSeconds(scale.nextOpenToLive), "first \(formatSeconds(scale.firstOpenToLive))",
+            String(format: "%.2f", scale.nextRatio), "",
+            "ratio ≤ 1.5",
+        ]),
         row(["scale: gc", formatSeconds(scale.gcSeconds), "", "", "", "< 3 s (\(scale.gcOutput))"]),
         row(["scale: memory", String(format: "%.1f MB RSS", scale.rssMegabytes), "", "", "", "< 80 MB"]),
         row(["scale: close", "\(scale.environments + 3) in \(formatSeconds(scale.closeAllSeconds))", "", "", "\(scale.reloadsClosing)", ""]),
-        row(["wake", pair(sleep.wake), pair(sleep.floor), String(format: "%.2f", sleep.ratio), "",
-             "ratio ≤ 1.5 (first byte of the held GET; floor: docker start + port poll + GET through nginx)"]),
-        row(["density", "\(sleep.density) in \(formatSeconds(sleep.settledSeconds))", "\(sleep.awake) awake, \(sleep.sleeping) asleep", "", "",
-             "≤ \(Bench.maxAwake) awake (sleep_after \(Bench.sleepAfter), max_awake \(Bench.maxAwake))"]),
-        row(["density: mem", String(format: "%.1f MB RSS", sleep.rssMegabytes),
-             String(format: "engine %.1f MB", sleep.runningMegabytes), "", "",
-             "< 120 MB; \(sleep.runningContainers) running containers' cgroups; \(sleep.stoppedWithMemory) of \(sleep.stoppedContainers) stopped have one"]),
-        row(["wake among", pair(sleep.wakeAmong), pair(sleep.floorAmong), String(format: "%.2f", sleep.ratioAmong), "",
-             "ratio ≤ 1.5 among \(sleep.density) environments"]),
-        row(["shared host", String(format: "median %.2f ms", results.sharedHost.shared.median * 1000),
-             String(format: "own URL %.2f ms", results.sharedHost.own.median * 1000), String(format: "+%.2f", results.sharedHost.addedMilliseconds), "",
-             "adds < 1 ms a request (\(results.sharedHost.shared.seconds.count) GETs each, alternated)"]),
+        row([
+            "wake", pair(sleep.wake), pair(sleep.floor), String(format: "%.2f", sleep.ratio), "",
+            "ratio ≤ 1.5 (first byte of the held GET; floor: docker start + port poll + GET through nginx)",
+        ]),
+        row([
+            "density", "\(sleep.density) in \(formatSeconds(sleep.settledSeconds))", "\(sleep.awake) awake, \(sleep.sleeping) asleep", "", "",
+            "≤ \(Bench.maxAwake) awake (sleep_after \(Bench.sleepAfter), max_awake \(Bench.maxAwake))",
+        ]),
+        row([
+            "density: mem", String(format: "%.1f MB RSS", sleep.rssMegabytes),
+            String(format: "engine %.1f MB", sleep.runningMegabytes), "", "",
+            "< 120 MB; \(sleep.runningContainers) running containers' cgroups; \(sleep.stoppedWithMemory) of \(sleep.stoppedContainers) stopped have one",
+        ]),
+        row([
+            "wake among", pair(sleep.wakeAmong), pair(sleep.floorAmong), String(format: "%.2f", sleep.ratioAmong), "",
+            "ratio ≤ 1.5 among \(sleep.density) environments",
+        ]),
+        row([
+            "shared host", String(format: "median %.2f ms", results.sharedHost.shared.median * 1000),
+            String(format: "own URL %.2f ms", results.sharedHost.own.median * 1000), String(format: "+%.2f", results.sharedHost.addedMilliseconds),
+            "",
+            "adds < 1 ms a request (\(results.sharedHost.shared.seconds.count) GETs each, alternated)",
+        ]),
         "",
         "targets: " + results.targets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value ? "met" : "MISSED")" }.joined(separator: ", "),
     ]
@@ -103,9 +143,20 @@ do {
     FileHandle.standardError.write(Data("stager-bench: \(error)\n".utf8))
     exit(2)
 }
-let sizes = options.quick
+let sizes =
+    options.quick
     ? Bench.Sizes(openRuns: 3, redeployRate: 20, ackRate: 50, ackSeconds: 2, scale: 10, stackRuns: 2, wakeRuns: 3, density: 20, sharedRequests: 200)
-    : Bench.Sizes(openRuns: 10, redeployRate: 50, ackRate: 200, ackSeconds: 10, scale: 100, stackRuns: 5, wakeRuns: 7, density: 300, sharedRequests: 1000)
+    : Bench.Sizes(
+        openRuns: 10,
+        redeployRate: 50,
+        ackRate: 200,
+        ackSeconds: 10,
+        scale: 100,
+        stackRuns: 5,
+        wakeRuns: 7,
+        density: 300,
+        sharedRequests: 1000
+    )
 
 if options.swarm {
     do {
@@ -145,9 +196,19 @@ do {
         }
         await sleepy.finish()
         let results = Results(
-            date: ISO8601DateFormatter().string(from: Date()), quick: options.quick, build: options.build,
-            cores: ProcessInfo.processInfo.activeProcessorCount, openToLive: open, closeToGone: close, redeploy: redeploy, ack: ack,
-            ackUnderPushStorm: ackStorm, scale: scale, stack: stack, sleep: sleep, sharedHost: sharedHost,
+            date: ISO8601DateFormatter().string(from: Date()),
+            quick: options.quick,
+            build: options.build,
+            cores: ProcessInfo.processInfo.activeProcessorCount,
+            openToLive: open,
+            closeToGone: close,
+            redeploy: redeploy,
+            ack: ack,
+            ackUnderPushStorm: ackStorm,
+            scale: scale,
+            stack: stack,
+            sleep: sleep,
+            sharedHost: sharedHost,
             targets: [
                 "open→live ratio ≤ 1.3": open.ratio <= 1.3,
                 "redeploy 0 failed": redeploy.failed == 0,
@@ -155,7 +216,8 @@ do {
                 "stack push ≤ 1.3× plain push": stack.pushRatio <= 1.3,
                 "ack p99 < 20 ms, all 2xx and stored": ack.p99Milliseconds < 20 && ack.non2xx == 0 && ack.stored == ack.sent,
                 "close→gone ratio ≤ 1.3": close.ratio <= 1.3,
-                "storm ack p99 < 100 ms, all 2xx and stored": ackStorm.p99Milliseconds < 100 && ackStorm.non2xx == 0 && ackStorm.stored == ackStorm.sent,
+                "storm ack p99 < 100 ms, all 2xx and stored": ackStorm.p99Milliseconds < 100 && ackStorm.non2xx == 0
+                    && ackStorm.stored == ackStorm.sent,
                 "next open→live ≤ 1.5× first": scale.nextRatio <= 1.5,
                 "gc < 3 s": scale.gcSeconds < 3,
                 "RSS < 80 MB": scale.rssMegabytes < 80,

@@ -7,7 +7,10 @@ import StagerKit
 struct ClientOptions: ParsableArguments {
     @OptionGroup var options: ConfigOptions
 
-    @Option(name: .long, help: "Ask the stager serve at this URL (default: $STAGER_SERVER; without either, this machine's serve through <data_dir>/stager.sock).")
+    @Option(
+        name: .long,
+        help: "Ask the stager serve at this URL (default: $STAGER_SERVER; without either, this machine's serve through <data_dir>/stager.sock)."
+    )
     var server: String?
 
     @Option(name: .long, help: "A file holding the admin token for --server (default: $STAGER_TOKEN).")

@@ -28,7 +28,15 @@ struct Logs: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await client.run(.logs, CommandArguments(environment: environment.reference.description, follow: follow, tail: tail,
-                                                     build: build, service: service))
+        try await client.run(
+            .logs,
+            CommandArguments(
+                environment: environment.reference.description,
+                follow: follow,
+                tail: tail,
+                build: build,
+                service: service
+            )
+        )
     }
 }

@@ -6,7 +6,8 @@ struct GarbageCollect: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
         abstract: "Remove leaked and stale environments, containers and vhosts; reload nginx once.",
-        discussion: "stager serve does the removing and reports each item as it goes. Exit status: 0 done, 1 something could not be removed (each failure is listed) or serve is not running, 2 bad configuration."
+        discussion:
+            "stager serve does the removing and reports each item as it goes. Exit status: 0 done, 1 something could not be removed (each failure is listed) or serve is not running, 2 bad configuration."
     )
 
     @OptionGroup var client: ClientOptions
@@ -65,8 +66,15 @@ struct ManualTarget: ParsableArguments {
 
     func run(_ verb: ServeCommands.Verb, sha: String? = nil) async throws {
         let limit = DurationParser.parse(timeout) ?? .seconds(300)
-        try await client.run(verb, CommandArguments(environment: environment.reference.description, sha: sha, noWait: noWait,
-                                                    timeoutSeconds: limit.seconds))
+        try await client.run(
+            verb,
+            CommandArguments(
+                environment: environment.reference.description,
+                sha: sha,
+                noWait: noWait,
+                timeoutSeconds: limit.seconds
+            )
+        )
     }
 }
 

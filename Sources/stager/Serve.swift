@@ -16,7 +16,10 @@ struct Serve: AsyncParsableCommand {
         let app = try StagerApp(config: config, logger: logger)
         do {
             try await app.buildApplication { port in
-                logger.notice("stager serving", metadata: ["webhook": "http://\(config.server.host):\(port)/webhook", "dashboard": "http://\(config.server.host):\(port)/"])
+                logger.notice(
+                    "stager serving",
+                    metadata: ["webhook": "http://\(config.server.host):\(port)/webhook", "dashboard": "http://\(config.server.host):\(port)/"]
+                )
             }.runService()
         } catch is CancellationError {
             // SIGTERM or SIGINT: a graceful stop, which supervisors must read as success.

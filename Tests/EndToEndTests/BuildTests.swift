@@ -10,12 +10,12 @@ struct GitFixture {
     private let runner = SubprocessRunner()
 
     static let dockerfile = """
-    FROM stager/busybox:local
-    ARG SHA
-    RUN echo "sha=$SHA" > /www/index.html
-    CMD ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+        FROM stager/busybox:local
+        ARG SHA
+        RUN echo "sha=$SHA" > /www/index.html
+        CMD ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
 
-    """
+        """
 
     init(in dir: URL) async throws {
         origin = dir.appendingPathComponent("origin.git")
@@ -50,7 +50,9 @@ struct GitFixture {
         try await runner.check(Command("git", ["-C", work.path, "add", "-A"]))
         try await runner.check(Command("git", ["-C", work.path, "commit", "--quiet", "-m", note]))
         try await runner.check(Command("git", ["-C", work.path, "push", "--quiet", "--force", origin.path, "HEAD:refs/heads/feature"]))
-        return try await runner.check(Command("git", ["-C", work.path, "rev-parse", "HEAD"])).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        return try await runner.check(Command("git", ["-C", work.path, "rev-parse", "HEAD"])).standardOutput.trimmingCharacters(
+            in: .whitespacesAndNewlines
+        )
     }
 }
 
@@ -111,9 +113,11 @@ struct BuildTests {
             tags.append(built(slow))
             try await harness.send("synchronize", number: 1, branch: "feature", sha: slow, updatedAt: "2026-11-24T09:02:00Z", repo: "acme/built")
             let log = ImageBuilder.logFile(dataDir: harness.dir.appendingPathComponent("data"), key: key)
-            #expect(try await harness.waitUntil(timeout: .seconds(60)) {
-                (try? String(contentsOf: log, encoding: .utf8))?.contains("RUN sleep 60") == true
-            })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(60)) {
+                    (try? String(contentsOf: log, encoding: .utf8))?.contains("RUN sleep 60") == true
+                }
+            )
             #expect(try harness.environment(1, repo: "acme/built")?.status == .building)
             let sha3 = try await git.commit(GitFixture.dockerfile, note: "three")
             tags.append(built(sha3))
@@ -132,7 +136,10 @@ struct BuildTests {
             #expect(((try? FileManager.default.contentsOfDirectory(atPath: work.path)) ?? []).isEmpty)
 
             // A broken Dockerfile: failed, with the log's tail in the comment, and the previous commit still serving.
-            let broken = try await git.commit(GitFixture.dockerfile.replacingOccurrences(of: "ARG SHA", with: "RUN echo broken-step && exit 3\nARG SHA"), note: "broken")
+            let broken = try await git.commit(
+                GitFixture.dockerfile.replacingOccurrences(of: "ARG SHA", with: "RUN echo broken-step && exit 3\nARG SHA"),
+                note: "broken"
+            )
             try await harness.send("synchronize", number: 1, branch: "feature", sha: broken, updatedAt: "2026-11-24T09:04:00Z", repo: "acme/built")
             #expect(try await harness.settledStatus(1, repo: "acme/built", timeout: .seconds(120)) == .failed)
             let comment = try #require(await harness.github.comments(on: "acme/built", issue: 1).first)

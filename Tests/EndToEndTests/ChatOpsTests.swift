@@ -10,21 +10,26 @@ import Testing
 struct ChatOpsTests {
     static let allowed = "U0ALLOWED1"
     static let config = """
-    slack:
-      signing_secret_env: E2E_SLACK_SECRET
-      allowed_users: ["\(allowed)"]
-      webhook_url_env: E2E_SLACK_WEBHOOK
-      response_hosts: ["127.0.0.1"]
-      team_id: T1
-    """
+        slack:
+          signing_secret_env: E2E_SLACK_SECRET
+          allowed_users: ["\(allowed)"]
+          webhook_url_env: E2E_SLACK_WEBHOOK
+          response_hosts: ["127.0.0.1"]
+          team_id: T1
+        """
 
     /// A harness with the admin token and Slack configured, serve started once the stand-in runs.
     func withSlack(_ name: String, extraRepos: String = "", _ body: (E2EHarness, SlackFake, URL) async throws -> Void) async throws {
         let slack = SlackFake()
         let (url, server) = try await slack.start()
         let outcome = await Result {
-            try await E2EHarness.run(name: name, extraRepos: extraRepos, extraConfig: Self.config, extraServer: "  admin_token_env: E2E_ADMIN_TOKEN",
-                                     start: false) { harness in
+            try await E2EHarness.run(
+                name: name,
+                extraRepos: extraRepos,
+                extraConfig: Self.config,
+                extraServer: "  admin_token_env: E2E_ADMIN_TOKEN",
+                start: false
+            ) { harness in
                 harness.extraEnvironment = ["E2E_SLACK_WEBHOOK": url.appendingPathComponent("hooks/team").absoluteString]
                 try await harness.start()
                 try await body(harness, slack, url)
@@ -34,24 +39,47 @@ struct ChatOpsTests {
         try outcome.get()
     }
 
-    func api(_ harness: E2EHarness, _ action: String, _ number: Int, body: String = "", token: String? = E2EHarness.adminToken) async throws -> ProbeAnswer {
-        try await harness.request("POST", "/api/environments/acme/web/\(number)/\(action)",
-                                  headers: token.map { [("Authorization", "Bearer \($0)"), ("Content-Type", "application/json")] } ?? [],
-                                  body: Data(body.utf8))
+    func api(
+        _ harness: E2EHarness,
+        _ action: String,
+        _ number: Int,
+        body: String = "",
+        token: String? = E2EHarness.adminToken
+    ) async throws -> ProbeAnswer {
+        try await harness.request(
+            "POST",
+            "/api/environments/acme/web/\(number)/\(action)",
+            headers: token.map { [("Authorization", "Bearer \($0)"), ("Content-Type", "application/json")] } ?? [],
+            body: Data(body.utf8)
+        )
     }
 
     /// A slash command as Slack sends it, signed unless `signature` says otherwise.
-    func slash(_ harness: E2EHarness, _ text: String, user: String = allowed, responseURL: String = "",
-               timestamp: Date = Date(), signature: String? = nil, signedBody: String? = nil) async throws -> ProbeAnswer {
+    func slash(
+        _ harness: E2EHarness,
+        _ text: String,
+        user: String = allowed,
+        responseURL: String = "",
+        timestamp: Date = Date(),
+        signature: String? = nil,
+        signedBody: String? = nil
+    ) async throws -> ProbeAnswer {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
         func field(_ value: String) -> String { value.addingPercentEncoding(withAllowedCharacters: allowed) ?? "" }
-        let body = "token=x&team_id=T1&user_id=\(field(user))&user_name=\(field("name-" + user))&command=%2Fstager&text=\(field(text))&response_url=\(field(responseURL))"
+        let body =
+            "token=x&team_id=T1&user_id=\(field(user))&user_name=\(field("name-" + user))&command=%2Fstager&text=\(field(text))&response_url=\(field(responseURL))"
         let stamp = String(Int(timestamp.timeIntervalSince1970))
         let header = signature ?? SlackSignature(secret: E2EHarness.slackSecret).signature(timestamp: stamp, body: Data((signedBody ?? body).utf8))
-        return try await harness.request("POST", "/slack/commands", headers: [("Content-Type", "application/x-www-form-urlencoded"),
-                                                                              ("X-Slack-Request-Timestamp", stamp), ("X-Slack-Signature", header)],
-                                         body: Data(body.utf8))
+        return try await harness.request(
+            "POST",
+            "/slack/commands",
+            headers: [
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Slack-Request-Timestamp", stamp), ("X-Slack-Signature", header),
+            ],
+            body: Data(body.utf8)
+        )
     }
 
     func served(_ harness: E2EHarness, _ slug: String, _ sha: String) async throws -> Bool {
@@ -121,7 +149,10 @@ struct ChatOpsTests {
             let list = try answer(try await slash(harness, "ls acme/web"))
             #expect(list.text.contains("acme/web#2") && list.text.contains("*ready*"), "\(list.text)")
             // What a branch says is shown, never obeyed: no mention or link gets through.
-            #expect(!list.text.contains("<!channel>") && !list.text.contains("<http://evil") && list.text.contains("&lt;!channel&gt;"), "\(list.text)")
+            #expect(
+                !list.text.contains("<!channel>") && !list.text.contains("<http://evil") && list.text.contains("&lt;!channel&gt;"),
+                "\(list.text)"
+            )
             let status = try answer(try await slash(harness, "status acme/web#2"))
             #expect(status.text.contains("at `\(sha.prefix(12))`"), "\(status.text)")
             #expect(try answer(try await slash(harness, "status acme/web#99")).text.contains("has no environment"))
@@ -151,7 +182,10 @@ struct ChatOpsTests {
 
             let respond = slackURL.appendingPathComponent("respond/r1").absoluteString
             let reply = try answer(try await slash(harness, "rollback acme/web#3", responseURL: respond))
-            #expect(reply.response_type == "in_channel" && reply.text.contains("<@\(Self.allowed)> asked to deploy acme/web#3 at `\(one.prefix(12))`"), "\(reply.text)")
+            #expect(
+                reply.response_type == "in_channel" && reply.text.contains("<@\(Self.allowed)> asked to deploy acme/web#3 at `\(one.prefix(12))`"),
+                "\(reply.text)"
+            )
             #expect(try await served(harness, "rolled", one))
             #expect(try await harness.waitUntil { await !slack.posts(to: "/respond/r1").isEmpty })
             let report = try #require(await slack.posts(to: "/respond/r1").first)
@@ -186,21 +220,38 @@ struct ChatOpsTests {
             #expect(try await harness.waitUntil(timeout: .seconds(60)) { await slack.posts(to: "/hooks/team").count == 2 })
 
             try await harness.send("closed", number: 4, branch: "noticed", sha: Fixtures.sha("notify-2"), updatedAt: "2026-11-24T11:00:00Z")
-            #expect(try await harness.waitUntil(timeout: .seconds(60)) { await slack.posts(to: "/hooks/team").contains { $0.text.contains("was removed") } })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(60)) {
+                    await slack.posts(to: "/hooks/team").contains { $0.text.contains("was removed") }
+                }
+            )
             try await Task.sleep(for: .seconds(1))
             #expect(await slack.posts(to: "/hooks/team").count == 3, "one post per event, never twice")
 
             // A failed deploy says why, with a link to the environment's page.
             try await harness.send("opened", number: 5, branch: "broken", sha: Fixtures.sha("broken"), repo: "acme/broken")
-            #expect(try await harness.waitUntil(timeout: .seconds(60)) { await slack.posts(to: "/hooks/team").contains { $0.text.contains("acme/broken#5 failed") } })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(60)) {
+                    await slack.posts(to: "/hooks/team").contains { $0.text.contains("acme/broken#5 failed") }
+                }
+            )
             let failed = try #require(await slack.posts(to: "/hooks/team").first { $0.text.contains("acme/broken#5 failed") })
-            #expect(failed.text.contains("docker could not start the container") && failed.text.contains("/environments/acme/broken/5|history and logs>"),
-                    "\(failed.text)")
+            #expect(
+                failed.text.contains("docker could not start the container") && failed.text.contains("/environments/acme/broken/5|history and logs>"),
+                "\(failed.text)"
+            )
 
             // A 4xx other than 429 will not get better: given up after one attempt, never retried.
             await slack.fail(1, status: 404)
             let attemptsBefore = await slack.attempts
-            try await harness.send("closed", number: 5, branch: "broken", sha: Fixtures.sha("broken"), updatedAt: "2026-11-24T11:00:00Z", repo: "acme/broken")
+            try await harness.send(
+                "closed",
+                number: 5,
+                branch: "broken",
+                sha: Fixtures.sha("broken"),
+                updatedAt: "2026-11-24T11:00:00Z",
+                repo: "acme/broken"
+            )
             #expect(try await harness.waitUntil(timeout: .seconds(60)) { await slack.attempts == attemptsBefore + 1 })
             try await Task.sleep(for: .seconds(3))  // longer than the first retry's delay: none comes
             #expect(await slack.attempts == attemptsBefore + 1)
@@ -222,14 +273,34 @@ struct ChatOpsTests {
             let form = [("Content-Type", "application/x-www-form-urlencoded"), auth]
             let version = try #require(try harness.environment(5)).desiredVersion
             // Forged: no token, or a token of another session.
-            #expect(try await harness.request("POST", "/environments/acme/web/5/actions/destroy", headers: form + [("Cookie", cookie)], body: Data("x=1".utf8)).status == 403)
-            #expect(try await harness.request("POST", "/environments/acme/web/5/actions/destroy", headers: form + [("Cookie", "stager_session=ab12")],
-                                              body: Data("csrf=\(csrf)".utf8)).status == 403)
-            #expect(try await harness.request("POST", "/environments/acme/web/5/actions/destroy", headers: form, body: Data("csrf=\(csrf)".utf8)).status == 403)
+            #expect(
+                try await harness.request(
+                    "POST",
+                    "/environments/acme/web/5/actions/destroy",
+                    headers: form + [("Cookie", cookie)],
+                    body: Data("x=1".utf8)
+                ).status == 403
+            )
+            #expect(
+                try await harness.request(
+                    "POST",
+                    "/environments/acme/web/5/actions/destroy",
+                    headers: form + [("Cookie", "stager_session=ab12")],
+                    body: Data("csrf=\(csrf)".utf8)
+                ).status == 403
+            )
+            #expect(
+                try await harness.request("POST", "/environments/acme/web/5/actions/destroy", headers: form, body: Data("csrf=\(csrf)".utf8)).status
+                    == 403
+            )
             #expect(try harness.environment(5)?.desiredVersion == version)
 
-            let deploy = try await harness.request("POST", "/environments/acme/web/5/actions/deploy", headers: form + [("Cookie", cookie)],
-                                                   body: Data("csrf=\(csrf)&sha=\(one)".utf8))
+            let deploy = try await harness.request(
+                "POST",
+                "/environments/acme/web/5/actions/deploy",
+                headers: form + [("Cookie", cookie)],
+                body: Data("csrf=\(csrf)&sha=\(one)".utf8)
+            )
             #expect(deploy.status == 303 && deploy.headers["location"] == "/environments/acme/web/5#history")
             #expect(try await served(harness, "paged", one))
             let events = try harness.app?.store.auditEvents(for: PullRequestKey(repo: "acme/web", number: 5), limit: 100) ?? []
@@ -243,11 +314,17 @@ struct ChatOpsTests {
             let (one, two) = try await deployedTwice(harness, 6, branch: "clicked")
 
             let click = "document.querySelector('select[name=sha]').value = '\(one)'; document.querySelector('button[name=deploy-sha]').click(); true"
-            let browser = try await SubprocessRunner().run(Command("timeout", [
-                "90", "python3", Fixtures.repoRoot.appendingPathComponent("Tests/browser/act.py").path,
-                "--url", "http://127.0.0.1:\(harness.port)/environments/acme/web/6", "--header", "Authorization: Bearer \(E2EHarness.adminToken)",
-                "--script", click, "--until", "#history",
-            ]))
+            let browser = try await SubprocessRunner().run(
+                Command(
+                    "timeout",
+                    [
+                        "90", "python3", Fixtures.repoRoot.appendingPathComponent("Tests/browser/act.py").path,
+                        "--url", "http://127.0.0.1:\(harness.port)/environments/acme/web/6", "--header",
+                        "Authorization: Bearer \(E2EHarness.adminToken)",
+                        "--script", click, "--until", "#history",
+                    ]
+                )
+            )
             #expect(browser.exitCode == 0, "\(browser.standardError.suffix(1000))")
             #expect(browser.standardOutput.contains("/environments/acme/web/6#history"))
             #expect(try await served(harness, "clicked", one))

@@ -7,17 +7,20 @@ import Testing
 /// engine failure is retried, never a failed deploy; afterwards every open PR is ready and serving with
 /// exactly one running container and one comment, and nothing of a closed PR is left. These stop every
 /// container on the engine, so they run alone: `scripts/test` runs them after the other suites.
-@Suite("End to end: the engine stopped and started again", .serialized,
-       .enabled(if: E2EHarness.available && EngineControl.enabled))
+@Suite(
+    "End to end: the engine stopped and started again",
+    .serialized,
+    .enabled(if: E2EHarness.available && EngineControl.enabled)
+)
 struct EngineFaultTests {
     /// A repository whose container takes two seconds to listen: a window to stop the engine mid-deploy.
     static let slowRepo = """
-      acme/slow:
-        image: "\(E2EHarness.image)"
-        command: ["/bin/busybox", "sh", "-c", "sleep 2; echo \\"sha=$STAGER_SHA\\" > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]
-        port: 8080
-        health_timeout: "30s"
-    """
+          acme/slow:
+            image: "\(E2EHarness.image)"
+            command: ["/bin/busybox", "sh", "-c", "sleep 2; echo \\"sha=$STAGER_SHA\\" > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]
+            port: 8080
+            health_timeout: "30s"
+        """
 
     /// The default interval: what the outage stopped is found when the engine answers again, not at the
     /// next reconcile.
@@ -53,8 +56,13 @@ struct EngineFaultTests {
             #expect(try await harness.waitSettled(63, status: .ready))
 
             try await EngineControl.whileStopped {
-                let (status, _) = try await harness.send("closed", number: 63, branch: "closing", sha: Fixtures.sha("closing"),
-                                                         updatedAt: "2026-11-24T09:05:00Z")
+                let (status, _) = try await harness.send(
+                    "closed",
+                    number: 63,
+                    branch: "closing",
+                    sha: Fixtures.sha("closing"),
+                    updatedAt: "2026-11-24T09:05:00Z"
+                )
                 #expect(status == 202)
                 // The URL goes first, engine or not: nginx alone takes it down.
                 #expect(try await harness.waitUntil(timeout: .seconds(15)) { await harness.throughNginx(slug: "closing")?.status == 404 })
@@ -84,29 +92,58 @@ struct EngineFaultTests {
     // MARK: Expectations
 
     /// Ready, serving its sha through nginx, one running container, one comment.
-    func expectServingOnce(_ harness: E2EHarness, _ number: Int, repo: String, slug: String, sha: String,
-                           sourceLocation: SourceLocation = #_sourceLocation) async throws {
-        #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-            await harness.throughNginx(slug: slug)?.body.contains("sha=\(sha)") == true
-        }, "\(repo)#\(number) serves \(sha) through nginx", sourceLocation: sourceLocation)
-        #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-            let mine = try await harness.containers().filter { $0.repo == repo && $0.number == number }
-            return mine.count == 1 && mine.allSatisfy(\.running)
-        }, "\(repo)#\(number) has exactly one running container", sourceLocation: sourceLocation)
+    func expectServingOnce(
+        _ harness: E2EHarness,
+        _ number: Int,
+        repo: String,
+        slug: String,
+        sha: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        #expect(
+            try await harness.waitUntil(timeout: .seconds(30)) {
+                await harness.throughNginx(slug: slug)?.body.contains("sha=\(sha)") == true
+            },
+            "\(repo)#\(number) serves \(sha) through nginx",
+            sourceLocation: sourceLocation
+        )
+        #expect(
+            try await harness.waitUntil(timeout: .seconds(30)) {
+                let mine = try await harness.containers().filter { $0.repo == repo && $0.number == number }
+                return mine.count == 1 && mine.allSatisfy(\.running)
+            },
+            "\(repo)#\(number) has exactly one running container",
+            sourceLocation: sourceLocation
+        )
         #expect(try await harness.waitSettled(number, repo: repo, status: .ready), sourceLocation: sourceLocation)
-        #expect(try await harness.waitUntil(timeout: .seconds(15)) { await harness.github.comments(on: repo, issue: number).count == 1 },
-                "\(repo)#\(number) has one comment", sourceLocation: sourceLocation)
+        #expect(
+            try await harness.waitUntil(timeout: .seconds(15)) { await harness.github.comments(on: repo, issue: number).count == 1 },
+            "\(repo)#\(number) has one comment",
+            sourceLocation: sourceLocation
+        )
     }
 
     /// No container, no vhost, no comment, and the environment removed.
-    func expectGone(_ harness: E2EHarness, _ number: Int, repo: String, slug: String,
-                    sourceLocation: SourceLocation = #_sourceLocation) async throws {
-        #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-            try await harness.containers().filter { $0.repo == repo && $0.number == number }.isEmpty
-        }, "no container of \(repo)#\(number) is left", sourceLocation: sourceLocation)
+    func expectGone(
+        _ harness: E2EHarness,
+        _ number: Int,
+        repo: String,
+        slug: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        #expect(
+            try await harness.waitUntil(timeout: .seconds(30)) {
+                try await harness.containers().filter { $0.repo == repo && $0.number == number }.isEmpty
+            },
+            "no container of \(repo)#\(number) is left",
+            sourceLocation: sourceLocation
+        )
         #expect(!harness.vhosts().contains("\(slug).conf"), sourceLocation: sourceLocation)
-        #expect(try await harness.waitUntil(timeout: .seconds(15)) { await harness.github.comments(on: repo, issue: number).isEmpty },
-                "the comment of \(repo)#\(number) is deleted", sourceLocation: sourceLocation)
+        #expect(
+            try await harness.waitUntil(timeout: .seconds(15)) { await harness.github.comments(on: repo, issue: number).isEmpty },
+            "the comment of \(repo)#\(number) is deleted",
+            sourceLocation: sourceLocation
+        )
         #expect(try await harness.waitSettled(number, repo: repo, status: .removed), sourceLocation: sourceLocation)
     }
 }

@@ -10,7 +10,8 @@ import Testing
 struct GcScaleTests {
     @Test func fiftyLiveAndTwentyLeaks() async throws {
         try await E2EHarness.run(name: "gc-scale", extraLimits: "  concurrent_deploys: 8") { harness in
-            let live = 50, closed = 10
+            let live = 50
+            let closed = 10
             for number in 1...(live + closed) {
                 try await harness.open(number, branch: "scale-\(number)")
             }
@@ -19,8 +20,13 @@ struct GcScaleTests {
             }
             // 20 leaks: 10 PRs closed on GitHub without a webhook, 5 orphan containers, 5 orphan vhosts.
             for number in (live + 1)...(live + closed) {
-                await harness.github.setPull(number: number, branch: "scale-\(number)", sha: Fixtures.sha("scale-\(number)"),
-                                             state: "closed", updatedAt: "2026-11-24T11:00:00Z")
+                await harness.github.setPull(
+                    number: number,
+                    branch: "scale-\(number)",
+                    sha: Fixtures.sha("scale-\(number)"),
+                    state: "closed",
+                    updatedAt: "2026-11-24T11:00:00Z"
+                )
             }
             for number in 900..<905 { _ = try await harness.startOrphanContainer(number: number) }
             for index in 0..<5 { try harness.writeOrphanVhost(slug: "orphan-\(index)") }
@@ -29,7 +35,10 @@ struct GcScaleTests {
             var result: CommandResult?
             let withLeaks = try await clock.measure { result = try await harness.stager(["gc"]) }
             #expect(result?.exitCode == 0)
-            #expect(result?.standardOutput.contains("gc: removed 10 environments, 5 containers, 5 vhosts; kept 50") == true, "\(result?.standardOutput ?? "")")
+            #expect(
+                result?.standardOutput.contains("gc: removed 10 environments, 5 containers, 5 vhosts; kept 50") == true,
+                "\(result?.standardOutput ?? "")"
+            )
             #expect(try await harness.containers().count == live)
             #expect(harness.vhosts().count == live)
 

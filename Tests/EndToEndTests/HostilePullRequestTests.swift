@@ -13,17 +13,21 @@ struct HostilePullRequestTests {
     static func cgiRepo(_ name: String, script: [String], extra: String = "") throws -> String {
         let lines = ["#!/bin/sh"] + script
         let quoted = lines.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-        let shell = "mkdir -p /www/cgi-bin && echo \"front sha=$STAGER_SHA\" > /www/index.html && printf '%s\\n' \(quoted) > /www/cgi-bin/app"
+        let shell =
+            "mkdir -p /www/cgi-bin && echo \"front sha=$STAGER_SHA\" > /www/index.html && printf '%s\\n' \(quoted) > /www/cgi-bin/app"
             + " && chmod +x /www/cgi-bin/app && exec /bin/busybox httpd -f -p 8080 -h /www"
         let command = String(decoding: try JSONEncoder().encode(["/bin/busybox", "sh", "-c", shell]), as: UTF8.self)
-        let block = ["  \(name):", "    image: \"\(E2EHarness.image)\"", "    command: \(command)", "    port: 8080"]
+        let block =
+            ["  \(name):", "    image: \"\(E2EHarness.image)\"", "    command: \(command)", "    port: 8080"]
             + extra.split(separator: "\n").map { "    " + $0 }
         return block.joined(separator: "\n") + "\n"
     }
 
     /// A CGI answer with `headers`, whose body names the app and the URI it was asked for.
     static func answer(headers: [String]) -> [String] {
-        ["printf 'Content-Type: text/plain\\r\\n'"] + headers.map { "printf '\($0)\\r\\n'" } + ["printf '\\r\\n'", "echo \"own answer uri=$REQUEST_URI\""]
+        ["printf 'Content-Type: text/plain\\r\\n'"] + headers.map { "printf '\($0)\\r\\n'" } + [
+            "printf '\\r\\n'", "echo \"own answer uri=$REQUEST_URI\"",
+        ]
     }
 
     func sleep(_ harness: E2EHarness, _ reference: String) async throws {
@@ -89,7 +93,11 @@ struct HostilePullRequestTests {
             // serve's wake route: one environment's key does not wake another.
             let token = try #require(try harness.app?.store.secret(named: "wake.token"))
             let keys = VhostKeys(secret: token)
-            let crossed = try await harness.request("GET", "/_stager/wake/wake-x-billing", headers: [("X-Stager-Wake-Token", keys.wake(slug: "wake-x"))])
+            let crossed = try await harness.request(
+                "GET",
+                "/_stager/wake/wake-x-billing",
+                headers: [("X-Stager-Wake-Token", keys.wake(slug: "wake-x"))]
+            )
             #expect(crossed.status == 403)
             #expect(try harness.environment(2, repo: "acme/deep")?.status == .sleeping)
         }
@@ -110,8 +118,10 @@ struct HostilePullRequestTests {
 
             let viaBasic = try await harness.request("POST", sleepPath, headers: [("Authorization", basic)])
             #expect(viaBasic.status == 401 && viaBasic.body.contains("Bearer"), "\(viaBasic)")
-            for headers in [[("Sec-Fetch-Site", "cross-site")], [("Sec-Fetch-Site", "same-site")], [("Origin", "https://evil.example")],
-                            [("Origin", "http://feature.preview.localhost:\(harness.nginxPort)")]] {
+            for headers in [
+                [("Sec-Fetch-Site", "cross-site")], [("Sec-Fetch-Site", "same-site")], [("Origin", "https://evil.example")],
+                [("Origin", "http://feature.preview.localhost:\(harness.nginxPort)")],
+            ] {
                 let refused = try await harness.request("POST", sleepPath, headers: [("Authorization", bearer)] + headers)
                 #expect(refused.status == 403, "\(headers): \(refused)")
             }
@@ -122,20 +132,32 @@ struct HostilePullRequestTests {
             // The dashboard's form: the right CSRF token is not enough from another site's page.
             let page = try await harness.request("GET", "/environments/acme/web/1", headers: [("Authorization", basic)])
             #expect(page.status == 200)
-            for header in ["content-security-policy", "x-frame-options", "x-content-type-options"] { #expect(page.headers[header] != nil, "\(header)") }
+            for header in ["content-security-policy", "x-frame-options", "x-content-type-options"] {
+                #expect(page.headers[header] != nil, "\(header)")
+            }
             #expect(page.headers["content-security-policy"]?.contains("frame-ancestors 'none'") == true)
             let cookie = try #require(page.headers["set-cookie"]?.split(separator: ";").first.map(String.init))
-            let csrf = try #require(page.body.range(of: #"name="csrf" value="([0-9a-f]+)""#, options: .regularExpression).map {
-                String(page.body[$0].dropFirst(#"name="csrf" value=""#.count).dropLast())
-            })
+            let csrf = try #require(
+                page.body.range(of: #"name="csrf" value="([0-9a-f]+)""#, options: .regularExpression).map {
+                    String(page.body[$0].dropFirst(#"name="csrf" value=""#.count).dropLast())
+                }
+            )
             let form = Data("csrf=\(csrf)".utf8)
             let formHeaders = [("Authorization", basic), ("Cookie", cookie), ("Content-Type", "application/x-www-form-urlencoded")]
-            let crossSite = try await harness.request("POST", "/environments/acme/web/1/actions/sleep",
-                                                      headers: formHeaders + [("Sec-Fetch-Site", "cross-site")], body: form)
+            let crossSite = try await harness.request(
+                "POST",
+                "/environments/acme/web/1/actions/sleep",
+                headers: formHeaders + [("Sec-Fetch-Site", "cross-site")],
+                body: form
+            )
             #expect(crossSite.status == 403, "\(crossSite)")
             #expect(try harness.environment(1)?.asleep == false)
-            let own = try await harness.request("POST", "/environments/acme/web/1/actions/sleep",
-                                                headers: formHeaders + [("Sec-Fetch-Site", "same-origin"), ("Origin", "http://127.0.0.1:\(harness.port)")], body: form)
+            let own = try await harness.request(
+                "POST",
+                "/environments/acme/web/1/actions/sleep",
+                headers: formHeaders + [("Sec-Fetch-Site", "same-origin"), ("Origin", "http://127.0.0.1:\(harness.port)")],
+                body: form
+            )
             #expect(own.status == 303, "\(own)")
 
             // A script with the bearer token still works.
@@ -154,8 +176,12 @@ struct HostilePullRequestTests {
         let dir = try TestConfig.temporaryDirectory("e2e-symlink")
         let git = try await GitFixture(in: dir)
         let repo = BuildTests.repo(origin: git.origin)
-        try await E2EHarness.run(name: "symlink", extraRepos: repo, extraConfig: BuildTests.allowFiles,
-                                 extraServer: "  admin_token_env: E2E_ADMIN_TOKEN") { harness in
+        try await E2EHarness.run(
+            name: "symlink",
+            extraRepos: repo,
+            extraConfig: BuildTests.allowFiles,
+            extraServer: "  admin_token_env: E2E_ADMIN_TOKEN"
+        ) { harness in
             let secrets = [TestConfig.secret, E2EHarness.adminToken, harness.token]
             let environ = try await git.commit(links: ["Dockerfile": "/proc/self/environ"], note: "environ")
             try await harness.send("opened", number: 1, branch: "feature", sha: environ, repo: "acme/built")
@@ -163,11 +189,12 @@ struct HostilePullRequestTests {
             let env = try #require(try harness.environment(1, repo: "acme/built"))
             #expect(env.failureReason?.contains("build.dockerfile (Dockerfile) is a symlink") == true, "\(env.failureReason ?? "")")
 
-
             let comment = try #require(await harness.github.comments(on: "acme/built", issue: 1).first)
             #expect(comment.body.contains("is a symlink"), "\(comment.body)")
-            let texts = [comment.body, try await harness.get("/").body, try await harness.get("/api/environments").body,
-                         try await harness.get("/environments/acme/built/1").body]
+            let texts = [
+                comment.body, try await harness.get("/").body, try await harness.get("/api/environments").body,
+                try await harness.get("/environments/acme/built/1").body,
+            ]
             for text in texts {
                 for secret in secrets { #expect(!text.contains(secret)) }
             }
@@ -179,14 +206,14 @@ struct HostilePullRequestTests {
         let dir = try TestConfig.temporaryDirectory("e2e-context")
         let git = try await GitFixture(in: dir)
         let repo = """
-          acme/ctx:
-            build:
-              context: ctx
-              dockerfile: Dockerfile
-            clone_url: "file://\(git.origin.path)"
-            port: 8080
+              acme/ctx:
+                build:
+                  context: ctx
+                  dockerfile: Dockerfile
+                clone_url: "file://\(git.origin.path)"
+                port: 8080
 
-        """
+            """
         try await E2EHarness.run(name: "context", extraRepos: repo, extraConfig: BuildTests.allowFiles) { harness in
             let sha = try await git.commit(links: ["ctx": "/"], note: "root")
             try await harness.send("opened", number: 1, branch: "feature", sha: sha, repo: "acme/ctx")
@@ -202,15 +229,25 @@ struct HostilePullRequestTests {
     @Test func aForkBombInABuildStopsAtBuildPids() async throws {
         let dir = try TestConfig.temporaryDirectory("e2e-forkbomb")
         let git = try await GitFixture(in: dir)
-        try await E2EHarness.run(name: "forkbomb", extraRepos: BuildTests.repo(origin: git.origin), extraConfig: BuildTests.allowFiles + "\n  pids: 64") { harness in
-            let bomb = GitFixture.dockerfile.replacingOccurrences(of: "ARG SHA", with: """
-            RUN i=0; while [ $i -lt 300 ]; do /bin/busybox sleep 30 & i=$((i+1)); done; echo forked-all-$i
-            ARG SHA
-            """)
+        try await E2EHarness.run(
+            name: "forkbomb",
+            extraRepos: BuildTests.repo(origin: git.origin),
+            extraConfig: BuildTests.allowFiles + "\n  pids: 64"
+        ) { harness in
+            let bomb = GitFixture.dockerfile.replacingOccurrences(
+                of: "ARG SHA",
+                with: """
+                    RUN i=0; while [ $i -lt 300 ]; do /bin/busybox sleep 30 & i=$((i+1)); done; echo forked-all-$i
+                    ARG SHA
+                    """
+            )
             let sha = try await git.commit(bomb, note: "bomb")
             try await harness.send("opened", number: 1, branch: "feature", sha: sha, repo: "acme/built")
             #expect(try await harness.settledStatus(1, repo: "acme/built", timeout: .seconds(120)) == .failed)
-            let log = ImageBuilder.tail(ImageBuilder.logFile(dataDir: harness.dir.appendingPathComponent("data"), key: PullRequestKey(repo: "acme/built", number: 1)), lines: 400)
+            let log = ImageBuilder.tail(
+                ImageBuilder.logFile(dataDir: harness.dir.appendingPathComponent("data"), key: PullRequestKey(repo: "acme/built", number: 1)),
+                lines: 400
+            )
             #expect(log.contains("can't fork") && !log.contains("forked-all-300"), "\(log.suffix(1500))")
             #expect(try await harness.stager(["check"]).standardOutput.contains("64 processes together"))
         }
@@ -221,14 +258,18 @@ struct HostilePullRequestTests {
         let value = "e2e-app-secret-4f1a9c77"
         let extra = "env: {API_KEY: \"\(value)\"}\nhealth_timeout: 5s"
         let repo = E2EHarness.servingRepo("acme/leaky", extra).replacingOccurrences(
-            of: E2EHarness.servingCommand, with: #"["/bin/busybox", "sh", "-c", "echo starting with key=$API_KEY; sleep 3; exit 1"]"#)
+            of: E2EHarness.servingCommand,
+            with: #"["/bin/busybox", "sh", "-c", "echo starting with key=$API_KEY; sleep 3; exit 1"]"#
+        )
         try await E2EHarness.run(name: "leaky", extraRepos: repo) { harness in
             try await harness.send("opened", number: 1, branch: "leaky", sha: Fixtures.sha("leaky"), repo: "acme/leaky")
             #expect(try await harness.settledStatus(1, repo: "acme/leaky", timeout: .seconds(60)) == .failed)
             let comment = try #require(await harness.github.comments(on: "acme/leaky", issue: 1).first).body
             #expect(comment.contains("starting with key=***"), "\(comment)")
-            let texts = [comment, try await harness.get("/").body, try await harness.get("/api/environments").body,
-                         try await harness.get("/api/environments/acme/leaky/1").body, try await harness.get("/environments/acme/leaky/1").body]
+            let texts = [
+                comment, try await harness.get("/").body, try await harness.get("/api/environments").body,
+                try await harness.get("/api/environments/acme/leaky/1").body, try await harness.get("/environments/acme/leaky/1").body,
+            ]
             for text in texts { #expect(!text.contains(value)) }
         }
     }
@@ -241,8 +282,11 @@ struct HostilePullRequestTests {
     @Test func theSharedHostProtectsLikeTheEnvironmentsOwnHost() async throws {
         let extra = "shared_host: acme-guarded\ndefault_env: pr-1\naccess:\n  users_env: E2E_PREVIEW_USERS"
         let allowListed = "shared_host: acme-office\ndefault_env: pr-2\naccess:\n  allow_ips: [\"127.0.0.1/32\"]"
-        try await E2EHarness.run(name: "guarded", extraRepos: E2EHarness.servingRepo("acme/guarded", extra)
-                                 + E2EHarness.servingRepo("acme/office", allowListed)) { harness in
+        try await E2EHarness.run(
+            name: "guarded",
+            extraRepos: E2EHarness.servingRepo("acme/guarded", extra)
+                + E2EHarness.servingRepo("acme/office", allowListed)
+        ) { harness in
             let sha = Fixtures.sha("guarded")
             try await harness.send("opened", number: 1, branch: "guarded", sha: sha, repo: "acme/guarded")
             try await harness.send("opened", number: 2, branch: "office", sha: Fixtures.sha("office"), repo: "acme/office")
@@ -275,7 +319,9 @@ struct HostilePullRequestTests {
             #expect(office.status == 200 && office.headers["x-stager-env"] == "pr-2", "\(office)")
             // The generated password file is for nginx's group, not for everyone on the host.
             let file = harness.dir.appendingPathComponent("data")
-            let htpasswd = try #require(FileManager.default.enumerator(atPath: file.path)?.compactMap { $0 as? String }.first { $0.hasSuffix("htpasswd") })
+            let htpasswd = try #require(
+                FileManager.default.enumerator(atPath: file.path)?.compactMap { $0 as? String }.first { $0.hasSuffix("htpasswd") }
+            )
             let mode = try FileManager.default.attributesOfItem(atPath: file.appendingPathComponent(htpasswd).path)[.posixPermissions] as? Int
             #expect(mode == 0o640)
         }
@@ -286,17 +332,29 @@ struct HostilePullRequestTests {
     /// swift-mustache escaped one Character at a time: a `<` glued to a prepended or combining mark went
     /// through, and a fork PR's title became a real `<img onerror=…>` on the dashboard.
     @Test func titlesAuthorsAndBranchesNeverBecomeMarkup() async throws {
-        let corpus = ["\u{0600}<img src=x onerror=alert(1)>", "\"\u{0301} onmouseover=alert(2) x=\"", "<\u{0301}script>alert(3)</script>",
-                      "'\u{0301}><svg onload=alert(4)>", "&\u{0301}lt;b&\u{0301}gt;", "\u{200D}<iframe src=//evil.example>"]
+        let corpus = [
+            "\u{0600}<img src=x onerror=alert(1)>", "\"\u{0301} onmouseover=alert(2) x=\"", "<\u{0301}script>alert(3)</script>",
+            "'\u{0301}><svg onload=alert(4)>", "&\u{0301}lt;b&\u{0301}gt;", "\u{200D}<iframe src=//evil.example>",
+        ]
         try await E2EHarness.run(name: "markup", extraRepos: E2EHarness.servingRepo("acme/markup", "allow_forks: true")) { harness in
             for (index, title) in corpus.enumerated() {
-                try await harness.send("opened", number: index + 1, branch: "m\(index)", sha: Fixtures.sha("m\(index)"), repo: "acme/markup",
-                                       title: title, author: title)
+                try await harness.send(
+                    "opened",
+                    number: index + 1,
+                    branch: "m\(index)",
+                    sha: Fixtures.sha("m\(index)"),
+                    repo: "acme/markup",
+                    title: title,
+                    author: title
+                )
             }
             for index in corpus.indices { #expect(try await harness.settledStatus(index + 1, repo: "acme/markup") != nil) }
-            let pages = [try await harness.get("/")] + (try await corpus.indices.asyncMap { try await harness.get("/environments/acme/markup/\($0 + 1)") })
+            let pages =
+                [try await harness.get("/")] + (try await corpus.indices.asyncMap { try await harness.get("/environments/acme/markup/\($0 + 1)") })
             for page in pages {
-                #expect(page.headers["content-security-policy"]?.contains("script-src 'sha256-") == true || page.headers["content-security-policy"] != nil)
+                #expect(
+                    page.headers["content-security-policy"]?.contains("script-src 'sha256-") == true || page.headers["content-security-policy"] != nil
+                )
                 // Each string shows as text: no element, and no quote that could end an attribute.
                 for tag in ["<img", "<svg", "<iframe", "<\u{0301}script", "\u{0600}<", "\"\u{0301}", "'\u{0301}"] {
                     #expect(!page.body.contains(tag), "\(tag)")
@@ -319,10 +377,15 @@ struct HostilePullRequestTests {
                 _ = try await harness.post(Data("{}".utf8), event: "made-up-\(index)", signed: false)
             }
             let metrics = try await harness.get("/metrics").body
-            let events = Set(metrics.split(separator: "\n").filter { $0.hasPrefix("stager_webhooks_total{") }.compactMap { line in
-                line.range(of: #"event="[^"]*""#, options: .regularExpression).map { String(line[$0]) }
-            })
-            #expect(events.isSubset(of: ["event=\"pull_request\"", "event=\"push\"", "event=\"ping\"", "event=\"other\""]) && !events.isEmpty, "\(events)")
+            let events = Set(
+                metrics.split(separator: "\n").filter { $0.hasPrefix("stager_webhooks_total{") }.compactMap { line in
+                    line.range(of: #"event="[^"]*""#, options: .regularExpression).map { String(line[$0]) }
+                }
+            )
+            #expect(
+                events.isSubset(of: ["event=\"pull_request\"", "event=\"push\"", "event=\"ping\"", "event=\"other\""]) && !events.isEmpty,
+                "\(events)"
+            )
 
             // Two sleeping previews, one wake a minute: the second is told to retry, and stays asleep.
             for number in [1, 2] {
@@ -341,13 +404,27 @@ struct HostilePullRequestTests {
             // Fork PRs past forks.max_blocked: answered, not recorded; a writer's label records and deploys it.
             await harness.github.setPermission("maintainer", "write")
             for number in 10..<13 {
-                let (status, body) = try await harness.send("opened", number: number, branch: "main", sha: Fixtures.sha("fork-\(number)"), headRepo: "stranger/web")
+                let (status, body) = try await harness.send(
+                    "opened",
+                    number: number,
+                    branch: "main",
+                    sha: Fixtures.sha("fork-\(number)"),
+                    headRepo: "stranger/web"
+                )
                 #expect(status == (number < 12 ? 202 : 200), "\(body)")
             }
             #expect(try await harness.waitSettled(11, status: .blocked))
             #expect(try harness.environment(12) == nil)
-            try await harness.send("labeled", number: 12, branch: "main", sha: Fixtures.sha("fork-12"), updatedAt: "2026-11-24T09:01:00Z",
-                                   headRepo: "stranger/web", label: "stager:deploy", sender: "maintainer")
+            try await harness.send(
+                "labeled",
+                number: 12,
+                branch: "main",
+                sha: Fixtures.sha("fork-12"),
+                updatedAt: "2026-11-24T09:01:00Z",
+                headRepo: "stranger/web",
+                label: "stager:deploy",
+                sender: "maintainer"
+            )
             #expect(try await harness.waitSettled(12, status: .ready, timeout: .seconds(60)))
         }
     }
@@ -366,8 +443,14 @@ struct HostilePullRequestTests {
                     if index >= 50, let status = try await group.next() { statuses.append(status) }
                     let number = index % 200 + 1
                     group.addTask {
-                        try await harness.send(index < 200 ? "opened" : "synchronize", number: number, branch: "b\(number)", sha: Fixtures.sha("b\(index)"),
-                                               updatedAt: "2026-11-24T09:\(String(format: "%02d", index / 200)):00Z", repo: "acme/gated").0
+                        try await harness.send(
+                            index < 200 ? "opened" : "synchronize",
+                            number: number,
+                            branch: "b\(number)",
+                            sha: Fixtures.sha("b\(index)"),
+                            updatedAt: "2026-11-24T09:\(String(format: "%02d", index / 200)):00Z",
+                            repo: "acme/gated"
+                        ).0
                     }
                 }
                 return try await group.reduce(into: statuses) { $0.append($1) }
@@ -389,13 +472,24 @@ struct HostilePullRequestTests {
             #expect(try await harness.waitSettled(5, status: .blocked))
             // GitHub shows the PR without the label: the delivery is posted as is, not through the harness's helper.
             await harness.github.setPull(number: 5, branch: "main", sha: sha)
-            let forged = try Fixtures.pullRequest(action: "labeled", repo: "acme/web", number: 5, branch: "main", sha: sha,
-                                                  updatedAt: "2026-11-24T09:01:00Z", headRepo: "mallory/web", label: "stager:deploy", sender: "maintainer")
+            let forged = try Fixtures.pullRequest(
+                action: "labeled",
+                repo: "acme/web",
+                number: 5,
+                branch: "main",
+                sha: sha,
+                updatedAt: "2026-11-24T09:01:00Z",
+                headRepo: "mallory/web",
+                label: "stager:deploy",
+                sender: "maintainer"
+            )
             #expect(try await harness.post(forged, event: "pull_request").0 == 202)
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-                try harness.app?.store.auditEvents(for: PullRequestKey(repo: "acme/web", number: 5), limit: 50)
-                    .contains { $0.message.contains("GitHub does not show stager:deploy") } == true
-            })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(30)) {
+                    try harness.app?.store.auditEvents(for: PullRequestKey(repo: "acme/web", number: 5), limit: 50)
+                        .contains { $0.message.contains("GitHub does not show stager:deploy") } == true
+                }
+            )
             #expect(try harness.environment(5)?.status == .blocked)
             #expect(try await harness.containers().isEmpty)
         }
@@ -404,7 +498,12 @@ struct HostilePullRequestTests {
     /// Someone else's comment that carries Stager's marker is neither edited nor deleted.
     @Test func aStrangersMarkerCommentIsLeftAlone() async throws {
         try await E2EHarness.run(name: "marker") { harness in
-            let stranger = await harness.github.seedComment(repo: "acme/web", issue: 6, body: "\(CommentMarker.marker) I am not Stager", author: "mallory")
+            let stranger = await harness.github.seedComment(
+                repo: "acme/web",
+                issue: 6,
+                body: "\(CommentMarker.marker) I am not Stager",
+                author: "mallory"
+            )
             try await harness.send("opened", number: 6, branch: "marker", sha: Fixtures.sha("marker"))
             #expect(try await harness.waitSettled(6, status: .ready, timeout: .seconds(60)))
             let comments = await harness.github.comments(on: "acme/web", issue: 6)
@@ -469,9 +568,17 @@ struct ServeStartStopTests {
         let dir = try TestConfig.temporaryDirectory("public-serve")
         let file = dir.appendingPathComponent("stager.yml")
         try "server:\n  listen: \"0.0.0.0:0\"\ndata_dir: data\n".write(to: file, atomically: true, encoding: .utf8)
-        let refused = try await SubprocessRunner().run(Command(StagerProcess.binary, ["serve", "--config", file.path],
-                                                               environment: ["STAGER_WEBHOOK_SECRET": "s"], timeout: .seconds(60)))
-        #expect(refused.exitCode == 2 && refused.standardError.contains("server.admin_token_env") && refused.standardError.contains("public_read"),
-                "\(refused.standardError)")
+        let refused = try await SubprocessRunner().run(
+            Command(
+                StagerProcess.binary,
+                ["serve", "--config", file.path],
+                environment: ["STAGER_WEBHOOK_SECRET": "s"],
+                timeout: .seconds(60)
+            )
+        )
+        #expect(
+            refused.exitCode == 2 && refused.standardError.contains("server.admin_token_env") && refused.standardError.contains("public_read"),
+            "\(refused.standardError)"
+        )
     }
 }

@@ -8,7 +8,8 @@ import Testing
 struct LifecycleTests {
     @Test func openSynchronizeClose() async throws {
         try await E2EHarness.run(name: "lifecycle") { harness in
-            let sha1 = Fixtures.sha("one"), sha2 = Fixtures.sha("two")
+            let sha1 = Fixtures.sha("one")
+            let sha2 = Fixtures.sha("two")
 
             let (status, _) = try await harness.send("opened", number: 1, branch: "feature/Login-Page", sha: sha1)
             #expect(status == 202)
@@ -64,9 +65,11 @@ struct LifecycleTests {
             try await harness.send("opened", number: 4, branch: "burst-two", sha: Fixtures.sha("c1"))
             try await harness.send("synchronize", number: 4, branch: "burst-two", sha: Fixtures.sha("c2"), updatedAt: "2026-11-24T09:00:01Z")
 
-            #expect(try await harness.waitUntil {
-                try harness.environment(3)?.status == .removed
-            })
+            #expect(
+                try await harness.waitUntil {
+                    try harness.environment(3)?.status == .removed
+                }
+            )
             #expect(try await harness.waitSettled(4, status: .ready))
             #expect(try await harness.waitSettled(2, status: .ready))
             let containers = try await harness.containers()
@@ -80,13 +83,16 @@ struct LifecycleTests {
     }
 
     @Test func unhealthyImageFailsWithTheLogTail() async throws {
-        try await E2EHarness.run(name: "sick", extraRepos: """
-          acme/sick:
-            image: "\(E2EHarness.image)"
-            command: ["/bin/busybox", "sh", "-c", "echo boot-failure-marker; exec /bin/busybox sleep 3600"]
-            port: 8080
-            health_timeout: "3s"
-        """) { harness in
+        try await E2EHarness.run(
+            name: "sick",
+            extraRepos: """
+                  acme/sick:
+                    image: "\(E2EHarness.image)"
+                    command: ["/bin/busybox", "sh", "-c", "echo boot-failure-marker; exec /bin/busybox sleep 3600"]
+                    port: 8080
+                    health_timeout: "3s"
+                """
+        ) { harness in
             try await harness.send("opened", number: 5, branch: "sick", sha: Fixtures.sha("s1"), repo: "acme/sick")
             #expect(try await harness.waitSettled(5, repo: "acme/sick", status: .failed))
             let env = try #require(try harness.environment(5, repo: "acme/sick"))
@@ -103,14 +109,14 @@ struct LifecycleTests {
         try await E2EHarness.run(name: "parallel") { harness in
             for number in 10..<14 {
                 try await harness.send("opened", number: number, branch: "par-\(number)", sha: Fixtures.sha("p\(number)"))
-        }
-        for number in 10..<14 {
+            }
+            for number in 10..<14 {
                 #expect(try await harness.waitSettled(number, status: .ready))
             }
-        for number in 10..<14 {
-            #expect(await harness.throughNginx(slug: "par-\(number)")?.body.contains(Fixtures.sha("p\(number)")) == true)
-        }
-        #expect(try await harness.containers().count == 4)
+            for number in 10..<14 {
+                #expect(await harness.throughNginx(slug: "par-\(number)")?.body.contains(Fixtures.sha("p\(number)")) == true)
+            }
+            #expect(try await harness.containers().count == 4)
         }
     }
 }

@@ -62,10 +62,15 @@ struct LimitsAndFaultsTests {
     @Test func rateLimitDelaysThenSucceeds() async throws {
         try await E2EHarness.run(name: "ratelimit") { harness in
             let reset = Int(Date().timeIntervalSince1970) + 2
-            await harness.github.inject(.init(
-                status: 403, headers: ["x-ratelimit-remaining": "0", "x-ratelimit-reset": String(reset)],
-                body: "{\"message\":\"API rate limit exceeded\"}", pathContains: "/comments", method: "POST"
-            ))
+            await harness.github.inject(
+                .init(
+                    status: 403,
+                    headers: ["x-ratelimit-remaining": "0", "x-ratelimit-reset": String(reset)],
+                    body: "{\"message\":\"API rate limit exceeded\"}",
+                    pathContains: "/comments",
+                    method: "POST"
+                )
+            )
             let sent = Date()
             try await harness.open(50, branch: "limited")
             #expect(try await harness.waitSettled(50, status: .ready, timeout: .seconds(40)))
@@ -98,11 +103,13 @@ struct LimitsAndFaultsTests {
             try await harness.open(60, branch: "patient")
             #expect(try await harness.probeHealth(port: harness.port))
             let probe = HTTPProbe()
-            #expect(try await harness.waitUntil(timeout: .seconds(20)) {
-                let answer = try await probe.get(host: "127.0.0.1", port: harness.port, path: "/api/environments")
-                let views = try JSONDecoder().decode([EnvironmentView].self, from: Data(answer.body.utf8))
-                return views.first?.degraded?.contains("Cannot connect to the Docker daemon") == true
-            })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(20)) {
+                    let answer = try await probe.get(host: "127.0.0.1", port: harness.port, path: "/api/environments")
+                    let views = try JSONDecoder().decode([EnvironmentView].self, from: Data(answer.body.utf8))
+                    return views.first?.degraded?.contains("Cannot connect to the Docker daemon") == true
+                }
+            )
             #expect(try harness.environment(60)?.status != .failed)
             #expect(try await probe.get(host: "127.0.0.1", port: harness.port, path: "/").body.contains("Degraded:"))
             let list = try await harness.stager(["ls"])
@@ -111,10 +118,12 @@ struct LimitsAndFaultsTests {
             try FileManager.default.removeItem(at: flag)
             #expect(try await harness.waitSettled(60, status: .ready, timeout: .seconds(60)))
             #expect(await harness.throughNginx(slug: "patient")?.status == 200)
-            #expect(try await harness.waitUntil(timeout: .seconds(10)) {
-                let answer = try await probe.get(host: "127.0.0.1", port: harness.port, path: "/api/environments")
-                return try JSONDecoder().decode([EnvironmentView].self, from: Data(answer.body.utf8)).first?.degraded == nil
-            })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(10)) {
+                    let answer = try await probe.get(host: "127.0.0.1", port: harness.port, path: "/api/environments")
+                    return try JSONDecoder().decode([EnvironmentView].self, from: Data(answer.body.utf8)).first?.degraded == nil
+                }
+            )
         }
     }
 }

@@ -18,17 +18,23 @@ extension E2EHarness {
 
     /// A vhost file as Stager writes it, for an environment that does not exist.
     func writeOrphanVhost(slug: String) throws {
-        let text = "# stager-vhost slug=\(slug) container=stager-gone port=1 sha=\(Fixtures.sha(slug))\nserver { listen 127.0.0.1:\(nginxPort); server_name \(slug).preview.localhost; return 410; }\n"
+        let text =
+            "# stager-vhost slug=\(slug) container=stager-gone port=1 sha=\(Fixtures.sha(slug))\nserver { listen 127.0.0.1:\(nginxPort); server_name \(slug).preview.localhost; return 410; }\n"
         try text.write(to: dir.appendingPathComponent("nginx/sites/\(slug).conf"), atomically: true, encoding: .utf8)
     }
 
     /// A container with this instance's labels and no environment, as a crash or a hand would leave it.
     func startOrphanContainer(number: Int) async throws -> String {
-        try await SubprocessRunner().check(Command("docker", [
-            "run", "-d", "--label", "stager.managed=true", "--label", "stager.instance=\(instance)",
-            "--label", "stager.repo=acme/web", "--label", "stager.pr=\(number)", "--", E2EHarness.image,
-            "/bin/busybox", "sleep", "600",
-        ])).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        try await SubprocessRunner().check(
+            Command(
+                "docker",
+                [
+                    "run", "-d", "--label", "stager.managed=true", "--label", "stager.instance=\(instance)",
+                    "--label", "stager.repo=acme/web", "--label", "stager.pr=\(number)", "--", E2EHarness.image,
+                    "/bin/busybox", "sleep", "600",
+                ]
+            )
+        ).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
 
@@ -44,8 +50,14 @@ struct OpsTests {
             try await harness.open(2, branch: "closed-quietly")
             try await harness.open(3, branch: "unknown-to-github")
             for number in 1...3 { #expect(try await harness.waitSettled(number, status: .ready)) }
-            await harness.github.setPull(number: 2, branch: "closed-quietly", sha: Fixtures.sha("closed-quietly"), state: "closed",
-                                         merged: true, updatedAt: "2026-11-24T10:00:00Z")
+            await harness.github.setPull(
+                number: 2,
+                branch: "closed-quietly",
+                sha: Fixtures.sha("closed-quietly"),
+                state: "closed",
+                merged: true,
+                updatedAt: "2026-11-24T10:00:00Z"
+            )
             // PR 3 vanishes from GitHub's view (as with a token that lost access): 404 is unknown, never closed.
             await harness.github.removePull(number: 3)
             let orphan = try await harness.startOrphanContainer(number: 999)
@@ -57,7 +69,9 @@ struct OpsTests {
 
             let dry = try await harness.stager(["gc", "--dry-run", "--json"])
             #expect(dry.exitCode == 0, "\(dry.standardError)")
-            let items = dry.standardOutput.split(separator: "\n").dropLast().compactMap { try? JSONDecoder().decode(GcItem.self, from: Data($0.utf8)) }
+            let items = dry.standardOutput.split(separator: "\n").dropLast().compactMap {
+                try? JSONDecoder().decode(GcItem.self, from: Data($0.utf8))
+            }
             #expect(Set(items.filter { $0.action == .wouldRemove }.map(\.kind)) == [.environment, .container, .vhost])
             #expect(items.contains { $0.action == .wouldRemove && $0.item.hasPrefix("acme/web#2") && $0.reason == "PR merged on GitHub" })
             #expect(items.contains { $0.action == .kept && $0.item == "acme/web#3" && $0.reason.contains("404") })
@@ -90,17 +104,24 @@ struct OpsTests {
     /// With `gc.remove_images`, the per-PR image of a removed environment goes too; a shared one never does.
     @Test func gcRemovesPerPullRequestImages() async throws {
         let repository = "stager/e2e-gc-\(UUID().uuidString.prefix(8).lowercased())"
-        try await E2EHarness.run(name: "gc-images", extraRepos: """
-          acme/tagged:
-            image: "\(repository):pr-{{number}}"
-            command: \(E2EHarness.servingCommand)
-            port: 8080
-        """, extraConfig: "gc:\n  remove_images: true") { harness in
+        try await E2EHarness.run(
+            name: "gc-images",
+            extraRepos: """
+                  acme/tagged:
+                    image: "\(repository):pr-{{number}}"
+                    command: \(E2EHarness.servingCommand)
+                    port: 8080
+                """,
+            extraConfig: "gc:\n  remove_images: true"
+        ) { harness in
             let runner = SubprocessRunner()
             for number in [70, 71] {
                 try await runner.check(Command("docker", ["tag", E2EHarness.image, "\(repository):pr-\(number)"]))
                 await harness.github.setPull(repo: "acme/tagged", number: number, branch: "tagged-\(number)", sha: Fixtures.sha("t\(number)"))
-                #expect(try await harness.send("opened", number: number, branch: "tagged-\(number)", sha: Fixtures.sha("t\(number)"), repo: "acme/tagged").0 == 202)
+                #expect(
+                    try await harness.send("opened", number: number, branch: "tagged-\(number)", sha: Fixtures.sha("t\(number)"), repo: "acme/tagged")
+                        .0 == 202
+                )
                 #expect(try await harness.waitSettled(number, repo: "acme/tagged", status: .ready))
             }
             try await harness.open(1, branch: "shared-image")
@@ -141,11 +162,15 @@ struct OpsTests {
     /// tears down. Bad requests fail with a message and change nothing.
     @Test func manualDeployAndDestroy() async throws {
         try await E2EHarness.run(name: "manual") { harness in
-            let old = Fixtures.sha("old"), head = Fixtures.sha("head")
+            let old = Fixtures.sha("old")
+            let head = Fixtures.sha("head")
             await harness.github.setPull(number: 6, branch: "by-hand", sha: head)
             let deploy = try await harness.stager(["deploy", "acme/web#6"])
             #expect(deploy.exitCode == 0, "\(deploy.standardError)")
-            #expect(deploy.standardOutput.contains("acme/web#6: ready at http://by-hand.preview.localhost:\(harness.nginxPort)"), "\(deploy.standardOutput)")
+            #expect(
+                deploy.standardOutput.contains("acme/web#6: ready at http://by-hand.preview.localhost:\(harness.nginxPort)"),
+                "\(deploy.standardOutput)"
+            )
             #expect(await harness.throughNginx(slug: "by-hand")?.body.contains("sha=\(head)") == true)
 
             let back = try await harness.stager(["deploy", "acme/web#6", "--sha", old])
@@ -187,10 +212,14 @@ struct OpsTests {
 
     /// `stager check` reads each configured repository with the token and says which one fails.
     @Test func checkReadsEachRepositoryWithTheToken() async throws {
-        try await E2EHarness.run(name: "check", extraRepos: """
-          acme/private:
-            image: "\(E2EHarness.image)"
-        """, start: false) { harness in
+        try await E2EHarness.run(
+            name: "check",
+            extraRepos: """
+                  acme/private:
+                    image: "\(E2EHarness.image)"
+                """,
+            start: false
+        ) { harness in
             await harness.github.inject(.init(status: 404, body: "{\"message\":\"Not Found\"}", pathContains: "/repos/acme/private/"), times: 5)
             let check = try await harness.stager(["check"])
             #expect(check.exitCode == 1)

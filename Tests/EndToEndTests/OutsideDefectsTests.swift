@@ -9,10 +9,16 @@ extension E2EHarness {
         let context = dir.appendingPathComponent("image-\(number)")
         try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
         try "FROM \(E2EHarness.image)\n".write(to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
-        try await SubprocessRunner().check(Command("docker", [
-            "build", "--quiet", "--tag", tag, "--label", "stager.managed=true", "--label", "stager.instance=\(instance)",
-            "--label", "stager.repo=acme/web", "--label", "stager.pr=\(number)", "--", context.path,
-        ], environment: ["DOCKER_BUILDKIT": "0"]))
+        try await SubprocessRunner().check(
+            Command(
+                "docker",
+                [
+                    "build", "--quiet", "--tag", tag, "--label", "stager.managed=true", "--label", "stager.instance=\(instance)",
+                    "--label", "stager.repo=acme/web", "--label", "stager.pr=\(number)", "--", context.path,
+                ],
+                environment: ["DOCKER_BUILDKIT": "0"]
+            )
+        )
     }
 
     func imageTags() async throws -> String {
@@ -48,7 +54,8 @@ struct OutsideDefectsTests {
     /// last webhook's: gc tears the environment down for good and reports only that.
     @Test func gcTearsDownAClosedPullRequestWhoseWebhooksLookNewer() async throws {
         try await E2EHarness.run(name: "gc-older-close") { harness in
-            let first = Fixtures.sha("older-1"), second = Fixtures.sha("older-2")
+            let first = Fixtures.sha("older-1")
+            let second = Fixtures.sha("older-2")
             try await harness.open(2, branch: "older", sha: first)
             #expect(try await harness.waitSettled(2, status: .ready))
             #expect(try await harness.send("synchronize", number: 2, branch: "older", sha: second, updatedAt: "2026-11-24T10:00:00Z").0 == 202)
@@ -82,9 +89,11 @@ struct OutsideDefectsTests {
             let key = PullRequestKey(repo: "acme/web", number: 3)
             #expect(try await harness.send("opened", number: 3, branch: "nginx-down", sha: sha).0 == 202)
             // The deploy reached the reload and is being retried.
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-                try harness.app?.store.auditEvents(for: key).contains { $0.kind == "error" && $0.message.contains("nginx reload failed") } == true
-            })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(30)) {
+                    try harness.app?.store.auditEvents(for: key).contains { $0.kind == "error" && $0.message.contains("nginx reload failed") } == true
+                }
+            )
             #expect(try harness.environment(3)?.status != .failed)
 
             try await SubprocessRunner().check(Command(script, ["start", nginxDir, "127.0.0.1:\(harness.nginxPort)"]))
@@ -121,7 +130,9 @@ struct OutsideDefectsTests {
             #expect(try await harness.waitUntil(timeout: .seconds(30)) { await harness.throughNginx(slug: "killed-close")?.status == 200 })
 
             try Data().write(to: flag)
-            #expect(try await harness.send("closed", number: 22, branch: "killed-close", sha: sha, updatedAt: "2026-11-24T09:01:00Z", port: port).0 == 202)
+            #expect(
+                try await harness.send("closed", number: 22, branch: "killed-close", sha: sha, updatedAt: "2026-11-24T09:01:00Z", port: port).0 == 202
+            )
             let pid = try await first.processID
             #expect(try await harness.waitUntil(timeout: .seconds(30)) { !ProcessLiveness.isRunning(pid_t(pid)) })
             #expect(harness.vhosts().isEmpty)

@@ -9,8 +9,10 @@ struct RedeployTests {
     /// A synchronize while requests keep coming: every request is answered 200, first by the old sha, then
     /// by the new one, and the old container is gone afterwards.
     @Test func aRedeployUnderContinuousRequestsLosesNone() async throws {
-        try await E2EHarness.run(name: "zero-downtime", extraRepos: E2EHarness.servingRepo("acme/steady", "drain: \"1s\""), accessLog: true) { harness throws in
-            let sha1 = Fixtures.sha("steady-1"), sha2 = Fixtures.sha("steady-2")
+        try await E2EHarness.run(name: "zero-downtime", extraRepos: E2EHarness.servingRepo("acme/steady", "drain: \"1s\""), accessLog: true) {
+            harness throws in
+            let sha1 = Fixtures.sha("steady-1")
+            let sha2 = Fixtures.sha("steady-2")
             try await harness.send("opened", number: 51, branch: "steady", sha: sha1, repo: "acme/steady")
             #expect(try await harness.waitSettled(51, repo: "acme/steady", status: .ready))
 
@@ -52,21 +54,28 @@ struct RedeployTests {
     @Test func aFailedSmokeCheckKeepsTheOldVersionServing() async throws {
         // Serves /ok.html unless the branch says "broken"; / always answers, so only the smoke path tells.
         let repo = """
-          acme/smoked:
-            image: "\(E2EHarness.image)"
-            command: ["/bin/busybox", "sh", "-c", "echo \\"sha=$STAGER_SHA\\" > /www/index.html; case \\"$STAGER_BRANCH\\" in *broken*) ;; *) echo ok > /www/ok.html;; esac; exec /bin/busybox httpd -f -p 8080 -h /www"]
-            port: 8080
-            smoke: ["/ok.html"]
-            drain: "200ms"
+              acme/smoked:
+                image: "\(E2EHarness.image)"
+                command: ["/bin/busybox", "sh", "-c", "echo \\"sha=$STAGER_SHA\\" > /www/index.html; case \\"$STAGER_BRANCH\\" in *broken*) ;; *) echo ok > /www/ok.html;; esac; exec /bin/busybox httpd -f -p 8080 -h /www"]
+                port: 8080
+                smoke: ["/ok.html"]
+                drain: "200ms"
 
-        """
+            """
         try await E2EHarness.run(name: "smoke", extraRepos: repo) { harness throws in
-            let sha1 = Fixtures.sha("smoke-1"), sha2 = Fixtures.sha("smoke-2")
+            let sha1 = Fixtures.sha("smoke-1")
+            let sha2 = Fixtures.sha("smoke-2")
             try await harness.send("opened", number: 52, branch: "smoked", sha: sha1, repo: "acme/smoked")
             #expect(try await harness.waitSettled(52, repo: "acme/smoked", status: .ready))
 
-            try await harness.send("synchronize", number: 52, branch: "smoked-broken", sha: sha2, updatedAt: "2026-11-24T09:05:00Z",
-                                   repo: "acme/smoked")
+            try await harness.send(
+                "synchronize",
+                number: 52,
+                branch: "smoked-broken",
+                sha: sha2,
+                updatedAt: "2026-11-24T09:05:00Z",
+                repo: "acme/smoked"
+            )
             #expect(try await harness.settledStatus(52, repo: "acme/smoked") == .failed)
             #expect(await harness.throughNginx(slug: "smoked")?.body.contains("sha=\(sha1)") == true)
             #expect(try await harness.containers().map(\.sha) == [sha1])
@@ -84,7 +93,14 @@ struct RedeployTests {
             let pushes = (1...5).map { Fixtures.sha("busy-\($0)") }
             // 100 ms apart: long enough for a plan to start a container between two of them, were they not coalesced.
             for (index, sha) in pushes.enumerated() {
-                try await harness.send("synchronize", number: 53, branch: "busy", sha: sha, updatedAt: "2026-11-24T09:0\(index + 1):00Z", repo: "acme/busy")
+                try await harness.send(
+                    "synchronize",
+                    number: 53,
+                    branch: "busy",
+                    sha: sha,
+                    updatedAt: "2026-11-24T09:0\(index + 1):00Z",
+                    repo: "acme/busy"
+                )
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(try await harness.waitUntil { try harness.environment(53, repo: "acme/busy")?.deployedSha == pushes[4] })
@@ -109,8 +125,13 @@ struct RedeployTests {
             let frontDoor = try #require(harness.app?.deps.frontDoor)
             let before = await frontDoor.reloadCount
             for number in 1...count {
-                try await harness.send("closed", number: 60 + number, branch: "burst-\(number)", sha: Fixtures.sha("burst-\(number)"),
-                                       updatedAt: "2026-11-24T09:10:00Z")
+                try await harness.send(
+                    "closed",
+                    number: 60 + number,
+                    branch: "burst-\(number)",
+                    sha: Fixtures.sha("burst-\(number)"),
+                    updatedAt: "2026-11-24T09:10:00Z"
+                )
             }
             for number in 1...count {
                 #expect(try await harness.waitUntil(timeout: .seconds(60)) { try harness.environment(60 + number)?.status == .removed })

@@ -21,7 +21,8 @@ let hostileBranches: [String] = [
 struct SecurityTests {
     static let forksRepo = E2EHarness.servingRepo("acme/forks", "allow_forks: true")
     static let gatedRepo = E2EHarness.servingRepo("acme/gated", "require_label: true")
-    static let protectedRepos = E2EHarness.servingRepo("acme/private", "access:\n  users_env: E2E_PREVIEW_USERS")
+    static let protectedRepos =
+        E2EHarness.servingRepo("acme/private", "access:\n  users_env: E2E_PREVIEW_USERS")
         + E2EHarness.servingRepo("acme/office", "access:\n  allow_ips: [\"10.0.0.0/8\"]")
     static let ownSecretRepo = E2EHarness.servingRepo("acme/own", "webhook_secret_env: E2E_OWN_SECRET")
 
@@ -33,8 +34,14 @@ struct SecurityTests {
         #expect(corpus.count >= 40)
         try await E2EHarness.run(name: "hostile", extraRepos: Self.forksRepo, extraLimits: "  concurrent_deploys: 8") { harness in
             for (index, (branch, head)) in corpus.enumerated() {
-                let status = try await harness.send("opened", number: 100 + index, branch: branch, sha: Fixtures.sha("hostile-\(index)"),
-                                                    repo: "acme/forks", headRepo: head).0
+                let status = try await harness.send(
+                    "opened",
+                    number: 100 + index,
+                    branch: branch,
+                    sha: Fixtures.sha("hostile-\(index)"),
+                    repo: "acme/forks",
+                    headRepo: head
+                ).0
                 #expect(status == 202, "\(branch)")
             }
             var slugs: [String] = []
@@ -53,7 +60,13 @@ struct SecurityTests {
             let nginx = try harness.loadConfig().nginx
             #expect(try await SubprocessRunner().run(Command(argv: nginx.testCommand)).succeeded)
             // The raw name reaches the container intact, as a label and as STAGER_BRANCH (argv and env-file, never a shell).
-            let labels = try await SubprocessRunner().check(Command("docker", ["inspect", "--format", "{{index .Config.Labels \"stager.pr\"}}\t{{index .Config.Labels \"stager.branch\"}}"] + harness.containers().map(\.id)))
+            let labels = try await SubprocessRunner().check(
+                Command(
+                    "docker",
+                    ["inspect", "--format", "{{index .Config.Labels \"stager.pr\"}}\t{{index .Config.Labels \"stager.branch\"}}"]
+                        + harness.containers().map(\.id)
+                )
+            )
             var byNumber: [Int: String] = [:]
             for line in labels.standardOutput.split(separator: "\n") {
                 let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
@@ -70,7 +83,8 @@ struct SecurityTests {
     /// writer's label deploys that sha; a later push waits for a new approval while the approved one serves.
     @Test func forkPullRequestWaitsForAWritersLabel() async throws {
         try await E2EHarness.run(name: "fork") { harness in
-            let first = Fixtures.sha("fork-1"), second = Fixtures.sha("fork-2")
+            let first = Fixtures.sha("fork-1")
+            let second = Fixtures.sha("fork-2")
             await harness.github.setPermission("mallory", "read")
             await harness.github.setPermission("maintainer", "write")
             #expect(try await harness.send("opened", number: 80, branch: "main", sha: first, headRepo: "mallory/web").0 == 202)
@@ -79,26 +93,72 @@ struct SecurityTests {
             #expect(comment.body.contains("comes from the fork `mallory/web`") && comment.body.contains("`stager:deploy`"))
             #expect(try await harness.containers().isEmpty)
 
-            #expect(try await harness.send("labeled", number: 80, branch: "main", sha: first, updatedAt: "2026-11-24T09:01:00Z",
-                                           headRepo: "mallory/web", label: "stager:deploy", sender: "mallory").0 == 202)
-            #expect(try await harness.waitUntil { await harness.github.comments(on: "acme/web", issue: 80).first?.body.contains("`@mallory` was not taken") == true })
+            #expect(
+                try await harness.send(
+                    "labeled",
+                    number: 80,
+                    branch: "main",
+                    sha: first,
+                    updatedAt: "2026-11-24T09:01:00Z",
+                    headRepo: "mallory/web",
+                    label: "stager:deploy",
+                    sender: "mallory"
+                ).0 == 202
+            )
+            #expect(
+                try await harness.waitUntil {
+                    await harness.github.comments(on: "acme/web", issue: 80).first?.body.contains("`@mallory` was not taken") == true
+                }
+            )
             #expect(try harness.environment(80)?.status == .blocked)
             #expect(try await harness.containers().isEmpty)
             // Some other label does nothing at all.
-            #expect(try await harness.send("labeled", number: 80, branch: "main", sha: first, updatedAt: "2026-11-24T09:01:30Z",
-                                           headRepo: "mallory/web", label: "bug", sender: "maintainer").1.contains("ignored"))
+            #expect(
+                try await harness.send(
+                    "labeled",
+                    number: 80,
+                    branch: "main",
+                    sha: first,
+                    updatedAt: "2026-11-24T09:01:30Z",
+                    headRepo: "mallory/web",
+                    label: "bug",
+                    sender: "maintainer"
+                ).1.contains("ignored")
+            )
 
-            #expect(try await harness.send("labeled", number: 80, branch: "main", sha: first, updatedAt: "2026-11-24T09:02:00Z",
-                                           headRepo: "mallory/web", label: "stager:deploy", sender: "maintainer").0 == 202)
+            #expect(
+                try await harness.send(
+                    "labeled",
+                    number: 80,
+                    branch: "main",
+                    sha: first,
+                    updatedAt: "2026-11-24T09:02:00Z",
+                    headRepo: "mallory/web",
+                    label: "stager:deploy",
+                    sender: "maintainer"
+                ).0 == 202
+            )
             #expect(try await harness.waitSettled(80, status: .ready))
             #expect(try harness.environment(80)?.approvedBy == "maintainer")
-            #expect(try await harness.waitUntil(timeout: .seconds(10)) { await harness.throughNginx(slug: "main")?.body.contains("sha=\(first)") == true })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(10)) { await harness.throughNginx(slug: "main")?.body.contains("sha=\(first)") == true }
+            )
 
-            #expect(try await harness.send("synchronize", number: 80, branch: "main", sha: second, updatedAt: "2026-11-24T09:03:00Z",
-                                           headRepo: "mallory/web").0 == 202)
+            #expect(
+                try await harness.send(
+                    "synchronize",
+                    number: 80,
+                    branch: "main",
+                    sha: second,
+                    updatedAt: "2026-11-24T09:03:00Z",
+                    headRepo: "mallory/web"
+                ).0 == 202
+            )
             #expect(try await harness.waitSettled(80, status: .blocked))
             #expect(await harness.github.comments(on: "acme/web", issue: 80).first?.body.contains("Commits pushed after the last approval") == true)
-            #expect(try await harness.waitUntil(timeout: .seconds(10)) { await harness.throughNginx(slug: "main")?.body.contains("sha=\(first)") == true })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(10)) { await harness.throughNginx(slug: "main")?.body.contains("sha=\(first)") == true }
+            )
             #expect(try await harness.containers().map(\.sha) == [first])
         }
     }
@@ -110,8 +170,18 @@ struct SecurityTests {
             #expect(try await harness.send("opened", number: 81, branch: "inside", sha: Fixtures.sha("inside"), repo: "acme/gated").0 == 202)
             #expect(try await harness.waitSettled(81, repo: "acme/gated", status: .blocked))
             #expect(await harness.github.comments(on: "acme/gated", issue: 81).first?.body.contains("requires approval") == true)
-            #expect(try await harness.send("labeled", number: 81, branch: "inside", sha: Fixtures.sha("inside"), updatedAt: "2026-11-24T09:01:00Z",
-                                           repo: "acme/gated", label: "stager:deploy", sender: "maintainer").0 == 202)
+            #expect(
+                try await harness.send(
+                    "labeled",
+                    number: 81,
+                    branch: "inside",
+                    sha: Fixtures.sha("inside"),
+                    updatedAt: "2026-11-24T09:01:00Z",
+                    repo: "acme/gated",
+                    label: "stager:deploy",
+                    sender: "maintainer"
+                ).0 == 202
+            )
             #expect(try await harness.waitSettled(81, repo: "acme/gated", status: .ready))
         }
     }
@@ -119,20 +189,24 @@ struct SecurityTests {
     /// `docker inspect` shows the hardening: no new privileges, every capability dropped but the ones
     /// configured, limits, loopback only, a restart policy, never privileged; read_only with a tmpfs /tmp.
     @Test func containersAreHardened() async throws {
-        try await E2EHarness.run(name: "hardening", extraRepos: """
-          acme/readonly:
-            image: "\(E2EHarness.image)"
-            command: ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/tmp"]
-            port: 8080
-            read_only: true
-            cap_add: ["NET_BIND_SERVICE"]
-        """) { harness in
+        try await E2EHarness.run(
+            name: "hardening",
+            extraRepos: """
+                  acme/readonly:
+                    image: "\(E2EHarness.image)"
+                    command: ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/tmp"]
+                    port: 8080
+                    read_only: true
+                    cap_add: ["NET_BIND_SERVICE"]
+                """
+        ) { harness in
             #expect(try await harness.send("opened", number: 82, branch: "locked-down", sha: Fixtures.sha("locked"), repo: "acme/readonly").0 == 202)
             #expect(try await harness.waitSettled(82, repo: "acme/readonly", status: .ready))
             let container = try #require(try await harness.containers().first)
-            let format = "{{json .HostConfig.SecurityOpt}}|{{json .HostConfig.CapDrop}}|{{json .HostConfig.CapAdd}}|{{.HostConfig.Privileged}}|" +
-                "{{.HostConfig.ReadonlyRootfs}}|{{json .HostConfig.Tmpfs}}|{{.HostConfig.PidsLimit}}|{{.HostConfig.Memory}}|{{.HostConfig.NanoCpus}}|" +
-                "{{.HostConfig.RestartPolicy.Name}}|{{json .HostConfig.PortBindings}}"
+            let format =
+                "{{json .HostConfig.SecurityOpt}}|{{json .HostConfig.CapDrop}}|{{json .HostConfig.CapAdd}}|{{.HostConfig.Privileged}}|"
+                + "{{.HostConfig.ReadonlyRootfs}}|{{json .HostConfig.Tmpfs}}|{{.HostConfig.PidsLimit}}|{{.HostConfig.Memory}}|{{.HostConfig.NanoCpus}}|"
+                + "{{.HostConfig.RestartPolicy.Name}}|{{json .HostConfig.PortBindings}}"
             let inspect = try await SubprocessRunner().check(Command("docker", ["inspect", "--format", format, container.id])).standardOutput
             let fields = inspect.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map(String.init)
             #expect(fields.count == 11)
@@ -152,15 +226,22 @@ struct SecurityTests {
     /// Basic auth from `access.users_env` and an IP allow-list, rendered into the vhost.
     @Test func protectedPreviews() async throws {
         try await E2EHarness.run(name: "access", extraRepos: Self.protectedRepos) { harness throws in
-            #expect(try await harness.send("opened", number: 83, branch: "secret-feature", sha: Fixtures.sha("secret"), repo: "acme/private").0 == 202)
+            #expect(
+                try await harness.send("opened", number: 83, branch: "secret-feature", sha: Fixtures.sha("secret"), repo: "acme/private").0 == 202
+            )
             #expect(try await harness.send("opened", number: 84, branch: "office-only", sha: Fixtures.sha("office"), repo: "acme/office").0 == 202)
             #expect(try await harness.waitSettled(83, repo: "acme/private", status: .ready))
             #expect(try await harness.waitSettled(84, repo: "acme/office", status: .ready))
             // curl, because Foundation's URLSession on Linux does not hand a 401 with a challenge back as an answer.
             // The status, and curl's own error if it got none.
             func status(_ slug: String, _ credentials: [String] = []) async throws -> String {
-                let result = try await SubprocessRunner().run(Command("curl", ["-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: \(slug).preview.localhost"]
-                    + credentials + ["http://127.0.0.1:\(harness.nginxPort)/"]))
+                let result = try await SubprocessRunner().run(
+                    Command(
+                        "curl",
+                        ["-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: \(slug).preview.localhost"]
+                            + credentials + ["http://127.0.0.1:\(harness.nginxPort)/"]
+                    )
+                )
                 return result.standardOutput + result.standardError
             }
             let anonymous = try await status("secret-feature")
@@ -181,15 +262,27 @@ struct SecurityTests {
             let probe = HTTPProbe()
             // curl for the 401s: Foundation's URLSession on Linux stalls on a 401 that carries a challenge.
             func denied(_ path: String, _ headers: [String] = []) async throws -> String {
-                try await SubprocessRunner().run(Command("curl", ["-s", "-m", "5", "-D", "-", "-o", "/dev/null"] + headers
-                    + ["http://127.0.0.1:\(harness.port)\(path)"])).standardOutput
+                try await SubprocessRunner().run(
+                    Command(
+                        "curl",
+                        ["-s", "-m", "5", "-D", "-", "-o", "/dev/null"] + headers
+                            + ["http://127.0.0.1:\(harness.port)\(path)"]
+                    )
+                ).standardOutput
             }
             for path in ["/", "/api/environments", "/metrics"] {
                 let answer = try await denied(path)
                 #expect(answer.hasPrefix("HTTP/1.1 401") && answer.lowercased().contains("www-authenticate: basic"), "\(path)")
                 #expect(try await denied(path, ["-H", "Authorization: Bearer wrong"]).hasPrefix("HTTP/1.1 401"))
-                #expect(try await probe.get(host: "127.0.0.1", port: harness.port, path: path,
-                                             headers: ["Authorization": "Bearer \(E2EHarness.adminToken)"]).status == 200, "\(path)")
+                #expect(
+                    try await probe.get(
+                        host: "127.0.0.1",
+                        port: harness.port,
+                        path: path,
+                        headers: ["Authorization": "Bearer \(E2EHarness.adminToken)"]
+                    ).status == 200,
+                    "\(path)"
+                )
             }
             let browser = "Basic " + Data("ops:\(E2EHarness.adminToken)".utf8).base64EncodedString()
             #expect(try await probe.get(host: "127.0.0.1", port: harness.port, path: "/", headers: ["Authorization": browser]).status == 200)
@@ -211,9 +304,11 @@ struct SecurityTests {
             let oversized = Data(repeating: UInt8(ascii: " "), count: 6 * 1024 * 1024)
             #expect(try await harness.post(oversized, event: "pull_request").0 == 413)
             #expect(try await harness.post(web.prefix(web.count / 2), event: "pull_request").0 == 400)
-            let mistyped = try JSONSerialization.data(withJSONObject: ["action": "opened", "number": "ninety-one",
-                                                                       "pull_request": ["head": ["ref": "x", "sha": Fixtures.sha("x")]],
-                                                                       "repository": ["full_name": "acme/web"]])
+            let mistyped = try JSONSerialization.data(withJSONObject: [
+                "action": "opened", "number": "ninety-one",
+                "pull_request": ["head": ["ref": "x", "sha": Fixtures.sha("x")]],
+                "repository": ["full_name": "acme/web"],
+            ])
             let answer = try await harness.post(mistyped, event: "pull_request")
             #expect(answer.0 == 400 && answer.1.contains("number"))
             #expect(try store.deliveryCount() == 0 && store.allEnvironments().isEmpty)

@@ -11,8 +11,13 @@ struct SharedHostTests {
     let probe = HTTPProbe(timeout: .seconds(10))
 
     func shared(_ harness: E2EHarness, path: String = "/", headers: [String: String] = [:]) async throws -> ProbeAnswer {
-        try await probe.get(host: "127.0.0.1", port: harness.nginxPort, path: path,
-                                                         hostHeader: "acme-shared.preview.localhost", headers: headers)
+        try await probe.get(
+            host: "127.0.0.1",
+            port: harness.nginxPort,
+            path: path,
+            hostHeader: "acme-shared.preview.localhost",
+            headers: headers
+        )
     }
 
     func open(_ harness: E2EHarness, _ number: Int, branch: String) async throws -> String {
@@ -26,10 +31,12 @@ struct SharedHostTests {
         let extra = "shared_host: acme-shared\ndefault_env: pr-1\ncanary: {env: pr-3, percent: 30}"
         try await E2EHarness.run(name: "shared", extraRepos: E2EHarness.servingRepo(Self.repo, extra)) { harness in
             // Nothing routed yet: serve writes the shared host as it starts, and it says so (never a 502).
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-                let empty = try await shared(harness)
-                return empty.status == 503 && empty.body.contains("no environment of acme/shared is ready")
-            })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(30)) {
+                    let empty = try await shared(harness)
+                    return empty.status == 503 && empty.body.contains("no environment of acme/shared is ready")
+                }
+            )
 
             let one = try await open(harness, 1, branch: "shared-one")
             // A hostile branch name reaches nginx only as a slug; nginx's test passes with it in the maps.
@@ -37,10 +44,13 @@ struct SharedHostTests {
 
             // No choice: the default, and every answer says which environment served. (After a reload
             // nginx's old workers answer for a moment as before it: the first look waits them out.)
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-                let plain = try await shared(harness), second = try await shared(harness, headers: ["X-Stager-Env": "pr-2"])
-                return plain.headers["x-stager-env"] == "pr-1" && second.headers["x-stager-env"] == "pr-2"
-            })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(30)) {
+                    let plain = try await shared(harness)
+                    let second = try await shared(harness, headers: ["X-Stager-Env": "pr-2"])
+                    return plain.headers["x-stager-env"] == "pr-1" && second.headers["x-stager-env"] == "pr-2"
+                }
+            )
             let plain = try await shared(harness)
             #expect(plain.status == 200 && plain.body.contains("sha=\(one)") && plain.headers["x-stager-env"] == "pr-1", "\(plain)")
 
@@ -48,7 +58,10 @@ struct SharedHostTests {
             let chosen = try await shared(harness, path: "/a/b?x=1&stager-env=pr-2&y=2")
             #expect(chosen.status == 302)
             #expect(chosen.headers["location"]?.hasSuffix("/a/b?x=1&y=2") == true, "\(chosen.headers)")
-            #expect(chosen.headers["set-cookie"]?.hasPrefix("stager_env=pr-2;") == true && chosen.headers["x-stager-env"] == "pr-2", "\(chosen.headers)")
+            #expect(
+                chosen.headers["set-cookie"]?.hasPrefix("stager_env=pr-2;") == true && chosen.headers["x-stager-env"] == "pr-2",
+                "\(chosen.headers)"
+            )
             let alone = try await shared(harness, path: "/?stager-env=pr-2")
             #expect(alone.status == 302 && alone.headers["location"]?.hasSuffix("/") == true, "\(alone.headers)")
 
@@ -66,7 +79,12 @@ struct SharedHostTests {
             #expect(comment.contains("http://acme-shared.preview.localhost:\(harness.nginxPort)/?stager-env=pr-2"), "\(comment)")
             #expect(try await harness.get("/").body.contains("Shared host"))
             let check = try await harness.stager(["check"]).standardOutput
-            #expect(check.contains("ok   shared host acme/shared: http://acme-shared.preview.localhost:\(harness.nginxPort) serves 2 environment(s); default pr-1 (routed), canary pr-3 (not routed now)"), "\(check)")
+            #expect(
+                check.contains(
+                    "ok   shared host acme/shared: http://acme-shared.preview.localhost:\(harness.nginxPort) serves 2 environment(s); default pr-1 (routed), canary pr-3 (not routed now)"
+                ),
+                "\(check)"
+            )
 
             // A PR named like the shared host does not get its address.
             try await harness.send("opened", number: 4, branch: "acme-shared", sha: Fixtures.sha("acme-shared"), repo: Self.repo)
@@ -76,17 +94,21 @@ struct SharedHostTests {
             // A closed PR's cookie falls back to the default: never a 502.
             try await harness.send("closed", number: 2, branch: "x", sha: two, updatedAt: "2026-11-24T09:05:00Z", repo: Self.repo)
             #expect(try await harness.waitSettled(2, repo: Self.repo, status: .removed, timeout: .seconds(60)))
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-                try await shared(harness, headers: ["Cookie": "stager_env=pr-2"]).headers["x-stager-env"] == "pr-1"
-            })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(30)) {
+                    try await shared(harness, headers: ["Cookie": "stager_env=pr-2"]).headers["x-stager-env"] == "pr-1"
+                }
+            )
             let fallen = try await shared(harness, headers: ["Cookie": "stager_env=pr-2"])
             #expect(fallen.status == 200 && fallen.headers["x-stager-env"] == "pr-1" && fallen.body.contains("sha=\(one)"), "\(fallen)")
 
             // The canary: 30 % of new visitors, each kept by its cookie.
             let three = try await open(harness, 3, branch: "shared-canary")
-            #expect(try await harness.waitUntil(timeout: .seconds(30)) {
-                try await shared(harness, headers: ["X-Stager-Env": "pr-3"]).headers["x-stager-env"] == "pr-3"
-            })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(30)) {
+                    try await shared(harness, headers: ["X-Stager-Env": "pr-3"]).headers["x-stager-env"] == "pr-3"
+                }
+            )
             var canaries = 0
             var pins: [(cookie: String, env: String)] = []
             for _ in 0..<200 {

@@ -14,8 +14,13 @@ struct SingleWriterTests {
         try await harness.open(2, branch: "closed-quietly")
         #expect(try await harness.waitSettled(1, status: .ready))
         #expect(try await harness.waitSettled(2, status: .ready))
-        await harness.github.setPull(number: 2, branch: "closed-quietly", sha: Fixtures.sha("closed-quietly"), state: "closed",
-                                     updatedAt: "2026-11-24T10:00:00Z")
+        await harness.github.setPull(
+            number: 2,
+            branch: "closed-quietly",
+            sha: Fixtures.sha("closed-quietly"),
+            state: "closed",
+            updatedAt: "2026-11-24T10:00:00Z"
+        )
         _ = try await harness.startOrphanContainer(number: 903)
         try harness.writeOrphanVhost(slug: "orphan-w")
     }
@@ -34,11 +39,17 @@ struct SingleWriterTests {
             let reloadsBefore = await frontDoor.reloadCount
 
             // serve runs in this test process: each docker process serve starts is this process's child.
-            let watched = try await ProcessTable.watch(StagerProcess.binary, ["gc", "--config", harness.configFile.path],
-                                                       environment: harness.environment, in: harness.dir)
+            let watched = try await ProcessTable.watch(
+                StagerProcess.binary,
+                ["gc", "--config", harness.configFile.path],
+                environment: harness.environment,
+                in: harness.dir
+            )
             #expect(watched.exitCode == 0, "\(watched.standardError)")
-            #expect(watched.standardOutput.contains("gc: removed 1 environment, 1 container, 1 vhost; kept 1; done by stager serve"),
-                    "\(watched.standardOutput)")
+            #expect(
+                watched.standardOutput.contains("gc: removed 1 environment, 1 container, 1 vhost; kept 1; done by stager serve"),
+                "\(watched.standardOutput)"
+            )
             #expect(watched.childrenOfCommand.isEmpty, "gc started \(watched.childrenOfCommand)")
             #expect(watched.dockerOfServe > 0, "no docker process of serve was seen while gc ran")
             // The vhosts went through serve's own nginx batches.
@@ -86,7 +97,10 @@ struct SingleWriterTests {
 
             let without = try await remote(["ls", "--server", server], [:])
             #expect(without.exitCode == 1)
-            #expect(without.standardError.contains("needs the admin token") && without.standardError.contains("STAGER_TOKEN"), "\(without.standardError)")
+            #expect(
+                without.standardError.contains("needs the admin token") && without.standardError.contains("STAGER_TOKEN"),
+                "\(without.standardError)"
+            )
             let wrong = try await remote(["gc", "--server", server], ["STAGER_TOKEN": "not-the-token"])
             #expect(wrong.exitCode == 1)
             #expect(wrong.standardError.contains("refused the admin token"), "\(wrong.standardError)")

@@ -14,8 +14,13 @@ struct SleepTests {
         Dictionary(uniqueKeysWithValues: try await harness.containers().filter { $0.number == number }.map { ($0.name, $0.running) })
     }
 
-    func waitStatus(_ harness: E2EHarness, _ number: Int, repo: String = "acme/web", _ status: EnvironmentStatus,
-                    timeout: Duration = .seconds(30)) async throws -> Bool {
+    func waitStatus(
+        _ harness: E2EHarness,
+        _ number: Int,
+        repo: String = "acme/web",
+        _ status: EnvironmentStatus,
+        timeout: Duration = .seconds(30)
+    ) async throws -> Bool {
         try await harness.waitUntil(timeout: timeout) { try harness.environment(number, repo: repo)?.status == status }
     }
 
@@ -24,7 +29,8 @@ struct SleepTests {
     }
 
     @Test func anIdleEnvironmentSleepsAndAPlainGetIsAnsweredByTheAppInOneRequest() async throws {
-        try await E2EHarness.run(name: "sleep-idle", extraRepos: E2EHarness.servingRepo("acme/idle", "sleep_after: 2s"), reconcileInterval: "1s") { harness in
+        try await E2EHarness.run(name: "sleep-idle", extraRepos: E2EHarness.servingRepo("acme/idle", "sleep_after: 2s"), reconcileInterval: "1s") {
+            harness in
             let sha = Fixtures.sha("idle")
             try await harness.send("opened", number: 1, branch: "idle", sha: sha, repo: "acme/idle")
             #expect(try await harness.waitSettled(1, repo: "acme/idle", status: .ready))
@@ -78,7 +84,10 @@ struct SleepTests {
             #expect(try await waitStatus(harness, 2, .ready))
             #expect(try await metric(harness, "stager_wakes_total", ["outcome": "awake"]) == 1)
             let events = try harness.app?.store.auditEvents(for: PullRequestKey(repo: "acme/web", number: 2), limit: 100) ?? []
-            #expect(events.filter { $0.kind == "wake" && $0.trigger == "request" && $0.message.hasPrefix("wake at") }.count == 1, "\(events.map(\.message))")
+            #expect(
+                events.filter { $0.kind == "wake" && $0.trigger == "request" && $0.message.hasPrefix("wake at") }.count == 1,
+                "\(events.map(\.message))"
+            )
             #expect(try await waitStatus(harness, 2, .ready))
 
             // Asleep again: a POST is not held (its body would have to wait in nginx) but told to come back.
@@ -153,8 +162,11 @@ struct SleepTests {
     @Test func aStackWakesItsServicesBeforeItsAppAndARestartKeepsItAsleep() async throws {
         let services = ServicesTests()
         try await services.withSeed("slept-7") { seed in
-            try await E2EHarness.run(name: "sleep-stack", extraRepos: ServicesTests.stackRepo("acme/stack", seed: seed),
-                                     extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\"") { harness in
+            try await E2EHarness.run(
+                name: "sleep-stack",
+                extraRepos: ServicesTests.stackRepo("acme/stack", seed: seed),
+                extraConfig: "docker:\n  seed_image: \"\(E2EHarness.image)\""
+            ) { harness in
                 let sha = Fixtures.sha("stack-sleep")
                 try await harness.send("opened", number: 7, branch: "stacked", sha: sha, repo: "acme/stack")
                 #expect(try await harness.waitSettled(7, repo: "acme/stack", status: .ready, timeout: ServicesTests.stackTimeout))
@@ -174,7 +186,8 @@ struct SleepTests {
                 #expect(answer.status == 200)
                 #expect(answer.body.contains("sha=\(sha) data=slept-7"), "\(answer.body)")
                 let started = try await harness.containers().filter { $0.number == 7 }
-                let app = try #require(started.first { $0.service == nil }), db = try #require(started.first { $0.service == "db" })
+                let app = try #require(started.first { $0.service == nil })
+                let db = try #require(started.first { $0.service == "db" })
                 #expect(try await startedAt(app.id) > startedAt(db.id))
                 #expect(try await waitStatus(harness, 7, repo: "acme/stack", .ready))
             }

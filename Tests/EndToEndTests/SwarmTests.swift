@@ -27,29 +27,45 @@ extension Trait where Self == SwarmLabScope {
 /// `runtime: swarm` on a real three-node swarm (`scripts/swarm-lab`: three dockerds in network namespaces
 /// of this machine, a registry on the bridge): apps and services are swarm services, nginx routes to the
 /// node that runs the task and follows it when it moves.
-@Suite("End to end: Docker Swarm", .serialized, .swarmLab, .timeLimit(.minutes(5)),
-       .enabled(if: E2EHarness.available && FileManager.default.isExecutableFile(atPath: "/usr/bin/nsenter")
-                && FileManager.default.isExecutableFile(atPath: "/usr/bin/docker-registry")))
+@Suite(
+    "End to end: Docker Swarm",
+    .serialized,
+    .swarmLab,
+    .timeLimit(.minutes(5)),
+    .enabled(
+        if: E2EHarness.available && FileManager.default.isExecutableFile(atPath: "/usr/bin/nsenter")
+            && FileManager.default.isExecutableFile(atPath: "/usr/bin/docker-registry")
+    )
+)
 struct SwarmTests {
     static let addresses = Set(SwarmLab.nodes.values)
     let lab = SwarmLab.shared
 
     /// A harness whose runtime is the lab's swarm; what its instance left on the swarm goes after.
-    func onSwarm(_ name: String, extraRepos: String = "", constraints: [String] = [], reconcileInterval: String = "60s",
-                 extraConfig: String = "", _ body: (E2EHarness) async throws -> Void) async throws {
+    func onSwarm(
+        _ name: String,
+        extraRepos: String = "",
+        constraints: [String] = [],
+        reconcileInterval: String = "60s",
+        extraConfig: String = "",
+        _ body: (E2EHarness) async throws -> Void
+    ) async throws {
         let manager = try await lab.up()
         let swarm = """
-        runtime: swarm
-        docker:
-          command: ["docker", "-H", "\(manager)"]
-        swarm:
-          registry: "\(SwarmLab.registry)"
-          published_ports: "31000-31999"
-          constraints: [\(constraints.map { "\"\($0)\"" }.joined(separator: ", "))]
-        \(extraConfig)
-        """
+            runtime: swarm
+            docker:
+              command: ["docker", "-H", "\(manager)"]
+            swarm:
+              registry: "\(SwarmLab.registry)"
+              published_ports: "31000-31999"
+              constraints: [\(constraints.map { "\"\($0)\"" }.joined(separator: ", "))]
+            \(extraConfig)
+            """
         var instance = ""
-        defer { let leftover = instance; Task { await SwarmLab.shared.removeAll(instance: leftover) } }
+        defer {
+            let leftover = instance
+            Task { await SwarmLab.shared.removeAll(instance: leftover) }
+        }
         try await E2EHarness.run(name: name, extraRepos: extraRepos, reconcileInterval: reconcileInterval, extraConfig: swarm) { harness in
             instance = harness.instance
             do {
@@ -87,8 +103,13 @@ struct SwarmTests {
         #expect(nodes.count == 3 && nodes.allSatisfy { $0.state == "ready" && $0.availability == "active" }, "\(nodes)")
         let port = try E2EHarness.freePort()
         let service = "stager-lab-\(UUID().uuidString.prefix(8).lowercased())"
-        _ = try await lab.docker("n1", ["service", "create", "--quiet", "--detach", "--no-resolve-image", "--name", service,
-                                        "--publish", "mode=host,target=8080,published=\(port)", "--", E2EHarness.image])
+        _ = try await lab.docker(
+            "n1",
+            [
+                "service", "create", "--quiet", "--detach", "--no-resolve-image", "--name", service,
+                "--publish", "mode=host,target=8080,published=\(port)", "--", E2EHarness.image,
+            ]
+        )
         defer { Task { _ = try? await SwarmLab.shared.docker("n1", ["service", "rm", service]) } }
         let listTask = ["service", "ps", service, "--filter", "desired-state=running", "--format", "{{.ID}} {{.CurrentState}}"]
         let lab = lab
@@ -139,7 +160,10 @@ struct SwarmTests {
             let outcomes = await load.value
             #expect(switched)
             let failed = outcomes.filter { !$0.ok }
-            #expect(outcomes.count > 40 && failed.isEmpty, "\(failed.count) of \(outcomes.count) failed: \(failed.prefix(3).map { "\($0.status ?? 0) \($0.error ?? "")" })")
+            #expect(
+                outcomes.count > 40 && failed.isEmpty,
+                "\(failed.count) of \(outcomes.count) failed: \(failed.prefix(3).map { "\($0.status ?? 0) \($0.error ?? "")" })"
+            )
             #expect(outcomes.contains { $0.body.contains("sha=\(sha2)") })
 
             // A close: the URL goes, and no service of the instance is left.
@@ -186,31 +210,34 @@ struct SwarmTests {
             #expect(try await harness.waitSettled(2, status: .ready, timeout: .seconds(30)))
             // The lost node comes back for the tests after this one.
             _ = try await lab.up()
-            #expect(try await harness.waitUntil(timeout: .seconds(60)) {
-                try await lab.nodeTable().allSatisfy { $0.state == "ready" }
-            })
+            #expect(
+                try await harness.waitUntil(timeout: .seconds(60)) {
+                    try await lab.nodeTable().allSatisfy { $0.state == "ready" }
+                }
+            )
         }
     }
 
     @Test func aStackSleepsAndWakesAndGcRemovesAHandMadeService() async throws {
         // The app asks its db service by name over the environment's overlay network, as it starts.
-        let app = #"["/bin/busybox", "sh", "-c", "for i in 1 2 3 4 5; do v=$(/bin/busybox wget -qO- http://db:8080/value) && break; sleep 1; done; echo \"sha=$STAGER_SHA data=$v\" > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]"#
+        let app =
+            #"["/bin/busybox", "sh", "-c", "for i in 1 2 3 4 5; do v=$(/bin/busybox wget -qO- http://db:8080/value) && break; sleep 1; done; echo \"sha=$STAGER_SHA data=$v\" > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]"#
         let db = #"["/bin/busybox", "sh", "-c", "mkdir -p /data && echo swarm-db-5 > /data/value && exec /bin/busybox httpd -f -p 8080 -h /data"]"#
         let repo = """
-          acme/stack:
-            image: "\(E2EHarness.image)"
-            command: \(app)
-            port: 8080
-            health_timeout: "60s"
-            sleep_after: "4s"
-            release: ["/bin/busybox", "sh", "-c", "echo migrated-on-swarm"]
-            services:
-              db:
+              acme/stack:
                 image: "\(E2EHarness.image)"
-                command: \(db)
+                command: \(app)
                 port: 8080
+                health_timeout: "60s"
+                sleep_after: "4s"
+                release: ["/bin/busybox", "sh", "-c", "echo migrated-on-swarm"]
+                services:
+                  db:
+                    image: "\(E2EHarness.image)"
+                    command: \(db)
+                    port: 8080
 
-        """
+            """
         try await onSwarm("swarm-stack", extraRepos: repo, reconcileInterval: "5s") { harness in
             let sha = Fixtures.sha("swarm-stack")
             try await harness.send("opened", number: 3, branch: "swarm-stack", sha: sha, repo: "acme/stack")
@@ -219,22 +246,32 @@ struct SwarmTests {
             #expect(try await services(harness).count == 2, "the release job's service went once it ended")
             // The release ran as a swarm job before the app, its output kept in the history.
             let history = try #require(harness.app?.store).auditEvents(for: PullRequestKey(repo: "acme/stack", number: 3))
-            #expect(history.contains { $0.kind == "release" && $0.message.contains("exited 0") && $0.message.contains("migrated-on-swarm") },
-                    "\(history.map(\.message))")
+            #expect(
+                history.contains { $0.kind == "release" && $0.message.contains("exited 0") && $0.message.contains("migrated-on-swarm") },
+                "\(history.map(\.message))"
+            )
 
             // Idle: the app and its db scale to 0, and a request wakes them.
             #expect(try await harness.waitSettled(3, repo: "acme/stack", status: .sleeping, timeout: .seconds(60)))
-            let replicas = try await lab.docker("n1", ["service", "ls", "--filter", "label=stager.instance=\(harness.instance)", "--format", "{{.Replicas}}"])
+            let replicas = try await lab.docker(
+                "n1",
+                ["service", "ls", "--filter", "label=stager.instance=\(harness.instance)", "--format", "{{.Replicas}}"]
+            )
             #expect(replicas.split(separator: "\n").allSatisfy { $0.hasPrefix("0/0") }, "\(replicas)")
             let woken = try await harness.requestThroughNginx("GET", slug: "swarm-stack")
             #expect(woken.status == 200 && woken.body.contains("data=swarm-db-5"), "\(woken.status) \(woken.body)")
 
             // A labelled service no environment has is gc's.
             let leaked = "stager-\(harness.instance)-leaked"
-            _ = try await lab.docker("n1", ["service", "create", "--quiet", "--detach", "--no-resolve-image", "--name", leaked,
-                                            "--label", "stager.managed=true", "--label", "stager.instance=\(harness.instance)",
-                                            "--label", "stager.repo=acme/stack", "--label", "stager.pr=99", "--label", "stager.role=app",
-                                            "--", E2EHarness.image])
+            _ = try await lab.docker(
+                "n1",
+                [
+                    "service", "create", "--quiet", "--detach", "--no-resolve-image", "--name", leaked,
+                    "--label", "stager.managed=true", "--label", "stager.instance=\(harness.instance)",
+                    "--label", "stager.repo=acme/stack", "--label", "stager.pr=99", "--label", "stager.role=app",
+                    "--", E2EHarness.image,
+                ]
+            )
             let gc = try await harness.stager(["gc"])
             #expect(gc.exitCode == 0, "\(gc.message)")
             #expect(try await services(harness).contains(leaked) == false)
@@ -246,13 +283,14 @@ struct SwarmTests {
         let dir = try TestConfig.temporaryDirectory("e2e-swarm-git")
         defer { try? FileManager.default.removeItem(at: dir) }
         let git = try await GitFixture(in: dir)
-        let repos = BuildTests.repo(origin: git.origin) + """
-          acme/missing:
-            image: "\(SwarmLab.registry)/stager/nothing-here:1"
-            port: 8080
-            health_timeout: "20s"
+        let repos =
+            BuildTests.repo(origin: git.origin) + """
+                  acme/missing:
+                    image: "\(SwarmLab.registry)/stager/nothing-here:1"
+                    port: 8080
+                    health_timeout: "20s"
 
-        """
+                """
         try await onSwarm("swarm-build", extraRepos: repos, constraints: ["node.role==worker"], extraConfig: BuildTests.allowFiles) { harness in
             let sha = try await git.commit(GitFixture.dockerfile, note: "swarm")
             try await harness.send("opened", number: 4, branch: "feature", sha: sha, repo: "acme/built")
@@ -280,9 +318,11 @@ struct SwarmTests {
         #expect(restarted != killed && ProcessLiveness.isRunning(restarted), "\(killed) → \(restarted)")
         #expect(try await lab.docker("n3", ["info", "--format", "{{.Swarm.LocalNodeState}}"]) == "active")
         let lab = lab
-        #expect(try await Poller().until(timeout: .seconds(60)) {
-            (try? await lab.nodeTable())?.allSatisfy { $0.state == "ready" } == true
-        })
+        #expect(
+            try await Poller().until(timeout: .seconds(60)) {
+                (try? await lab.nodeTable())?.allSatisfy { $0.state == "ready" } == true
+            }
+        )
     }
 
     @Test func checkReportsTheNodesTheOverlayNetworkAndTheRegistry() async throws {

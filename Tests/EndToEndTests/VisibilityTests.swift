@@ -9,20 +9,25 @@ import Testing
 struct VisibilityTests {
     /// Prints a line to the container log first, so the log shows something of each deploy.
     static let talkingRepo = """
-      acme/talk:
-        image: "\(E2EHarness.image)"
-        command: ["/bin/busybox", "sh", "-c", "echo \\"booting $STAGER_SHA\\"; echo \\"sha=$STAGER_SHA\\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"]
-        port: 8080
-      acme/broken:
-        image: "stager/no-such-image:none"
-        port: 8080
+          acme/talk:
+            image: "\(E2EHarness.image)"
+            command: ["/bin/busybox", "sh", "-c", "echo \\"booting $STAGER_SHA\\"; echo \\"sha=$STAGER_SHA\\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"]
+            port: 8080
+          acme/broken:
+            image: "stager/no-such-image:none"
+            port: 8080
 
-    """
+        """
 
     @Test func deploymentsDashboardAPILogsAndMetricsFollowAPullRequest() async throws {
-        try await E2EHarness.run(name: "visibility", extraRepos: Self.talkingRepo,
-                                 extraServer: "  public_url: \"https://stager.example.com\"", extraGitHub: "  deployments: true") { harness throws in
-            let sha1 = Fixtures.sha("v1"), sha2 = Fixtures.sha("v2")
+        try await E2EHarness.run(
+            name: "visibility",
+            extraRepos: Self.talkingRepo,
+            extraServer: "  public_url: \"https://stager.example.com\"",
+            extraGitHub: "  deployments: true"
+        ) { harness throws in
+            let sha1 = Fixtures.sha("v1")
+            let sha2 = Fixtures.sha("v2")
             let url = "http://feature-visible.preview.localhost:\(harness.nginxPort)"
             let page = "https://stager.example.com/environments/acme/talk/41"
 
@@ -54,7 +59,14 @@ struct VisibilityTests {
             #expect(dashboard.contains("<span class=\"status ready\">ready</span>"))
 
             // A push: a second deployment; the first is retired once the second succeeds.
-            try await harness.send("synchronize", number: 41, branch: "feature/visible", sha: sha2, updatedAt: "2026-11-24T09:05:00Z", repo: "acme/talk")
+            try await harness.send(
+                "synchronize",
+                number: 41,
+                branch: "feature/visible",
+                sha: sha2,
+                updatedAt: "2026-11-24T09:05:00Z",
+                repo: "acme/talk"
+            )
             #expect(try await harness.waitUntil { try harness.environment(41, repo: "acme/talk")?.deployedSha == sha2 })
             #expect(try await harness.waitSettled(41, repo: "acme/talk", status: .ready))
             let afterPush = await harness.github.deployments
@@ -63,7 +75,10 @@ struct VisibilityTests {
             #expect(afterPush.first?.statuses.map(\.state) == ["in_progress", "success", "inactive"])
 
             // The environment page: history with triggers and the container's own log.
-            let detail = try JSONDecoder().decode(EnvironmentDetail.self, from: Data(try await harness.get("/api/environments/acme/talk/41").body.utf8))
+            let detail = try JSONDecoder().decode(
+                EnvironmentDetail.self,
+                from: Data(try await harness.get("/api/environments/acme/talk/41").body.utf8)
+            )
             let kinds = detail.events.reversed().map(\.kind)
             #expect(kinds.starts(with: ["webhook", "deploy", "ready", "webhook", "deploy", "ready"]))
             #expect(detail.events.filter { $0.kind == "deploy" }.allSatisfy { $0.trigger == "webhook" && $0.delivery_id != nil })
@@ -156,8 +171,10 @@ enum Chromium {
         let profile = try TestConfig.temporaryDirectory("chromium")
         defer { try? FileManager.default.removeItem(at: profile) }
         // Root in a container: no sandbox; no GPU; logs on stderr so console messages can be checked.
-        let base = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                    "--user-data-dir=\(profile.path)", "--enable-logging=stderr", "--v=0"]
+        let base = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+            "--user-data-dir=\(profile.path)", "--enable-logging=stderr", "--v=0",
+        ]
         return try await SubprocessRunner().run(Command("timeout", ["60", path ?? "chromium"] + base + arguments))
     }
 }

@@ -1,17 +1,21 @@
 import Foundation
-@testable import StagerKit
 import StagerTestSupport
 import Testing
+
+@testable import StagerKit
 
 /// Branch environments' pieces: `repos.X.branches` and the names it gives, `push` payloads, the keys the
 /// store gives branches, their labels, and what a PR's rules leave alone (end to end: `branch environments`).
 @Suite("Branch environments: units")
 struct BranchUnitTests {
     @Test func configurationNamesBranchesByTheirSlugs() throws {
-        let config = try TestConfig.load("""
-        repos:
-          acme/web: {image: "x", branches: [main, "release/2.0"], shared_host: acme-web, default_env: "release/2.0", canary: {env: main, percent: 5}}
-        """, in: try TestConfig.temporaryDirectory("branch-config"))
+        let config = try TestConfig.load(
+            """
+            repos:
+              acme/web: {image: "x", branches: [main, "release/2.0"], shared_host: acme-web, default_env: "release/2.0", canary: {env: main, percent: 5}}
+            """,
+            in: try TestConfig.temporaryDirectory("branch-config")
+        )
         let repo = try #require(config.repo("acme/web"))
         #expect(repo.branches == ["main", "release/2.0"])
         #expect(repo.sharedHost?.defaultEnv == "release-2-0" && repo.sharedHost?.canary?.env == "main")
@@ -21,10 +25,18 @@ struct BranchUnitTests {
         #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [a/b, a-b]}\n") == "repos.a/b.branches")
         #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [\"//\"]}\n") == "repos.a/b.branches")
         #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [\"a b\"]}\n") == "repos.a/b.branches")
-        #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [main], shared_host: ab, default_env: staging}\n") == "repos.a/b.default_env")
-        #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [main], shared_host: ab, default_env: main, canary: {env: qa, percent: 5}}\n") == "repos.a/b.canary.env")
+        #expect(
+            TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [main], shared_host: ab, default_env: staging}\n") == "repos.a/b.default_env"
+        )
+        #expect(
+            TestConfig.refusedKey("repos:\n  a/b: {image: x, branches: [main], shared_host: ab, default_env: main, canary: {env: qa, percent: 5}}\n")
+                == "repos.a/b.canary.env"
+        )
         // A branch whose slug is a shared host's address.
-        #expect(TestConfig.refusedKey("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1}\n  c/d: {image: y, branches: [ab]}\n") == "repos.c/d.branches")
+        #expect(
+            TestConfig.refusedKey("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1}\n  c/d: {image: y, branches: [ab]}\n")
+                == "repos.c/d.branches"
+        )
     }
 
     @Test func pushPayloadsFromGitHub() throws {
@@ -38,12 +50,20 @@ struct BranchUnitTests {
         let tag = try WebhookPayload.decodePush(Fixtures.push(repo: "a/b", ref: "refs/tags/v1", after: Fixtures.sha("t")))
         #expect(tag.branch == nil)
         func failure(_ body: Data) -> WebhookPayload.Failure? {
-            do { _ = try WebhookPayload.decodePush(body); return nil } catch { return error as? WebhookPayload.Failure }
+            do {
+                _ = try WebhookPayload.decodePush(body)
+                return nil
+            } catch { return error as? WebhookPayload.Failure }
         }
         #expect(failure(Data("[]".utf8)) == .notJSON)
         #expect(failure(Data(#"{"ref": "refs/heads/main", "repository": {"full_name": "a/b"}}"#.utf8)) == .missingField("after"))
-        #expect(failure(Data(#"{"ref": "refs/heads/main", "after": "\#(String(repeating: "0", count: 40))", "repository": {"full_name": "a/b"}}"#.utf8)) == .missingField("after"))
-        #expect(failure(Data(#"{"ref": "refs/heads/a\u0001", "after": "abcdef12", "repository": {"full_name": "a/b"}}"#.utf8)) == .missingField("ref"))
+        #expect(
+            failure(Data(#"{"ref": "refs/heads/main", "after": "\#(String(repeating: "0", count: 40))", "repository": {"full_name": "a/b"}}"#.utf8))
+                == .missingField("after")
+        )
+        #expect(
+            failure(Data(#"{"ref": "refs/heads/a\u0001", "after": "abcdef12", "repository": {"full_name": "a/b"}}"#.utf8)) == .missingField("ref")
+        )
     }
 
     @Test func commandsNameABranchsEnvironmentWithAnAt() {
@@ -59,17 +79,46 @@ struct BranchUnitTests {
     @Test func gcLeavesABranchsEnvironmentAlone() async {
         let longAgo = Date().addingTimeInterval(-30 * 24 * 3600)
         func env(_ number: Int, branch: String) -> Environment {
-            Environment(repo: "acme/web", number: number, slug: branch, branch: branch, title: "", author: "", headRepo: "acme/web",
-                        desired: .present, desiredSha: Fixtures.sha(branch), desiredVersion: 1, appliedVersion: 1, sourceUpdatedAt: "",
-                        status: .ready, commentPending: false, createdAt: longAgo, updatedAt: longAgo, lastActivityAt: longAgo,
-                        admitted: true, waitingSince: nil)
+            Environment(
+                repo: "acme/web",
+                number: number,
+                slug: branch,
+                branch: branch,
+                title: "",
+                author: "",
+                headRepo: "acme/web",
+                desired: .present,
+                desiredSha: Fixtures.sha(branch),
+                desiredVersion: 1,
+                appliedVersion: 1,
+                sourceUpdatedAt: "",
+                status: .ready,
+                commentPending: false,
+                createdAt: longAgo,
+                updatedAt: longAgo,
+                lastActivityAt: longAgo,
+                admitted: true,
+                waitingSince: nil
+            )
         }
-        let main = env(-1, branch: "main"), pull = env(4, branch: "feature")
+        let main = env(-1, branch: "main")
+        let pull = env(4, branch: "feature")
         // GitHub's open list has neither: the PR is then looked up alone (no client: unknown); the branch is never asked about.
         let states = await PullRequestStates(client: nil).states(of: [main.key, pull.key], open: ["acme/web": .success([])])
         #expect(states[main.key] == nil && states[pull.key] != nil)
-        let plan = GcPlan(.init(environments: [main, pull], containers: [], managedVhosts: [], foreignFiles: [], states: [pull.key: .open],
-                                missing: [], configuredRepos: ["acme/web"], idleTTL: .seconds(3600), now: Date()))
+        let plan = GcPlan(
+            .init(
+                environments: [main, pull],
+                containers: [],
+                managedVhosts: [],
+                foreignFiles: [],
+                states: [pull.key: .open],
+                missing: [],
+                configuredRepos: ["acme/web"],
+                idleTTL: .seconds(3600),
+                now: Date()
+            )
+        )
         #expect(plan.environments.map(\.env.number) == [4])
     }
 
@@ -94,9 +143,26 @@ struct BranchUnitTests {
         #expect(DockerCLI.parseList(line).first?.key == key)
 
         var env = Environment(
-            repo: "a/b", number: -2, slug: "release-2-0", branch: "release/2.0", title: "branch release/2.0", author: "", headRepo: "a/b",
-            desired: .present, desiredSha: Fixtures.sha("x"), desiredVersion: 1, appliedVersion: 0, sourceUpdatedAt: "",
-            status: .queued, commentPending: false, createdAt: Date(), updatedAt: Date(), lastActivityAt: Date(), admitted: true, waitingSince: nil)
+            repo: "a/b",
+            number: -2,
+            slug: "release-2-0",
+            branch: "release/2.0",
+            title: "branch release/2.0",
+            author: "",
+            headRepo: "a/b",
+            desired: .present,
+            desiredSha: Fixtures.sha("x"),
+            desiredVersion: 1,
+            appliedVersion: 0,
+            sourceUpdatedAt: "",
+            status: .queued,
+            commentPending: false,
+            createdAt: Date(),
+            updatedAt: Date(),
+            lastActivityAt: Date(),
+            admitted: true,
+            waitingSince: nil
+        )
         #expect(env.kind == .branch && env.name == "release-2-0" && env.displayName == "a/b@release/2.0")
         // A push to the repository itself needs no approval, whatever the PR rules say.
         #expect(Gate.approval(env, requireLabel: true, allowForks: false) == .notNeeded)

@@ -1,7 +1,8 @@
 import Foundation
-@testable import StagerKit
 import StagerTestSupport
 import Testing
+
+@testable import StagerKit
 
 /// Building from the branch, without running anything: the clone URL policy, the commands (argv and
 /// environment), masking, the build slots and the configuration.
@@ -9,30 +10,48 @@ import Testing
 struct BuildUnitTests {
     static func config(_ extra: String = "", allowFiles: Bool = false) throws -> StagerConfig {
         let dir = try TestConfig.temporaryDirectory("build-unit")
-        return try TestConfig.load("""
-        data_dir: data
-        nginx:
-          sites_dir: sites
-        build:
-          allowed_hosts: ["github.com"]
-          allow_file_urls: \(allowFiles)
-        repos:
-          acme/api:
+        return try TestConfig.load(
+            """
+            data_dir: data
+            nginx:
+              sites_dir: sites
             build:
-              context: "app"
-              dockerfile: "deploy/Dockerfile"
-              args: {SHA: "{{sha}}", PR: "{{number}}"}
-              target: "runtime"
-            port: 8080
-        \(extra)
-        """, in: dir)
+              allowed_hosts: ["github.com"]
+              allow_file_urls: \(allowFiles)
+            repos:
+              acme/api:
+                build:
+                  context: "app"
+                  dockerfile: "deploy/Dockerfile"
+                  args: {SHA: "{{sha}}", PR: "{{number}}"}
+                  target: "runtime"
+                port: 8080
+            \(extra)
+            """,
+            in: dir
+        )
     }
 
     static func env(cloneURL: String?) -> StagerKit.Environment {
         StagerKit.Environment(
-            repo: "acme/api", number: 12, slug: "feature-x", branch: "feature/x", title: "t", author: "a", headRepo: "acme/api",
-            desired: .present, desiredSha: Fixtures.sha("b"), desiredVersion: 1, appliedVersion: 0, sourceUpdatedAt: "", status: .queued,
-            commentPending: false, createdAt: Date(), updatedAt: Date(), admitted: true, cloneURL: cloneURL
+            repo: "acme/api",
+            number: 12,
+            slug: "feature-x",
+            branch: "feature/x",
+            title: "t",
+            author: "a",
+            headRepo: "acme/api",
+            desired: .present,
+            desiredSha: Fixtures.sha("b"),
+            desiredVersion: 1,
+            appliedVersion: 0,
+            sourceUpdatedAt: "",
+            status: .queued,
+            commentPending: false,
+            createdAt: Date(),
+            updatedAt: Date(),
+            admitted: true,
+            cloneURL: cloneURL
         )
     }
 
@@ -41,8 +60,10 @@ struct BuildUnitTests {
         let builder = ImageBuilder(config: config, runner: RecordingRunner(), slots: Slots(limit: 1))
         let repo = try #require(config.repo("acme/api"))
         #expect(try builder.cloneURL(for: Self.env(cloneURL: "https://github.com/acme/api.git"), repo: repo).host == "github.com")
-        for refused in ["https://evil.example.com/acme/api.git", "http://github.com/acme/api.git", "file:///srv/git/api.git",
-                        "https://user:pw@github.com/acme/api.git", "ssh://git@github.com/acme/api.git", "-upload-pack=x"] {
+        for refused in [
+            "https://evil.example.com/acme/api.git", "http://github.com/acme/api.git", "file:///srv/git/api.git",
+            "https://user:pw@github.com/acme/api.git", "ssh://git@github.com/acme/api.git", "-upload-pack=x",
+        ] {
             #expect(throws: BuildError.self, "\(refused)") { try builder.cloneURL(for: Self.env(cloneURL: refused), repo: repo) }
         }
         #expect(throws: BuildError.self) { try builder.cloneURL(for: Self.env(cloneURL: nil), repo: repo) }
@@ -56,11 +77,13 @@ struct BuildUnitTests {
         let folder = URL(fileURLWithPath: "/tmp/work")
         let sha = Fixtures.sha("b")
         let commands = builder.fetchCommands(url: try #require(URL(string: "https://github.com/acme/api.git")), sha: sha, into: folder, token: token)
-        #expect(commands.map(\.arguments) == [
-            ["init", "--quiet", "/tmp/work"],
-            ["-C", "/tmp/work", "fetch", "--depth", "1", "--no-tags", "--", "https://github.com/acme/api.git", sha],
-            ["-C", "/tmp/work", "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", "FETCH_HEAD"],
-        ])
+        #expect(
+            commands.map(\.arguments) == [
+                ["init", "--quiet", "/tmp/work"],
+                ["-C", "/tmp/work", "fetch", "--depth", "1", "--no-tags", "--", "https://github.com/acme/api.git", sha],
+                ["-C", "/tmp/work", "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", "FETCH_HEAD"],
+            ]
+        )
         for command in commands {
             #expect(!command.arguments.joined(separator: " ").contains(token))
         }
@@ -79,12 +102,21 @@ struct BuildUnitTests {
         let builder = ImageBuilder(config: config, runner: RecordingRunner(), slots: Slots(limit: 1))
         let spec = try #require(config.repo("acme/api")?.build)
         let sha = Fixtures.sha("b")
-        let command = try builder.buildCommand(tag: "stager/acme-api:\(sha)", spec: spec, env: Self.env(cloneURL: nil), sha: sha,
-                                               folder: URL(fileURLWithPath: "/tmp/work"))
+        let command = try builder.buildCommand(
+            tag: "stager/acme-api:\(sha)",
+            spec: spec,
+            env: Self.env(cloneURL: nil),
+            sha: sha,
+            folder: URL(fileURLWithPath: "/tmp/work")
+        )
         #expect(command.executable == "docker" && command.environment["DOCKER_BUILDKIT"] == "0")
         let args = command.arguments
-        #expect(args.starts(with: ["build", "--tag", "stager/acme-api:\(sha)", "--force-rm", "--memory", "2g", "--memory-swap", "2g",
-                                   "--file", "/tmp/work/deploy/Dockerfile"]))
+        #expect(
+            args.starts(with: [
+                "build", "--tag", "stager/acme-api:\(sha)", "--force-rm", "--memory", "2g", "--memory-swap", "2g",
+                "--file", "/tmp/work/deploy/Dockerfile",
+            ])
+        )
         // A build runs the PR's code: it has a time limit (build.timeout, 20 minutes unless set).
         #expect(command.timeout == .seconds(1200))
         #expect(args.contains("stager.managed=true") && args.contains("stager.pr=12") && args.contains("stager.sha=\(sha)"))
@@ -118,11 +150,23 @@ struct BuildUnitTests {
         let slots = Slots(limit: 1)
         try await slots.acquire()
         let order = OrderBook()
-        let first = Task { try await slots.acquire(); await order.add(1); await slots.release() }
+        let first = Task {
+            try await slots.acquire()
+            await order.add(1)
+            await slots.release()
+        }
         try await Task.sleep(for: .milliseconds(50))
-        let cancelled = Task { try await slots.acquire(); await order.add(2); await slots.release() }
+        let cancelled = Task {
+            try await slots.acquire()
+            await order.add(2)
+            await slots.release()
+        }
         try await Task.sleep(for: .milliseconds(50))
-        let third = Task { try await slots.acquire(); await order.add(3); await slots.release() }
+        let third = Task {
+            try await slots.acquire()
+            await order.add(3)
+            await slots.release()
+        }
         try await Task.sleep(for: .milliseconds(50))
         #expect(await slots.queued == 3)
         cancelled.cancel()

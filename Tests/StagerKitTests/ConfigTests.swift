@@ -1,7 +1,8 @@
 import Foundation
-@testable import StagerKit
 import StagerTestSupport
 import Testing
+
+@testable import StagerKit
 
 @Suite("Configuration")
 struct ConfigTests {
@@ -29,47 +30,47 @@ struct ConfigTests {
 
     @Test func theContractsExampleLoads() throws {
         let yaml = """
-        server:
-          listen: "127.0.0.1:8080"
-        data_dir: ".stager"
-        instance: "default"
-        reconcile_interval: "60s"
-        webhook:
-          secret_env: STAGER_WEBHOOK_SECRET
-        github:
-          api_url: "https://api.github.com"
-          token_env: STAGER_GITHUB_TOKEN
-          deployments: true
-        preview:
-          domain: "preview.localhost"
-          scheme: "http"
-          public_port: 80
-        nginx:
-          sites_dir: "/etc/nginx/stager"
-          listen: "127.0.0.1:8088"
-          test_command: ["nginx", "-t"]
-          reload_command: ["nginx", "-s", "reload"]
-        docker:
-          command: ["docker"]
-        repos:
-          "acme/web":
-            image: "acme/web:pr-{{number}}"
-            command: []
-            port: 8080
-            health_path: "/"
-            env: {}
-            allow_forks: false
-        limits:
-          max_environments: 100
-          memory: "512m"
-          cpus: "1"
-          pids: 256
-        forks:
-          label: "stager:deploy"
-        build:
-          allowed_hosts: ["github.com"]
-          allow_file_urls: false
-        """
+            server:
+              listen: "127.0.0.1:8080"
+            data_dir: ".stager"
+            instance: "default"
+            reconcile_interval: "60s"
+            webhook:
+              secret_env: STAGER_WEBHOOK_SECRET
+            github:
+              api_url: "https://api.github.com"
+              token_env: STAGER_GITHUB_TOKEN
+              deployments: true
+            preview:
+              domain: "preview.localhost"
+              scheme: "http"
+              public_port: 80
+            nginx:
+              sites_dir: "/etc/nginx/stager"
+              listen: "127.0.0.1:8088"
+              test_command: ["nginx", "-t"]
+              reload_command: ["nginx", "-s", "reload"]
+            docker:
+              command: ["docker"]
+            repos:
+              "acme/web":
+                image: "acme/web:pr-{{number}}"
+                command: []
+                port: 8080
+                health_path: "/"
+                env: {}
+                allow_forks: false
+            limits:
+              max_environments: 100
+              memory: "512m"
+              cpus: "1"
+              pids: 256
+            forks:
+              label: "stager:deploy"
+            build:
+              allowed_hosts: ["github.com"]
+              allow_file_urls: false
+            """
         let config = try TestConfig.load(yaml, in: dir, environment: ["STAGER_GITHUB_TOKEN": "t0ken"])
         #expect(config.github.token == "t0ken")
         #expect(config.preview.url(forSlug: "x") == "http://x.preview.localhost")
@@ -106,13 +107,34 @@ struct ConfigTests {
         ("server:\n  admin_token_env: NOT_SET_ANYWHERE\n", "server.admin_token_env"),
         ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      Bad_Name: {image: \"y\"}\n", "repos.acme/web.services.Bad_Name"),
         ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {port: 5432}\n", "repos.acme/web.services.db.image"),
-        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", depends_on: [cache]}\n", "repos.acme/web.services.db.depends_on"),
-        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", depends_on: [db]}\n", "repos.acme/web.services.db.depends_on"),
-        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      a: {image: \"y\", depends_on: [b]}\n      b: {image: \"y\", depends_on: [a]}\n", "repos.acme/web.services"),
-        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", seed: {data: \"s\"}}\n", "repos.acme/web.services.db.seed.data"),
-        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", health_path: \"/\"}\n", "repos.acme/web.services.db.health_path"),
-        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", volumes: {data: \"relative\"}}\n", "repos.acme/web.services.db.volumes.data"),
-        ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", cap_add: [\"ALL\"]}\n", "repos.acme/web.services.db.cap_add"),
+        (
+            "repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", depends_on: [cache]}\n",
+            "repos.acme/web.services.db.depends_on"
+        ),
+        (
+            "repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", depends_on: [db]}\n",
+            "repos.acme/web.services.db.depends_on"
+        ),
+        (
+            "repos:\n  acme/web:\n    image: \"x\"\n    services:\n      a: {image: \"y\", depends_on: [b]}\n      b: {image: \"y\", depends_on: [a]}\n",
+            "repos.acme/web.services"
+        ),
+        (
+            "repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", seed: {data: \"s\"}}\n",
+            "repos.acme/web.services.db.seed.data"
+        ),
+        (
+            "repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", health_path: \"/\"}\n",
+            "repos.acme/web.services.db.health_path"
+        ),
+        (
+            "repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", volumes: {data: \"relative\"}}\n",
+            "repos.acme/web.services.db.volumes.data"
+        ),
+        (
+            "repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", cap_add: [\"ALL\"]}\n",
+            "repos.acme/web.services.db.cap_add"
+        ),
         ("repos:\n  acme/web:\n    image: \"x\"\n    services:\n      db: {image: \"y\", imagee: \"z\"}\n", "repos.acme/web.services.db.imagee"),
         ("repos:\n  acme/web:\n    image: \"x\"\n    release: []\n", "repos.acme/web.release"),
         ("docker:\n  seed_image: \"\"\n", "docker.seed_image"),
@@ -150,16 +172,19 @@ struct ConfigTests {
 
     /// Services start after what they depend on, by name among equals.
     @Test func servicesStartInDependencyOrder() throws {
-        let config = try TestConfig.load("""
-        repos:
-          acme/web:
-            image: "x"
-            release: ["bin/migrate"]
-            services:
-              worker: {image: "w", depends_on: [db, cache]}
-              db: {image: "postgres:16", port: 5432, volumes: {data: "/var/lib/postgresql/data"}, seed: {data: "seed-db"}}
-              cache: {image: "redis:7", port: 6379}
-        """, in: dir)
+        let config = try TestConfig.load(
+            """
+            repos:
+              acme/web:
+                image: "x"
+                release: ["bin/migrate"]
+                services:
+                  worker: {image: "w", depends_on: [db, cache]}
+                  db: {image: "postgres:16", port: 5432, volumes: {data: "/var/lib/postgresql/data"}, seed: {data: "seed-db"}}
+                  cache: {image: "redis:7", port: 6379}
+            """,
+            in: dir
+        )
         let repo = try #require(config.repo("acme/web"))
         #expect(repo.services.map(\.name) == ["cache", "db", "worker"])
         #expect(repo.release == ["bin/migrate"])
@@ -220,20 +245,26 @@ struct SleepAndSlackConfigTests {
 
     /// A repository's own Slack channel takes its notices; the others go to the global one.
     @Test func aRepositorysOwnWebhookComesFirst() throws {
-        let config = try TestConfig.load("""
-        slack: {webhook_url_env: GLOBAL_HOOK}
-        repos:
-          acme/web: {image: "x", slack_webhook_url_env: TEAM_HOOK}
-          acme/api: {image: "y"}
-        """, in: try TestConfig.temporaryDirectory("slack-hooks"),
-        environment: ["GLOBAL_HOOK": "https://hooks.slack.com/services/T/B/global", "TEAM_HOOK": "https://hooks.slack.com/services/T/B/team"])
+        let config = try TestConfig.load(
+            """
+            slack: {webhook_url_env: GLOBAL_HOOK}
+            repos:
+              acme/web: {image: "x", slack_webhook_url_env: TEAM_HOOK}
+              acme/api: {image: "y"}
+            """,
+            in: try TestConfig.temporaryDirectory("slack-hooks"),
+            environment: ["GLOBAL_HOOK": "https://hooks.slack.com/services/T/B/global", "TEAM_HOOK": "https://hooks.slack.com/services/T/B/team"]
+        )
         #expect(config.slackWebhook(for: "acme/web")?.lastPathComponent == "team")
         #expect(config.slackWebhook(for: "acme/api")?.lastPathComponent == "global")
         #expect(config.notifiesSlack)
         // Plain http only to this machine: a webhook URL is a secret, never sent in the clear.
         #expect(throws: ConfigError.self) {
-            try TestConfig.load("slack: {webhook_url_env: HTTP_HOOK}\n", in: try TestConfig.temporaryDirectory("slack-http"),
-                                environment: ["HTTP_HOOK": "http://hooks.example.com/x"])
+            try TestConfig.load(
+                "slack: {webhook_url_env: HTTP_HOOK}\n",
+                in: try TestConfig.temporaryDirectory("slack-http"),
+                environment: ["HTTP_HOOK": "http://hooks.example.com/x"]
+            )
         }
     }
 }
@@ -245,14 +276,20 @@ struct HostileConfigTests {
         let dir = try TestConfig.temporaryDirectory("public-listen")
         let open = try TestConfig.load("server:\n  listen: \"0.0.0.0:8080\"\n  public_read: true\n", in: dir)
         #expect(open.server.publicRead && open.server.adminToken == nil)
-        let guarded = try TestConfig.load("server:\n  listen: \"0.0.0.0:8080\"\n  admin_token_env: TOKEN\n", in: dir, environment: ["TOKEN": "t0ken-long"])
+        let guarded = try TestConfig.load(
+            "server:\n  listen: \"0.0.0.0:8080\"\n  admin_token_env: TOKEN\n",
+            in: dir,
+            environment: ["TOKEN": "t0ken-long"]
+        )
         #expect(guarded.server.adminToken == "t0ken-long")
         #expect(try TestConfig.load("server:\n  listen: \"127.0.0.1:8080\"\n", in: dir).server.adminToken == nil)
     }
 
     @Test func theDefaultsBoundWhatStrangersCanCost() throws {
-        let config = try TestConfig.load("repos:\n  acme/web:\n    image: \"x\"\n    cap_add: [\"net_bind_service\", \"CAP_CHOWN\"]\n",
-                                         in: try TestConfig.temporaryDirectory("hostile-defaults"))
+        let config = try TestConfig.load(
+            "repos:\n  acme/web:\n    image: \"x\"\n    cap_add: [\"net_bind_service\", \"CAP_CHOWN\"]\n",
+            in: try TestConfig.temporaryDirectory("hostile-defaults")
+        )
         #expect(config.repo("acme/web")?.capAdd == ["NET_BIND_SERVICE", "CHOWN"])
         #expect(config.build.timeout == .seconds(1200) && config.build.memory == "2g" && config.build.logLimitBytes == 5 * 1024 * 1024)
         #expect(config.maxHeldRequests == 256 && config.wakesPerMinute == 30 && config.forks.maxBlocked == 200)
@@ -263,14 +300,19 @@ struct HostileConfigTests {
     /// Every configured secret, and a repository's longer variable values, are masked as they are and as a
     /// page or a JSON string spells them; short settings are not secrets and stay.
     @Test func everyConfiguredSecretIsMasked() throws {
-        let config = try TestConfig.load(#"""
-        server: {admin_token_env: TOKEN}
-        github: {token_env: GH}
-        repos:
-          acme/web: {image: "x", env: {API_KEY: "a\"b<c>d-long-value", MODE: "prod"}}
-        """#, in: try TestConfig.temporaryDirectory("secret-values"), environment: ["TOKEN": "admin-token-1", "GH": "ghp_configured1"])
+        let config = try TestConfig.load(
+            #"""
+            server: {admin_token_env: TOKEN}
+            github: {token_env: GH}
+            repos:
+              acme/web: {image: "x", env: {API_KEY: "a\"b<c>d-long-value", MODE: "prod"}}
+            """#,
+            in: try TestConfig.temporaryDirectory("secret-values"),
+            environment: ["TOKEN": "admin-token-1", "GH": "ghp_configured1"]
+        )
         let secrets = SecretValues(config: config)
-        let text = #"t=admin-token-1 g=ghp_configured1 raw=a"b<c>d-long-value page=a&quot;b&lt;c&gt;d-long-value json=a\"b<c>d-long-value mode=prod"#
+        let text =
+            #"t=admin-token-1 g=ghp_configured1 raw=a"b<c>d-long-value page=a&quot;b&lt;c&gt;d-long-value json=a\"b<c>d-long-value mode=prod"#
             + " w=\(TestConfig.secret)"
         #expect(secrets.mask(text) == "t=*** g=*** raw=*** page=*** json=*** mode=prod w=***")
     }

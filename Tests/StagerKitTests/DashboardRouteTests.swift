@@ -16,26 +16,44 @@ struct DashboardRouteTests {
 
     init() throws {
         let dir = try TestConfig.temporaryDirectory("dashboard")
-        let config = try TestConfig.load("""
-        data_dir: data
-        server:
-          public_url: "https://stager.example.com/"
-        nginx:
-          sites_dir: sites
-        repos:
-          acme/web:
-            image: "stager/busybox:local"
-          acme/api:
-            image: "stager/busybox:local"
-        """, in: dir)
+        let config = try TestConfig.load(
+            """
+            data_dir: data
+            server:
+              public_url: "https://stager.example.com/"
+            nginx:
+              sites_dir: sites
+            repos:
+              acme/web:
+                image: "stager/busybox:local"
+              acme/api:
+                image: "stager/busybox:local"
+            """,
+            in: dir
+        )
         app = try StagerApp(config: config, logger: Logger(label: "test"))
     }
 
     @discardableResult
-    func deliver(_ client: some TestClientProtocol, _ action: String, repo: String = "acme/web", number: Int, branch: String,
-                 sha: String? = nil, updatedAt: String = "2026-11-24T09:00:00Z", sender: String? = "octocat") async throws -> Int {
-        let body = try Fixtures.pullRequest(action: action, repo: repo, number: number, branch: branch, sha: sha ?? Fixtures.sha(branch),
-                                            updatedAt: updatedAt, sender: sender)
+    func deliver(
+        _ client: some TestClientProtocol,
+        _ action: String,
+        repo: String = "acme/web",
+        number: Int,
+        branch: String,
+        sha: String? = nil,
+        updatedAt: String = "2026-11-24T09:00:00Z",
+        sender: String? = "octocat"
+    ) async throws -> Int {
+        let body = try Fixtures.pullRequest(
+            action: action,
+            repo: repo,
+            number: number,
+            branch: branch,
+            sha: sha ?? Fixtures.sha(branch),
+            updatedAt: updatedAt,
+            sender: sender
+        )
         var headers: HTTPFields = [.contentType: "application/json"]
         headers[HTTPFields.Element.Name("X-GitHub-Event")!] = "pull_request"
         headers[HTTPFields.Element.Name("X-GitHub-Delivery")!] = "delivery-\(repo)-\(number)-\(action)"
@@ -89,8 +107,15 @@ struct DashboardRouteTests {
     @Test func environmentPageShowsHistoryWithTriggerAndSender() async throws {
         try await Application(router: app.buildRouter()).test(.router) { client in
             try await deliver(client, "opened", number: 9, branch: "history", sender: "alice")
-            try await deliver(client, "synchronize", number: 9, branch: "history", sha: Fixtures.sha("second"),
-                              updatedAt: "2026-11-24T09:05:00Z", sender: "bob")
+            try await deliver(
+                client,
+                "synchronize",
+                number: 9,
+                branch: "history",
+                sha: Fixtures.sha("second"),
+                updatedAt: "2026-11-24T09:05:00Z",
+                sender: "bob"
+            )
 
             let (status, type, html) = try await get(client, "/environments/acme/web/9")
             #expect(status == 200 && type.hasPrefix("text/html"))
@@ -152,7 +177,7 @@ struct DashboardRouteTests {
             #expect(before.samples.allSatisfy { $0.name.hasPrefix("stager_") })
 
             try await deliver(client, "opened", number: 22, branch: "metrics-two")
-            try await deliver(client, "opened", number: 22, branch: "metrics-two") // the same delivery id again
+            try await deliver(client, "opened", number: 22, branch: "metrics-two")  // the same delivery id again
             let after = try PrometheusText(try await get(client, "/metrics").2)
             #expect(after.value("stager_webhooks_total", ["event": "pull_request", "outcome": "accepted"]) == 2)
             #expect(after.value("stager_webhooks_total", ["event": "pull_request", "outcome": "duplicate"]) == 1)

@@ -1,16 +1,23 @@
 import Foundation
 import Logging
-@testable import StagerKit
 import StagerTestSupport
 import Testing
+
+@testable import StagerKit
 
 /// Reload batching: changes that arrive together share one test and one reload, and a bad vhost in a
 /// batch fails alone.
 @Suite("nginx reload batching")
 struct NginxBatchTests {
     static func route(_ slug: String, container: String) -> Route {
-        Route(key: PullRequestKey(repo: "acme/web", number: slug.count), slug: slug, hostName: "\(slug).preview.localhost",
-              upstreamPort: 40000, containerName: container, sha: "abc")
+        Route(
+            key: PullRequestKey(repo: "acme/web", number: slug.count),
+            slug: slug,
+            hostName: "\(slug).preview.localhost",
+            upstreamPort: 40000,
+            containerName: container,
+            sha: "abc"
+        )
     }
 
     /// A runner standing in for nginx: `-t` fails while any vhost in the folder routes to a container named "broken".
@@ -29,7 +36,13 @@ struct NginxBatchTests {
         let dir = try TestConfig.temporaryDirectory("batch")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  batch_delay: 50ms\n", in: dir)
         let runner = Self.nginx(sites: config.nginx.sitesDir)
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load().vhost,
+            runner: runner,
+            logger: Logger(label: "t")
+        )
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<10 {
                 group.addTask { try await door.apply(Self.route("feature-\(index)", container: "c\(index)")) }
@@ -75,9 +88,14 @@ struct NginxBatchTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n", in: dir)
         let nginx = ReloadingNginx(oldWorkerAnswers: [2])
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
-                                  template: try Templates.load().vhost, runner: RecordingRunner { _ in CommandResult(exitCode: 0) },
-                                  probe: nginx, logger: Logger(label: "t"))
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load().vhost,
+            runner: RecordingRunner { _ in CommandResult(exitCode: 0) },
+            probe: nginx,
+            logger: Logger(label: "t")
+        )
         try await door.confirmRouted(hostName: "feature.preview.localhost", to: "c1")
         let done = ContinuousClock.now
         let asked = await nginx.asked
@@ -93,8 +111,13 @@ struct NginxBatchTests {
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n", in: dir)
         let template = try Templates.load().vhost
         func door(_ address: String) -> NginxFrontDoor {
-            NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: address, token: "t", holdFor: .seconds(60)), template: template,
-                           runner: Self.nginx(sites: config.nginx.sitesDir), logger: Logger(label: "t"))
+            NginxFrontDoor(
+                config: config.nginx,
+                wakePath: WakePath(address: address, token: "t", holdFor: .seconds(60)),
+                template: template,
+                runner: Self.nginx(sites: config.nginx.sitesDir),
+                logger: Logger(label: "t")
+            )
         }
         var route = Self.route("sleepy", container: "c1")
         route.asleep = true
@@ -103,8 +126,15 @@ struct NginxBatchTests {
         let elsewhere = await door("127.0.0.1:9090").routed(slug: "sleepy")
         #expect(elsewhere?.container == "c1" && elsewhere?.port == route.upstreamPort && elsewhere?.asleep == false)
         let text = try String(contentsOf: config.nginx.sitesDir.appendingPathComponent("sleepy.conf"), encoding: .utf8)
-        #expect(text.contains("rewrite ^ /_stager/wake/sleepy? break;") && text.contains("proxy_pass http://127.0.0.1:8080;") && text.contains("internal;"))
-        let observed = Observation(of: Self.sleepingEnvironment, containers: [Self.stopped], routed: await door("127.0.0.1:9090").routed(slug: "sleepy"))
+        #expect(
+            text.contains("rewrite ^ /_stager/wake/sleepy? break;") && text.contains("proxy_pass http://127.0.0.1:8080;")
+                && text.contains("internal;")
+        )
+        let observed = Observation(
+            of: Self.sleepingEnvironment,
+            containers: [Self.stopped],
+            routed: await door("127.0.0.1:9090").routed(slug: "sleepy")
+        )
         #expect(Planner.plan(desired: .asleep(sha: Self.stopped.sha), observed: observed) == [.routeToWake(Self.stopped)])
     }
 
@@ -116,8 +146,13 @@ struct NginxBatchTests {
         try FileManager.default.createDirectory(at: config.nginx.sitesDir, withIntermediateDirectories: true)
         try "# stager-vhost slug=old container=c1 port=40001 sha=sha1 repo=acme/web env=pr-1\nserver {}\n"
             .write(to: config.nginx.sitesDir.appendingPathComponent("old.conf"), atomically: true, encoding: .utf8)
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
-                                  template: try Templates.load().vhost, runner: Self.nginx(sites: config.nginx.sitesDir), logger: Logger(label: "t"))
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load().vhost,
+            runner: Self.nginx(sites: config.nginx.sitesDir),
+            logger: Logger(label: "t")
+        )
         let routed = await door.routed(slug: "old")
         #expect(routed?.container == "c1" && routed?.port == 0)
         let running = ContainerInfo(id: "id-c1", name: "c1", repo: "acme/web", number: 1, sha: "sha1", slug: "old", running: true, hostPort: 40001)
@@ -126,17 +161,55 @@ struct NginxBatchTests {
         let observed = Observation(of: env, containers: [running], routed: routed)
         #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed).contains(.routeToCandidate))
         // Written by this Stager, the same file reads as routed to its port.
-        try await door.apply(Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "old", hostName: "old.preview.localhost",
-                                   upstreamPort: 40001, containerName: "c1", sha: "sha1"))
+        try await door.apply(
+            Route(
+                key: PullRequestKey(repo: "acme/web", number: 1),
+                slug: "old",
+                hostName: "old.preview.localhost",
+                upstreamPort: 40001,
+                containerName: "c1",
+                sha: "sha1"
+            )
+        )
         #expect(await door.routed(slug: "old")?.port == 40001)
     }
 
-    static let stopped = ContainerInfo(id: "id-c1", name: "c1", repo: "acme/web", number: 1, sha: "sha1", slug: "sleepy", running: false, hostPort: 40001)
+    static let stopped = ContainerInfo(
+        id: "id-c1",
+        name: "c1",
+        repo: "acme/web",
+        number: 1,
+        sha: "sha1",
+        slug: "sleepy",
+        running: false,
+        hostPort: 40001
+    )
     static var sleepingEnvironment: StagerKit.Environment {
-        StagerKit.Environment(repo: "acme/web", number: 1, slug: "sleepy", branch: "b", title: "", author: "", headRepo: "acme/web",
-                    desired: .present, desiredSha: "sha1", desiredVersion: 2, appliedVersion: 2, sourceUpdatedAt: "", status: .sleeping,
-                    commentPending: false, createdAt: Date(), updatedAt: Date(), lastActivityAt: nil, admitted: true, waitingSince: nil,
-                    approvedSha: nil, approvedBy: nil, labelSha: nil, labelSender: nil)
+        StagerKit.Environment(
+            repo: "acme/web",
+            number: 1,
+            slug: "sleepy",
+            branch: "b",
+            title: "",
+            author: "",
+            headRepo: "acme/web",
+            desired: .present,
+            desiredSha: "sha1",
+            desiredVersion: 2,
+            appliedVersion: 2,
+            sourceUpdatedAt: "",
+            status: .sleeping,
+            commentPending: false,
+            createdAt: Date(),
+            updatedAt: Date(),
+            lastActivityAt: nil,
+            admitted: true,
+            waitingSince: nil,
+            approvedSha: nil,
+            approvedBy: nil,
+            labelSha: nil,
+            labelSender: nil
+        )
     }
 
     /// The activity file is written once and reloaded; an nginx that refuses it gets it removed, is not asked
@@ -146,9 +219,17 @@ struct NginxBatchTests {
         let config = try TestConfig.load("nginx:\n  sites_dir: nginx/sites\n", in: dir)
         let file = config.nginx.activityFile
         let accepting = RecordingRunner { _ in CommandResult(exitCode: 0) }
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: accepting, logger: Logger(label: "t"))
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load().vhost,
+            runner: accepting,
+            logger: Logger(label: "t")
+        )
         #expect(try await door.reloadIfOwed())
-        #expect(try String(contentsOf: file, encoding: .utf8).contains("access_log syslog:server=127.0.0.1:8089,tag=stager,nohostname stager_activity;"))
+        #expect(
+            try String(contentsOf: file, encoding: .utf8).contains("access_log syslog:server=127.0.0.1:8089,tag=stager,nohostname stager_activity;")
+        )
         #expect(try await door.reloadIfOwed() == false, "written already: nothing to do")
         #expect(accepting.commands.count == 2)
 
@@ -156,7 +237,13 @@ struct NginxBatchTests {
         let refusing = RecordingRunner { command in
             command.arguments.contains("-t") ? CommandResult(exitCode: 1, standardError: "nginx: [emerg] unknown syslog") : CommandResult(exitCode: 0)
         }
-        let strict = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: refusing, logger: Logger(label: "t"))
+        let strict = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load().vhost,
+            runner: refusing,
+            logger: Logger(label: "t")
+        )
         try FileManager.default.createDirectory(at: config.nginx.sitesDir, withIntermediateDirectories: true)
         try Data().write(to: config.nginx.sitesDir.appendingPathComponent(".stager-reload-owed"))
         #expect(try await strict.reloadIfOwed(), "the owed reload happened")
@@ -170,7 +257,13 @@ struct NginxBatchTests {
         let dir = try TestConfig.temporaryDirectory("batch-bad")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  batch_delay: 50ms\n", in: dir)
         let runner = Self.nginx(sites: config.nginx.sitesDir)
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load().vhost,
+            runner: runner,
+            logger: Logger(label: "t")
+        )
         try await door.apply(Self.route("serving", container: "old"))
 
         let results = await withTaskGroup(of: (String, Bool).self) { group in

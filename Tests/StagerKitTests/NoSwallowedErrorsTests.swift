@@ -1,8 +1,9 @@
 import Foundation
 import Logging
-@testable import StagerKit
 import StagerTestSupport
 import Testing
+
+@testable import StagerKit
 
 /// What used to be swallowed now says what went wrong (issue 13), and the controller's queue and retries
 /// end with the controller.
@@ -11,16 +12,34 @@ struct NoSwallowedErrorsTests {
     @Test func aVhostThatCannotBeWrittenFailsNamingTheFile() async throws {
         let dir = try TestConfig.temporaryDirectory("unwritable")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  test_command: [\"true\"]\n  reload_command: [\"true\"]\n", in: dir)
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: SubprocessRunner(), logger: Logger(label: "t"))
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load().vhost,
+            runner: SubprocessRunner(),
+            logger: Logger(label: "t")
+        )
         // A folder where the vhost file should go: writing the file over it fails.
-        try FileManager.default.createDirectory(at: config.nginx.sitesDir.appendingPathComponent("blocked.conf/inside"), withIntermediateDirectories: true)
-        let route = Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "blocked", hostName: "blocked.preview.localhost",
-                          upstreamPort: 40000, containerName: "c", sha: "abc")
+        try FileManager.default.createDirectory(
+            at: config.nginx.sitesDir.appendingPathComponent("blocked.conf/inside"),
+            withIntermediateDirectories: true
+        )
+        let route = Route(
+            key: PullRequestKey(repo: "acme/web", number: 1),
+            slug: "blocked",
+            hostName: "blocked.preview.localhost",
+            upstreamPort: 40000,
+            containerName: "c",
+            sha: "abc"
+        )
         do {
             try await door.apply(route)
             Issue.record("writing over a folder must fail")
         } catch let error as NginxError {
-            guard case .cannotWrite(let path, _) = error else { Issue.record("\(error)"); return }
+            guard case .cannotWrite(let path, _) = error else {
+                Issue.record("\(error)")
+                return
+            }
             #expect(path.hasSuffix("blocked.conf"))
             #expect(error.isPermanent)
         }
@@ -29,9 +48,21 @@ struct NoSwallowedErrorsTests {
     @Test func aReloadThatCannotReachNginxIsWorthRetryingAndRollsBack() async throws {
         let dir = try TestConfig.temporaryDirectory("noreload")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  test_command: [\"true\"]\n  reload_command: [\"false\"]\n", in: dir)
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: SubprocessRunner(), logger: Logger(label: "t"))
-        let route = Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "later", hostName: "later.preview.localhost",
-                          upstreamPort: 40000, containerName: "c", sha: "abc")
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load().vhost,
+            runner: SubprocessRunner(),
+            logger: Logger(label: "t")
+        )
+        let route = Route(
+            key: PullRequestKey(repo: "acme/web", number: 1),
+            slug: "later",
+            hostName: "later.preview.localhost",
+            upstreamPort: 40000,
+            containerName: "c",
+            sha: "abc"
+        )
         await #expect(throws: NginxError.self) { try await door.apply(route) }
         #expect(await door.routed(slug: "later") == nil)
         // The change is still owed to nginx until a reload goes through.

@@ -1,16 +1,38 @@
 import Foundation
 import Logging
-@testable import StagerKit
 import StagerTestSupport
 import Testing
 
-private func environment(_ number: Int, slug: String, repo: String = "acme/web", desired: Desire = .present,
-                         status: EnvironmentStatus = .ready, lastActivity: Date = Date()) -> Environment {
+@testable import StagerKit
+
+private func environment(
+    _ number: Int,
+    slug: String,
+    repo: String = "acme/web",
+    desired: Desire = .present,
+    status: EnvironmentStatus = .ready,
+    lastActivity: Date = Date()
+) -> Environment {
     Environment(
-        repo: repo, number: number, slug: slug, branch: slug, title: "", author: "", headRepo: repo, desired: desired,
-        desiredSha: Fixtures.sha(slug), desiredVersion: 1, appliedVersion: 1, sourceUpdatedAt: "2026-11-24T09:00:00Z",
-        status: status, commentPending: false, createdAt: lastActivity, updatedAt: lastActivity,
-        lastActivityAt: lastActivity, admitted: desired == .present, waitingSince: nil
+        repo: repo,
+        number: number,
+        slug: slug,
+        branch: slug,
+        title: "",
+        author: "",
+        headRepo: repo,
+        desired: desired,
+        desiredSha: Fixtures.sha(slug),
+        desiredVersion: 1,
+        appliedVersion: 1,
+        sourceUpdatedAt: "2026-11-24T09:00:00Z",
+        status: status,
+        commentPending: false,
+        createdAt: lastActivity,
+        updatedAt: lastActivity,
+        lastActivityAt: lastActivity,
+        admitted: desired == .present,
+        waitingSince: nil
     )
 }
 
@@ -22,19 +44,42 @@ private func container(_ number: Int, repo: String = "acme/web") -> ContainerInf
 struct GcPlanTests {
     let now = Date()
 
-    func facts(_ environments: [Environment], containers: [ContainerInfo] = [], vhosts: [String] = [], foreign: [String] = [],
-               states: [PullRequestKey: PullRequestState] = [:], idleTTL: Duration? = nil) -> GcPlan.Facts {
-        GcPlan.Facts(environments: environments, containers: containers, managedVhosts: vhosts, foreignFiles: foreign,
-                     states: states, missing: [], configuredRepos: ["acme/web"], idleTTL: idleTTL, now: now)
+    func facts(
+        _ environments: [Environment],
+        containers: [ContainerInfo] = [],
+        vhosts: [String] = [],
+        foreign: [String] = [],
+        states: [PullRequestKey: PullRequestState] = [:],
+        idleTTL: Duration? = nil
+    ) -> GcPlan.Facts {
+        GcPlan.Facts(
+            environments: environments,
+            containers: containers,
+            managedVhosts: vhosts,
+            foreignFiles: foreign,
+            states: states,
+            missing: [],
+            configuredRepos: ["acme/web"],
+            idleTTL: idleTTL,
+            now: now
+        )
     }
 
     @Test func onlyADefiniteClosedAnswerRemoves() {
-        let open = environment(1, slug: "open"), closed = environment(2, slug: "closed"), merged = environment(3, slug: "merged")
+        let open = environment(1, slug: "open")
+        let closed = environment(2, slug: "closed")
+        let merged = environment(3, slug: "merged")
         let unknown = environment(4, slug: "unknown")
-        let plan = GcPlan(facts([open, closed, merged, unknown], vhosts: ["open", "closed", "merged", "unknown"], states: [
-            open.key: .open, closed.key: .closed(merged: false, updatedAt: "2026-11-24T10:00:00Z"),
-            merged.key: .closed(merged: true, updatedAt: nil), unknown.key: .unknown("GitHub answered 401: Bad credentials"),
-        ]))
+        let plan = GcPlan(
+            facts(
+                [open, closed, merged, unknown],
+                vhosts: ["open", "closed", "merged", "unknown"],
+                states: [
+                    open.key: .open, closed.key: .closed(merged: false, updatedAt: "2026-11-24T10:00:00Z"),
+                    merged.key: .closed(merged: true, updatedAt: nil), unknown.key: .unknown("GitHub answered 401: Bad credentials"),
+                ]
+            )
+        )
         #expect(plan.environments.map(\.env.number) == [2, 3])
         #expect(plan.environments.map(\.reason) == ["PR closed on GitHub", "PR merged on GitHub"])
         #expect(plan.environments.first?.closedAt == "2026-11-24T10:00:00Z")
@@ -47,8 +92,15 @@ struct GcPlanTests {
     @Test func orphansAreThoseOfNoLiveEnvironmentInConfiguredRepos() {
         let live = environment(1, slug: "live")
         let gone = environment(2, slug: "gone", desired: .absent, status: .removed)
-        let plan = GcPlan(facts([live, gone], containers: [container(1), container(2), container(3), container(4, repo: "other/repo")],
-                                vhosts: ["live", "gone", "stray"], foreign: ["README"], states: [live.key: .open]))
+        let plan = GcPlan(
+            facts(
+                [live, gone],
+                containers: [container(1), container(2), container(3), container(4, repo: "other/repo")],
+                vhosts: ["live", "gone", "stray"],
+                foreign: ["README"],
+                states: [live.key: .open]
+            )
+        )
         #expect(plan.containers.map(\.number) == [2, 3])
         #expect(plan.vhosts == ["gone", "stray"])
         #expect(plan.foreignFiles == ["README"])
@@ -69,10 +121,14 @@ struct GcPlanTests {
     @Test func builtImagesAndWorkFoldersOfGoneEnvironmentsGo() {
         let live = environment(1, slug: "live")
         let building = environment(3, slug: "building", status: .building)
-        var facts = facts([live, building, environment(2, slug: "gone", desired: .absent, status: .removed)],
-                          states: [live.key: .open, building.key: .open])
-        facts.builtImages = [("stager/acme-web:aaa", live.key), ("stager/acme-web:bbb", PullRequestKey(repo: "acme/web", number: 2)),
-                             ("stager/other:ccc", PullRequestKey(repo: "other/repo", number: 2))]
+        var facts = facts(
+            [live, building, environment(2, slug: "gone", desired: .absent, status: .removed)],
+            states: [live.key: .open, building.key: .open]
+        )
+        facts.builtImages = [
+            ("stager/acme-web:aaa", live.key), ("stager/acme-web:bbb", PullRequestKey(repo: "acme/web", number: 2)),
+            ("stager/other:ccc", PullRequestKey(repo: "other/repo", number: 2)),
+        ]
         facts.workFolders = ["3-0123456789ab-acme-web", "2-0123456789ab-acme-web", "1-0123456789ab-acme-web"]
         let plan = GcPlan(facts)
         #expect(plan.builtImages == ["stager/acme-web:bbb"])
@@ -94,16 +150,26 @@ struct GcPlanTests {
 
     @Test func missingMeansOpenWithoutAnEnvironmentAndNewerThanTheTeardown() throws {
         func pull(_ number: Int, updated: String) -> GitHubClient.PullRequest {
-            GitHubClient.PullRequest(number: number, state: "open", merged: false, title: nil, updated_at: updated,
-                                     head: .init(ref: "b\(number)", sha: Fixtures.sha("\(number)"), repo: nil), user: nil)
+            GitHubClient.PullRequest(
+                number: number,
+                state: "open",
+                merged: false,
+                title: nil,
+                updated_at: updated,
+                head: .init(ref: "b\(number)", sha: Fixtures.sha("\(number)"), repo: nil),
+                user: nil
+            )
         }
         let live = environment(1, slug: "live")
         let destroyed = environment(2, slug: "destroyed", desired: .absent, status: .removed)
         let reopened = environment(3, slug: "reopened", desired: .absent, status: .removed)
         let missing = PullRequestStates.missing(
-            open: [pull(1, updated: "2026-11-24T12:00:00Z"), pull(2, updated: "2026-11-24T09:00:00Z"),
-                   pull(3, updated: "2026-11-24T12:00:00Z"), pull(4, updated: "2026-11-24T12:00:00Z")],
-            repo: "acme/web", environments: [live, destroyed, reopened]
+            open: [
+                pull(1, updated: "2026-11-24T12:00:00Z"), pull(2, updated: "2026-11-24T09:00:00Z"),
+                pull(3, updated: "2026-11-24T12:00:00Z"), pull(4, updated: "2026-11-24T12:00:00Z"),
+            ],
+            repo: "acme/web",
+            environments: [live, destroyed, reopened]
         )
         #expect(missing.map(\.number) == [3, 4])
     }
@@ -116,9 +182,18 @@ struct AdmissionTests {
     }
 
     func open(_ store: Store, _ number: Int, repo: String = "acme/web", at date: Date = Date()) async throws {
-        let event = try WebhookPayload.decodePullRequest(Fixtures.pullRequest(action: "opened", repo: repo, number: number,
-                                                                              branch: "b\(number)", sha: Fixtures.sha("\(number)")))
-        _ = try await store.accept(DesiredStateChange(delivery: UUID().uuidString, event: event, intent: .deploy(sha: event.pull_request.head.sha), receivedAt: date))
+        let event = try WebhookPayload.decodePullRequest(
+            Fixtures.pullRequest(
+                action: "opened",
+                repo: repo,
+                number: number,
+                branch: "b\(number)",
+                sha: Fixtures.sha("\(number)")
+            )
+        )
+        _ = try await store.accept(
+            DesiredStateChange(delivery: UUID().uuidString, event: event, intent: .deploy(sha: event.pull_request.head.sha), receivedAt: date)
+        )
     }
 
     @Test func oldestWaitingIsAdmittedFirst() async throws {
@@ -126,11 +201,18 @@ struct AdmissionTests {
         for number in 1...3 { try await open(store, number) }
         let key = { PullRequestKey(repo: "acme/web", number: $0) }
         #expect(try await store.admit(key(1), limit: 1, repoLimit: nil) == .admitted)
-        #expect(try await store.admit(key(2), limit: 1, repoLimit: nil) == .waiting(position: 1, inUse: 1, limit: 1, scope: "limits.max_environments"))
-        #expect(try await store.admit(key(3), limit: 1, repoLimit: nil) == .waiting(position: 2, inUse: 1, limit: 1, scope: "limits.max_environments"))
+        #expect(
+            try await store.admit(key(2), limit: 1, repoLimit: nil) == .waiting(position: 1, inUse: 1, limit: 1, scope: "limits.max_environments")
+        )
+        #expect(
+            try await store.admit(key(3), limit: 1, repoLimit: nil) == .waiting(position: 2, inUse: 1, limit: 1, scope: "limits.max_environments")
+        )
         #expect(try store.waitingKeys() == [key(2), key(3)])
         // Room frees up: the third may not jump the queue, the second goes.
-        try await store.update(key(1)) { $0.desired = .absent; $0.admitted = false }
+        try await store.update(key(1)) {
+            $0.desired = .absent
+            $0.admitted = false
+        }
         #expect(try await store.admit(key(3), limit: 1, repoLimit: nil) != .admitted)
         #expect(try await store.admit(key(2), limit: 1, repoLimit: nil) == .admitted)
         #expect(try store.waitingKeys() == [key(3)])
@@ -142,8 +224,10 @@ struct AdmissionTests {
         try await open(store, 2)
         try await open(store, 3, repo: "acme/api")
         #expect(try await store.admit(PullRequestKey(repo: "acme/web", number: 1), limit: 10, repoLimit: 1) == .admitted)
-        #expect(try await store.admit(PullRequestKey(repo: "acme/web", number: 2), limit: 10, repoLimit: 1)
-            == .waiting(position: 1, inUse: 1, limit: 1, scope: "repos.acme/web.max_environments"))
+        #expect(
+            try await store.admit(PullRequestKey(repo: "acme/web", number: 2), limit: 10, repoLimit: 1)
+                == .waiting(position: 1, inUse: 1, limit: 1, scope: "repos.acme/web.max_environments")
+        )
         #expect(try await store.admit(PullRequestKey(repo: "acme/api", number: 3), limit: 10, repoLimit: 1) == .admitted)
     }
 }
@@ -152,7 +236,10 @@ struct AdmissionTests {
 struct OpsSeamTests {
     @Test func anEngineThatDoesNotAnswerIsUnavailableNotAFailedDeploy() async throws {
         let down = RecordingRunner { _ in
-            CommandResult(exitCode: 1, standardError: "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
+            CommandResult(
+                exitCode: 1,
+                standardError: "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
+            )
         }
         let docker = DockerCLI(command: ["docker"], instance: "t", runner: down)
         await #expect(throws: EngineUnavailable.self) { try await docker.list(for: nil) }
@@ -171,7 +258,10 @@ struct OpsSeamTests {
         #expect(open.count == 150 && Set(open.map(\.number)).count == 150)
         #expect(await fake.count("GET", pathSuffix: "/pulls") == 2)
         let states = await PullRequestStates(client: client).states(
-            of: [PullRequestKey(repo: "acme/web", number: 151), PullRequestKey(repo: "acme/web", number: 152), PullRequestKey(repo: "acme/web", number: 3)],
+            of: [
+                PullRequestKey(repo: "acme/web", number: 151), PullRequestKey(repo: "acme/web", number: 152),
+                PullRequestKey(repo: "acme/web", number: 3),
+            ],
             open: ["acme/web": .success(open)]
         )
         #expect(states[PullRequestKey(repo: "acme/web", number: 151)] == .closed(merged: true, updatedAt: "2026-11-24T09:00:00Z"))
@@ -189,8 +279,10 @@ struct OpsSeamTests {
 struct HostilePiecesTests {
     /// A child never inherits serve's secrets: only what finding programs, docker and locales need.
     @Test func childrenGetAnAllowListedEnvironment() async throws {
-        let inherited = SubprocessRunner.inheritedVariables(["PATH": "/bin", "HOME": "/root", "DOCKER_HOST": "unix:///x", "LC_ALL": "C",
-                                                            "STAGER_WEBHOOK_SECRET": "s", "E2E_ADMIN_TOKEN": "t", "GITHUB_TOKEN": "g"])
+        let inherited = SubprocessRunner.inheritedVariables([
+            "PATH": "/bin", "HOME": "/root", "DOCKER_HOST": "unix:///x", "LC_ALL": "C",
+            "STAGER_WEBHOOK_SECRET": "s", "E2E_ADMIN_TOKEN": "t", "GITHUB_TOKEN": "g",
+        ])
         #expect(inherited.keys.sorted() == ["DOCKER_HOST", "HOME", "LC_ALL", "PATH"])
         setenv("STAGER_TEST_CANARY_SECRET", "canary-value", 1)
         defer { unsetenv("STAGER_TEST_CANARY_SECRET") }
@@ -201,8 +293,13 @@ struct HostilePiecesTests {
     /// A build that prints without end keeps only the log's tail.
     @Test func aBuildLogKeepsItsTail() async throws {
         let log = try TestConfig.temporaryDirectory("capped-log").appendingPathComponent("build.log")
-        let code = try await SubprocessRunner().stream(Command("sh", ["-c", "i=0; while [ $i -lt 4000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; echo last-line >&2"]),
-                                                       to: .file(log, keepLast: 16 * 1024))
+        let code = try await SubprocessRunner().stream(
+            Command(
+                "sh",
+                ["-c", "i=0; while [ $i -lt 4000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; echo last-line >&2"]
+            ),
+            to: .file(log, keepLast: 16 * 1024)
+        )
         #expect(code == 0)
         let text = try String(contentsOf: log, encoding: .utf8)
         #expect(text.utf8.count <= 2 * 16 * 1024 + 200 && text.hasSuffix("last-line\n") && !text.contains("line-0-") && text.contains("was cut here"))
@@ -211,26 +308,38 @@ struct HostilePiecesTests {
     /// More held requests than allowed are told to retry; an environment's wakes count once a minute.
     @Test func wakeLimitsBoundHeldRequestsAndWakes() {
         let limits = WakeLimits(maxHeld: 2, wakesPerMinute: 2)
-        let first = limits.hold(), second = limits.hold()
+        let first = limits.hold()
+        let second = limits.hold()
         #expect(first != nil && second != nil && limits.hold() == nil)
         first?.release()
         #expect(limits.hold() != nil)
-        let a = PullRequestKey(repo: "acme/web", number: 1), b = PullRequestKey(repo: "acme/web", number: 2), c = PullRequestKey(repo: "acme/web", number: 3)
+        let a = PullRequestKey(repo: "acme/web", number: 1)
+        let b = PullRequestKey(repo: "acme/web", number: 2)
+        let c = PullRequestKey(repo: "acme/web", number: 3)
         #expect(limits.mayWake(a) && limits.mayWake(a) && limits.mayWake(b) && !limits.mayWake(c) && limits.mayWake(a))
     }
 
     /// The token goes to the configured GitHub and nowhere else: not to another allowed clone host, not
     /// to a pagination link that points away.
     @Test func theGitHubTokenGoesToGitHubOnly() throws {
-        let config = try TestConfig.load("build: {allowed_hosts: [\"github.com\", \"git.example.com\"]}\ngithub: {token_env: GH}\n",
-                                         in: try TestConfig.temporaryDirectory("token-hosts"), environment: ["GH": "ghp_tokenvalue1"])
+        let config = try TestConfig.load(
+            "build: {allowed_hosts: [\"github.com\", \"git.example.com\"]}\ngithub: {token_env: GH}\n",
+            in: try TestConfig.temporaryDirectory("token-hosts"),
+            environment: ["GH": "ghp_tokenvalue1"]
+        )
         let builder = ImageBuilder(config: config, runner: RecordingRunner(), slots: Slots(limit: 1))
         let folder = URL(fileURLWithPath: "/tmp/w")
         let toGitHub = builder.fetchCommands(url: URL(string: "https://github.com/a/b.git")!, sha: "s", into: folder, token: "ghp_tokenvalue1")
         let elsewhere = builder.fetchCommands(url: URL(string: "https://git.example.com/a/b.git")!, sha: "s", into: folder, token: "ghp_tokenvalue1")
         #expect(toGitHub[1].environment["GIT_CONFIG_VALUE_0"] != nil && elsewhere[1].environment["GIT_CONFIG_VALUE_0"] == nil)
         #expect(toGitHub[1].timeout == config.build.timeout)
-        let client = GitHubClient(baseURL: URL(string: "https://api.github.com")!, token: "t", timeout: .seconds(1), maxAttempts: 1, logger: Logger(label: "t"))
+        let client = GitHubClient(
+            baseURL: URL(string: "https://api.github.com")!,
+            token: "t",
+            timeout: .seconds(1),
+            maxAttempts: 1,
+            logger: Logger(label: "t")
+        )
         #expect(client.isOwnAPI(URL(string: "https://api.github.com/repos/a/b/issues/1/comments?page=2")!))
         #expect(!client.isOwnAPI(URL(string: "https://evil.example/repos/a/b/issues/1/comments?page=2")!))
         #expect(!client.isOwnAPI(URL(string: "http://api.github.com/repos/a/b")!))
@@ -248,8 +357,11 @@ struct HostilePiecesTests {
     /// The dashboard's cookie and the shared host's carry Secure over https.
     @Test func cookiesAreSecureOverHTTPS() throws {
         let dir = try TestConfig.temporaryDirectory("secure-cookies")
-        let config = try TestConfig.load("server: {public_url: \"https://stager.example.com\"}\npreview: {domain: \"preview.example.com\", scheme: https}\n"
-            + "repos:\n  acme/web: {image: \"x\", shared_host: acme, default_env: pr-1}\n", in: dir)
+        let config = try TestConfig.load(
+            "server: {public_url: \"https://stager.example.com\"}\npreview: {domain: \"preview.example.com\", scheme: https}\n"
+                + "repos:\n  acme/web: {image: \"x\", shared_host: acme, default_env: pr-1}\n",
+            in: dir
+        )
         #expect(config.server.secureCookies)
         let shared = SharedHostVhost(config: config, keys: VhostKeys(secret: "t"))
         let text = shared.render(shared.sites[0], environments: [.init(name: "pr-1", slug: "one")])
@@ -264,7 +376,10 @@ struct HostilePiecesTests {
         #expect(EnvironmentView(env, config: config).url == nil)
         try FileManager.default.createDirectory(at: config.nginx.sitesDir, withIntermediateDirectories: true)
         try "# stager-vhost slug=routed container=c port=1 sha=abc v=2 repo=acme/web env=pr-3\n".write(
-            to: config.nginx.sitesDir.appendingPathComponent("routed.conf"), atomically: true, encoding: .utf8)
+            to: config.nginx.sitesDir.appendingPathComponent("routed.conf"),
+            atomically: true,
+            encoding: .utf8
+        )
         #expect(EnvironmentView.isRouted("routed", config: config))
         #expect(EnvironmentView(env, config: config, routed: true).url == "http://routed.preview.localhost:8088")
     }

@@ -23,7 +23,9 @@ struct PlannerTests {
     @Test func aContainerRestartedOnANewPortIsRoutedAgain() {
         // dockerd (or the restart policy) brought the container back on another loopback port.
         let moved = Observation(containers: [old], routedContainer: "old", routedPort: 39999, status: .ready)
-        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: moved) == [.adoptContainer(old), .awaitHealthy, .routeToCandidate, .announceReady])
+        #expect(
+            Planner.plan(desired: .present(sha: "sha1"), observed: moved) == [.adoptContainer(old), .awaitHealthy, .routeToCandidate, .announceReady]
+        )
         let same = Observation(containers: [old], routedContainer: "old", routedPort: 40000, status: .ready)
         #expect(Planner.plan(desired: .present(sha: "sha1"), observed: same) == [])
     }
@@ -37,28 +39,40 @@ struct PlannerTests {
 
     @Test func redeployStartsBesideTheOldAndRemovesItAfterTheSwitchAndADrain() {
         let observed = Observation(containers: [old], routedContainer: "old", status: .ready)
-        #expect(Planner.plan(desired: .present(sha: "sha2"), observed: observed) ==
-            [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .announceReady, .drain, .removeContainer(old)])
+        #expect(
+            Planner.plan(desired: .present(sha: "sha2"), observed: observed) == [
+                .startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .announceReady, .drain, .removeContainer(old),
+            ]
+        )
     }
 
     @Test func aRunningContainerOfTheDesiredShaIsAdopted() {
         // After a crash between `docker run` and the vhost switch.
         let observed = Observation(containers: [old, new], routedContainer: "old", status: .deploying)
-        #expect(Planner.plan(desired: .present(sha: "sha2"), observed: observed) ==
-            [.adoptContainer(new), .awaitHealthy, .routeToCandidate, .announceReady, .drain, .removeContainer(old)])
+        #expect(
+            Planner.plan(desired: .present(sha: "sha2"), observed: observed) == [
+                .adoptContainer(new), .awaitHealthy, .routeToCandidate, .announceReady, .drain, .removeContainer(old),
+            ]
+        )
     }
 
     @Test func anExitedContainerIsReplacedNotAdopted() {
         let dead = Self.container("dead", sha: "sha2", running: false)
         let observed = Observation(containers: [dead], routedContainer: nil, status: .deploying)
-        #expect(Planner.plan(desired: .present(sha: "sha2"), observed: observed) ==
-            [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .removeContainer(dead), .announceReady])
+        #expect(
+            Planner.plan(desired: .present(sha: "sha2"), observed: observed) == [
+                .startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .removeContainer(dead), .announceReady,
+            ]
+        )
     }
 
     @Test func routedContainerGoneIsRedeployed() {
         let observed = Observation(containers: [], routedContainer: "old", status: .ready)
-        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed) ==
-            [.startContainer(sha: "sha1"), .awaitHealthy, .routeToCandidate, .announceReady])
+        #expect(
+            Planner.plan(desired: .present(sha: "sha1"), observed: observed) == [
+                .startContainer(sha: "sha1"), .awaitHealthy, .routeToCandidate, .announceReady,
+            ]
+        )
     }
 
     @Test func extraContainersBesideTheServingOneAreRemoved() {
@@ -77,8 +91,11 @@ struct PlannerTests {
 
     @Test func absentRemovesEverythingInOrder() {
         let observed = Observation(containers: [old, new], routedContainer: "old", status: .ready, hasComment: true)
-        #expect(Planner.plan(desired: .absent, observed: observed) ==
-            [.removeVhost, .removeContainer(old), .removeContainer(new), .deleteComment, .markRemoved])
+        #expect(
+            Planner.plan(desired: .absent, observed: observed) == [
+                .removeVhost, .removeContainer(old), .removeContainer(new), .deleteComment, .markRemoved,
+            ]
+        )
     }
 
     @Test func absentAndAlreadyGone() {
@@ -108,7 +125,10 @@ struct PlannerTests {
                         let serving = containers.contains { $0.name == routed && $0.running && $0.sha == "sha2" }
                         if serving {
                             #expect(!present.contains(.routeToCandidate))
-                            #expect(present.allSatisfy { if case .removeContainer(let c) = $0 { return c.name != routed } else { return $0 == ready } }, "\(status) \(present)")
+                            #expect(
+                                present.allSatisfy { if case .removeContainer(let c) = $0 { return c.name != routed } else { return $0 == ready } },
+                                "\(status) \(present)"
+                            )
                         } else {
                             let switchIndex = try #require(present.firstIndex(of: .routeToCandidate))
                             let announceIndex = try #require(present.firstIndex(of: .announceReady) ?? present.firstIndex(of: ready))
@@ -132,13 +152,27 @@ struct PlannerTests {
     // MARK: Stacks
 
     func service(_ name: String, definition: String = "d1", running: Bool = true) -> ContainerInfo {
-        ContainerInfo(id: "svc-\(name)", name: "stager-default-pr-1-\(name)", repo: "acme/web", number: 1, sha: "", slug: "pr-1",
-                      running: running, hostPort: nil, service: name, definition: definition)
+        ContainerInfo(
+            id: "svc-\(name)",
+            name: "stager-default-pr-1-\(name)",
+            repo: "acme/web",
+            number: 1,
+            sha: "",
+            slug: "pr-1",
+            running: running,
+            hostPort: nil,
+            service: name,
+            definition: definition
+        )
     }
 
     @Test func aFirstStackDeployPreparesServicesThenReleasesThenStarts() {
         let stack = StackDesire(services: ["db": "d1"], release: true)
-        let steps = Planner.plan(desired: .present(sha: "sha1"), observed: Observation(containers: [], routedContainer: nil, status: .queued), stack: stack)
+        let steps = Planner.plan(
+            desired: .present(sha: "sha1"),
+            observed: Observation(containers: [], routedContainer: nil, status: .queued),
+            stack: stack
+        )
         #expect(steps == [.prepareStack, .runRelease(sha: "sha1"), .startContainer(sha: "sha1"), .awaitHealthy, .routeToCandidate, .announceReady])
     }
 
@@ -153,8 +187,10 @@ struct PlannerTests {
     @Test func aChangedStoppedOrMissingServiceIsPreparedBesideTheServingApp() {
         let old = ContainerInfo(id: "old", name: "old", repo: "acme/web", number: 1, sha: "sha1", slug: "pr-1", running: true, hostPort: 40000)
         let stack = StackDesire(services: ["db": "d1", "cache": "c1"])
-        for services in [[service("db")], [service("db"), service("cache", definition: "c0")], [service("db"), service("cache", running: false)],
-                         [service("db"), service("cache", definition: "c1"), service("gone")]] {
+        for services in [
+            [service("db")], [service("db"), service("cache", definition: "c0")], [service("db"), service("cache", running: false)],
+            [service("db"), service("cache", definition: "c1"), service("gone")],
+        ] {
             var observed = Observation(containers: [old], routedContainer: "old", status: .ready)
             observed.services = services
             #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed, stack: stack) == [.prepareStack], "\(services.map(\.name))")
@@ -168,8 +204,11 @@ struct PlannerTests {
         let old = ContainerInfo(id: "old", name: "old", repo: "acme/web", number: 1, sha: "sha1", slug: "pr-1", running: true, hostPort: 40000)
         var observed = Observation(containers: [old], routedContainer: "old", status: .ready, hasComment: true)
         observed.services = [service("db")]
-        #expect(Planner.plan(desired: .absent, observed: observed, stack: StackDesire(services: ["db": "d1"])) ==
-                [.removeVhost, .removeContainer(old), .removeStack, .deleteComment, .markRemoved])
+        #expect(
+            Planner.plan(desired: .absent, observed: observed, stack: StackDesire(services: ["db": "d1"])) == [
+                .removeVhost, .removeContainer(old), .removeStack, .deleteComment, .markRemoved,
+            ]
+        )
         // Removed already and nothing left: nothing to do.
         let removed = Observation(containers: [], routedContainer: nil, status: .removed)
         #expect(Planner.plan(desired: .absent, observed: removed, stack: StackDesire(services: ["db": "d1"])) == [])
@@ -182,8 +221,18 @@ struct SleepPlannerTests {
         ContainerInfo(id: "id-app", name: "app", repo: "acme/web", number: 1, sha: sha, slug: "feature", running: running, hostPort: 40001)
     }
     static func db(running: Bool) -> ContainerInfo {
-        ContainerInfo(id: "id-db", name: "app-db", repo: "acme/web", number: 1, sha: "sha1", slug: "feature", running: running, hostPort: nil,
-                      service: "db", definition: "d1")
+        ContainerInfo(
+            id: "id-db",
+            name: "app-db",
+            repo: "acme/web",
+            number: 1,
+            sha: "sha1",
+            slug: "feature",
+            running: running,
+            hostPort: nil,
+            service: "db",
+            definition: "d1"
+        )
     }
     static let stack = StackDesire(services: ["db": "d1"])
 
@@ -196,41 +245,83 @@ struct SleepPlannerTests {
 
     @Test func sleepRecordsItThenRoutesToTheWakePathThenStopsTheAppThenTheServices() {
         let app = Self.app(running: true)
-        #expect(Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: app, db: true, asleepRoute: false, status: .ready), stack: Self.stack)
-            == [.routeToWake(app), .stopContainer(app), .stopContainer(Self.db(running: true)), .markAsleep])
+        #expect(
+            Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: app, db: true, asleepRoute: false, status: .ready), stack: Self.stack)
+                == [.routeToWake(app), .stopContainer(app), .stopContainer(Self.db(running: true)), .markAsleep]
+        )
     }
 
     @Test func aSleepCutShortGoesOnWhereItStopped() {
         let stopped = Self.app(running: false)
-        #expect(Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: stopped, db: true, asleepRoute: true, status: .ready), stack: Self.stack)
-            == [.stopContainer(Self.db(running: true)), .markAsleep])
-        #expect(Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: stopped, db: true, asleepRoute: true, status: .sleeping), stack: Self.stack)
-            == [.stopContainer(Self.db(running: true))])
-        #expect(Planner.plan(desired: .asleep(sha: "sha1"), observed: observed(app: stopped, db: false, asleepRoute: true, status: .sleeping), stack: Self.stack)
-            == [])
+        #expect(
+            Planner.plan(
+                desired: .asleep(sha: "sha1"),
+                observed: observed(app: stopped, db: true, asleepRoute: true, status: .ready),
+                stack: Self.stack
+            )
+                == [.stopContainer(Self.db(running: true)), .markAsleep]
+        )
+        #expect(
+            Planner.plan(
+                desired: .asleep(sha: "sha1"),
+                observed: observed(app: stopped, db: true, asleepRoute: true, status: .sleeping),
+                stack: Self.stack
+            )
+                == [.stopContainer(Self.db(running: true))]
+        )
+        #expect(
+            Planner.plan(
+                desired: .asleep(sha: "sha1"),
+                observed: observed(app: stopped, db: false, asleepRoute: true, status: .sleeping),
+                stack: Self.stack
+            )
+                == []
+        )
     }
 
     @Test func aWakeStartsTheServicesThenTheAppAndSaysNothingOnThePR() {
         let stopped = Self.app(running: false)
-        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed(app: stopped, db: false, asleepRoute: true, status: .sleeping), stack: Self.stack)
-            == [.prepareStack, .wakeContainer(stopped), .awaitHealthy, .routeToCandidate, .markAwake])
+        #expect(
+            Planner.plan(
+                desired: .present(sha: "sha1"),
+                observed: observed(app: stopped, db: false, asleepRoute: true, status: .sleeping),
+                stack: Self.stack
+            )
+                == [.prepareStack, .wakeContainer(stopped), .awaitHealthy, .routeToCandidate, .markAwake]
+        )
     }
 
     @Test func aWakeWhileFallingAsleepStartsWhatStoppedQuietly() {
         let stopped = Self.app(running: false)
-        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed(app: stopped, db: true, asleepRoute: true, status: .ready), stack: Self.stack)
-            == [.wakeContainer(stopped), .awaitHealthy, .routeToCandidate, .markAwake])
+        #expect(
+            Planner.plan(
+                desired: .present(sha: "sha1"),
+                observed: observed(app: stopped, db: true, asleepRoute: true, status: .ready),
+                stack: Self.stack
+            )
+                == [.wakeContainer(stopped), .awaitHealthy, .routeToCandidate, .markAwake]
+        )
     }
 
     @Test func aWakeCutShortAfterTheStartRoutesTheRunningApp() {
         let running = Self.app(running: true)
-        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed(app: running, db: true, asleepRoute: true, status: .sleeping), stack: Self.stack)
-            == [.adoptContainer(running), .awaitHealthy, .routeToCandidate, .markAwake])
+        #expect(
+            Planner.plan(
+                desired: .present(sha: "sha1"),
+                observed: observed(app: running, db: true, asleepRoute: true, status: .sleeping),
+                stack: Self.stack
+            )
+                == [.adoptContainer(running), .awaitHealthy, .routeToCandidate, .markAwake]
+        )
     }
 
     @Test func aPushWhileAsleepDeploysTheNewShaAndSaysSo() {
         let stopped = Self.app(running: false)
-        let steps = Planner.plan(desired: .present(sha: "sha2"), observed: observed(app: stopped, db: true, asleepRoute: true, status: .queued), stack: Self.stack)
+        let steps = Planner.plan(
+            desired: .present(sha: "sha2"),
+            observed: observed(app: stopped, db: true, asleepRoute: true, status: .queued),
+            stack: Self.stack
+        )
         #expect(steps == [.startContainer(sha: "sha2"), .awaitHealthy, .routeToCandidate, .removeContainer(stopped), .announceReady])
     }
 

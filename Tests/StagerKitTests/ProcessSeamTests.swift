@@ -1,8 +1,9 @@
 import Foundation
 import Logging
-@testable import StagerKit
 import StagerTestSupport
 import Testing
+
+@testable import StagerKit
 
 @Suite("Commands Stager runs")
 struct ProcessSeamTests {
@@ -50,15 +51,25 @@ struct ProcessSeamTests {
         let envFile = EnvFileSeen()
         let runner = RecordingRunner { command in
             if let index = command.arguments.firstIndex(of: "--env-file") { envFile.record(command.arguments[index + 1]) }
-            return command.arguments.contains("port") ? CommandResult(exitCode: 0, standardOutput: "127.0.0.1:49153\n")
+            return command.arguments.contains("port")
+                ? CommandResult(exitCode: 0, standardOutput: "127.0.0.1:49153\n")
                 : CommandResult(exitCode: 0, standardOutput: "abc123\n")
         }
         let scratch = try TestConfig.temporaryDirectory("scratch")
         let docker = DockerCLI(command: ["docker", "--context", "x"], instance: "default", runner: runner, scratchDir: scratch)
-        let spec = ContainerSpec(name: "stager-default-feat-abc1234-0000", image: "acme/web:pr-1", command: ["serve", "--port", "8080"],
-                                 containerPort: 8080, labels: ["stager.managed": "true", "stager.branch": "a;b $(x)"],
-                                 environment: ["STAGER_BRANCH": "a;b $(x)", "API_KEY": "s3cret"], memory: "256m", cpus: "0.5", pids: 64,
-                                 capAdd: ["NET_BIND_SERVICE"], readOnly: true)
+        let spec = ContainerSpec(
+            name: "stager-default-feat-abc1234-0000",
+            image: "acme/web:pr-1",
+            command: ["serve", "--port", "8080"],
+            containerPort: 8080,
+            labels: ["stager.managed": "true", "stager.branch": "a;b $(x)"],
+            environment: ["STAGER_BRANCH": "a;b $(x)", "API_KEY": "s3cret"],
+            memory: "256m",
+            cpus: "0.5",
+            pids: 64,
+            capAdd: ["NET_BIND_SERVICE"],
+            readOnly: true
+        )
         let started = try await docker.start(spec)
         #expect(started.id == "abc123" && started.upstream == Upstream(port: 49153))
         let run = try #require(runner.commands.first)
@@ -105,15 +116,26 @@ struct ProcessSeamTests {
         let runner = RecordingRunner { command in
             switch command.arguments.first {
             case "network" where command.arguments.contains("ls"): CommandResult(exitCode: 0, standardOutput: "stager-default-pr-1\tacme/web\t1\n")
-            case "volume" where command.arguments.contains("ls"): CommandResult(exitCode: 0, standardOutput: "stager-default-pr-1-db-data\tacme/web\t1\nforeign\t\t\n")
+            case "volume" where command.arguments.contains("ls"):
+                CommandResult(exitCode: 0, standardOutput: "stager-default-pr-1-db-data\tacme/web\t1\nforeign\t\t\n")
             case "network" where command.arguments.contains("create"): CommandResult(exitCode: 1, standardError: "network with name x already exists")
-            case "run" where command.arguments.contains("stager-default-pr-1-release"): CommandResult(exitCode: 3, standardOutput: "migration failed\n")
+            case "run" where command.arguments.contains("stager-default-pr-1-release"):
+                CommandResult(exitCode: 3, standardOutput: "migration failed\n")
             default: CommandResult(exitCode: 0, standardOutput: "id1\n")
             }
         }
         let docker = DockerCLI(command: ["docker"], instance: "default", runner: runner, scratchDir: try TestConfig.temporaryDirectory("scratch"))
-        var spec = ContainerSpec(name: "stager-default-pr-1-db", image: "postgres:16", command: [], containerPort: 5432,
-                                 labels: ["stager.role": "service"], environment: ["POSTGRES_PASSWORD": "pw"], memory: "256m", cpus: "1", pids: 64)
+        var spec = ContainerSpec(
+            name: "stager-default-pr-1-db",
+            image: "postgres:16",
+            command: [],
+            containerPort: 5432,
+            labels: ["stager.role": "service"],
+            environment: ["POSTGRES_PASSWORD": "pw"],
+            memory: "256m",
+            cpus: "1",
+            pids: 64
+        )
         spec.network = "stager-default-pr-1"
         spec.alias = "db"
         spec.publish = false
@@ -128,8 +150,12 @@ struct ProcessSeamTests {
         let ended = try await docker.runToEnd(release, timeout: .seconds(5))
         #expect(ended.exitCode == 3 && ended.output == "migration failed")
         let resources = try await docker.stackResources(for: PullRequestKey(repo: "acme/web", number: 1))
-        #expect(resources == [StackResource(kind: .network, name: "stager-default-pr-1", repo: "acme/web", number: 1),
-                              StackResource(kind: .volume, name: "stager-default-pr-1-db-data", repo: "acme/web", number: 1)])
+        #expect(
+            resources == [
+                StackResource(kind: .network, name: "stager-default-pr-1", repo: "acme/web", number: 1),
+                StackResource(kind: .volume, name: "stager-default-pr-1-db-data", repo: "acme/web", number: 1),
+            ]
+        )
 
         let calls = runner.commands.map(\.arguments)
         let service = calls[0]
@@ -170,12 +196,25 @@ struct ProcessSeamTests {
     }
 
     @Test func dockerPsOutputIsParsed() {
-        let output = "id1\tstager-default-a\trunning\tacme/web\t7\tsha1\ta\t127.0.0.1:49153->8080/tcp\tapp\t\t\n" +
-            "id2\tstager-default-b\texited\tacme/web\t8\tsha2\tb\t\t\t\t\nbroken line\n" +
-            "id3\tstager-default-a-db\trunning\tacme/web\t7\t\ta\t5432/tcp\tservice\tdb\tab12\n"
+        let output =
+            "id1\tstager-default-a\trunning\tacme/web\t7\tsha1\ta\t127.0.0.1:49153->8080/tcp\tapp\t\t\n"
+            + "id2\tstager-default-b\texited\tacme/web\t8\tsha2\tb\t\t\t\t\nbroken line\n"
+            + "id3\tstager-default-a-db\trunning\tacme/web\t7\t\ta\t5432/tcp\tservice\tdb\tab12\n"
         let containers = DockerCLI.parseList(output)
         #expect(containers.count == 3)
-        #expect(containers[0] == ContainerInfo(id: "id1", name: "stager-default-a", repo: "acme/web", number: 7, sha: "sha1", slug: "a", running: true, hostPort: 49153))
+        #expect(
+            containers[0]
+                == ContainerInfo(
+                    id: "id1",
+                    name: "stager-default-a",
+                    repo: "acme/web",
+                    number: 7,
+                    sha: "sha1",
+                    slug: "a",
+                    running: true,
+                    hostPort: 49153
+                )
+        )
         #expect(containers[1].running == false && containers[1].hostPort == nil && containers[1].service == nil)
         #expect(containers[2].service == "db" && containers[2].definition == "ab12" && containers[2].hostPort == nil)
     }
@@ -189,7 +228,8 @@ struct ProcessSeamTests {
                 return CommandResult(exitCode: 1, standardError: "Error response from daemon: removal of container c1 is already in progress")
             }
             // The first two looks still find it.
-            return looks.next() <= 2 ? CommandResult(exitCode: 0, standardOutput: "c1\n")
+            return looks.next() <= 2
+                ? CommandResult(exitCode: 0, standardOutput: "c1\n")
                 : CommandResult(exitCode: 1, standardError: "Error response from daemon: No such container: c1")
         }
         try await DockerCLI(command: ["docker"], instance: "t", runner: runner).remove("c1")
@@ -201,11 +241,24 @@ struct ProcessSeamTests {
         let dir = try TestConfig.temporaryDirectory("rollback")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n", in: dir)
         let runner = RecordingRunner { command in
-            command.arguments.contains("-t") ? CommandResult(exitCode: 1, standardError: "nginx: [emerg] unexpected \"}\"") : CommandResult(exitCode: 0)
+            command.arguments.contains("-t")
+                ? CommandResult(exitCode: 1, standardError: "nginx: [emerg] unexpected \"}\"") : CommandResult(exitCode: 0)
         }
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
-        let route = Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "feat", hostName: "feat.preview.localhost",
-                          upstreamPort: 40000, containerName: "c1", sha: "abc")
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load().vhost,
+            runner: runner,
+            logger: Logger(label: "t")
+        )
+        let route = Route(
+            key: PullRequestKey(repo: "acme/web", number: 1),
+            slug: "feat",
+            hostName: "feat.preview.localhost",
+            upstreamPort: 40000,
+            containerName: "c1",
+            sha: "abc"
+        )
         await #expect(throws: NginxError.rejected("nginx: [emerg] unexpected \"}\"")) { try await door.apply(route) }
         #expect(!FileManager.default.fileExists(atPath: config.nginx.sitesDir.appendingPathComponent("feat.conf").path))
         #expect(runner.commands.map(\.arguments) == [["-t"]])
@@ -216,13 +269,27 @@ struct ProcessSeamTests {
         let dir = try TestConfig.temporaryDirectory("reload")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n", in: dir)
         let runner = RecordingRunner()
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: try Templates.load().vhost, runner: runner, logger: Logger(label: "t"))
-        let route = Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "feat", hostName: "feat.preview.localhost",
-                          upstreamPort: 40000, containerName: "c1", sha: "abc")
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load().vhost,
+            runner: runner,
+            logger: Logger(label: "t")
+        )
+        let route = Route(
+            key: PullRequestKey(repo: "acme/web", number: 1),
+            slug: "feat",
+            hostName: "feat.preview.localhost",
+            upstreamPort: 40000,
+            containerName: "c1",
+            sha: "abc"
+        )
         try await door.apply(route)
         #expect(runner.commands.map { [$0.executable] + $0.arguments } == [["nginx", "-t"], ["nginx", "-s", "reload"]])
         #expect(await door.routed(slug: "feat")?.container == "c1")
-        let mode = try FileManager.default.attributesOfItem(atPath: config.nginx.sitesDir.appendingPathComponent("feat.conf").path)[.posixPermissions] as? Int
+        let mode =
+            try FileManager.default.attributesOfItem(atPath: config.nginx.sitesDir.appendingPathComponent("feat.conf").path)[.posixPermissions]
+            as? Int
         #expect(mode == 0o640)
         let inventory = await door.inventory()
         #expect(inventory.managed == ["feat"])
@@ -233,10 +300,23 @@ struct ProcessSeamTests {
         #expect(await door.routed(slug: "feat")?.container == nil)
         await #expect(throws: NginxError.self) { try await door.remove(slug: "../etc/passwd") }
         // A symlink planted in the sites folder is never written through.
-        try FileManager.default.createSymbolicLink(atPath: config.nginx.sitesDir.appendingPathComponent("planted.conf").path, withDestinationPath: "/etc/hostname")
-        let planted = Route(key: route.key, slug: "planted", hostName: "planted.preview.localhost", upstreamPort: 40000, containerName: "c2", sha: "abc")
+        try FileManager.default.createSymbolicLink(
+            atPath: config.nginx.sitesDir.appendingPathComponent("planted.conf").path,
+            withDestinationPath: "/etc/hostname"
+        )
+        let planted = Route(
+            key: route.key,
+            slug: "planted",
+            hostName: "planted.preview.localhost",
+            upstreamPort: 40000,
+            containerName: "c2",
+            sha: "abc"
+        )
         await #expect(throws: NginxError.self) { try await door.apply(planted) }
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: config.nginx.sitesDir.appendingPathComponent("planted.conf").path) == "/etc/hostname")
+        #expect(
+            try FileManager.default.destinationOfSymbolicLink(atPath: config.nginx.sitesDir.appendingPathComponent("planted.conf").path)
+                == "/etc/hostname"
+        )
     }
 }
 
@@ -257,5 +337,10 @@ final class EnvFileSeen: @unchecked Sendable {
 final class Counter: @unchecked Sendable {
     private let lock = NSLock()
     private var value = 0
-    func next() -> Int { lock.withLock { value += 1; return value } }
+    func next() -> Int {
+        lock.withLock {
+            value += 1
+            return value
+        }
+    }
 }

@@ -1,7 +1,8 @@
 import Foundation
-@testable import StagerKit
 import StagerTestSupport
 import Testing
+
+@testable import StagerKit
 
 /// Many generated inputs against the slugger, the escapers and the webhook decoder, for a bounded time:
 /// every input must end in a valid answer or a precise error, never a crash or an unsafe string.
@@ -46,7 +47,10 @@ struct PropertyTests {
             let number = Int.random(in: 1...100_000, using: &generator)
             let slug = Slug.make(branch: branch, repo: "acme/web", number: number) { taken.contains($0) }
             #expect(Slug.isValidLabel(slug), "\(branch.debugDescription) → \(slug)")
-            #expect(Slug.make(branch: branch, repo: "acme/web", number: number) { _ in false } == Slug.make(branch: branch, repo: "acme/web", number: number) { _ in false })
+            #expect(
+                Slug.make(branch: branch, repo: "acme/web", number: number) { _ in false }
+                    == Slug.make(branch: branch, repo: "acme/web", number: number) { _ in false }
+            )
             #expect(!taken.contains(slug))
             if taken.count < 5000 { taken.insert(slug) }
         }

@@ -1,8 +1,9 @@
 import Foundation
 import Logging
-@testable import StagerKit
 import StagerTestSupport
 import Testing
+
+@testable import StagerKit
 
 /// The shared host's configuration and the vhost nginx gets for it (what nginx makes of it: the
 /// end-to-end suite `the shared host`).
@@ -11,11 +12,14 @@ struct SharedHostUnitTests {
     func refused(_ yaml: String) -> String? { TestConfig.refusedKey(yaml) }
 
     @Test func configuration() throws {
-        let config = try TestConfig.load("""
-        repos:
-          acme/web: {image: "x", shared_host: acme-web, default_env: pr-12, canary: {env: pr-14, percent: 12.5}}
-          acme/api: {image: "y"}
-        """, in: try TestConfig.temporaryDirectory("shared-config"))
+        let config = try TestConfig.load(
+            """
+            repos:
+              acme/web: {image: "x", shared_host: acme-web, default_env: pr-12, canary: {env: pr-14, percent: 12.5}}
+              acme/api: {image: "y"}
+            """,
+            in: try TestConfig.temporaryDirectory("shared-config")
+        )
         let shared = try #require(config.repo("acme/web")?.sharedHost)
         #expect(shared.name == "acme-web" && shared.defaultEnv == "pr-12" && shared.canary == .init(env: "pr-14", percent: 12.5))
         #expect(config.reservedSlugs == ["acme-web", "stager-shared-acme-web"])
@@ -24,13 +28,24 @@ struct SharedHostUnitTests {
         #expect(refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: main}\n") == "repos.a/b.default_env")
         #expect(refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-01}\n") == "repos.a/b.default_env")
         #expect(refused("repos:\n  a/b: {image: x, default_env: pr-1}\n") == "repos.a/b.shared_host")
-        #expect(refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1, canary: {env: pr-2, percent: 101}}\n") == "repos.a/b.canary.percent")
-        #expect(refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1, canary: {env: \"x;y\", percent: 5}}\n") == "repos.a/b.canary.env")
-        #expect(refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1}\n  c/d: {image: y, shared_host: ab, default_env: pr-2}\n") == "repos.c/d.shared_host")
+        #expect(
+            refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1, canary: {env: pr-2, percent: 101}}\n")
+                == "repos.a/b.canary.percent"
+        )
+        #expect(
+            refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1, canary: {env: \"x;y\", percent: 5}}\n") == "repos.a/b.canary.env"
+        )
+        #expect(
+            refused("repos:\n  a/b: {image: x, shared_host: ab, default_env: pr-1}\n  c/d: {image: y, shared_host: ab, default_env: pr-2}\n")
+                == "repos.c/d.shared_host"
+        )
     }
 
-    static let site = SharedHostVhost.Site(repo: "acme/web", host: .init(name: "acme-web", defaultEnv: "pr-1", canary: .init(env: "pr-3", percent: 10)),
-                                           access: .init(htpasswdFile: nil, generatedHtpasswd: nil, allowIPs: ["10.0.0.0/8"]))
+    static let site = SharedHostVhost.Site(
+        repo: "acme/web",
+        host: .init(name: "acme-web", defaultEnv: "pr-1", canary: .init(env: "pr-3", percent: 10)),
+        access: .init(htpasswdFile: nil, generatedHtpasswd: nil, allowIPs: ["10.0.0.0/8"])
+    )
     let vhost = SharedHostVhost(sites: [Self.site], domain: "preview.example.com", listen: "0.0.0.0:80", nginxAddress: "127.0.0.1:80")
 
     @Test func theVhostMapsChoicesToRoutedEnvironmentsOnly() {
@@ -59,16 +74,25 @@ struct SharedHostUnitTests {
 struct SharedHostFileTests {
     @Test func followsTheBatchesAndGoesWithItsConfiguration() async throws {
         let dir = try TestConfig.temporaryDirectory("shared-files")
-        let config = try TestConfig.load("""
-        nginx: {sites_dir: sites}
-        repos:
-          acme/web: {image: "x", shared_host: acme-web, default_env: pr-1}
-        """, in: dir)
+        let config = try TestConfig.load(
+            """
+            nginx: {sites_dir: sites}
+            repos:
+              acme/web: {image: "x", shared_host: acme-web, default_env: pr-1}
+            """,
+            in: dir
+        )
         let sites = config.nginx.sitesDir
         let runner = RecordingRunner()
         func door(_ shared: SharedHostVhost) throws -> NginxFrontDoor {
-            NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
-                           template: try Templates.load().vhost, runner: runner, shared: shared, logger: Logger(label: "t"))
+            NginxFrontDoor(
+                config: config.nginx,
+                wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+                template: try Templates.load().vhost,
+                runner: runner,
+                shared: shared,
+                logger: Logger(label: "t")
+            )
         }
         let file = sites.appendingPathComponent("stager-shared-acme-web.conf")
         let withShared = try door(SharedHostVhost(config: config, keys: VhostKeys(secret: "t")))
@@ -76,8 +100,16 @@ struct SharedHostFileTests {
         #expect(try await withShared.reloadIfOwed())
         #expect(try String(contentsOf: file, encoding: .utf8).contains("return 503"))
         let before = runner.commands.count
-        try await withShared.apply(Route(key: PullRequestKey(repo: "acme/web", number: 1), slug: "feature", hostName: "feature.preview.localhost",
-                                         upstreamPort: 40000, containerName: "c1", sha: "abc"))
+        try await withShared.apply(
+            Route(
+                key: PullRequestKey(repo: "acme/web", number: 1),
+                slug: "feature",
+                hostName: "feature.preview.localhost",
+                upstreamPort: 40000,
+                containerName: "c1",
+                sha: "abc"
+            )
+        )
         let written = try String(contentsOf: file, encoding: .utf8)
         #expect(written.contains("\"pr-1\" \"feature.preview.localhost\";"), "\(written)")
         // The same batch: one test, one reload for the environment and its shared host.

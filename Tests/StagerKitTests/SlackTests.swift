@@ -8,9 +8,12 @@ struct SlackTests {
     // Slack's own worked example ("Verifying requests from Slack").
     static let secret = "8f742231b10e8888abcd99yyyzzz85a5"
     static let timestamp = "1531420618"
-    static let body = Data("token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c".utf8)
+    static let body = Data(
+        "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
+            .utf8
+    )
     static let expected = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
-    static let then = Date(timeIntervalSince1970: 1531420618 + 10)
+    static let then = Date(timeIntervalSince1970: 1_531_420_618 + 10)
 
     @Test func slacksDocumentedExampleVerifies() {
         let signature = SlackSignature(secret: Self.secret)
@@ -49,7 +52,10 @@ struct SlackTests {
 
     @Test(arguments: ["deploy", "deploy acme/web", "status acme/web#0", "destroy acme/web#3 now", "ls acme", "ls acme/web#3", "launch acme/web#3"])
     func badCommandsSayWhatWasExpected(text: String) {
-        guard case .unknown(let problem) = SlackCommand(text: text) else { Issue.record("\(text) parsed"); return }
+        guard case .unknown(let problem) = SlackCommand(text: text) else {
+            Issue.record("\(text) parsed")
+            return
+        }
         #expect(!problem.isEmpty)
     }
 

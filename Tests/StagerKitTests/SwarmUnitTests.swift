@@ -1,8 +1,9 @@
 import Foundation
 import Logging
-@testable import StagerKit
 import StagerTestSupport
 import Testing
+
+@testable import StagerKit
 
 /// The swarm runtime's pure parts: the argv it gives `docker service create`, what it reads back from
 /// `docker service/node inspect`, port reservations, the configuration, and what the planner and the vhost
@@ -10,10 +11,22 @@ import Testing
 @Suite("Swarm runtime: units")
 struct SwarmUnitTests {
     static let spec: ContainerSpec = {
-        var spec = ContainerSpec(name: "stager-default-feat-abc1234-0000", image: "registry.example.com:5000/acme/web:abc", command: ["serve"],
-                                 containerPort: 8080, labels: ["stager.managed": "true", "stager.instance": "default", "stager.repo": "acme/web",
-                                                               "stager.pr": "7", "stager.branch": "a;b $(x)"],
-                                 environment: ["API_KEY": "s3cret"], memory: "256m", cpus: "0.5", pids: 64, capAdd: ["NET_BIND_SERVICE"], readOnly: true)
+        var spec = ContainerSpec(
+            name: "stager-default-feat-abc1234-0000",
+            image: "registry.example.com:5000/acme/web:abc",
+            command: ["serve"],
+            containerPort: 8080,
+            labels: [
+                "stager.managed": "true", "stager.instance": "default", "stager.repo": "acme/web",
+                "stager.pr": "7", "stager.branch": "a;b $(x)",
+            ],
+            environment: ["API_KEY": "s3cret"],
+            memory: "256m",
+            cpus: "0.5",
+            pids: 64,
+            capAdd: ["NET_BIND_SERVICE"],
+            readOnly: true
+        )
         spec.network = "stager-default-feat"
         spec.alias = "web"
         spec.mounts = ["stager-default-feat-db-data": "/data"]
@@ -33,7 +46,9 @@ struct SwarmUnitTests {
         #expect(has(["--network", "name=stager-default-feat,alias=web"]))
         #expect(has(["--endpoint-mode", "dnsrr"]) && args.contains("--no-resolve-image"))
         #expect(has(["--label", "stager.pr=7"]) && has(["--container-label", "stager.pr=7"]))
-        #expect(args.contains { $0.hasPrefix("type=volume,source=stager-default-feat-db-data,destination=/data,volume-label=stager.instance=default") })
+        #expect(
+            args.contains { $0.hasPrefix("type=volume,source=stager-default-feat-db-data,destination=/data,volume-label=stager.instance=default") }
+        )
         // Variables go through the env file only; the image and command come last, after `--`.
         #expect(has(["--env-file", "/run/x.env"]) && !args.contains { $0.contains("s3cret") })
         #expect(Array(args.suffix(3)) == ["--", Self.spec.image, "serve"])
@@ -45,17 +60,23 @@ struct SwarmUnitTests {
     }
 
     @Test func servicesTasksAndNodesAreReadFromInspect() {
-        let services = SwarmRuntime.parseServices("""
-        s1\tstager-default-feat-abc-1\tacme/web\t7\tabc\tfeat\tapp\t\t\t1\t31001
-        s2\tstager-default-feat-db\tacme/web\t7\tabc\tfeat\tservice\tdb\tf00d\t0\t
-        s3\tsomeone-else\t\tnot-a-number\t\t\t\t\t\t1\t
-        """)
+        let services = SwarmRuntime.parseServices(
+            """
+            s1\tstager-default-feat-abc-1\tacme/web\t7\tabc\tfeat\tapp\t\t\t1\t31001
+            s2\tstager-default-feat-db\tacme/web\t7\tabc\tfeat\tservice\tdb\tf00d\t0\t
+            s3\tsomeone-else\t\tnot-a-number\t\t\t\t\t\t1\t
+            """
+        )
         #expect(services.count == 2)
         #expect(services[0].info.hostPort == 31001 && services[0].info.service == nil && services[0].replicas == 1)
-        #expect(services[1].info.service == "db" && services[1].info.definition == "f00d" && services[1].info.hostPort == nil && services[1].replicas == 0)
+        #expect(
+            services[1].info.service == "db" && services[1].info.definition == "f00d" && services[1].info.hostPort == nil && services[1].replicas == 0
+        )
         let tasks = SwarmRuntime.parseTasks("t1\ts1\tn1\trunning\t\nt2\ts2\tn2\trejected\tNo such image: x\nbroken line\n")
         #expect(tasks.map(\.state) == ["running", "rejected"] && tasks[1].error == "No such image: x")
-        let nodes = SwarmRuntime.parseNodes("n1\tvm\t10.213.0.11\tready\tactive\tmanager\nn2\tvm\t0.0.0.0; rm -rf\tready\tactive\tworker\nn3\tvm\tfe80::1\tdown\tactive\tworker\n")
+        let nodes = SwarmRuntime.parseNodes(
+            "n1\tvm\t10.213.0.11\tready\tactive\tmanager\nn2\tvm\t0.0.0.0; rm -rf\tready\tactive\tworker\nn3\tvm\tfe80::1\tdown\tactive\tworker\n"
+        )
         // Only plain IPv4 addresses: the address goes into nginx's configuration.
         #expect(nodes.map(\.id) == ["n1"] && nodes[0].ready)
         #expect(SwarmRuntime.isIPv4("10.213.0.12") && !SwarmRuntime.isIPv4("10.213.0.256") && !SwarmRuntime.isIPv4("10.213.0"))
@@ -80,15 +101,18 @@ struct SwarmUnitTests {
 
     @Test func configuration() throws {
         let dir = try TestConfig.temporaryDirectory("swarm-config")
-        let config = try TestConfig.load("""
-        runtime: swarm
-        swarm:
-          registry: "10.0.0.5:5000"
-          constraints: ["node.labels.previews==true", "node.role != manager"]
-          published_ports: "31000-31999"
-        repos:
-          acme/web: {image: "acme/web:{{sha}}", build: {}}
-        """, in: dir)
+        let config = try TestConfig.load(
+            """
+            runtime: swarm
+            swarm:
+              registry: "10.0.0.5:5000"
+              constraints: ["node.labels.previews==true", "node.role != manager"]
+              published_ports: "31000-31999"
+            repos:
+              acme/web: {image: "acme/web:{{sha}}", build: {}}
+            """,
+            in: dir
+        )
         #expect(config.runtime == .swarm && config.swarm.publishedPorts == 31000...31999 && config.swarm.constraints.count == 2)
         #expect(config.runnableImage("acme/web:abc", builds: true) == "10.0.0.5:5000/acme/web:abc")
         #expect(config.runnableImage("10.0.0.5:5000/acme/web:abc", builds: true) == "10.0.0.5:5000/acme/web:abc")
@@ -102,14 +126,18 @@ struct SwarmUnitTests {
         #expect(refused("swarm: {registry: \"https://r.example.com\"}\n") == "swarm.registry")
         #expect(refused("swarm: {constraints: [\"node.role==worker; rm -rf /\"]}\n") == "swarm.constraints")
         #expect(refused("runtime: swarm\nrepos:\n  acme/web: {image: \"acme/web:{{sha}}\", build: {}}\n") == "swarm.registry")
-        #expect(refused("""
-        runtime: swarm
-        repos:
-          acme/web:
-            image: "acme/web:1"
-            services:
-              db: {image: "postgres:16", volumes: {data: /var/lib/postgresql/data}, seed: {data: golden}}
-        """) == "repos.acme/web.services.db.seed")
+        #expect(
+            refused(
+                """
+                runtime: swarm
+                repos:
+                  acme/web:
+                    image: "acme/web:1"
+                    services:
+                      db: {image: "postgres:16", volumes: {data: /var/lib/postgresql/data}, seed: {data: golden}}
+                """
+            ) == "repos.acme/web.services.db.seed"
+        )
     }
 
     @Test func theAppBeingPlacedIsLeftToTheSwarmAndAMovedOneIsRoutedAgain() {
@@ -122,7 +150,11 @@ struct SwarmUnitTests {
         moved.address = "10.213.0.13"
         var observed = Observation(containers: [moved], routedContainer: "old", routedPort: 40000, status: .ready)
         observed.routedHost = "10.213.0.12"
-        #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed) == [.adoptContainer(moved), .awaitHealthy, .routeToCandidate, .announceReady])
+        #expect(
+            Planner.plan(desired: .present(sha: "sha1"), observed: observed) == [
+                .adoptContainer(moved), .awaitHealthy, .routeToCandidate, .announceReady,
+            ]
+        )
         observed.routedHost = "10.213.0.13"
         #expect(Planner.plan(desired: .present(sha: "sha1"), observed: observed) == [])
     }
@@ -130,20 +162,44 @@ struct SwarmUnitTests {
     @Test func theVhostRoutesToTheNodeAndSaysSoInItsMarker() async throws {
         let dir = try TestConfig.temporaryDirectory("swarm-vhost")
         let config = try TestConfig.load("nginx: {sites_dir: \"\(dir.path)/sites\"}\nrepos: {}\n", in: dir)
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:8080", token: "t", holdFor: .seconds(60)),
-                                  template: try Templates.load(overrideDir: nil).vhost, runner: RecordingRunner(), logger: Logger(label: "test"))
-        let route = Route(key: PullRequestKey(repo: "acme/web", number: 7), slug: "feat", hostName: "feat.preview.localhost",
-                          upstreamPort: 31001, containerName: "stager-default-feat", sha: "abc", upstreamHost: "10.213.0.12")
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:8080", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load(overrideDir: nil).vhost,
+            runner: RecordingRunner(),
+            logger: Logger(label: "test")
+        )
+        let route = Route(
+            key: PullRequestKey(repo: "acme/web", number: 7),
+            slug: "feat",
+            hostName: "feat.preview.localhost",
+            upstreamPort: 31001,
+            containerName: "stager-default-feat",
+            sha: "abc",
+            upstreamHost: "10.213.0.12"
+        )
         let text = await door.render(route)
-        #expect(text.hasPrefix("# stager-vhost slug=feat container=stager-default-feat port=31001 sha=abc v=2 host=10.213.0.12 repo=acme/web env=pr-7\n"))
+        #expect(
+            text.hasPrefix("# stager-vhost slug=feat container=stager-default-feat port=31001 sha=abc v=2 host=10.213.0.12 repo=acme/web env=pr-7\n")
+        )
         #expect(text.contains("proxy_pass http://10.213.0.12:31001;"))
-        let loopback = await door.render(Route(key: route.key, slug: "feat", hostName: "feat.preview.localhost", upstreamPort: 40000,
-                                               containerName: "c", sha: "abc"))
+        let loopback = await door.render(
+            Route(
+                key: route.key,
+                slug: "feat",
+                hostName: "feat.preview.localhost",
+                upstreamPort: 40000,
+                containerName: "c",
+                sha: "abc"
+            )
+        )
         #expect(!loopback.contains("host=") && loopback.contains("proxy_pass http://127.0.0.1:40000;"))
         // The wake hand-back names the node too.
         let keys = VhostKeys(secret: "t")
-        #expect(WakeController.location(of: Upstream(host: "10.213.0.12", port: 31001), slug: "feat", keys: keys)
-            == "/.stager-upstream/\(keys.handBack(slug: "feat"))/10.213.0.12/31001")
+        #expect(
+            WakeController.location(of: Upstream(host: "10.213.0.12", port: 31001), slug: "feat", keys: keys)
+                == "/.stager-upstream/\(keys.handBack(slug: "feat"))/10.213.0.12/31001"
+        )
     }
 }
 
@@ -167,8 +223,12 @@ struct SwarmLogTests {
 
     /// Long enough for the try that answers to start a shell on a machine busy with every other suite.
     func runtime(_ docker: String) -> SwarmRuntime {
-        SwarmRuntime(engine: DockerCLI(command: [docker], instance: "t", runner: SubprocessRunner()), instance: "t",
-                     settings: .standard, logTimeout: .seconds(5))
+        SwarmRuntime(
+            engine: DockerCLI(command: [docker], instance: "t", runner: SubprocessRunner()),
+            instance: "t",
+            settings: .standard,
+            logTimeout: .seconds(5)
+        )
     }
 
     func calls(_ file: URL) throws -> [String] {

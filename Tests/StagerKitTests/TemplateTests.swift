@@ -10,11 +10,27 @@ struct TemplateTests {
         let dir = try TestConfig.temporaryDirectory("tpl")
         let config = try TestConfig.load("nginx:\n  sites_dir: sites\n  listen: \"127.0.0.1:9999\"\n", in: dir)
         let templates = try Templates.load()
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)), template: templates.vhost, runner: SubprocessRunner(), logger: Logger(label: "t"))
-        let route = Route(key: PullRequestKey(repo: "acme/web", number: 7), slug: "feature-x", hostName: "feature-x.preview.localhost",
-                          upstreamPort: 41234, containerName: "stager-default-feature-x-abc1234-9f9f", sha: "abc1234")
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: templates.vhost,
+            runner: SubprocessRunner(),
+            logger: Logger(label: "t")
+        )
+        let route = Route(
+            key: PullRequestKey(repo: "acme/web", number: 7),
+            slug: "feature-x",
+            hostName: "feature-x.preview.localhost",
+            upstreamPort: 41234,
+            containerName: "stager-default-feature-x-abc1234-9f9f",
+            sha: "abc1234"
+        )
         let text = await door.render(route)
-        #expect(text.hasPrefix("# stager-vhost slug=feature-x container=stager-default-feature-x-abc1234-9f9f port=41234 sha=abc1234 v=2 repo=acme/web env=pr-7\n"))
+        #expect(
+            text.hasPrefix(
+                "# stager-vhost slug=feature-x container=stager-default-feature-x-abc1234-9f9f port=41234 sha=abc1234 v=2 repo=acme/web env=pr-7\n"
+            )
+        )
         #expect(text.contains("listen 127.0.0.1:9999;"))
         #expect(text.contains("server_name feature-x.preview.localhost;"))
         #expect(text.contains("proxy_pass http://127.0.0.1:41234;"))
@@ -56,7 +72,9 @@ struct TemplateTests {
         #expect(failed.contains("boom") && failed.contains("| **Status** | :x: failed |"))
         #expect(failed.contains("[history and container log](https://stager.example.com/environments/acme/web/1)"))
         #expect(!failed.contains("still serves") && !failed.contains("<details>"))
-        let serving = templates.comment.render(emptyAsMissing: ["failed": true, "reason": "boom", "serving": "abc123", "url": "http://x", "log": "tail"])
+        let serving = templates.comment.render(emptyAsMissing: [
+            "failed": true, "reason": "boom", "serving": "abc123", "url": "http://x", "log": "tail",
+        ])
         #expect(serving.contains("The previous version (abc123) still serves at http://x.") && serving.contains("<details>"))
     }
 
@@ -68,8 +86,13 @@ struct TemplateTests {
     }
 
     @Test func imageTemplateIsRenderedAndChecked() throws {
-        #expect(try ImageReference.render("acme/web:pr-{{number}}", repo: "acme/web", number: 3, branch: "b", sha: "abc", slug: "s") == "acme/web:pr-3")
-        #expect(try ImageReference.render("acme/web:{{slug}}-{{sha}}", repo: "acme/web", number: 3, branch: "b", sha: "abc", slug: "s") == "acme/web:s-abc")
+        #expect(
+            try ImageReference.render("acme/web:pr-{{number}}", repo: "acme/web", number: 3, branch: "b", sha: "abc", slug: "s") == "acme/web:pr-3"
+        )
+        #expect(
+            try ImageReference.render("acme/web:{{slug}}-{{sha}}", repo: "acme/web", number: 3, branch: "b", sha: "abc", slug: "s")
+                == "acme/web:s-abc"
+        )
         #expect(throws: ImageReference.Failure.self) {
             try ImageReference.render("acme/web:{{branch}}", repo: "acme/web", number: 3, branch: "x --privileged", sha: "abc", slug: "s")
         }
@@ -83,7 +106,9 @@ struct TemplateTests {
 /// Character that is none of them, and went through swift-mustache's own escaping whole.
 @Suite("HTML escaping")
 struct HTMLEscapingTests {
-    static let corpus = ["\u{0600}<img src=x onerror=alert(1)>", "\"\u{0301} onmouseover=alert(2) x=\"", "<\u{0301}script>", "'\u{0301}>", "&\u{0301}lt;"]
+    static let corpus = [
+        "\u{0600}<img src=x onerror=alert(1)>", "\"\u{0301} onmouseover=alert(2) x=\"", "<\u{0301}script>", "'\u{0301}>", "&\u{0301}lt;",
+    ]
 
     @Test(arguments: corpus)
     func everySpecialScalarIsEscaped(_ text: String) {
@@ -100,7 +125,9 @@ struct HTMLEscapingTests {
     /// The page templates, built-in or overridden, escape this way.
     @Test func thePagesEscapeByScalar() throws {
         let templates = try Templates.load()
-        let rendered = templates.dashboard.render(emptyAsMissing: ["groups": [["repo": "acme/web", "environments": [["title": Self.corpus[0], "number": 1]]]]])
+        let rendered = templates.dashboard.render(emptyAsMissing: [
+            "groups": [["repo": "acme/web", "environments": [["title": Self.corpus[0], "number": 1]]]]
+        ])
         #expect(!rendered.contains("<img"), "\(rendered)")
         let dir = try TestConfig.temporaryDirectory("tpl-override")
         try "<p>{{title}}</p>".write(to: dir.appendingPathComponent("environment.html.mustache"), atomically: true, encoding: .utf8)

@@ -37,7 +37,9 @@ struct WebhookEventTests {
         let body = try Data(contentsOf: shared.appendingPathComponent("deliveries/taskcluster.pull_request.closed.raw-body.json"))
         let event = try WebhookPayload.decodePullRequest(body)
         #expect(event.action == "closed")
-        #expect(WebhookSignature(secret: "abc123").isValid(header: "sha256=69b1d63403d477559dca236914715878bc810bb4663cff556b3e4c784ea91084", body: body))
+        #expect(
+            WebhookSignature(secret: "abc123").isValid(header: "sha256=69b1d63403d477559dca236914715878bc810bb4663cff556b3e4c784ea91084", body: body)
+        )
     }
 
     @Test func ownSamplePayloadDecodes() throws {

@@ -16,21 +16,30 @@ struct WebhookRouteTests {
 
     init() throws {
         let dir = try TestConfig.temporaryDirectory("route")
-        let config = try TestConfig.load("""
-        data_dir: data
-        server:
-          max_body_bytes: 200000
-        nginx:
-          sites_dir: sites
-        repos:
-          stager-demo/hello:
-            image: "stager/busybox:local"
-        """, in: dir)
+        let config = try TestConfig.load(
+            """
+            data_dir: data
+            server:
+              max_body_bytes: 200000
+            nginx:
+              sites_dir: sites
+            repos:
+              stager-demo/hello:
+                image: "stager/busybox:local"
+            """,
+            in: dir
+        )
         app = try StagerApp(config: config, logger: Logger(label: "test"))
     }
 
-    func post(_ client: some TestClientProtocol, body: Data, event: String = "pull_request", delivery: String? = UUID().uuidString,
-              signature header: String? = nil, contentType: String = "application/json") async throws -> (Int, String) {
+    func post(
+        _ client: some TestClientProtocol,
+        body: Data,
+        event: String = "pull_request",
+        delivery: String? = UUID().uuidString,
+        signature header: String? = nil,
+        contentType: String = "application/json"
+    ) async throws -> (Int, String) {
         var headers: HTTPFields = [.contentType: contentType]
         headers[HTTPFields.Element.Name("X-GitHub-Event")!] = event
         if let delivery { headers[HTTPFields.Element.Name("X-GitHub-Delivery")!] = delivery }
@@ -72,9 +81,15 @@ struct WebhookRouteTests {
             #expect(try await post(client, body: Data("{\"zen\":\"Keep it logically awesome.\",\"hook_id\":1}".utf8), event: "ping").0 == 200)
             let push = try await post(client, body: Data("{}".utf8), event: "push")
             #expect(push.0 == 200 && push.1.contains("ignored"))
-            let labeled = try await post(client, body: Fixtures.pullRequest(action: "labeled", repo: "stager-demo/hello", number: 1, branch: "b", sha: Fixtures.sha("x")))
+            let labeled = try await post(
+                client,
+                body: Fixtures.pullRequest(action: "labeled", repo: "stager-demo/hello", number: 1, branch: "b", sha: Fixtures.sha("x"))
+            )
             #expect(labeled.0 == 200 && labeled.1.contains("labeled"))
-            let unknownRepo = try await post(client, body: Fixtures.pullRequest(action: "opened", repo: "someone/else", number: 1, branch: "b", sha: Fixtures.sha("x")))
+            let unknownRepo = try await post(
+                client,
+                body: Fixtures.pullRequest(action: "opened", repo: "someone/else", number: 1, branch: "b", sha: Fixtures.sha("x"))
+            )
             #expect(unknownRepo.0 == 200 && unknownRepo.1.contains("not configured"))
             #expect(try app.store.allEnvironments().isEmpty)
         }
@@ -87,8 +102,16 @@ struct WebhookRouteTests {
             let key = PullRequestKey(repo: "stager-demo/hello", number: 7)
             try await app.store.update(key) { $0.lastActivityAt = Date(timeIntervalSince1970: 0) }
             let version = try #require(try app.store.environment(key)).desiredVersion
-            let edited = try await post(client, body: Fixtures.pullRequest(action: "edited", repo: "stager-demo/hello", number: 7, branch: "feature/x",
-                                                                         sha: Fixtures.sha("one")))
+            let edited = try await post(
+                client,
+                body: Fixtures.pullRequest(
+                    action: "edited",
+                    repo: "stager-demo/hello",
+                    number: 7,
+                    branch: "feature/x",
+                    sha: Fixtures.sha("one")
+                )
+            )
             #expect(edited.0 == 200 && edited.1.contains("needs nothing"))
             let env = try #require(try app.store.environment(key))
             #expect(env.desiredVersion == version)
@@ -144,7 +167,14 @@ struct WebhookRouteTests {
         try await Application(router: app.buildRouter()).test(.router) { client in
             let key = PullRequestKey(repo: "stager-demo/hello", number: 1)
             #expect(try await post(client, body: opened(updatedAt: "2026-11-24T09:00:00Z")).0 == 202)
-            let closed = try Fixtures.pullRequest(action: "closed", repo: key.repo, number: 1, branch: "feature/x", sha: Fixtures.sha("one"), updatedAt: "2026-11-24T10:00:00Z")
+            let closed = try Fixtures.pullRequest(
+                action: "closed",
+                repo: key.repo,
+                number: 1,
+                branch: "feature/x",
+                sha: Fixtures.sha("one"),
+                updatedAt: "2026-11-24T10:00:00Z"
+            )
             #expect(try await post(client, body: closed).0 == 202)
             // An operator redelivers the old `opened` (a new delivery id): it must not resurrect the PR.
             let redelivered = try await post(client, body: opened(updatedAt: "2026-11-24T09:00:00Z"))

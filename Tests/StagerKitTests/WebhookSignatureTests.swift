@@ -56,10 +56,12 @@ struct WebhookSignatureTests {
         #expect(signature.isValid(header: header.uppercased().replacingOccurrences(of: "SHA256=", with: "sha256="), body: Data("Hello, World!".utf8)))
     }
 
-    @Test(arguments: [nil, "", "sha256=", "sha256=zz", "sha1=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
-                      "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
-                      "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e1",
-                      "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17 "])
+    @Test(arguments: [
+        nil, "", "sha256=", "sha256=zz", "sha1=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e1",
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17 ",
+    ])
     func malformedHeadersAreInvalid(header: String?) {
         #expect(!WebhookSignature(secret: "It's a Secret to Everybody").isValid(header: header, body: Data("Hello, World!".utf8)))
     }

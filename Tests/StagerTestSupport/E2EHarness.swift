@@ -1,8 +1,9 @@
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
-import AsyncHTTPClient
 import Logging
 import StagerKit
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -13,20 +14,22 @@ import FoundationNetworking
 public final class E2EHarness: @unchecked Sendable {
     public static let image = "stager/busybox:local"
     /// Writes the sha into the page, then serves it: each deploy's content tells which sha answers.
-    public static let servingCommand = #"["/bin/busybox", "sh", "-c", "echo \"sha=$STAGER_SHA branch=$STAGER_BRANCH\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"]"#
+    public static let servingCommand =
+        #"["/bin/busybox", "sh", "-c", "echo \"sha=$STAGER_SHA branch=$STAGER_BRANCH\" > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"]"#
 
     /// A repository block for `extraRepos` running the serving command, with `extra` lines (YAML, indented
     /// as under the repository) appended.
     public static func servingRepo(_ name: String, _ extra: String = "") -> String {
-        let lines = ["  \(name):", "    image: \"\(image)\"", "    command: \(servingCommand)", "    port: 8080"]
+        let lines =
+            ["  \(name):", "    image: \"\(image)\"", "    command: \(servingCommand)", "    port: 8080"]
             + extra.split(separator: "\n").map { "    " + $0 }
         return lines.joined(separator: "\n") + "\n"
     }
 
     /// Whether the engine and nginx are here (CI's scripts/setup makes sure they are).
     public static var available: Bool {
-        FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") &&
-            (FileManager.default.fileExists(atPath: "/var/run/docker.sock") || FileManager.default.fileExists(atPath: "/run/docker.sock"))
+        FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx")
+            && (FileManager.default.fileExists(atPath: "/var/run/docker.sock") || FileManager.default.fileExists(atPath: "/run/docker.sock"))
     }
 
     public let dir: URL
@@ -52,8 +55,16 @@ public final class E2EHarness: @unchecked Sendable {
 
     /// `extraLimits`: lines under `limits:`; `extraConfig`: more top-level keys (`templates_dir`, `docker`…).
     /// `extraGitHub`: lines under `github:` (`deployments: true`…).
-    public init(name: String, extraRepos: String = "", reconcileInterval: String = "60s", extraLimits: String = "",
-                extraConfig: String = "", extraServer: String = "", extraGitHub: String = "", accessLog: Bool = false) async throws {
+    public init(
+        name: String,
+        extraRepos: String = "",
+        reconcileInterval: String = "60s",
+        extraLimits: String = "",
+        extraConfig: String = "",
+        extraServer: String = "",
+        extraGitHub: String = "",
+        accessLog: Bool = false
+    ) async throws {
         dir = try TestConfig.temporaryDirectory("e2e-\(name)")
         instance = "e2e-\(UUID().uuidString.prefix(8).lowercased())"
         github = GitHubFake(token: token)
@@ -75,52 +86,68 @@ public final class E2EHarness: @unchecked Sendable {
         let nginxArgs = try await runner.check(Command(script, ["args", nginxDir])).standardOutput
             .split(separator: "\n").map { "\"\($0)\"" }.joined(separator: ", ")
         configYAML = """
-        server:
-          listen: "127.0.0.1:0"
-        \(extraServer)
-        data_dir: data
-        instance: "\(instance)"
-        reconcile_interval: "\(reconcileInterval)"
-        github:
-          api_url: "\(githubURL.absoluteString)"
-          token_env: E2E_GITHUB_TOKEN
-          max_attempts: 5
-        \(extraGitHub)
-        preview:
-          domain: "preview.localhost"
-        nginx:
-          sites_dir: "\(nginxDir)/sites"
-          listen: "127.0.0.1:\(nginxPort)"
-          test_command: [\(nginxArgs), "-t", "-q"]
-          reload_command: [\(nginxArgs), "-s", "reload"]
-          confirm_timeout: "10s"
-          activity_listen: "127.0.0.1:\(try Self.freePort())"
-          activity_file: "\(nginxDir)/stager-activity.conf"
-        limits:
-          memory: "64m"
-          cpus: "0.5"
-          pids: 64
-        \(extraLimits)
-        \(extraConfig)
-        repos:
-          acme/web:
-            image: "\(Self.image)"
-            command: \(Self.servingCommand)
-            port: 8080
-            health_timeout: "20s"
-        \(extraRepos)
-        """
+            server:
+              listen: "127.0.0.1:0"
+            \(extraServer)
+            data_dir: data
+            instance: "\(instance)"
+            reconcile_interval: "\(reconcileInterval)"
+            github:
+              api_url: "\(githubURL.absoluteString)"
+              token_env: E2E_GITHUB_TOKEN
+              max_attempts: 5
+            \(extraGitHub)
+            preview:
+              domain: "preview.localhost"
+            nginx:
+              sites_dir: "\(nginxDir)/sites"
+              listen: "127.0.0.1:\(nginxPort)"
+              test_command: [\(nginxArgs), "-t", "-q"]
+              reload_command: [\(nginxArgs), "-s", "reload"]
+              confirm_timeout: "10s"
+              activity_listen: "127.0.0.1:\(try Self.freePort())"
+              activity_file: "\(nginxDir)/stager-activity.conf"
+            limits:
+              memory: "64m"
+              cpus: "0.5"
+              pids: 64
+            \(extraLimits)
+            \(extraConfig)
+            repos:
+              acme/web:
+                image: "\(Self.image)"
+                command: \(Self.servingCommand)
+                port: 8080
+                health_timeout: "20s"
+            \(extraRepos)
+            """
         configFile = dir.appendingPathComponent("stager.yml")
         try configYAML.write(to: configFile, atomically: true, encoding: .utf8)
     }
 
     /// Runs `body` with a fresh harness and always cleans up after it, whether it passed, failed or threw.
-    public static func run(name: String, extraRepos: String = "", reconcileInterval: String = "60s", extraLimits: String = "",
-                           extraConfig: String = "", extraServer: String = "", extraGitHub: String = "", accessLog: Bool = false,
-                           start: Bool = true, _ body: (E2EHarness) async throws -> Void) async throws {
-        let harness = try await E2EHarness(name: name, extraRepos: extraRepos, reconcileInterval: reconcileInterval,
-                                           extraLimits: extraLimits, extraConfig: extraConfig, extraServer: extraServer, extraGitHub: extraGitHub,
-                                           accessLog: accessLog)
+    public static func run(
+        name: String,
+        extraRepos: String = "",
+        reconcileInterval: String = "60s",
+        extraLimits: String = "",
+        extraConfig: String = "",
+        extraServer: String = "",
+        extraGitHub: String = "",
+        accessLog: Bool = false,
+        start: Bool = true,
+        _ body: (E2EHarness) async throws -> Void
+    ) async throws {
+        let harness = try await E2EHarness(
+            name: name,
+            extraRepos: extraRepos,
+            reconcileInterval: reconcileInterval,
+            extraLimits: extraLimits,
+            extraConfig: extraConfig,
+            extraServer: extraServer,
+            extraGitHub: extraGitHub,
+            accessLog: accessLog
+        )
         do {
             if start { try await harness.start() }
             try await body(harness)
@@ -142,9 +169,11 @@ public final class E2EHarness: @unchecked Sendable {
     public var extraEnvironment: [String: String] = [:]
 
     public var environment: [String: String] {
-        ["STAGER_WEBHOOK_SECRET": TestConfig.secret, "E2E_GITHUB_TOKEN": token, "E2E_ADMIN_TOKEN": Self.adminToken,
-         "E2E_PREVIEW_USERS": Self.previewUsers, "E2E_OWN_SECRET": Self.ownSecret, "E2E_SLACK_SECRET": Self.slackSecret]
-            .merging(extraEnvironment) { $1 }
+        [
+            "STAGER_WEBHOOK_SECRET": TestConfig.secret, "E2E_GITHUB_TOKEN": token, "E2E_ADMIN_TOKEN": Self.adminToken,
+            "E2E_PREVIEW_USERS": Self.previewUsers, "E2E_OWN_SECRET": Self.ownSecret, "E2E_SLACK_SECRET": Self.slackSecret,
+        ]
+        .merging(extraEnvironment) { $1 }
     }
 
     public func loadConfig(port: Int = 0) throws -> StagerConfig {
@@ -180,10 +209,13 @@ public final class E2EHarness: @unchecked Sendable {
         }
         // Then the networks and volumes of services (none unless a test configured some).
         for kind in ["network", "volume"] {
-            let listed = (try? await runner.run(Command("docker", [kind, "ls", "-q", "--filter", "label=stager.instance=\(instance)"])))?.standardOutput ?? ""
+            let listed =
+                (try? await runner.run(Command("docker", [kind, "ls", "-q", "--filter", "label=stager.instance=\(instance)"])))?.standardOutput ?? ""
             for name in listed.split(separator: "\n") { _ = try? await runner.run(Command("docker", [kind, "rm", String(name)])) }
         }
-        _ = try? await runner.run(Command(Fixtures.repoRoot.appendingPathComponent("scripts/private-nginx").path, ["stop", dir.appendingPathComponent("nginx").path]))
+        _ = try? await runner.run(
+            Command(Fixtures.repoRoot.appendingPathComponent("scripts/private-nginx").path, ["stop", dir.appendingPathComponent("nginx").path])
+        )
         try? FileManager.default.removeItem(at: dir)
         // The builds' cgroup (BuildCgroup), empty once its builds ended: rmdir, as the kernel wants it.
         for path in ["/sys/fs/cgroup/pids/stager-\(instance)-builds", "/sys/fs/cgroup/stager-\(instance)-builds"] { rmdir(path) }
@@ -192,12 +224,34 @@ public final class E2EHarness: @unchecked Sendable {
     // MARK: Acting
 
     @discardableResult
-    public func send(_ action: String, number: Int, branch: String, sha: String, updatedAt: String = "2026-11-24T09:00:00Z",
-                     repo: String = "acme/web", delivery: String = UUID().uuidString, port: Int? = nil,
-                     headRepo: String? = nil, label: String? = nil, sender: String? = nil, title: String? = nil,
-                     author: String? = nil) async throws -> (Int, String) {
-        let body = try Fixtures.pullRequest(action: action, repo: repo, number: number, branch: branch, sha: sha, updatedAt: updatedAt,
-                                            headRepo: headRepo, label: label, sender: sender, title: title, author: author)
+    public func send(
+        _ action: String,
+        number: Int,
+        branch: String,
+        sha: String,
+        updatedAt: String = "2026-11-24T09:00:00Z",
+        repo: String = "acme/web",
+        delivery: String = UUID().uuidString,
+        port: Int? = nil,
+        headRepo: String? = nil,
+        label: String? = nil,
+        sender: String? = nil,
+        title: String? = nil,
+        author: String? = nil
+    ) async throws -> (Int, String) {
+        let body = try Fixtures.pullRequest(
+            action: action,
+            repo: repo,
+            number: number,
+            branch: branch,
+            sha: sha,
+            updatedAt: updatedAt,
+            headRepo: headRepo,
+            label: label,
+            sender: sender,
+            title: title,
+            author: author
+        )
         // GitHub shows what the delivery says: a labeled PR carries the label at that head (Stager reads it back).
         if action == "labeled", let label { await github.setPull(repo: repo, number: number, branch: branch, sha: sha, labels: [label]) }
         return try await post(body, event: "pull_request", delivery: delivery, port: port)
@@ -205,8 +259,13 @@ public final class E2EHarness: @unchecked Sendable {
 
     /// A `push` of `branch` to `after` (or its deletion), as GitHub sends it.
     @discardableResult
-    public func push(_ branch: String, after: String, deleted: Bool = false, repo: String = "acme/web",
-                     delivery: String = UUID().uuidString) async throws -> (Int, String) {
+    public func push(
+        _ branch: String,
+        after: String,
+        deleted: Bool = false,
+        repo: String = "acme/web",
+        delivery: String = UUID().uuidString
+    ) async throws -> (Int, String) {
         try await post(try Fixtures.push(repo: repo, ref: "refs/heads/\(branch)", after: after, deleted: deleted), event: "push", delivery: delivery)
     }
 
@@ -216,13 +275,24 @@ public final class E2EHarness: @unchecked Sendable {
     }
 
     /// Waits until the branch's environment has `status`.
-    public func waitBranch(_ branch: String, repo: String = "acme/web", status: EnvironmentStatus, timeout: Duration = .seconds(60)) async throws -> Bool {
+    public func waitBranch(
+        _ branch: String,
+        repo: String = "acme/web",
+        status: EnvironmentStatus,
+        timeout: Duration = .seconds(60)
+    ) async throws -> Bool {
         try await waitUntil(timeout: timeout) { try self.branchEnvironment(branch, repo: repo)?.status == status }
     }
 
     /// POSTs a raw body to /webhook, signed with `secret` (the global one by default) unless `signed` is false.
-    public func post(_ body: Data, event: String, delivery: String = UUID().uuidString, port: Int? = nil,
-                     secret: String = TestConfig.secret, signed: Bool = true) async throws -> (Int, String) {
+    public func post(
+        _ body: Data,
+        event: String,
+        delivery: String = UUID().uuidString,
+        port: Int? = nil,
+        secret: String = TestConfig.secret,
+        signed: Bool = true
+    ) async throws -> (Int, String) {
         var headers = [("Content-Type", "application/json"), ("X-GitHub-Event", event), ("X-GitHub-Delivery", delivery)]
         if signed { headers.append(("X-Hub-Signature-256", WebhookSignature(secret: secret).header(for: body))) }
         return try await sender.post("http://127.0.0.1:\(port ?? self.port)/webhook", headers: headers, body: body)
@@ -283,7 +353,12 @@ public final class E2EHarness: @unchecked Sendable {
     /// Waits until the environment has `status` and its comment is published (the comment follows the status).
     /// 60 s: with every suite starting at once, one `docker run` took 20 s in a full run, and two deploys
     /// missed a 30 s wait.
-    public func waitSettled(_ number: Int, repo: String = "acme/web", status: EnvironmentStatus, timeout: Duration = .seconds(60)) async throws -> Bool {
+    public func waitSettled(
+        _ number: Int,
+        repo: String = "acme/web",
+        status: EnvironmentStatus,
+        timeout: Duration = .seconds(60)
+    ) async throws -> Bool {
         try await waitUntil(timeout: timeout) {
             guard let env = try self.environment(number, repo: repo) else { return false }
             return env.status == status && !env.commentPending

@@ -21,12 +21,23 @@ public enum Fixtures {
 
     /// A `pull_request` delivery built from the sample payload with the given fields replaced.
     /// `headRepo` other than `repo` makes it a fork PR; `label` and `sender` make a `labeled` event.
-    public static func pullRequest(action: String, repo: String, number: Int, branch: String, sha: String,
-                                   updatedAt: String = "2026-11-24T09:00:00Z", headRepo: String? = nil,
-                                   label: String? = nil, sender: String? = nil, title: String? = nil, author: String? = nil) throws -> Data {
+    public static func pullRequest(
+        action: String,
+        repo: String,
+        number: Int,
+        branch: String,
+        sha: String,
+        updatedAt: String = "2026-11-24T09:00:00Z",
+        headRepo: String? = nil,
+        label: String? = nil,
+        sender: String? = nil,
+        title: String? = nil,
+        author: String? = nil
+    ) throws -> Data {
         guard var root = try JSONSerialization.jsonObject(with: samplePayload) as? [String: Any],
-              var pr = root["pull_request"] as? [String: Any], var head = pr["head"] as? [String: Any],
-              var repository = root["repository"] as? [String: Any] else {
+            var pr = root["pull_request"] as? [String: Any], var head = pr["head"] as? [String: Any],
+            var repository = root["repository"] as? [String: Any]
+        else {
             throw CocoaError(.fileReadCorruptFile)
         }
         root["action"] = action
@@ -58,7 +69,8 @@ public enum Fixtures {
         guard let folder = shared else { throw CocoaError(.fileNoSuchFile) }
         let file = folder.appendingPathComponent("webhooks/\(deleted ? "push.deleted" : "push").json")
         guard var root = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any],
-              var repository = root["repository"] as? [String: Any] else {
+            var repository = root["repository"] as? [String: Any]
+        else {
             throw CocoaError(.fileReadCorruptFile)
         }
         root["ref"] = ref

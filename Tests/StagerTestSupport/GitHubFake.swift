@@ -35,8 +35,14 @@ public actor GitHubFake {
         public var method: String?
         /// The request is carried out (stored) first, and the fault is the answer: GitHub's "stored, then 500".
         public var afterStoring: Bool
-        public init(status: Int, headers: [String: String] = [:], body: String = "{\"message\":\"Server Error\"}",
-                    pathContains: String = "", method: String? = nil, afterStoring: Bool = false) {
+        public init(
+            status: Int,
+            headers: [String: String] = [:],
+            body: String = "{\"message\":\"Server Error\"}",
+            pathContains: String = "",
+            method: String? = nil,
+            afterStoring: Bool = false
+        ) {
             self.afterStoring = afterStoring
             self.status = status
             self.headers = headers
@@ -110,10 +116,26 @@ public actor GitHubFake {
         requests.filter { $0.method == method && $0.path.hasSuffix(pathSuffix) }.count
     }
 
-    public func setPull(repo: String = "acme/web", number: Int, branch: String, sha: String, state: String = "open",
-                        merged: Bool = false, updatedAt: String = "2026-11-24T09:00:00Z", labels: [String] = []) {
-        pulls["\(repo)#\(number)"] = Pull(repo: repo, number: number, branch: branch, sha: sha, state: state, merged: merged, updatedAt: updatedAt,
-                                           labels: labels)
+    public func setPull(
+        repo: String = "acme/web",
+        number: Int,
+        branch: String,
+        sha: String,
+        state: String = "open",
+        merged: Bool = false,
+        updatedAt: String = "2026-11-24T09:00:00Z",
+        labels: [String] = []
+    ) {
+        pulls["\(repo)#\(number)"] = Pull(
+            repo: repo,
+            number: number,
+            branch: branch,
+            sha: sha,
+            state: state,
+            merged: merged,
+            updatedAt: updatedAt,
+            labels: labels
+        )
     }
 
     public func removePull(repo: String = "acme/web", number: Int) {
@@ -183,7 +205,11 @@ public actor GitHubFake {
     }
 
     func takeFault(method: String, path: String) -> Fault? {
-        guard let index = faults.firstIndex(where: { (path.contains($0.pathContains) || $0.pathContains.isEmpty) && ($0.method == nil || $0.method == method) }) else {
+        guard
+            let index = faults.firstIndex(where: {
+                (path.contains($0.pathContains) || $0.pathContains.isEmpty) && ($0.method == nil || $0.method == method)
+            })
+        else {
             return nil
         }
         return faults.remove(at: index)
@@ -206,7 +232,8 @@ public actor GitHubFake {
         let slice = Array(all.dropFirst((page - 1) * perPage).prefix(perPage))
         var headers: HTTPFields = [.contentType: "application/json"]
         if page * perPage < all.count {
-            headers[HTTPFields.Element.Name("Link")!] = "<http://\(request.head.authority ?? "127.0.0.1")/repos/\(repo)/issues/\(issue)/comments?per_page=\(perPage)&page=\(page + 1)>; rel=\"next\""
+            headers[HTTPFields.Element.Name("Link")!] =
+                "<http://\(request.head.authority ?? "127.0.0.1")/repos/\(repo)/issues/\(issue)/comments?per_page=\(perPage)&page=\(page + 1)>; rel=\"next\""
         }
         return try json(slice.map(Self.render), status: .ok, headers: headers)
     }
@@ -221,7 +248,8 @@ public actor GitHubFake {
         let slice = Array(all.dropFirst((page - 1) * perPage).prefix(perPage))
         var headers: HTTPFields = [:]
         if page * perPage < all.count {
-            headers[HTTPFields.Element.Name("Link")!] = "<http://\(request.head.authority ?? "127.0.0.1")/repos/\(repo)/pulls?state=\(state)&per_page=\(perPage)&page=\(page + 1)>; rel=\"next\""
+            headers[HTTPFields.Element.Name("Link")!] =
+                "<http://\(request.head.authority ?? "127.0.0.1")/repos/\(repo)/pulls?state=\(state)&per_page=\(perPage)&page=\(page + 1)>; rel=\"next\""
         }
         return try json(slice.map(Self.render), status: .ok, headers: headers)
     }
@@ -267,7 +295,9 @@ public actor GitHubFake {
     /// Checks the body the way GitHub does: `ref` required, every field of its documented type.
     private func createDeployment(_ request: Request, _ context: some RequestContext) async throws -> Response {
         guard let object = try await Self.bodyObject(request) else { return Self.message(.badRequest, "Problems parsing JSON") }
-        guard let ref = object["ref"] as? String, !ref.isEmpty else { return Self.message(.unprocessableContent, "Invalid request.\n\n\"ref\" wasn't supplied.") }
+        guard let ref = object["ref"] as? String, !ref.isEmpty else {
+            return Self.message(.unprocessableContent, "Invalid request.\n\n\"ref\" wasn't supplied.")
+        }
         for flag in ["auto_merge", "transient_environment", "production_environment"] where object[flag] != nil && !(object[flag] is Bool) {
             return Self.message(.unprocessableContent, "Invalid request.\n\nFor '\(flag)', is not a boolean.")
         }
@@ -285,11 +315,16 @@ public actor GitHubFake {
         nextID += 1
         let environment = object["environment"] as? String ?? "production"
         let deployment = Deployment(
-            id: nextID, repo: repo(context), ref: ref, environment: environment,
+            id: nextID,
+            repo: repo(context),
+            ref: ref,
+            environment: environment,
             transient: object["transient_environment"] as? Bool ?? false,
             production: object["production_environment"] as? Bool ?? (environment == "production"),
-            autoMerge: autoMerge, requiredContexts: contexts,
-            payload: (object["payload"] as? [String: Any])?.compactMapValues { $0 as? String } ?? [:], statuses: []
+            autoMerge: autoMerge,
+            requiredContexts: contexts,
+            payload: (object["payload"] as? [String: Any])?.compactMapValues { $0 as? String } ?? [:],
+            statuses: []
         )
         deployments.append(deployment)
         return try json(Self.render(deployment, authority: request.head.authority), status: .created, headers: [:])
@@ -307,35 +342,52 @@ public actor GitHubFake {
     private func listDeployments(_ request: Request, _ context: some RequestContext) async throws -> Response {
         let sha = request.uri.queryParameters.get("sha")
         let environment = request.uri.queryParameters.get("environment")
-        let matching = deployments.filter { $0.repo == repo(context) && (sha == nil || $0.ref == sha) && (environment == nil || $0.environment == environment) }
+        let matching = deployments.filter {
+            $0.repo == repo(context) && (sha == nil || $0.ref == sha) && (environment == nil || $0.environment == environment)
+        }
         return try json(matching.reversed().map { Self.render($0, authority: request.head.authority) }, status: .ok, headers: [:])
     }
 
     /// `GET …/deployments/{id}/statuses`, newest first.
     private func listDeploymentStatuses(_ request: Request, _ context: some RequestContext) async throws -> Response {
         guard let id = Int64(context.parameters.get("id") ?? ""),
-              let deployment = deployments.first(where: { $0.id == id && $0.repo == repo(context) }) else { return Self.notFound() }
-        return try json(deployment.statuses.reversed().map { status -> [String: Any] in
-            ["state": status.state, "description": status.description, "environment_url": status.environmentURL, "log_url": status.logURL]
-        }, status: .ok, headers: [:])
+            let deployment = deployments.first(where: { $0.id == id && $0.repo == repo(context) })
+        else { return Self.notFound() }
+        return try json(
+            deployment.statuses.reversed().map { status -> [String: Any] in
+                ["state": status.state, "description": status.description, "environment_url": status.environmentURL, "log_url": status.logURL]
+            },
+            status: .ok,
+            headers: [:]
+        )
     }
 
     private func createDeploymentStatus(_ request: Request, _ context: some RequestContext) async throws -> Response {
         guard let id = Int64(context.parameters.get("id") ?? ""),
-              let index = deployments.firstIndex(where: { $0.id == id && $0.repo == repo(context) }) else { return Self.notFound() }
+            let index = deployments.firstIndex(where: { $0.id == id && $0.repo == repo(context) })
+        else { return Self.notFound() }
         guard let object = try await Self.bodyObject(request) else { return Self.message(.badRequest, "Problems parsing JSON") }
         let states = ["error", "failure", "inactive", "in_progress", "queued", "pending", "success"]
         guard let state = object["state"] as? String, states.contains(state) else {
             return Self.message(.unprocessableContent, "Invalid request.\n\n\"state\" wasn't supplied or is not one of \(states).")
         }
         let description = object["description"] as? String ?? ""
-        guard description.count <= 140 else { return Self.message(.unprocessableContent, "Validation Failed: description is too long (maximum is 140 characters)") }
-        let status = DeploymentStatus(state: state, environmentURL: object["environment_url"] as? String ?? "",
-                                      logURL: object["log_url"] as? String ?? "", description: description)
+        guard description.count <= 140 else {
+            return Self.message(.unprocessableContent, "Validation Failed: description is too long (maximum is 140 characters)")
+        }
+        let status = DeploymentStatus(
+            state: state,
+            environmentURL: object["environment_url"] as? String ?? "",
+            logURL: object["log_url"] as? String ?? "",
+            description: description
+        )
         deployments[index].statuses.append(status)
         nextID += 1
-        return try json(["id": nextID, "state": state, "environment_url": status.environmentURL, "log_url": status.logURL] as [String: Any],
-                        status: .created, headers: [.location: "/repos/\(repo(context))/deployments/\(id)/statuses/\(nextID)"])
+        return try json(
+            ["id": nextID, "state": state, "environment_url": status.environmentURL, "log_url": status.logURL] as [String: Any],
+            status: .created,
+            headers: [.location: "/repos/\(repo(context))/deployments/\(id)/statuses/\(nextID)"]
+        )
     }
 
     private static func bodyObject(_ request: Request) async throws -> [String: Any]? {
@@ -349,8 +401,11 @@ public actor GitHubFake {
     }
 
     private static func render(_ comment: Comment) -> [String: String] {
-        ["id": String(comment.id), "body": comment.body, "html_url": "https://github.com/\(comment.repo)/pull/\(comment.issue)#issuecomment-\(comment.id)",
-         "user_login": comment.author]
+        [
+            "id": String(comment.id), "body": comment.body,
+            "html_url": "https://github.com/\(comment.repo)/pull/\(comment.issue)#issuecomment-\(comment.id)",
+            "user_login": comment.author,
+        ]
     }
 
     private func json(_ value: Any, status: HTTPResponse.Status, headers: HTTPFields) throws -> Response {

@@ -24,8 +24,12 @@ public enum Load {
         public func stop() { stopped = true }
     }
 
-    public static func run(perSecond: Int, limit: Duration, until stop: Switch,
-                           _ request: @escaping @Sendable (_ id: Int) async throws -> ProbeAnswer) async -> [Outcome] {
+    public static func run(
+        perSecond: Int,
+        limit: Duration,
+        until stop: Switch,
+        _ request: @escaping @Sendable (_ id: Int) async throws -> ProbeAnswer
+    ) async -> [Outcome] {
         let clock = ContinuousClock()
         let start = clock.now
         let interval = Duration.seconds(1) / perSecond
@@ -36,8 +40,14 @@ public enum Load {
                 group.addTask {
                     let began = clock.now
                     let answer = await Result(catching: { try await request(id) })
-                    return Outcome(id: id, status: try? answer.get().status, error: answer.failureDescription, body: (try? answer.get().body) ?? "",
-                                   latency: clock.now - began, sentAt: began - start)
+                    return Outcome(
+                        id: id,
+                        status: try? answer.get().status,
+                        error: answer.failureDescription,
+                        body: (try? answer.get().body) ?? "",
+                        latency: clock.now - began,
+                        sentAt: began - start
+                    )
                 }
                 sent += 1
                 // Paced from the start, not from the last send, so slow answers do not lower the rate.

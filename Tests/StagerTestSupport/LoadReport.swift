@@ -27,17 +27,28 @@ public struct LoadReport: Sendable, CustomStringConvertible {
         let nginx = server.map(\.requestTime).sorted()
         let upstream = server.compactMap(\.upstreamTime).sorted()
         func p99(_ values: [Double]) -> Double { values.isEmpty ? 0 : values[min(values.count - 1, values.count * 99 / 100)] }
-        return String(format: "%d sent, %d logged by nginx; client p99 %.3f s max %.3f s; nginx p99 %.3f s max %.3f s, of it upstream p99 %.3f s (%d answers took 1 s or more)",
-                      outcomes.count, server.count, p99(client), client.last ?? 0, p99(nginx), nginx.last ?? 0, p99(upstream),
-                      upstream.filter { $0 >= 1 }.count)
+        return String(
+            format:
+                "%d sent, %d logged by nginx; client p99 %.3f s max %.3f s; nginx p99 %.3f s max %.3f s, of it upstream p99 %.3f s (%d answers took 1 s or more)",
+            outcomes.count,
+            server.count,
+            p99(client),
+            client.last ?? 0,
+            p99(nginx),
+            nginx.last ?? 0,
+            p99(upstream),
+            upstream.filter { $0 >= 1 }.count
+        )
     }
 
     public var description: String {
         guard !lines.isEmpty else { return "none failed" }
         let first = lines.prefix(8).map { line in
-            let client = "#\(line.outcome.id) sent at \(line.outcome.sentAt), \(line.outcome.status.map { "status \($0)" } ?? "no answer (\(line.outcome.error ?? "?"))") after \(line.outcome.latency)"
+            let client =
+                "#\(line.outcome.id) sent at \(line.outcome.sentAt), \(line.outcome.status.map { "status \($0)" } ?? "no answer (\(line.outcome.error ?? "?"))") after \(line.outcome.latency)"
             guard let server = line.server else { return client + "; nginx: no line" }
-            return client + "; nginx: \(server.status) in \(server.requestTime) s, upstream \(server.upstream ?? "-") in \(server.upstreamTime.map { "\($0) s" } ?? "-")"
+            return client
+                + "; nginx: \(server.status) in \(server.requestTime) s, upstream \(server.upstream ?? "-") in \(server.upstreamTime.map { "\($0) s" } ?? "-")"
         }
         return "\(servedButNotTaken) answered 200 by nginx within 1 s, \(neverSeen) never logged by nginx; first: " + first.joined(separator: " | ")
     }

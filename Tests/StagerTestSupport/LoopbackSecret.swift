@@ -11,8 +11,12 @@ public enum LoopbackSecret {
         router.get("/") { _, _ in secret }
         router.get("**") { _, _ in secret }
         let port = PortBox()
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "loopback-secret"),
-                              onServerRunning: { channel in await port.set(channel.localAddress?.port ?? 0) }, logger: .init(label: "loopback-secret"))
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "loopback-secret"),
+            onServerRunning: { channel in await port.set(channel.localAddress?.port ?? 0) },
+            logger: .init(label: "loopback-secret")
+        )
         let server = ServiceRunner(app, logger: .init(label: "loopback-secret"))
         return (try await port.wait(), secret, server)
     }

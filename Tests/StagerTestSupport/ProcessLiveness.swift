@@ -6,7 +6,8 @@ public enum ProcessLiveness {
     public static func isRunning(_ pid: pid_t) -> Bool {
         // /proc/<pid>/stat: "pid (comm) state …"; comm may hold spaces, so the state follows the last ')'.
         guard pid > 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
+            let close = stat.lastIndex(of: ")")
+        else { return false }
         return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first != "Z"
     }
 }

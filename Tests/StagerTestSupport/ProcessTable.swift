@@ -1,5 +1,6 @@
 import Foundation
 import Subprocess
+
 #if canImport(System)
 import System
 #else
@@ -20,15 +21,20 @@ public enum ProcessTable {
     }
 
     public static func watch(_ binary: String, _ arguments: [String], environment: [String: String], in dir: URL) async throws -> Watched {
-        let out = dir.appendingPathComponent("watched.out"), err = dir.appendingPathComponent("watched.err")
+        let out = dir.appendingPathComponent("watched.out")
+        let err = dir.appendingPathComponent("watched.err")
         let outFD = try FileDescriptor.open(FilePath(out.path), .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite])
         let errFD = try FileDescriptor.open(FilePath(err.path), .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite])
         var variables: [Subprocess.Environment.Key: String?] = [:]
         for (key, value) in environment { if let name = Subprocess.Environment.Key(rawValue: key) { variables[name] = value } }
         let me = getpid()
         let result = try await Subprocess.run(
-            .path(FilePath(binary)), arguments: Arguments(arguments), environment: .inherit.updating(variables), input: .none,
-            output: .fileDescriptor(outFD, closeAfterSpawningProcess: true), error: .fileDescriptor(errFD, closeAfterSpawningProcess: true)
+            .path(FilePath(binary)),
+            arguments: Arguments(arguments),
+            environment: .inherit.updating(variables),
+            input: .none,
+            output: .fileDescriptor(outFD, closeAfterSpawningProcess: true),
+            error: .fileDescriptor(errFD, closeAfterSpawningProcess: true)
         ) { execution in
             let command = execution.processIdentifier.value
             var children = Set<String>()
@@ -47,12 +53,20 @@ public enum ProcessTable {
         case .exited(let value): code = value
         case .signaled(let signal): code = 128 + signal
         }
-        return Watched(exitCode: code, standardOutput: try String(contentsOf: out, encoding: .utf8),
-                       standardError: try String(contentsOf: err, encoding: .utf8),
-                       childrenOfCommand: result.closureResult.0, dockerOfServe: result.closureResult.1)
+        return Watched(
+            exitCode: code,
+            standardOutput: try String(contentsOf: out, encoding: .utf8),
+            standardError: try String(contentsOf: err, encoding: .utf8),
+            childrenOfCommand: result.closureResult.0,
+            dockerOfServe: result.closureResult.1
+        )
     }
 
-    struct Entry { var name: String; var state: String; var parent: Int32 }
+    struct Entry {
+        var name: String
+        var state: String
+        var parent: Int32
+    }
 
     /// Every process's name, state and parent, from /proc/<pid>/stat.
     static func snapshot() -> [Int32: Entry]? {
@@ -60,7 +74,8 @@ public enum ProcessTable {
         var table: [Int32: Entry] = [:]
         for name in names {
             guard let pid = Int32(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
-                  let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { continue }  // gone meanwhile
+                let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
+            else { continue }  // gone meanwhile
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             guard fields.count > 2, let parent = Int32(fields[1]) else { continue }
             table[pid] = Entry(name: String(stat[stat.index(after: open)..<close]), state: String(fields[0]), parent: parent)

@@ -29,7 +29,9 @@ public struct PrometheusText: Sendable {
                 let parts = line.split(separator: " ", maxSplits: 3).map(String.init)
                 guard parts.count >= 3, ["HELP", "TYPE"].contains(parts[1]), Self.isName(parts[2]) else { throw problem("bad comment line") }
                 if parts[1] == "TYPE" {
-                    guard parts.count == 4, ["counter", "gauge", "histogram", "summary", "untyped"].contains(parts[3]) else { throw problem("bad TYPE") }
+                    guard parts.count == 4, ["counter", "gauge", "histogram", "summary", "untyped"].contains(parts[3]) else {
+                        throw problem("bad TYPE")
+                    }
                     guard types[parts[2]] == nil else { throw problem("TYPE given twice") }
                     types[parts[2]] = parts[3]
                 }
@@ -84,12 +86,13 @@ public struct PrometheusText: Sendable {
         guard rest.first == " " else { throw problem("expected a space before the value") }
         let fields = rest.dropFirst().split(separator: " ")
         guard let text = fields.first, fields.count <= 2 else { throw problem("expected a value and at most a timestamp") }
-        let value: Double? = switch text {
-        case "+Inf": .infinity
-        case "-Inf": -.infinity
-        case "NaN": .nan
-        default: Double(text)
-        }
+        let value: Double? =
+            switch text {
+            case "+Inf": .infinity
+            case "-Inf": -.infinity
+            case "NaN": .nan
+            default: Double(text)
+            }
         guard let value else { throw problem("value is not a number") }
         return Sample(name: name, labels: labels, value: value)
     }

@@ -37,8 +37,12 @@ public actor SlackFake {
             router.post(RouterPath(prefix)) { request, _ in try await self.take(request) }
         }
         let port = PortBox()
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "slack-fake"),
-                              onServerRunning: { channel in await port.set(channel.localAddress?.port ?? 0) }, logger: .init(label: "slack-fake"))
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "slack-fake"),
+            onServerRunning: { channel in await port.set(channel.localAddress?.port ?? 0) },
+            logger: .init(label: "slack-fake")
+        )
         let server = ServiceRunner(app, logger: .init(label: "slack-fake"))
         guard let url = URL(string: "http://127.0.0.1:\(try await port.wait())") else { throw URLError(.badURL) }
         return (url, server)
@@ -55,9 +59,13 @@ public actor SlackFake {
         if !failures.isEmpty {
             return Self.answer(HTTPResponse.Status(code: failures.removeFirst()), "internal_error")
         }
-        struct Message: Decodable { var text: String?; var response_type: String? }
+        struct Message: Decodable {
+            var text: String?
+            var response_type: String?
+        }
         guard request.headers[.contentType]?.hasPrefix("application/json") == true,
-              let message = try? JSONDecoder().decode(Message.self, from: Data(body.readableBytesView)), let text = message.text, !text.isEmpty else {
+            let message = try? JSONDecoder().decode(Message.self, from: Data(body.readableBytesView)), let text = message.text, !text.isEmpty
+        else {
             return Self.answer(.badRequest, "no_text")
         }
         posts.append(Post(path: request.uri.path, text: text, responseType: message.response_type))

@@ -1,6 +1,7 @@
 import Foundation
 import StagerKit
 import Subprocess
+
 #if canImport(System)
 import System
 #else
@@ -27,7 +28,8 @@ public final class StagerProcess: @unchecked Sendable {
         let variables = env
         task = Task {
             let result = try await Subprocess.run(
-                .path(FilePath(binary)), arguments: ["serve", "--config", config.path],
+                .path(FilePath(binary)),
+                arguments: ["serve", "--config", config.path],
                 environment: .inherit.updating(variables),
                 input: .none,
                 output: .fileDescriptor(logFD, closeAfterSpawningProcess: false),
@@ -66,4 +68,3 @@ public final class StagerProcess: @unchecked Sendable {
         try await task.value
     }
 }
-

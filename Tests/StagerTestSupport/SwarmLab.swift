@@ -66,7 +66,10 @@ public actor SwarmLab {
     /// The swarm's nodes as the manager sees them: id, address, state, availability.
     public func nodeTable() async throws -> [(id: String, address: String, state: String, availability: String)] {
         let ids = try await docker("n1", ["node", "ls", "-q"]).split(separator: "\n").map(String.init)
-        let lines = try await docker("n1", ["node", "inspect", "--format", "{{.ID}} {{.Status.Addr}} {{.Status.State}} {{.Spec.Availability}}"] + ids)
+        let lines = try await docker(
+            "n1",
+            ["node", "inspect", "--format", "{{.ID}} {{.Status.Addr}} {{.Status.State}} {{.Spec.Availability}}"] + ids
+        )
         return lines.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ").map(String.init)
             return fields.count == 4 ? (fields[0], fields[1], fields[2], fields[3]) : nil

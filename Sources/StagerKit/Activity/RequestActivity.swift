@@ -48,9 +48,12 @@ public final class RequestActivity: Service, Sendable {
                 }
         } catch {
             // serve keeps working; only last_request_at stays empty. Said loudly: it is a configuration problem.
-            logger.error("cannot listen for nginx's request lines; last_request_at will not move", metadata: [
-                "activity_listen": "\(host):\(port)", "error": "\(error)",
-            ])
+            logger.error(
+                "cannot listen for nginx's request lines; last_request_at will not move",
+                metadata: [
+                    "activity_listen": "\(host):\(port)", "error": "\(error)",
+                ]
+            )
             try await gracefulShutdown()
             return
         }

@@ -9,9 +9,15 @@ extension Preflight {
             let nodes = try await swarm.nodes().values.sorted { ($0.address, $0.id) < ($1.address, $1.id) }
             let usable = nodes.filter { $0.ready && $0.availability == "active" }
             let listed = nodes.map { "\($0.hostname) \($0.address) \($0.state) \($0.availability) \($0.role)" }.joined(separator: "; ")
-            results.append(usable.isEmpty
-                ? Result(name: "swarm nodes", passed: false, detail: "no node is ready and active (\(listed.isEmpty ? "none" : listed)); nginx must reach a node's address")
-                : Result(name: "swarm nodes", passed: true, detail: "\(usable.count) of \(nodes.count) ready and active: \(listed)"))
+            results.append(
+                usable.isEmpty
+                    ? Result(
+                        name: "swarm nodes",
+                        passed: false,
+                        detail: "no node is ready and active (\(listed.isEmpty ? "none" : listed)); nginx must reach a node's address"
+                    )
+                    : Result(name: "swarm nodes", passed: true, detail: "\(usable.count) of \(nodes.count) ready and active: \(listed)")
+            )
         } catch {
             results.append(Result(name: "swarm nodes", passed: false, detail: "\(error)"))
         }
@@ -28,11 +34,18 @@ extension Preflight {
         do {
             try await swarm.ensureNetwork(name, labels: [ContainerLabels.managed: "true", ContainerLabels.instance: config.instance])
             try await swarm.remove(StackResource(kind: .network, name: name, repo: "", number: 0))
-            return Result(name: "overlay network", passed: true, detail: "an attachable overlay network can be made: an environment's services share one")
+            return Result(
+                name: "overlay network",
+                passed: true,
+                detail: "an attachable overlay network can be made: an environment's services share one"
+            )
         } catch {
-            return Result(name: "overlay network", passed: !needed,
-                          detail: "no overlay network can be made (\(error)): services beside an app cannot reach each other on this swarm"
-                            + (needed ? "; open the swarm's ports between nodes (TCP 7946, UDP 7946 and 4789)" : " (no repository has services)"))
+            return Result(
+                name: "overlay network",
+                passed: !needed,
+                detail: "no overlay network can be made (\(error)): services beside an app cannot reach each other on this swarm"
+                    + (needed ? "; open the swarm's ports between nodes (TCP 7946, UDP 7946 and 4789)" : " (no repository has services)")
+            )
         }
     }
 
@@ -45,7 +58,11 @@ extension Preflight {
             let answer = try await HTTPProbe().get(host: host, port: port, path: "/v2/")
             return Result(name: "swarm registry", passed: true, detail: "\(registry) answers (\(answer.status)); built images are pushed there")
         } catch {
-            return Result(name: "swarm registry", passed: false, detail: "\(registry) does not answer (\(error)); built images cannot reach the nodes")
+            return Result(
+                name: "swarm registry",
+                passed: false,
+                detail: "\(registry) does not answer (\(error)); built images cannot reach the nodes"
+            )
         }
     }
 
@@ -53,10 +70,24 @@ extension Preflight {
     private func templateRoutesToNodes() async -> Result {
         let name = "vhost template on swarm"
         do {
-            let rendered = try await renderedVhost(Route(key: PullRequestKey(repo: "check/check", number: 1), slug: "check", hostName: "check.invalid",
-                                                         upstreamPort: 30999, containerName: "check", sha: "check", upstreamHost: "192.0.2.7"))
+            let rendered = try await renderedVhost(
+                Route(
+                    key: PullRequestKey(repo: "check/check", number: 1),
+                    slug: "check",
+                    hostName: "check.invalid",
+                    upstreamPort: 30999,
+                    containerName: "check",
+                    sha: "check",
+                    upstreamHost: "192.0.2.7"
+                )
+            )
             guard rendered.contains("192.0.2.7:30999") else {
-                return Result(name: name, passed: false, detail: "the vhost template does not route to {{upstream_host}}:{{upstream_port}}; copy proxy_pass from the built-in vhost.conf.mustache")
+                return Result(
+                    name: name,
+                    passed: false,
+                    detail:
+                        "the vhost template does not route to {{upstream_host}}:{{upstream_port}}; copy proxy_pass from the built-in vhost.conf.mustache"
+                )
             }
             return Result(name: name, passed: true, detail: "the vhost routes to the node that runs the task")
         } catch {

@@ -20,11 +20,19 @@ public struct Preflight: Sendable {
     }
 
     public func run() async -> [Result] {
-        var results = [Result(name: "config", passed: true, detail: "\(config.configFile?.path ?? "(embedded)") is valid, \(config.repos.count) repositories")]
+        var results = [
+            Result(name: "config", passed: true, detail: "\(config.configFile?.path ?? "(embedded)") is valid, \(config.repos.count) repositories")
+        ]
         let docker = config.makeRuntime(runner: runner)
         do {
             try await docker.ping()
-            results.append(Result(name: "engine", passed: true, detail: config.runtime == .swarm ? "docker.command reaches a manager of an active swarm" : "the Docker engine answers"))
+            results.append(
+                Result(
+                    name: "engine",
+                    passed: true,
+                    detail: config.runtime == .swarm ? "docker.command reaches a manager of an active swarm" : "the Docker engine answers"
+                )
+            )
             results += await seedVolumes(docker)
             results += await buildLimits()
             if let swarm = docker as? SwarmRuntime { results += await swarmChecks(swarm) }
@@ -37,7 +45,13 @@ public struct Preflight: Sendable {
             results.append(Result(name: "nginx", passed: true, detail: "`\(config.nginx.testCommand.joined(separator: " "))` passes"))
         } else {
             let message = test?.message ?? "could not run it"
-            results.append(Result(name: "nginx", passed: false, detail: "`\(config.nginx.testCommand.joined(separator: " "))` fails: \(message); fix nginx.test_command or nginx's configuration"))
+            results.append(
+                Result(
+                    name: "nginx",
+                    passed: false,
+                    detail: "`\(config.nginx.testCommand.joined(separator: " "))` fails: \(message); fix nginx.test_command or nginx's configuration"
+                )
+            )
         }
         results += await sitesIncluded()
         results += await wakePathInTemplate()
@@ -52,11 +66,27 @@ public struct Preflight: Sendable {
         guard config.sleeps else { return [] }
         let name = "wake path"
         do {
-            let rendered = try await renderedVhost(Route(key: PullRequestKey(repo: "check/check", number: 1), slug: "check", hostName: "check.invalid",
-                                                         upstreamPort: 1, containerName: "check", sha: "check", asleep: true))
+            let rendered = try await renderedVhost(
+                Route(
+                    key: PullRequestKey(repo: "check/check", number: 1),
+                    slug: "check",
+                    hostName: "check.invalid",
+                    upstreamPort: 1,
+                    containerName: "check",
+                    sha: "check",
+                    asleep: true
+                )
+            )
             // The wake path, and the internal location a held request is handed back to (its regex escapes the dot).
             guard rendered.contains(WakePath.route), rendered.contains("stager-upstream/") else {
-                return [Result(name: name, passed: false, detail: "the vhost template has no {{#asleep}} part sending requests to the wake path; copy it from the built-in vhost.conf.mustache")]
+                return [
+                    Result(
+                        name: name,
+                        passed: false,
+                        detail:
+                            "the vhost template has no {{#asleep}} part sending requests to the wake path; copy it from the built-in vhost.conf.mustache"
+                    )
+                ]
             }
             return [Result(name: name, passed: true, detail: "the vhost template routes a sleeping environment to serve's wake path")]
         } catch {
@@ -73,7 +103,9 @@ public struct Preflight: Sendable {
             let names = Set((routed[repo.name] ?? []).map(\.name))
             func state(_ env: String) -> String { names.contains(env) ? "\(env) (routed)" : "\(env) (not routed now)" }
             var detail = "\(config.preview.url(forSlug: shared.name)) serves \(names.count) environment(s); default \(state(shared.defaultEnv))"
-            if let canary = shared.canary { detail += ", canary \(state(canary.env)) for \(SharedHostVhost.percent(canary.percent))% of new visitors" }
+            if let canary = shared.canary {
+                detail += ", canary \(state(canary.env)) for \(SharedHostVhost.percent(canary.percent))% of new visitors"
+            }
             if !names.contains(shared.defaultEnv) { detail += "; until the default is routed, a visitor with no choice gets 503" }
             return Result(name: "shared host \(repo.name)", passed: true, detail: detail)
         }
@@ -81,9 +113,13 @@ public struct Preflight: Sendable {
 
     /// The vhost serve would write for `route`, from the configured template.
     func renderedVhost(_ route: Route) async throws -> String {
-        let door = NginxFrontDoor(config: config.nginx, wakePath: WakePath(address: "127.0.0.1:1", token: "check", holdFor: config.wakeTimeout),
-                                  template: try Templates.load(overrideDir: config.templatesDir).vhost, runner: runner,
-                                  logger: Logger(label: "stager-check"))
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:1", token: "check", holdFor: config.wakeTimeout),
+            template: try Templates.load(overrideDir: config.templatesDir).vhost,
+            runner: runner,
+            logger: Logger(label: "stager-check")
+        )
         return await door.render(route)
     }
 
@@ -93,7 +129,9 @@ public struct Preflight: Sendable {
         let limits = "builds: at most \(config.build.timeout) each (build.timeout), \(config.build.memory) of memory (build.memory)"
         switch await BuildCgroup(config: config, runner: runner).parent() {
         case .success(let name):
-            return [Result(name: "build limits", passed: true, detail: "\(limits), \(config.build.pids) processes together (cgroup \(name), build.pids)")]
+            return [
+                Result(name: "build limits", passed: true, detail: "\(limits), \(config.build.pids) processes together (cgroup \(name), build.pids)")
+            ]
         case .failure(let problem):
             return [Result(name: "build limits", passed: true, detail: "\(limits); their processes are not bounded: \(problem)")]
         }
@@ -103,16 +141,24 @@ public struct Preflight: Sendable {
     private func seedVolumes(_ docker: any ContainerRuntime) async -> [Result] {
         var results: [Result] = []
         if config.repos.values.contains(where: { $0.services.contains { !$0.seed.isEmpty } }) {
-            results.append(Result(name: "seed copies", passed: true, detail: "\(SeedCopier.describe(seedImage: config.seedImage)); nothing is pulled"))
+            results.append(
+                Result(name: "seed copies", passed: true, detail: "\(SeedCopier.describe(seedImage: config.seedImage)); nothing is pulled")
+            )
         }
         for repo in config.repos.values.sorted(by: { $0.name < $1.name }) {
             for service in repo.services {
                 for (volume, seed) in service.seed.sorted(by: { $0.key < $1.key }) {
                     let name = "seed repos.\(repo.name).services.\(service.name).seed.\(volume)"
                     do {
-                        results.append(try await docker.volumeExists(seed)
-                            ? Result(name: name, passed: true, detail: "the docker volume \(seed) exists")
-                            : Result(name: name, passed: false, detail: "no docker volume \(seed); create it (docker volume create \(seed)) and fill it"))
+                        results.append(
+                            try await docker.volumeExists(seed)
+                                ? Result(name: name, passed: true, detail: "the docker volume \(seed) exists")
+                                : Result(
+                                    name: name,
+                                    passed: false,
+                                    detail: "no docker volume \(seed); create it (docker volume create \(seed)) and fill it"
+                                )
+                        )
                     } catch {
                         results.append(Result(name: name, passed: false, detail: "\(error)"))
                     }
@@ -141,11 +187,19 @@ public struct Preflight: Sendable {
         return [
             included(dir + "/")
                 ? Result(name: "nginx include", passed: true, detail: "nginx reads \(dir)")
-                : Result(name: "nginx include", passed: false, detail: "nginx's configuration does not include \(dir); add `include \(dir)/*.conf;` to its http block"),
+                : Result(
+                    name: "nginx include",
+                    passed: false,
+                    detail: "nginx's configuration does not include \(dir); add `include \(dir)/*.conf;` to its http block"
+                ),
             included(String(activity.dropLast(".conf".count)))
                 ? Result(name: "nginx activity include", passed: true, detail: "nginx reads \(activity): last_request_at moves with each request")
-                : Result(name: "nginx activity include", passed: false,
-                         detail: "nginx's configuration does not include \(activity); add `include \(pattern);` to its http block (or last_request_at never moves)"),
+                : Result(
+                    name: "nginx activity include",
+                    passed: false,
+                    detail:
+                        "nginx's configuration does not include \(activity); add `include \(pattern);` to its http block (or last_request_at never moves)"
+                ),
         ]
     }
 
@@ -162,8 +216,13 @@ public struct Preflight: Sendable {
                 try await client.canReadPullRequests(repo)
                 results.append(Result(name: "github \(repo)", passed: true, detail: "the token reads its pull requests"))
             } catch {
-                results.append(Result(name: "github \(repo)", passed: false,
-                                      detail: "\(error); give the token access to \(repo) (pull requests: read, issues: write) or fix github.api_url"))
+                results.append(
+                    Result(
+                        name: "github \(repo)",
+                        passed: false,
+                        detail: "\(error); give the token access to \(repo) (pull requests: read, issues: write) or fix github.api_url"
+                    )
+                )
             }
         }
         if results.isEmpty { results.append(Result(name: "github", passed: true, detail: "token set; no repositories configured")) }
@@ -179,7 +238,11 @@ public struct Preflight: Sendable {
             try FileManager.default.removeItem(at: probe)
             return Result(name: "sites_dir", passed: true, detail: "\(dir.path) is writable")
         } catch {
-            return Result(name: "sites_dir", passed: false, detail: "\(dir.path) is not writable (\(error.localizedDescription)); fix nginx.sites_dir")
+            return Result(
+                name: "sites_dir",
+                passed: false,
+                detail: "\(dir.path) is not writable (\(error.localizedDescription)); fix nginx.sites_dir"
+            )
         }
     }
 }

@@ -32,11 +32,20 @@ public struct StagerApp: Sendable {
     /// nil when no token is configured.
     public let github: GitHubClient?
 
-    public init(config: StagerConfig, runner: any CommandRunner = SubprocessRunner(niceness: 10), publisher: (any CommentPublisher)? = nil, logger: Logger) throws {
+    public init(
+        config: StagerConfig,
+        runner: any CommandRunner = SubprocessRunner(niceness: 10),
+        publisher: (any CommentPublisher)? = nil,
+        logger: Logger
+    ) throws {
         self.config = config
         let templates = try Templates.load(overrideDir: config.templatesDir)
         try Self.writeGeneratedHtpasswd(config)
-        let store = try Store(path: config.dataDir.appendingPathComponent("stager.sqlite"), reservedSlugs: config.reservedSlugs, branchSlugs: config.branchSlugs)
+        let store = try Store(
+            path: config.dataDir.appendingPathComponent("stager.sqlite"),
+            reservedSlugs: config.reservedSlugs,
+            branchSlugs: config.branchSlugs
+        )
         let metrics = StagerMetrics()
         let secrets = SecretValues(config: config)
         self.secrets = secrets
@@ -48,14 +57,33 @@ public struct StagerApp: Sendable {
         let deps = Dependencies(
             store: store,
             runtime: config.makeRuntime(runner: runner, scratchDir: config.dataDir.appendingPathComponent("run")),
-            frontDoor: NginxFrontDoor(config: config.nginx, wakePath: wakePath, template: templates.vhost, runner: runner, probe: probe, metrics: metrics,
-                                      shared: SharedHostVhost(config: config, keys: wakePath.keys), logger: logger),
-            templates: templates, metrics: metrics, logger: logger
+            frontDoor: NginxFrontDoor(
+                config: config.nginx,
+                wakePath: wakePath,
+                template: templates.vhost,
+                runner: runner,
+                probe: probe,
+                metrics: metrics,
+                shared: SharedHostVhost(config: config, keys: wakePath.keys),
+                logger: logger
+            ),
+            templates: templates,
+            metrics: metrics,
+            logger: logger
         )
         let seams = ControllerSeams(
-            environments: store.environments, runtime: deps.runtime, frontDoor: deps.frontDoor,
-            announcer: Announcer(environments: store.environments, publisher: publisher, deployments: DeploymentTracker(client: github, config: config),
-                                 comment: templates.comment, config: config, logger: logger, outbox: store),
+            environments: store.environments,
+            runtime: deps.runtime,
+            frontDoor: deps.frontDoor,
+            announcer: Announcer(
+                environments: store.environments,
+                publisher: publisher,
+                deployments: DeploymentTracker(client: github, config: config),
+                comment: templates.comment,
+                config: config,
+                logger: logger,
+                outbox: store
+            ),
             probe: probe,
             builder: ImageBuilder(config: config, runner: runner, slots: Slots(limit: config.limits.concurrentBuilds)),
             permissions: github
@@ -88,24 +116,48 @@ public struct StagerApp: Sendable {
     public func buildRouter() -> Router<BasicRequestContext> {
         let router = Router()
         WebhookController(
-            secrets: WebhookSecrets(config: config), maxBodyBytes: config.server.maxBodyBytes,
-            config: config, store: store, controller: controller, metrics: deps.metrics, logger: deps.logger
+            secrets: WebhookSecrets(config: config),
+            maxBodyBytes: config.server.maxBodyBytes,
+            config: config,
+            store: store,
+            controller: controller,
+            metrics: deps.metrics,
+            logger: deps.logger
         ).addRoutes(to: router)
-        WakeController(wakePath: wakePath, store: store, controller: controller,
-                       limits: WakeLimits(maxHeld: config.maxHeldRequests, wakesPerMinute: config.wakesPerMinute), secrets: secrets,
-                       logger: deps.logger).addRoutes(to: router)
+        WakeController(
+            wakePath: wakePath,
+            store: store,
+            controller: controller,
+            limits: WakeLimits(maxHeld: config.maxHeldRequests, wakesPerMinute: config.wakesPerMinute),
+            secrets: secrets,
+            logger: deps.logger
+        ).addRoutes(to: router)
         let actions = EnvironmentActions(control: ManualControl(config: config, store: store, github: github), store: store, controller: controller)
         let admin = router.group().add(middleware: CrossSiteCheck(publicURL: config.server.publicURL))
             .add(middleware: AdminTokenCheck(token: config.server.adminToken, acceptsBasic: false, local: localTrust))
         ActionController(actions: actions, adminTokenSet: config.server.adminToken != nil).addRoutes(to: admin)
         CommandController(commands: ServeCommands(app: self), adminTokenSet: config.server.adminToken != nil, local: localTrust).addRoutes(to: admin)
-        SlackController(signature: config.slack.signingSecret.map(SlackSignature.init),
-                        handler: SlackCommandHandler(config: config, store: store, actions: actions, poster: slackPoster, logger: deps.logger),
-                        slack: config.slack, logger: deps.logger).addRoutes(to: router)
-        var dashboard = DashboardController(config: config, store: store, templates: deps.templates, metrics: deps.metrics,
-                                            engineHealth: controller.engineHealth, runtime: deps.runtime, logger: deps.logger)
-        dashboard.actions = DashboardActions(actions: actions, secret: csrfSecret, enabled: config.server.adminToken != nil,
-                                             secureCookie: config.server.secureCookies)
+        SlackController(
+            signature: config.slack.signingSecret.map(SlackSignature.init),
+            handler: SlackCommandHandler(config: config, store: store, actions: actions, poster: slackPoster, logger: deps.logger),
+            slack: config.slack,
+            logger: deps.logger
+        ).addRoutes(to: router)
+        var dashboard = DashboardController(
+            config: config,
+            store: store,
+            templates: deps.templates,
+            metrics: deps.metrics,
+            engineHealth: controller.engineHealth,
+            runtime: deps.runtime,
+            logger: deps.logger
+        )
+        dashboard.actions = DashboardActions(
+            actions: actions,
+            secret: csrfSecret,
+            enabled: config.server.adminToken != nil,
+            secureCookie: config.server.secureCookies
+        )
         dashboard.secrets = secrets
         dashboard.addRoutes(to: router)
         return router
@@ -138,8 +190,10 @@ public struct StagerApp: Sendable {
             server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(config.server.idleTimeout.seconds * 1_000_000_000)))),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "stager"),
             // Stopped in reverse order: the socket (and the commands it runs) before the controller.
-            services: [ServeSocket.Removal(socket: socket), controller, RequestActivity(config: config, store: store, logger: deps.logger),
-                       SlackNotifier(config: config, store: store, poster: slackPoster, logger: deps.logger), socketServer],
+            services: [
+                ServeSocket.Removal(socket: socket), controller, RequestActivity(config: config, store: store, logger: deps.logger),
+                SlackNotifier(config: config, store: store, poster: slackPoster, logger: deps.logger), socketServer,
+            ],
             onServerRunning: { [controller, logger = deps.logger] channel in
                 // From the moment serve answers, a command that records work sees it running and waits for it
                 // (the controller beats again every few seconds once it has started).

@@ -91,14 +91,24 @@ public struct ImageBuilder: ImageBuilding, Sendable {
         }
         return [
             Command("git", ["init", "--quiet", folder.path]),
-            Command("git", ["-C", folder.path, "fetch", "--depth", "1", "--no-tags", "--", url.absoluteString, sha], environment: fetchEnvironment,
-                    timeout: config.build.timeout),
+            Command(
+                "git",
+                ["-C", folder.path, "fetch", "--depth", "1", "--no-tags", "--", url.absoluteString, sha],
+                environment: fetchEnvironment,
+                timeout: config.build.timeout
+            ),
             Command("git", ["-C", folder.path, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", "FETCH_HEAD"]),
         ]
     }
 
-    public func buildCommand(tag: String, spec: StagerConfig.RepoBuild, env: Environment, sha: String, folder: URL,
-                             cgroupParent: String? = nil) throws -> Command {
+    public func buildCommand(
+        tag: String,
+        spec: StagerConfig.RepoBuild,
+        env: Environment,
+        sha: String,
+        folder: URL,
+        cgroupParent: String? = nil
+    ) throws -> Command {
         // The build's RUN steps run the PR's code: bounded in memory (no swap beyond it) and processes, like a preview.
         var arguments = ["build", "--tag", tag, "--force-rm", "--memory", config.build.memory, "--memory-swap", config.build.memory]
         if let cgroupParent { arguments += ["--cgroup-parent", cgroupParent] }
@@ -125,8 +135,14 @@ public struct ImageBuilder: ImageBuilding, Sendable {
     /// Waits for a build slot, then fetches and builds; the log says what happened. Throws `BuildError`,
     /// or `CancellationError` when the task is cancelled (the running git or docker is stopped; the caller
     /// removes whatever the build tagged).
-    public func build(_ env: Environment, repo: StagerConfig.Repo, spec: StagerConfig.RepoBuild, sha: String, tag: String,
-                      token: String?) async throws {
+    public func build(
+        _ env: Environment,
+        repo: StagerConfig.Repo,
+        spec: StagerConfig.RepoBuild,
+        sha: String,
+        tag: String,
+        token: String?
+    ) async throws {
         let log = Self.logFile(dataDir: config.dataDir, key: env.key)
         try Self.startLog(log, "waiting for a build slot for \(sha)\n")
         do {
@@ -139,8 +155,15 @@ public struct ImageBuilder: ImageBuilding, Sendable {
         }
     }
 
-    private func fetchAndBuild(_ env: Environment, repo: StagerConfig.Repo, spec: StagerConfig.RepoBuild, sha: String, tag: String,
-                               token: String?, log: URL) async throws {
+    private func fetchAndBuild(
+        _ env: Environment,
+        repo: StagerConfig.Repo,
+        spec: StagerConfig.RepoBuild,
+        sha: String,
+        tag: String,
+        token: String?,
+        log: URL
+    ) async throws {
         let url = try cloneURL(for: env, repo: repo)
         let root = Self.workRoot(dataDir: config.dataDir)
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -150,12 +173,21 @@ public struct ImageBuilder: ImageBuilding, Sendable {
         Self.append(log, "fetching \(sha) from \(url.absoluteString)\n")
         for command in fetchCommands(url: url, sha: sha, into: folder, token: token) {
             let code = try await runner.stream(command, to: .file(log, keepLast: config.build.logLimitBytes))
-            guard code == 0 else { throw BuildError.fetchFailed("`git \(command.arguments.dropFirst(2).prefix(2).joined(separator: " "))` exited \(code)") }
+            guard code == 0 else {
+                throw BuildError.fetchFailed("`git \(command.arguments.dropFirst(2).prefix(2).joined(separator: " "))` exited \(code)")
+            }
         }
-        let head = try await runner.run(Command("git", ["-C", folder.path, "rev-parse", "HEAD"])).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        let head = try await runner.run(Command("git", ["-C", folder.path, "rev-parse", "HEAD"])).standardOutput.trimmingCharacters(
+            in: .whitespacesAndNewlines
+        )
         guard head == sha else { throw BuildError.fetchFailed("checked out \(head), not \(sha)") }
-        try CheckoutPaths.requireInside(folder, [("build.dockerfile", spec.dockerfile), ("build.context", spec.context),
-                                                 ("the context's .dockerignore", (spec.context as NSString).appendingPathComponent(".dockerignore"))])
+        try CheckoutPaths.requireInside(
+            folder,
+            [
+                ("build.dockerfile", spec.dockerfile), ("build.context", spec.context),
+                ("the context's .dockerignore", (spec.context as NSString).appendingPathComponent(".dockerignore")),
+            ]
+        )
         Self.append(log, "building \(tag)\n")
         let parent: String?
         switch await cgroup.parent() {
@@ -164,8 +196,10 @@ public struct ImageBuilder: ImageBuilding, Sendable {
             parent = nil
             Self.append(log, "(the build's processes are not bounded: \(problem))\n")
         }
-        let code = try await runner.stream(try buildCommand(tag: tag, spec: spec, env: env, sha: sha, folder: folder, cgroupParent: parent),
-                                           to: .file(log, keepLast: config.build.logLimitBytes))
+        let code = try await runner.stream(
+            try buildCommand(tag: tag, spec: spec, env: env, sha: sha, folder: folder, cgroupParent: parent),
+            to: .file(log, keepLast: config.build.logLimitBytes)
+        )
         guard code == 0 else { throw BuildError.failed(exitCode: code) }
         Self.append(log, "built \(tag)\n")
     }
@@ -182,7 +216,11 @@ public struct ImageBuilder: ImageBuilding, Sendable {
     }
 
     static func startLog(_ log: URL, _ first: String) throws {
-        try FileManager.default.createDirectory(at: log.deletingLastPathComponent(), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            at: log.deletingLastPathComponent(),
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         guard FileManager.default.createFile(atPath: log.path, contents: Data(first.utf8), attributes: [.posixPermissions: 0o600]) else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: log.path])
         }

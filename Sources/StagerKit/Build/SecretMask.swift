@@ -54,8 +54,10 @@ public struct SecretValues: Sendable {
     }
 
     public init(config: StagerConfig) {
-        var values = [config.webhookSecret, config.server.adminToken, config.github.token, config.slack.signingSecret,
-                      config.slack.webhookURL?.absoluteString].compactMap { $0 }
+        var values = [
+            config.webhookSecret, config.server.adminToken, config.github.token, config.slack.signingSecret,
+            config.slack.webhookURL?.absoluteString,
+        ].compactMap { $0 }
         for repo in config.repos.values {
             values += [repo.webhookSecret, repo.slackWebhookURL?.absoluteString].compactMap { $0 }
             let settings = Array(repo.env.values) + repo.services.flatMap { Array($0.env.values) }

@@ -44,8 +44,12 @@ public struct ServeClient: Sendable {
         }
     }
 
-    private func run(_ verb: ServeCommands.Verb, _ arguments: CommandArguments, on client: HTTPClient,
-                     output: (CommandEvent) -> Void) async throws -> Int32 {
+    private func run(
+        _ verb: ServeCommands.Verb,
+        _ arguments: CommandArguments,
+        on client: HTTPClient,
+        output: (CommandEvent) -> Void
+    ) async throws -> Int32 {
         var request = HTTPClientRequest(url: try url("/api/commands/\(verb.rawValue)"))
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -110,7 +114,10 @@ public struct ServeClient: Sendable {
 
     /// Hummingbird's error body is `{"error":{"message":"…"}}`; anything else is shown as it is.
     static func message(in body: String) -> String {
-        struct ErrorBody: Decodable { struct Inner: Decodable { var message: String }; var error: Inner }
+        struct ErrorBody: Decodable {
+            struct Inner: Decodable { var message: String }
+            var error: Inner
+        }
         if let decoded = try? JSONDecoder().decode(ErrorBody.self, from: Data(body.utf8)) { return decoded.error.message }  // not JSON: shown as is
         return body.trimmingCharacters(in: .whitespacesAndNewlines)
     }

@@ -73,7 +73,8 @@ struct Validator {
 
     func hostPort(_ value: String, key: String) throws -> (String, Int) {
         guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]),
-              (0...65535).contains(port) else {
+            (0...65535).contains(port)
+        else {
             throw fail(key, "expected HOST:PORT such as \"127.0.0.1:8080\", got \"\(value)\"")
         }
         var host = String(value[..<colon])
@@ -128,25 +129,44 @@ struct Validator {
             throw fail("instance", "must be 1 to 30 characters of a-z, 0-9 and '-', got \"\(instance)\"")
         }
 
-        guard let secret = try self.secret(envKey: doc.webhook?.secret_env, fileKey: doc.webhook?.secret_file,
-                                           keyPrefix: "webhook.secret", defaultEnv: "STAGER_WEBHOOK_SECRET") else {
+        guard
+            let secret = try self.secret(
+                envKey: doc.webhook?.secret_env,
+                fileKey: doc.webhook?.secret_file,
+                keyPrefix: "webhook.secret",
+                defaultEnv: "STAGER_WEBHOOK_SECRET"
+            )
+        else {
             let name = doc.webhook?.secret_env ?? "STAGER_WEBHOOK_SECRET"
-            throw fail("webhook.secret_env", "the variable \(name) is not set; export it (or set webhook.secret_file) with the secret configured on the GitHub webhook")
+            throw fail(
+                "webhook.secret_env",
+                "the variable \(name) is not set; export it (or set webhook.secret_file) with the secret configured on the GitHub webhook"
+            )
         }
 
-        let adminToken = try self.secret(envKey: doc.server?.admin_token_env, fileKey: doc.server?.admin_token_file,
-                                         keyPrefix: "server.admin_token", defaultEnv: "STAGER_ADMIN_TOKEN", requiredWhenNamed: true)
+        let adminToken = try self.secret(
+            envKey: doc.server?.admin_token_env,
+            fileKey: doc.server?.admin_token_file,
+            keyPrefix: "server.admin_token",
+            defaultEnv: "STAGER_ADMIN_TOKEN",
+            requiredWhenNamed: true
+        )
         let dataDir = path(doc.data_dir ?? ".stager")
         let forksLabel = doc.forks?.label ?? "stager:deploy"
         guard !forksLabel.isEmpty, forksLabel.count <= 50 else { throw fail("forks.label", "must be a label name of 1 to 50 characters") }
 
         let apiString = doc.github?.api_url ?? "https://api.github.com"
         guard let apiURL = URL(string: apiString.hasSuffix("/") ? String(apiString.dropLast()) : apiString),
-              let scheme = apiURL.scheme, ["http", "https"].contains(scheme), apiURL.host != nil else {
+            let scheme = apiURL.scheme, ["http", "https"].contains(scheme), apiURL.host != nil
+        else {
             throw fail("github.api_url", "expected an http(s) URL such as https://api.github.com, got \"\(apiString)\"")
         }
-        let token = try self.secret(envKey: doc.github?.token_env, fileKey: doc.github?.token_file,
-                                    keyPrefix: "github.token", defaultEnv: "STAGER_GITHUB_TOKEN")
+        let token = try self.secret(
+            envKey: doc.github?.token_env,
+            fileKey: doc.github?.token_file,
+            keyPrefix: "github.token",
+            defaultEnv: "STAGER_GITHUB_TOKEN"
+        )
         let maxAttempts = doc.github?.max_attempts ?? 5
         guard (1...20).contains(maxAttempts) else { throw fail("github.max_attempts", "must be between 1 and 20") }
 
@@ -161,7 +181,10 @@ struct Validator {
         let publicPort = doc.preview?.public_port ?? nginxPort
         let (activityHost, activityPort) = try hostPort(doc.nginx?.activity_listen ?? "127.0.0.1:8089", key: "nginx.activity_listen")
         guard ["127.0.0.1", "::1"].contains(activityHost), activityPort > 0 else {
-            throw fail("nginx.activity_listen", "must be a loopback address with a port, such as 127.0.0.1:8089 (nginx sends every request's line there), got \"\(doc.nginx?.activity_listen ?? "")\"")
+            throw fail(
+                "nginx.activity_listen",
+                "must be a loopback address with a port, such as 127.0.0.1:8089 (nginx sends every request's line there), got \"\(doc.nginx?.activity_listen ?? "")\""
+            )
         }
         guard (1...65535).contains(publicPort) else { throw fail("preview.public_port", "must be a port number") }
 
@@ -212,8 +235,13 @@ struct Validator {
 
         var config = StagerConfig(
             configFile: configFile,
-            server: .init(host: host, port: port, maxBodyBytes: maxBody, adminToken: adminToken,
-                          publicURL: try publicURL(doc.server?.public_url, host: host, port: port)),
+            server: .init(
+                host: host,
+                port: port,
+                maxBodyBytes: maxBody,
+                adminToken: adminToken,
+                publicURL: try publicURL(doc.server?.public_url, host: host, port: port)
+            ),
             dataDir: dataDir,
             instance: instance,
             reconcileInterval: try duration(doc.reconcile_interval, key: "reconcile_interval", default: .seconds(60)),
@@ -249,7 +277,10 @@ struct Validator {
         config.server.publicRead = doc.server?.public_read ?? false
         config.server.idleTimeout = try duration(doc.server?.idle_timeout, key: "server.idle_timeout", default: config.server.idleTimeout)
         if adminToken == nil, !config.server.publicRead, !Self.isLoopback(host) {
-            throw fail("server.admin_token_env", "server.listen is \(host), beyond this machine, and no admin token is set: anyone who reaches it would read the dashboard, the API and /metrics. Set server.admin_token_env (or admin_token_file), or server.public_read: true to allow it")
+            throw fail(
+                "server.admin_token_env",
+                "server.listen is \(host), beyond this machine, and no admin token is set: anyone who reaches it would read the dashboard, the API and /metrics. Set server.admin_token_env (or admin_token_file), or server.public_read: true to allow it"
+            )
         }
         (config.runtime, config.swarm) = try runtime(doc, repos: repos)
         return config

@@ -7,7 +7,9 @@ extension Validator {
     func buildRepo(_ name: String, _ repo: ConfigFile.Repo, dataDir: URL) throws -> StagerConfig.Repo {
         let key = "repos.\(name)"
         let parts = name.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) } }) else {
+        guard parts.count == 2,
+            parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) } })
+        else {
             throw fail(key, "repository names are OWNER/NAME, got \"\(name)\"")
         }
         let build = try repoBuild(repo.build, key: "\(key).build")
@@ -36,7 +38,10 @@ extension Validator {
         if let pids = repo.pids, pids <= 0 { throw fail("\(key).pids", "must be positive") }
         if let max = repo.max_environments, max <= 0 { throw fail("\(key).max_environments", "must be positive") }
         if repo.privileged != nil {
-            throw fail("\(key).privileged", "privileged containers are never run: a preview runs untrusted code; use cap_add for the one capability it needs")
+            throw fail(
+                "\(key).privileged",
+                "privileged containers are never run: a preview runs untrusted code; use cap_add for the one capability it needs"
+            )
         }
         for path in repo.smoke ?? [] where !path.hasPrefix("/") || path.contains(where: { $0.isWhitespace || $0.isNewline }) {
             throw fail("\(key).smoke", "each entry is a path starting with '/', got \"\(path)\"")
@@ -57,8 +62,13 @@ extension Validator {
             capAdd: try capabilities(repo.cap_add, key: "\(key).cap_add"),
             readOnly: repo.read_only ?? false,
             requireLabel: repo.require_label ?? false,
-            webhookSecret: try secret(envKey: repo.webhook_secret_env, fileKey: repo.webhook_secret_file,
-                                      keyPrefix: "\(key).webhook_secret", defaultEnv: nil, requiredWhenNamed: true),
+            webhookSecret: try secret(
+                envKey: repo.webhook_secret_env,
+                fileKey: repo.webhook_secret_file,
+                keyPrefix: "\(key).webhook_secret",
+                defaultEnv: nil,
+                requiredWhenNamed: true
+            ),
             access: try access(repo.access, key: "\(key).access", repo: name, dataDir: dataDir)
         )
         built.build = build
@@ -78,7 +88,9 @@ extension Validator {
     func branches(_ given: [String]?, key: String) throws -> [String] {
         var slugs: [String: String] = [:]
         for branch in given ?? [] {
-            guard !branch.isEmpty, branch.utf8.count <= 255, !branch.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == " " }) else {
+            guard !branch.isEmpty, branch.utf8.count <= 255,
+                !branch.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == " " })
+            else {
                 throw fail(key, "\"\(branch)\" is not a branch name")
             }
             let slug = Slug.readable(branch: branch)
@@ -99,7 +111,9 @@ extension Validator {
         guard Slug.isValidLabel(hostName), hostName.count <= 63 else {
             throw fail("\(key).shared_host", "must be a DNS label (a-z, 0-9 and '-', no leading or trailing '-'), got \"\(hostName)\"")
         }
-        guard let defaultEnv = repo.default_env else { throw fail("\(key).default_env", "is needed with shared_host: the environment served when nothing is chosen, such as pr-12") }
+        guard let defaultEnv = repo.default_env else {
+            throw fail("\(key).default_env", "is needed with shared_host: the environment served when nothing is chosen, such as pr-12")
+        }
         // A branch is named by its slug in the shared host's choices; a PR as pr-<N>.
         let name = { (given: String) -> String? in
             if Self.isEnvironmentName(given) { return given }
@@ -156,7 +170,9 @@ extension Validator {
                 lines.append("\(parts[0]):\(Self.ssha(parts[1]))")
             }
             result.generatedHtpasswd = lines.joined(separator: "\n") + "\n"
-            result.htpasswdFile = dataDir.appendingPathComponent("access").appendingPathComponent(repo.replacingOccurrences(of: "/", with: "__") + ".htpasswd")
+            result.htpasswdFile = dataDir.appendingPathComponent("access").appendingPathComponent(
+                repo.replacingOccurrences(of: "/", with: "__") + ".htpasswd"
+            )
         }
         return result
     }
@@ -172,7 +188,8 @@ extension Validator {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard (1...2).contains(parts.count) else { return false }
         let address = String(parts[0])
-        let isV4 = address.split(separator: ".", omittingEmptySubsequences: false).count == 4
+        let isV4 =
+            address.split(separator: ".", omittingEmptySubsequences: false).count == 4
             && address.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { UInt8($0) != nil }
         let isV6 = address.contains(":") && address.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
         guard isV4 || isV6 else { return false }

@@ -12,7 +12,9 @@ extension Validator {
         }
         var swarm = StagerConfig.Swarm.standard
         if let registry = doc.swarm?.registry {
-            guard registry.range(of: #"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"#, options: .regularExpression) != nil else { throw fail("swarm.registry", "must be host[:port] of a registry such as registry.example.com:5000, got \"\(registry)\"") }
+            guard registry.range(of: #"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"#, options: .regularExpression) != nil else {
+                throw fail("swarm.registry", "must be host[:port] of a registry such as registry.example.com:5000, got \"\(registry)\"")
+            }
             swarm.registry = registry
         }
         for constraint in doc.swarm?.constraints ?? [] {
@@ -31,11 +33,16 @@ extension Validator {
         guard runtime == .swarm else { return (runtime, swarm) }
         for (name, repo) in repos.sorted(by: { $0.key < $1.key }) {
             if repo.build != nil, swarm.registry == nil {
-                throw fail("swarm.registry", "is needed with runtime: swarm: \(name) builds its image (repos.\(name).build), and every node must be able to pull it")
+                throw fail(
+                    "swarm.registry",
+                    "is needed with runtime: swarm: \(name) builds its image (repos.\(name).build), and every node must be able to pull it"
+                )
             }
             for service in repo.services where !service.seed.isEmpty {
-                throw fail("repos.\(name).services.\(service.name).seed",
-                           "is not supported with runtime: swarm: a volume lives on one node, and the service may run on another")
+                throw fail(
+                    "repos.\(name).services.\(service.name).seed",
+                    "is not supported with runtime: swarm: a volume lives on one node, and the service may run on another"
+                )
             }
         }
         return (runtime, swarm)
@@ -66,13 +73,21 @@ extension Validator {
     }
 
     func slack(_ slack: ConfigFile.Slack?) throws -> StagerConfig.Slack {
-        let secret = try self.secret(envKey: slack?.signing_secret_env, fileKey: slack?.signing_secret_file,
-                                     keyPrefix: "slack.signing_secret", defaultEnv: nil, requiredWhenNamed: true)
+        let secret = try self.secret(
+            envKey: slack?.signing_secret_env,
+            fileKey: slack?.signing_secret_file,
+            keyPrefix: "slack.signing_secret",
+            defaultEnv: nil,
+            requiredWhenNamed: true
+        )
         for user in slack?.allowed_users ?? [] where user.isEmpty || !user.allSatisfy({ $0.isLetter || $0.isNumber }) {
             throw fail("slack.allowed_users", "each entry is a Slack user id such as U012AB3CD, got \"\(user)\"")
         }
-        var result = StagerConfig.Slack(signingSecret: secret, allowedUsers: Set(slack?.allowed_users ?? []),
-                                        webhookURL: try slack?.webhook_url_env.map { try webhookURL(env: $0, key: "slack.webhook_url_env") })
+        var result = StagerConfig.Slack(
+            signingSecret: secret,
+            allowedUsers: Set(slack?.allowed_users ?? []),
+            webhookURL: try slack?.webhook_url_env.map { try webhookURL(env: $0, key: "slack.webhook_url_env") }
+        )
         if let hosts = slack?.response_hosts {
             guard !hosts.isEmpty, hosts.allSatisfy({ $0.range(of: #"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"#, options: .regularExpression) != nil }) else {
                 throw fail("slack.response_hosts", "must list host names such as hooks.slack.com, got \(hosts)")
@@ -107,17 +122,21 @@ extension Validator {
             return value.isEmpty ? "." : value
         }
         for (name, value) in build.args ?? [:] {
-            guard let first = name.first, first.isLetter || first == "_", name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+            guard let first = name.first, first.isLetter || first == "_", name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
+            else {
                 throw fail("\(key).args.\(name)", "is not a valid build argument name")
             }
-            guard (try? ImageReference.template(value)) != nil else { throw fail("\(key).args.\(name)", "is not a valid Mustache template") }  // the throw says what is wrong
+            // the throw says what is wrong
+            guard (try? ImageReference.template(value)) != nil else { throw fail("\(key).args.\(name)", "is not a valid Mustache template") }
         }
         if let target = build.target, !target.isEmpty, !target.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
             throw fail("\(key).target", "is not a build stage name, got \"\(target)\"")
         }
         return StagerConfig.RepoBuild(
-            context: try relative(build.context ?? ".", "context"), dockerfile: try relative(build.dockerfile ?? "Dockerfile", "dockerfile"),
-            args: build.args ?? [:], target: build.target.flatMap { $0.isEmpty ? nil : $0 }
+            context: try relative(build.context ?? ".", "context"),
+            dockerfile: try relative(build.dockerfile ?? "Dockerfile", "dockerfile"),
+            args: build.args ?? [:],
+            target: build.target.flatMap { $0.isEmpty ? nil : $0 }
         )
     }
 
@@ -141,7 +160,8 @@ extension Validator {
 
     func deploymentEnvironment(_ value: String?) throws -> String {
         let template = value ?? "pr-{{number}}"
-        guard !template.trimmingCharacters(in: .whitespaces).isEmpty, (try? ImageReference.template(template)) != nil else {  // the throw says what is wrong
+        // the throw says what is wrong
+        guard !template.trimmingCharacters(in: .whitespaces).isEmpty, (try? ImageReference.template(template)) != nil else {
             throw fail("github.deployment_environment", "must be a Mustache template such as \"pr-{{number}}\", got \"\(template)\"")
         }
         return template

@@ -9,23 +9,30 @@ extension Validator {
         }
         for service in built.values {
             for other in service.dependsOn where built[other] == nil || other == service.name {
-                throw fail("\(key).\(service.name).depends_on", other == service.name
-                    ? "a service cannot depend on itself"
-                    : "names \"\(other)\", which is not a service of this repository (known: \(built.keys.sorted().joined(separator: ", ")))")
+                throw fail(
+                    "\(key).\(service.name).depends_on",
+                    other == service.name
+                        ? "a service cannot depend on itself"
+                        : "names \"\(other)\", which is not a service of this repository (known: \(built.keys.sorted().joined(separator: ", ")))"
+                )
             }
         }
         return try Self.startOrder(built, key: key, fail: fail)
     }
 
     /// Each service after those it depends on, by name among equals; a cycle is an error naming it.
-    static func startOrder(_ services: [String: StagerConfig.Service], key: String,
-                           fail: (String, String) -> ConfigError) throws -> [StagerConfig.Service] {
+    static func startOrder(
+        _ services: [String: StagerConfig.Service],
+        key: String,
+        fail: (String, String) -> ConfigError
+    ) throws -> [StagerConfig.Service] {
         var ordered: [StagerConfig.Service] = []
         var placed = Set<String>()
         var remaining = services.keys.sorted()
         while !remaining.isEmpty {
             guard let next = remaining.first(where: { name in services[name]?.dependsOn.allSatisfy(placed.contains) == true }),
-                  let service = services[next] else {
+                let service = services[next]
+            else {
                 throw fail(key, "depends_on forms a cycle among \(remaining.joined(separator: ", "))")
             }
             ordered.append(service)
@@ -65,10 +72,14 @@ extension Validator {
         }
         for (volume, source) in service.seed ?? [:] {
             guard volumes[volume] != nil else {
-                throw fail("\(key).seed.\(volume)", "seeds a volume the service does not have (its volumes: \(volumes.keys.sorted().joined(separator: ", ")))")
+                throw fail(
+                    "\(key).seed.\(volume)",
+                    "seeds a volume the service does not have (its volumes: \(volumes.keys.sorted().joined(separator: ", ")))"
+                )
             }
             guard let first = source.first, first.isLetter || first.isNumber,
-                  source.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }) else {
+                source.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) })
+            else {
                 throw fail("\(key).seed.\(volume)", "must name a docker volume, got \"\(source)\"")
             }
         }
@@ -76,12 +87,18 @@ extension Validator {
         if let cpus = service.cpus { try checkCPUs(cpus, key: "\(key).cpus") }
         if let pids = service.pids, pids <= 0 { throw fail("\(key).pids", "must be positive") }
         return StagerConfig.Service(
-            name: name, image: image, command: service.command ?? [],
+            name: name,
+            image: image,
+            command: service.command ?? [],
             env: try variables(service.env, key: "\(key).env"),
-            port: service.port, healthPath: healthPath,
+            port: service.port,
+            healthPath: healthPath,
             healthTimeout: try duration(service.health_timeout, key: "\(key).health_timeout", default: .seconds(60)),
-            volumes: volumes, seed: service.seed ?? [:],
-            memory: service.memory, cpus: service.cpus, pids: service.pids,
+            volumes: volumes,
+            seed: service.seed ?? [:],
+            memory: service.memory,
+            cpus: service.cpus,
+            pids: service.pids,
             capAdd: try capabilities(service.cap_add, key: "\(key).cap_add"),
             dependsOn: service.depends_on ?? []
         )
@@ -99,7 +116,8 @@ extension Validator {
     func variables(_ env: [String: String]?, key: String) throws -> [String: String] {
         for (name, value) in env ?? [:] {
             guard let first = name.first, first.isLetter || first == "_",
-                  name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+                name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
+            else {
                 throw fail("\(key).\(name)", "is not a valid environment variable name")
             }
             guard !name.hasPrefix("STAGER_") else { throw fail("\(key).\(name)", "STAGER_* variables are set by Stager itself") }
@@ -123,7 +141,10 @@ extension Validator {
             let upper = capability.uppercased()
             let name = upper.hasPrefix("CAP_") ? String(upper.dropFirst(4)) : upper
             guard Self.grantableCapabilities.contains(name) else {
-                throw fail(key, "\"\(capability)\" is not a capability Stager grants; it grants \(Self.grantableCapabilities.sorted().joined(separator: ", "))")
+                throw fail(
+                    key,
+                    "\"\(capability)\" is not a capability Stager grants; it grants \(Self.grantableCapabilities.sorted().joined(separator: ", "))"
+                )
             }
             return name
         }

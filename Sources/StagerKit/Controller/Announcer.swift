@@ -84,8 +84,15 @@ public struct Announcer: Sendable {
     /// Slack notifications wait here to be sent by `SlackNotifier`; nil: none.
     let outbox: (any NoticeOutbox)?
 
-    public init(environments: any EnvironmentRepository, publisher: any CommentPublisher, deployments: any DeploymentRecording,
-                comment: MustacheTemplate, config: StagerConfig, logger: Logger, outbox: (any NoticeOutbox)? = nil) {
+    public init(
+        environments: any EnvironmentRepository,
+        publisher: any CommentPublisher,
+        deployments: any DeploymentRecording,
+        comment: MustacheTemplate,
+        config: StagerConfig,
+        logger: Logger,
+        outbox: (any NoticeOutbox)? = nil
+    ) {
         self.outbox = outbox
         self.environments = environments
         self.publisher = publisher
@@ -97,8 +104,11 @@ public struct Announcer: Sendable {
 
     /// Records the announcement's status with its comment (stamped now) and audit line, then publishes the
     /// comment; `change` sets whatever else goes with that status, in the same transaction.
-    public func announce(_ announcement: Announcement, for env: Environment,
-                         change: @escaping @Sendable (inout Environment) -> Void = { _ in }) async throws {
+    public func announce(
+        _ announcement: Announcement,
+        for env: Environment,
+        change: @escaping @Sendable (inout Environment) -> Void = { _ in }
+    ) async throws {
         let status = announcement.status
         // A branch's environment has no PR to comment on: its status, the audit trail and Slack say it.
         let body = env.key.isBranch ? nil : try render(context(announcement, env))
@@ -114,7 +124,11 @@ public struct Announcer: Sendable {
         case .ready(let sha):
             await notify(env, "ready \(sha)", "\(link(env)) is ready: \(SlackText.code(String(sha.prefix(12)))) of \(SlackText.code(env.branch))")
         case .failed(let sha, let reason, _, _):
-            await notify(env, "failed \(sha)", "\(SlackText.escaped(env.displayName)) failed at \(SlackText.code(String(sha.prefix(12)))): \(SlackText.escaped(reason)) (\(SlackText.link(config.server.environmentPage(env.key), "history and logs")))")
+            await notify(
+                env,
+                "failed \(sha)",
+                "\(SlackText.escaped(env.displayName)) failed at \(SlackText.code(String(sha.prefix(12)))): \(SlackText.escaped(reason)) (\(SlackText.link(config.server.environmentPage(env.key), "history and logs")))"
+            )
         case .building, .blocked, .waiting:
             break
         }
@@ -151,7 +165,11 @@ public struct Announcer: Sendable {
         guard !env.key.isBranch else { return }
         let commentID = try await environments.environment(env.key)?.commentID
         try await publisher.remove(on: env.key, knownID: commentID)
-        try await environments.update(env.key) { $0.commentID = nil; $0.commentBody = nil; $0.commentPending = false }
+        try await environments.update(env.key) {
+            $0.commentID = nil
+            $0.commentBody = nil
+            $0.commentPending = false
+        }
     }
 
     /// An audit line for this PR, tied to the delivery being carried out (its trigger and sender).
@@ -190,7 +208,9 @@ public struct Announcer: Sendable {
     func deploymentsRetired(_ env: Environment) async throws {
         guard let current = try await environments.environment(env.key) else { return }
         for id in [current.deploymentID, current.pendingDeploymentID].compactMap({ $0 }) {
-            await courtesy(env, "deployment not marked inactive") { try await deployments.deactivate(current, deployment: id, because: "Preview removed") }
+            await courtesy(env, "deployment not marked inactive") {
+                try await deployments.deactivate(current, deployment: id, because: "Preview removed")
+            }
         }
     }
 
@@ -212,8 +232,11 @@ public struct Announcer: Sendable {
     // MARK: Rendering
 
     func context(_ announcement: Announcement, _ env: Environment, now: Date = Date()) -> CommentContext {
-        var context = CommentContext(status: announcement.status.rawValue, updated: ISO8601DateFormatter().string(from: now),
-                                     logsUrl: config.server.environmentPage(env.key))
+        var context = CommentContext(
+            status: announcement.status.rawValue,
+            updated: ISO8601DateFormatter().string(from: now),
+            logsUrl: config.server.environmentPage(env.key)
+        )
         let url = config.preview.url(forSlug: env.slug)
         let branch = MarkdownEscaping.codeSpan(env.branch)
         switch announcement {
@@ -230,12 +253,13 @@ public struct Announcer: Sendable {
             (context.sha, context.url, context.serving) = (sha, url, serving.map { String($0.prefix(12)) })
             (context.reason, context.reasonFence) = (reason, MarkdownEscaping.fence(for: reason))
             (context.log, context.logFence) = (tail, MarkdownEscaping.fence(for: tail))
-            context.logTitle = switch log?.source {
-            case .build: "Last lines of the build log"
-            case .release: "Last lines of the release command's output"
-            case .service(let name): "Last lines of the log of service \(name)"
-            case .container, nil: "Last lines of the container log"
-            }
+            context.logTitle =
+                switch log?.source {
+                case .build: "Last lines of the build log"
+                case .release: "Last lines of the release command's output"
+                case .service(let name): "Last lines of the log of service \(name)"
+                case .container, nil: "Last lines of the container log"
+                }
         case .blocked(let ignored):
             context.blocked = true
             context.fork = env.isFork

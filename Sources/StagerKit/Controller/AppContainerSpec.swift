@@ -7,18 +7,26 @@ extension ContainerSpec {
         // A random tail keeps names unique even when an exited container of the same sha lingers.
         let name = "stager-\(config.instance)-\(env.slug.prefix(40))-\(sha.prefix(7))-\(UUID().uuidString.prefix(4).lowercased())"
         var spec = ContainerSpec(
-            name: fitName(name), image: image, command: repo.command, containerPort: repo.port,
+            name: fitName(name),
+            image: image,
+            command: repo.command,
+            containerPort: repo.port,
             labels: [
                 ContainerLabels.managed: "true", ContainerLabels.instance: config.instance,
                 ContainerLabels.repo: env.repo, ContainerLabels.branch: env.branch, ContainerLabels.sha: sha, ContainerLabels.slug: env.slug,
             ].merging(ContainerLabels.owner(env.key)) { $1 },
             // A branch's environment has no PR number to give.
-            environment: repo.env.merging([
-                "STAGER_REPO": env.repo, "STAGER_BRANCH": env.branch,
-                "STAGER_SHA": sha, "STAGER_URL": config.preview.url(forSlug: env.slug),
-            ].merging(env.key.isBranch ? [:] : ["STAGER_PR": String(env.number)]) { $1 }) { _, stager in stager },
-            memory: repo.memory ?? limits.memory, cpus: repo.cpus ?? limits.cpus, pids: repo.pids ?? limits.pids,
-            capAdd: repo.capAdd, readOnly: repo.readOnly
+            environment: repo.env.merging(
+                [
+                    "STAGER_REPO": env.repo, "STAGER_BRANCH": env.branch,
+                    "STAGER_SHA": sha, "STAGER_URL": config.preview.url(forSlug: env.slug),
+                ].merging(env.key.isBranch ? [:] : ["STAGER_PR": String(env.number)]) { $1 }
+            ) { _, stager in stager },
+            memory: repo.memory ?? limits.memory,
+            cpus: repo.cpus ?? limits.cpus,
+            pids: repo.pids ?? limits.pids,
+            capAdd: repo.capAdd,
+            readOnly: repo.readOnly
         )
         spec.labels[ContainerLabels.role] = "app"
         // Beside services, the app is on the environment's network and reaches each by its name.

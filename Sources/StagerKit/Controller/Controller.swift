@@ -60,7 +60,10 @@ public final class Controller: Service, Sendable {
             do {
                 try await environments.setFact(Self.heartbeatFact, "stopped", at: .distantPast)
             } catch {
-                logger.warning("could not record that serve stopped; waiting commands notice when the heartbeat ages", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "could not record that serve stopped; waiting commands notice when the heartbeat ages",
+                    metadata: ["error": "\(error)"]
+                )
             }
         }.value
     }
@@ -189,8 +192,12 @@ public final class Controller: Service, Sendable {
         guard let apps = try? await seams.runtime.list(for: nil) else { return }
         for app in apps where app.service == nil && app.running {
             guard let routed = await seams.frontDoor.routed(slug: app.slug), routed.container == app.name, !routed.asleep,
-                  !app.answers(atPort: routed.port, host: routed.host) else { continue }
-            logger.info("the app's task moved; routing to it again", metadata: ["container": "\(app.name)", "to": "\(app.upstream.map(String.init(describing:)) ?? "-")"])
+                !app.answers(atPort: routed.port, host: routed.host)
+            else { continue }
+            logger.info(
+                "the app's task moved; routing to it again",
+                metadata: ["container": "\(app.name)", "to": "\(app.upstream.map(String.init(describing:)) ?? "-")"]
+            )
             await enqueue(PullRequestKey(repo: app.repo, number: app.number))
         }
     }
@@ -261,7 +268,8 @@ public final class Controller: Service, Sendable {
     private func takeDownQueuedTeardowns(with env: Environment) async throws {
         var slugs: [String] = []
         for key in [env.key] + (await queue.queued) {
-            guard let other = try await environments.environment(key), other.desired == .absent, await seams.frontDoor.routed(slug: other.slug) != nil else { continue }
+            guard let other = try await environments.environment(key), other.desired == .absent, await seams.frontDoor.routed(slug: other.slug) != nil
+            else { continue }
             slugs.append(other.slug)
         }
         guard slugs.count > 1 else { return }
@@ -301,7 +309,7 @@ public final class Controller: Service, Sendable {
         do {
             try await convergeNow(key, logger: logger)
             await retries.clear(key)
-        } catch where error is CancellationError || Task.isCancelled {
+        } catch  where error is CancellationError || Task.isCancelled {
             // A shutdown: a docker process it stopped ends with a signal's exit status, not a failure worth a retry.
             return
         } catch {
@@ -331,7 +339,15 @@ public final class Controller: Service, Sendable {
             guard let env = try await settledIntent(key, since: taken) else { return }
             if env.desired == .absent { try await takeDownQueuedTeardowns(with: env) }
             logger[metadataKey: "delivery"] = "\(env.lastDeliveryID ?? "-")"
-            var execution = Execution(seams: seams, config: config, env: env, deploySlots: deploySlots, metrics: metrics, wakes: wakes, logger: logger)
+            var execution = Execution(
+                seams: seams,
+                config: config,
+                env: env,
+                deploySlots: deploySlots,
+                metrics: metrics,
+                wakes: wakes,
+                logger: logger
+            )
             execution.nothingRunsYet = await fresh.take(key) && env.desiredVersion == 1 && env.appliedVersion == 0
             let ending = try await execution.run()
             await engineHealth.answered()
@@ -350,49 +366,5 @@ public final class Controller: Service, Sendable {
         logger[metadataKey: "repo"] = "\(key.repo)"
         logger[metadataKey: "pr"] = "\(key.number)"
         return logger
-    }
-}
-
-/// PRs whose environment this process created from a webhook and has not converged yet.
-actor FreshKeys {
-    private var keys: Set<PullRequestKey> = []
-
-    func insert(_ key: PullRequestKey) { keys.insert(key) }
-
-    /// Whether the key was fresh; it is not any more.
-    func take(_ key: PullRequestKey) -> Bool { keys.remove(key) != nil }
-}
-
-/// Backoff per PR for transient failures (`Backoff.convergence`), and when each retry is due.
-actor Retries {
-    private var attempts: [PullRequestKey: Int] = [:]
-    private var due: [PullRequestKey: ContinuousClock.Instant] = [:]
-
-    /// Counts a failure and schedules the retry; returns its delay.
-    func schedule(_ key: PullRequestKey) -> Duration {
-        let attempt = attempts[key, default: 0]
-        attempts[key] = attempt + 1
-        let delay = Backoff.convergence.delay(after: attempt + 1)
-        due[key] = ContinuousClock.now + delay
-        return delay
-    }
-
-    /// The PRs whose retry is due now; they are no longer scheduled.
-    func takeDue() -> [PullRequestKey] {
-        let now = ContinuousClock.now
-        let ready = due.filter { $0.value <= now }.keys.sorted { $0.description < $1.description }
-        for key in ready { due[key] = nil }
-        return ready
-    }
-
-    /// What caused the failures has passed (the engine answers again): every scheduled retry is due now.
-    func bringForward() {
-        let now = ContinuousClock.now
-        for key in due.keys { due[key] = now }
-    }
-
-    /// A success: the next failure starts from the shortest delay again.
-    func clear(_ key: PullRequestKey) {
-        attempts[key] = nil
     }
 }

@@ -17,8 +17,11 @@ extension Execution {
         let app = ContainerSpec.app(of: env, repo: repo, sha: sha, image: try image(of: repo, sha: sha), config: config)
         let release = try await stackSteps(layout).release(command, app: app, sha: sha)
         guard release.exitCode == 0 else {
-            return try await fail(sha: sha, reason: "the release command `\(command.joined(separator: " "))` exited \(release.exitCode)",
-                                  log: FailureLog(.release, release.output))
+            return try await fail(
+                sha: sha,
+                reason: "the release command `\(command.joined(separator: " "))` exited \(release.exitCode)",
+                log: FailureLog(.release, release.output)
+            )
         }
         return true
     }
@@ -31,8 +34,10 @@ extension Execution {
 
     /// The repository's image for this PR at `sha` (the tag a build makes, for repositories that build).
     func image(of repo: StagerConfig.Repo, sha: String) throws -> String {
-        config.runnableImage(try ImageReference.render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug),
-                             builds: repo.build != nil)
+        config.runnableImage(
+            try ImageReference.render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug),
+            builds: repo.build != nil
+        )
     }
 
     func startContainer(sha: String) async throws -> ContainerInfo {
@@ -41,9 +46,17 @@ extension Execution {
         let started = try await seams.runtime.start(spec)
         logger.info("started container", metadata: ["container": "\(spec.name)", "image": "\(spec.image)", "upstream": "\(started.upstream)"])
         try await announcer.audit(env, .deploy, "started \(spec.name) from \(spec.image) at \(sha.prefix(12))", sha: sha)
-        return ContainerInfo(id: started.id, name: spec.name, repo: env.repo, number: env.number, sha: sha, slug: env.slug,
-                             running: true, hostPort: started.upstream.port,
-                             address: started.upstream.nodeAddress)
+        return ContainerInfo(
+            id: started.id,
+            name: spec.name,
+            repo: env.repo,
+            number: env.number,
+            sha: sha,
+            slug: env.slug,
+            running: true,
+            hostPort: started.upstream.port,
+            address: started.upstream.nodeAddress
+        )
     }
 
     func awaitHealthy(_ container: ContainerInfo) async throws -> Bool {
@@ -51,7 +64,8 @@ extension Execution {
         let (probe, path) = (seams.probe, healthPath)
         // Starts at 5 ms: a small app listens within tens of milliseconds of `docker run` returning.
         return try await Poller(first: .milliseconds(5), longest: .milliseconds(500)).until(timeout: repo?.healthTimeout ?? .seconds(60)) {
-            guard let answer = try? await probe.get(host: upstream.host, port: upstream.port, path: path) else { return false }  // not answering yet is what the loop waits out
+            // not answering yet is what the loop waits out
+            guard let answer = try? await probe.get(host: upstream.host, port: upstream.port, path: path) else { return false }
             return answer.status < 500
         }
     }
@@ -175,8 +189,12 @@ extension Execution {
         }
         let took = wokeAfter ?? (ContinuousClock.now - startedAt)
         metrics.woke(outcome: "awake", duration: took)
-        try await announcer.audit(env, .wake, "awake: \(serving.name) answered \(healthPath) \(Int(took.seconds * 1000)) ms after the wake began",
-                                  sha: serving.sha)
+        try await announcer.audit(
+            env,
+            .wake,
+            "awake: \(serving.name) answered \(healthPath) \(Int(took.seconds * 1000)) ms after the wake began",
+            sha: serving.sha
+        )
         logger.info("awake", metadata: ["ms": "\(Int(took.seconds * 1000))"])
     }
 

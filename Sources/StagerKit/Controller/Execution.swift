@@ -12,8 +12,15 @@ public struct ControllerSeams: Sendable {
     /// nil without a GitHub token: then no label can be verified, and PRs that need approval stay blocked.
     public var permissions: (any PermissionLookup)?
 
-    public init(environments: any EnvironmentRepository, runtime: any ContainerRuntime, frontDoor: any FrontDoor, announcer: Announcer,
-                probe: any Prober, builder: any ImageBuilding, permissions: (any PermissionLookup)?) {
+    public init(
+        environments: any EnvironmentRepository,
+        runtime: any ContainerRuntime,
+        frontDoor: any FrontDoor,
+        announcer: Announcer,
+        probe: any Prober,
+        builder: any ImageBuilding,
+        permissions: (any PermissionLookup)?
+    ) {
         self.environments = environments
         self.runtime = runtime
         self.frontDoor = frontDoor
@@ -49,8 +56,15 @@ struct Execution {
     /// How long a wake took until its app answered its health path.
     var wokeAfter: Duration?
 
-    init(seams: ControllerSeams, config: StagerConfig, env: Environment, deploySlots: Slots, metrics: StagerMetrics, wakes: WakeSignals,
-         logger: Logger) {
+    init(
+        seams: ControllerSeams,
+        config: StagerConfig,
+        env: Environment,
+        deploySlots: Slots,
+        metrics: StagerMetrics,
+        wakes: WakeSignals,
+        logger: Logger
+    ) {
         self.seams = seams
         self.config = config
         self.env = env
@@ -128,7 +142,12 @@ struct Execution {
         }
         guard try await permissions.confirmsLabel(config.forks.label, sha: env.desiredSha, on: key) else {
             try await environments.update(key) { $0.labelSender = nil }
-            try await announcer.audit(env, .approval, "label by \(sender) ignored: GitHub does not show \(config.forks.label) on the PR at \(env.desiredSha.prefix(12))", actor: sender)
+            try await announcer.audit(
+                env,
+                .approval,
+                "label by \(sender) ignored: GitHub does not show \(config.forks.label) on the PR at \(env.desiredSha.prefix(12))",
+                actor: sender
+            )
             logger.warning("deploy label not confirmed by GitHub", metadata: ["by": "\(sender)"])
             return try await block(ignored: nil)
         }
@@ -286,7 +305,10 @@ struct Execution {
             var woken = container
             (woken.running, woken.hostPort, woken.address) = (true, upstream?.port, upstream?.nodeAddress)
             candidate = woken
-            logger.info("woke container", metadata: ["container": "\(container.name)", "upstream": "\(upstream.map(String.init(describing:)) ?? "-")"])
+            logger.info(
+                "woke container",
+                metadata: ["container": "\(container.name)", "upstream": "\(upstream.map(String.init(describing:)) ?? "-")"]
+            )
         case .markAwake:
             try await markAwake()
         case .removeVhost:
@@ -328,11 +350,22 @@ struct Execution {
         try await withThrowingTaskGroup(of: [String].self) { group in
             group.addTask { try await runtime.ids(for: key) }
             try await frontDoor.remove(slug: slug)
-            group.addTask { try await frontDoor.confirmUnrouted(hostName: hostName); return [] }
-            if let serving { group.addTask { try await runtime.remove(serving); return [] } }
+            group.addTask {
+                try await frontDoor.confirmUnrouted(hostName: hostName)
+                return []
+            }
+            if let serving {
+                group.addTask {
+                    try await runtime.remove(serving)
+                    return []
+                }
+            }
             while let listed = try await group.next() {
                 for id in listed where !Self.same(id, serving) {
-                    group.addTask { try await runtime.remove(id); return [] }
+                    group.addTask {
+                        try await runtime.remove(id)
+                        return []
+                    }
                 }
             }
         }
@@ -349,8 +382,18 @@ struct Execution {
 
     /// The vhost for `app`: to where it answers, or (asleep) to the wake path, naming it either way.
     private func route(to app: ContainerInfo, asleep: Bool = false) -> Route {
-        Route(key: key, slug: env.slug, hostName: hostName, upstreamPort: app.hostPort ?? 0, containerName: app.name, sha: app.sha,
-              branch: env.branch, access: repo?.access ?? .open, asleep: asleep, upstreamHost: app.address ?? Upstream.loopback)
+        Route(
+            key: key,
+            slug: env.slug,
+            hostName: hostName,
+            upstreamPort: app.hostPort ?? 0,
+            containerName: app.name,
+            sha: app.sha,
+            branch: env.branch,
+            access: repo?.access ?? .open,
+            asleep: asleep,
+            upstreamHost: app.address ?? Upstream.loopback
+        )
     }
 
 }

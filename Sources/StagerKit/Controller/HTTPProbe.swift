@@ -34,7 +34,13 @@ public final class HTTPProbe: Prober, Sendable {
         client.shutdown { _ in }
     }
 
-    public func get(host: String, port: Int, path: String, hostHeader: String? = nil, headers extra: [String: String] = [:]) async throws -> ProbeAnswer {
+    public func get(
+        host: String,
+        port: Int,
+        path: String,
+        hostHeader: String? = nil,
+        headers extra: [String: String] = [:]
+    ) async throws -> ProbeAnswer {
         let authority = host.contains(":") ? "[\(host)]" : host
         var request = HTTPClientRequest(url: "http://\(authority):\(port)\(path)")
         request.headers.add(name: "Connection", value: "close")

@@ -62,7 +62,10 @@ struct Reconciler {
                 try await seams.runtime.remove(resource)
                 report.orphanResources.append("\(resource.kind.rawValue) \(resource.name)")
             } catch let error as CommandError {
-                controller.logger.warning("an orphan was not removed; the next pass tries again", metadata: ["resource": "\(resource.name)", "error": "\(error)"])
+                controller.logger.warning(
+                    "an orphan was not removed; the next pass tries again",
+                    metadata: ["resource": "\(resource.name)", "error": "\(error)"]
+                )
             }
         }
 
@@ -74,12 +77,15 @@ struct Reconciler {
         report.foreignFiles = inventory.foreign
 
         if !report.enqueued.isEmpty || !report.orphanContainers.isEmpty || !report.orphanVhosts.isEmpty || !report.orphanResources.isEmpty {
-            controller.logger.info("reconciled", metadata: [
-                "enqueued": "\(report.enqueued.map(\.description))",
-                "orphan_containers": "\(report.orphanContainers)",
-                "orphan_vhosts": "\(report.orphanVhosts)",
-                "orphan_resources": "\(report.orphanResources)",
-            ])
+            controller.logger.info(
+                "reconciled",
+                metadata: [
+                    "enqueued": "\(report.enqueued.map(\.description))",
+                    "orphan_containers": "\(report.orphanContainers)",
+                    "orphan_vhosts": "\(report.orphanVhosts)",
+                    "orphan_resources": "\(report.orphanResources)",
+                ]
+            )
         }
         return report
     }

@@ -54,15 +54,18 @@ struct StackLayout {
 
     /// What networks, volumes and helper containers carry: enough for gc to tell whose they are.
     var labels: [String: String] {
-        [ContainerLabels.managed: "true", ContainerLabels.instance: config.instance,
-         ContainerLabels.repo: env.repo, ContainerLabels.slug: env.slug].merging(ContainerLabels.owner(env.key)) { $1 }
+        [
+            ContainerLabels.managed: "true", ContainerLabels.instance: config.instance,
+            ContainerLabels.repo: env.repo, ContainerLabels.slug: env.slug,
+        ].merging(ContainerLabels.owner(env.key)) { $1 }
     }
 
     func desire(sha: String) -> StackDesire {
         var services: [String: String] = [:]
         for service in repo.services {
             // A service whose image cannot be rendered is recreated until it can: its start fails and says why.
-            services[service.name] = (try? spec(for: service, sha: sha))?.labels[ContainerLabels.definition] ?? "unrenderable"  // the start names the problem
+            // the start names the problem
+            services[service.name] = (try? spec(for: service, sha: sha))?.labels[ContainerLabels.definition] ?? "unrenderable"
         }
         return StackDesire(services: services, release: repo.release != nil)
     }
@@ -72,12 +75,19 @@ struct StackLayout {
         let image = try ImageReference.render(service.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug)
         let limits = config.limits
         var spec = ContainerSpec(
-            name: ContainerSpec.fitName("\(network)-\(service.name)"), image: image, command: service.command, containerPort: service.port ?? 0,
+            name: ContainerSpec.fitName("\(network)-\(service.name)"),
+            image: image,
+            command: service.command,
+            containerPort: service.port ?? 0,
             // The usual labels; `stager.sha` is the commit whose deploy created it.
-            labels: labels.merging([ContainerLabels.role: "service", ContainerLabels.service: service.name,
-                                    ContainerLabels.branch: env.branch, ContainerLabels.sha: sha]) { $1 },
+            labels: labels.merging([
+                ContainerLabels.role: "service", ContainerLabels.service: service.name,
+                ContainerLabels.branch: env.branch, ContainerLabels.sha: sha,
+            ]) { $1 },
             environment: service.env,
-            memory: service.memory ?? limits.memory, cpus: service.cpus ?? limits.cpus, pids: service.pids ?? limits.pids,
+            memory: service.memory ?? limits.memory,
+            cpus: service.cpus ?? limits.cpus,
+            pids: service.pids ?? limits.pids,
             capAdd: service.capAdd
         )
         spec.network = network

@@ -60,9 +60,15 @@ struct StackSteps {
                 id = stopped.id
                 logger.info("started service again", metadata: ["service": "\(service.name)"])
             } catch let error as CommandError {
-                logger.warning("a stopped service did not start again; making it anew", metadata: ["service": "\(service.name)", "error": "\(error)"])
+                logger.warning(
+                    "a stopped service did not start again; making it anew",
+                    metadata: ["service": "\(service.name)", "error": "\(error)"]
+                )
             } catch let error as PlacementFailure {
-                logger.warning("a stopped service did not start again; making it anew", metadata: ["service": "\(service.name)", "error": "\(error)"])
+                logger.warning(
+                    "a stopped service did not start again; making it anew",
+                    metadata: ["service": "\(service.name)", "error": "\(error)"]
+                )
             }
         }
         if id == nil || existing.count > 1 {
@@ -84,10 +90,15 @@ struct StackSteps {
         }
         guard let id else { return }
         guard try await serviceHealthy(service, id: id, network: layout.network) else {
-            let tail = SecretMask.mask((try? await runtime.logTail(id, lines: 30)) ?? "", secrets: Array(service.env.values))  // no log is still a failure worth naming
-            let what = service.port.map { port in service.healthPath.map { "GET \($0) on port \(port) below 500" } ?? "TCP port \(port)" } ?? "running"
-            throw Failure(reason: "service \(service.name) was not healthy (\(what)) within \(service.healthTimeout)",
-                               log: FailureLog(.service(service.name), tail), service: service.name)
+            // no log is still a failure worth naming
+            let tail = SecretMask.mask((try? await runtime.logTail(id, lines: 30)) ?? "", secrets: Array(service.env.values))
+            let what =
+                service.port.map { port in service.healthPath.map { "GET \($0) on port \(port) below 500" } ?? "TCP port \(port)" } ?? "running"
+            throw Failure(
+                reason: "service \(service.name) was not healthy (\(what)) within \(service.healthTimeout)",
+                log: FailureLog(.service(service.name), tail),
+                service: service.name
+            )
         }
     }
 
@@ -108,7 +119,12 @@ struct StackSteps {
         let clock = ContinuousClock()
         let began = clock.now
         do {
-            try await runtime.copyVolume(from: seed, to: volume, with: seedImage.map(SeedCopier.busybox) ?? .serviceImage(image), labels: layout.labels)
+            try await runtime.copyVolume(
+                from: seed,
+                to: volume,
+                with: seedImage.map(SeedCopier.busybox) ?? .serviceImage(image),
+                labels: layout.labels
+            )
         } catch let error as CommandError {
             throw Failure(reason: "service \(service): copying the seed volume \(seed) failed: \(error)", log: nil)
         }
@@ -142,7 +158,12 @@ struct StackSteps {
         let (exitCode, output) = try await seams.runtime.runToEnd(spec, timeout: Self.releaseTimeout)
         let masked = SecretMask.mask(output, secrets: Array(layout.repo.env.values))
         let argv = command.joined(separator: " ")
-        try await seams.announcer.audit(env, .release, "release `\(argv)` exited \(exitCode) after \(Int((clock.now - began).seconds * 1000)) ms:\n\(masked.suffix(4000))", sha: sha)
+        try await seams.announcer.audit(
+            env,
+            .release,
+            "release `\(argv)` exited \(exitCode) after \(Int((clock.now - began).seconds * 1000)) ms:\n\(masked.suffix(4000))",
+            sha: sha
+        )
         logger.info("ran release", metadata: ["exit": "\(exitCode)"])
         return (exitCode, masked)
     }

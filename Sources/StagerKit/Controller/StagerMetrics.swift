@@ -22,29 +22,45 @@ public struct StagerMetrics: Sendable {
 
     /// Time from the request's arrival in the handler to its answer.
     public func acknowledged(in duration: Duration) {
-        registry.makeDurationHistogram(name: "stager_webhook_ack_seconds", buckets: Self.ackBuckets,
-                                       help: "Time to answer a webhook delivery, from its arrival in the handler").record(duration)
+        registry.makeDurationHistogram(
+            name: "stager_webhook_ack_seconds",
+            buckets: Self.ackBuckets,
+            help: "Time to answer a webhook delivery, from its arrival in the handler"
+        ).record(duration)
     }
 
     public func webhook(event: String, outcome: String) {
-        registry.makeCounter(name: "stager_webhooks_total", labels: [("event", event), ("outcome", outcome)],
-                             help: "Webhook deliveries received, by event and outcome").increment()
+        registry.makeCounter(
+            name: "stager_webhooks_total",
+            labels: [("event", event), ("outcome", outcome)],
+            help: "Webhook deliveries received, by event and outcome"
+        ).increment()
     }
 
     public func converged(outcome: String) {
-        registry.makeCounter(name: "stager_convergences_total", labels: [("outcome", outcome)],
-                             help: "Environment convergences, by outcome").increment()
+        registry.makeCounter(
+            name: "stager_convergences_total",
+            labels: [("outcome", outcome)],
+            help: "Environment convergences, by outcome"
+        ).increment()
     }
 
     /// From the controller taking a deploy to the preview answering and the comment written.
     public func deployed(outcome: String, duration: Duration) {
-        registry.makeDurationHistogram(name: "stager_deploy_duration_seconds", labels: [("outcome", outcome)], buckets: Self.durationBuckets,
-                                       help: "Time to deploy one environment, by outcome (ready, failed)").record(duration)
+        registry.makeDurationHistogram(
+            name: "stager_deploy_duration_seconds",
+            labels: [("outcome", outcome)],
+            buckets: Self.durationBuckets,
+            help: "Time to deploy one environment, by outcome (ready, failed)"
+        ).record(duration)
     }
 
     public func tornDown(duration: Duration) {
-        registry.makeDurationHistogram(name: "stager_teardown_duration_seconds", buckets: Self.durationBuckets,
-                                       help: "Time to tear one environment down").record(duration)
+        registry.makeDurationHistogram(
+            name: "stager_teardown_duration_seconds",
+            buckets: Self.durationBuckets,
+            help: "Time to tear one environment down"
+        ).record(duration)
     }
 
     /// From a wake's first request (or command) to the app answering its health path: what a held request waits.
@@ -55,10 +71,16 @@ public struct StagerMetrics: Sendable {
 
     /// `outcome`: `awake` or `failed`.
     public func woke(outcome: String, duration: Duration) {
-        registry.makeCounter(name: "stager_wakes_total", labels: [("outcome", outcome)],
-                             help: "Sleeping environments woken, by outcome (awake, failed)").increment()
-        registry.makeDurationHistogram(name: "stager_wake_seconds", buckets: Self.wakeBuckets,
-                                       help: "Time from the wake's start to the app answering its health path").record(duration)
+        registry.makeCounter(
+            name: "stager_wakes_total",
+            labels: [("outcome", outcome)],
+            help: "Sleeping environments woken, by outcome (awake, failed)"
+        ).increment()
+        registry.makeDurationHistogram(
+            name: "stager_wake_seconds",
+            buckets: Self.wakeBuckets,
+            help: "Time from the wake's start to the app answering its health path"
+        ).record(duration)
     }
 
     public func queueDepth(_ depth: Int) {
@@ -71,15 +93,21 @@ public struct StagerMetrics: Sendable {
 
     /// `ok`, `error_<status>`, `rate_limited`, `server_error` (retried) or `unreachable` (retried).
     public func githubRequest(outcome: String) {
-        registry.makeCounter(name: "stager_github_requests_total", labels: [("outcome", outcome)],
-                             help: "GitHub API requests, by outcome").increment()
+        registry.makeCounter(
+            name: "stager_github_requests_total",
+            labels: [("outcome", outcome)],
+            help: "GitHub API requests, by outcome"
+        ).increment()
     }
 
     /// Sets the gauge of every status, zero included, so a status that empties shows 0 rather than its last count.
     public func environments(byStatus counts: [String: Int]) {
         for status in EnvironmentStatus.allCases where status != .removed {
-            registry.makeGauge(name: "stager_environments", labels: [("status", status.rawValue)],
-                               help: "Environments by status").set(Double(counts[status.rawValue] ?? 0))
+            registry.makeGauge(
+                name: "stager_environments",
+                labels: [("status", status.rawValue)],
+                help: "Environments by status"
+            ).set(Double(counts[status.rawValue] ?? 0))
         }
     }
 

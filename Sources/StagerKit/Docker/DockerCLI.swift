@@ -12,8 +12,12 @@ public struct DockerCLI: ContainerRuntime {
     /// would starve the webhook's answers on a small machine.
     private let processes = Slots(limit: 8)
 
-    public init(command: [String], instance: String, runner: any CommandRunner,
-                scratchDir: URL = FileManager.default.temporaryDirectory.appendingPathComponent("stager-run")) {
+    public init(
+        command: [String],
+        instance: String,
+        runner: any CommandRunner,
+        scratchDir: URL = FileManager.default.temporaryDirectory.appendingPathComponent("stager-run")
+    ) {
         self.docker = command
         self.instance = instance
         self.runner = runner
@@ -56,8 +60,10 @@ public struct DockerCLI: ContainerRuntime {
     /// What every container Stager runs has: limits, hardening, network, volumes, labels, variables, then
     /// the image and command.
     static func isolationArguments(_ spec: ContainerSpec, envFile: String?) -> [String] {
-        var args = ["--memory", spec.memory, "--cpus", spec.cpus, "--pids-limit", String(spec.pids),
-                    "--security-opt", "no-new-privileges", "--cap-drop", "ALL"]
+        var args = [
+            "--memory", spec.memory, "--cpus", spec.cpus, "--pids-limit", String(spec.pids),
+            "--security-opt", "no-new-privileges", "--cap-drop", "ALL",
+        ]
         if let network = spec.network {
             args += ["--network", network]
             if let alias = spec.alias { args += ["--network-alias", alias] }
@@ -135,7 +141,8 @@ public struct DockerCLI: ContainerRuntime {
             defer { try? handle.close() }  // closing after a failed write: the write error is thrown
             try handle.write(contentsOf: Data(text.utf8))
         }
-        defer { if let envFile { try? FileManager.default.removeItem(at: envFile) } }  // a leftover 0600 env file in the scratch folder is overwritten next time
+        // a leftover 0600 env file in the scratch folder is overwritten next time
+        defer { if let envFile { try? FileManager.default.removeItem(at: envFile) } }
         return try await body(envFile?.path)
     }
 
@@ -169,7 +176,8 @@ public struct DockerCLI: ContainerRuntime {
     static func filters(instance: String, key: PullRequestKey?) -> [String] {
         var filters = ["--filter", "label=\(ContainerLabels.managed)=true", "--filter", "label=\(ContainerLabels.instance)=\(instance)"]
         if let key {
-            filters += ["--filter", "label=\(ContainerLabels.repo)=\(key.repo)"]
+            filters +=
+                ["--filter", "label=\(ContainerLabels.repo)=\(key.repo)"]
                 + ContainerLabels.owner(key).flatMap { ["--filter", "label=\($0.key)=\($0.value)"] }
         }
         return filters
@@ -184,10 +192,18 @@ public struct DockerCLI: ContainerRuntime {
                 return parsePort(String(mapping[..<arrow.lowerBound]))
             }.first
             // Containers from before services had no role: they are apps.
-            return ContainerInfo(id: fields[0], name: fields[1], repo: fields[3], number: number, sha: fields[5],
-                                 slug: fields[6], running: fields[2] == "running", hostPort: hostPort,
-                                 service: fields[8] == "service" && !fields[9].isEmpty ? fields[9] : nil,
-                                 definition: fields[10].isEmpty ? nil : fields[10])
+            return ContainerInfo(
+                id: fields[0],
+                name: fields[1],
+                repo: fields[3],
+                number: number,
+                sha: fields[5],
+                slug: fields[6],
+                running: fields[2] == "running",
+                hostPort: hostPort,
+                service: fields[8] == "service" && !fields[9].isEmpty ? fields[9] : nil,
+                definition: fields[10].isEmpty ? nil : fields[10]
+            )
         }
     }
 
@@ -201,7 +217,8 @@ public struct DockerCLI: ContainerRuntime {
         // Someone else (serve beside gc) started the removal: it is done only once the container is gone.
         let gone = try await Poller(first: .milliseconds(50), longest: .milliseconds(500)).until(timeout: .seconds(30)) {
             // An engine hiccup while looking counts as not gone yet.
-            guard let inspect = try? await run(["container", "inspect", "--format", "{{.Id}}", idOrName], allowFailure: true) else { return false }  // an engine hiccup while looking counts as not gone yet
+            // an engine hiccup while looking counts as not gone yet
+            guard let inspect = try? await run(["container", "inspect", "--format", "{{.Id}}", idOrName], allowFailure: true) else { return false }
             return !inspect.succeeded && inspect.message.contains("No such container")
         }
         guard gone else { throw CommandError.failed(command(["rm", idOrName]), result) }
@@ -232,8 +249,10 @@ public struct DockerCLI: ContainerRuntime {
     /// `docker image ls` has no `.Label` in its format (on 28.x clients or 20.10 engines alike): it lists the
     /// ids the label filters select, and `docker image inspect` reads their tags and labels.
     public func builtImages() async throws -> [(image: String, key: PullRequestKey)] {
-        let listed = try await run(["image", "ls", "--filter", "label=\(ContainerLabels.managed)=true",
-                                    "--filter", "label=\(ContainerLabels.instance)=\(instance)", "--no-trunc", "--format", "{{.ID}}"]).standardOutput
+        let listed = try await run([
+            "image", "ls", "--filter", "label=\(ContainerLabels.managed)=true",
+            "--filter", "label=\(ContainerLabels.instance)=\(instance)", "--no-trunc", "--format", "{{.ID}}",
+        ]).standardOutput
         var seen = Set<String>()
         let ids = listed.split(separator: "\n").map(String.init).filter { seen.insert($0).inserted }
         guard !ids.isEmpty else { return [] }
@@ -242,13 +261,15 @@ public struct DockerCLI: ContainerRuntime {
         return Self.parseBuiltImages(inspected.standardOutput)
     }
 
-    static let imageLabelsFormat = "{{json .RepoTags}}\t{{index .Config.Labels \"stager.repo\"}}\t" + ContainerLabels.numberTemplate(labels: ".Config.Labels")
+    static let imageLabelsFormat =
+        "{{json .RepoTags}}\t{{index .Config.Labels \"stager.repo\"}}\t" + ContainerLabels.numberTemplate(labels: ".Config.Labels")
 
     /// Lines of `imageLabelsFormat`: one entry per tag; an untagged image has nothing to remove by name.
     static func parseBuiltImages(_ output: String) -> [(image: String, key: PullRequestKey)] {
         DockerOutput.rows(output, fields: 3).flatMap { fields -> [(image: String, key: PullRequestKey)] in
             guard let number = Int(fields[2]), !fields[1].isEmpty,
-                  let tags = try? JSONDecoder().decode([String]?.self, from: Data(fields[0].utf8)) else { return [] }  // a line docker printed otherwise is not one of ours
+                let tags = try? JSONDecoder().decode([String]?.self, from: Data(fields[0].utf8))
+            else { return [] }  // a line docker printed otherwise is not one of ours
             return (tags ?? []).map { ($0, PullRequestKey(repo: fields[1], number: number)) }
         }
     }
@@ -303,11 +324,15 @@ public struct DockerCLI: ContainerRuntime {
 
     public func copyVolume(from seed: String, to volume: String, with copier: SeedCopier, labels: [String: String]) async throws {
         // The seed is mounted read-only; `cp -a` keeps owners and modes, which a database's files need.
-        let args = ["run", "--rm", "--pull", "never", "--network", "none", "--security-opt", "no-new-privileges",
-                    "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE", "--cap-add", "FOWNER"]
+        let args =
+            [
+                "run", "--rm", "--pull", "never", "--network", "none", "--security-opt", "no-new-privileges",
+                "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE", "--cap-add", "FOWNER",
+            ]
             + Self.labelArguments(labels)
-            + ["--mount", "type=volume,src=\(seed),dst=/from,readonly", "--mount", "type=volume,src=\(volume),dst=/to",
-              ] + copier.arguments
+            + [
+                "--mount", "type=volume,src=\(seed),dst=/from,readonly", "--mount", "type=volume,src=\(volume),dst=/to",
+            ] + copier.arguments
         try await run(args)
     }
 

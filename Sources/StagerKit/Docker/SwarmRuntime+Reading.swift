@@ -23,10 +23,18 @@ extension SwarmRuntime {
     static func parseServices(_ output: String) -> [ServiceLine] {
         DockerOutput.rows(output, fields: 11).compactMap { fields in
             guard let number = Int(fields[3]) else { return nil }
-            let info = ContainerInfo(id: fields[0], name: fields[1], repo: fields[2], number: number, sha: fields[4], slug: fields[5],
-                                     running: false, hostPort: Int(fields[10].trimmingCharacters(in: .whitespaces)),
-                                     service: fields[6] == "service" && !fields[7].isEmpty ? fields[7] : nil,
-                                     definition: fields[8].isEmpty ? nil : fields[8])
+            let info = ContainerInfo(
+                id: fields[0],
+                name: fields[1],
+                repo: fields[2],
+                number: number,
+                sha: fields[4],
+                slug: fields[5],
+                running: false,
+                hostPort: Int(fields[10].trimmingCharacters(in: .whitespaces)),
+                service: fields[6] == "service" && !fields[7].isEmpty ? fields[7] : nil,
+                definition: fields[8].isEmpty ? nil : fields[8]
+            )
             return ServiceLine(info: info, replicas: Int(fields[9]), role: fields[6])
         }
     }
@@ -60,7 +68,9 @@ extension SwarmRuntime {
 
     /// This instance's services, optionally one PR's.
     func serviceIDs(for key: PullRequestKey?) async throws -> [String] {
-        try await run(["service", "ls", "--quiet"] + DockerCLI.filters(instance: instance, key: key)).standardOutput.split(separator: "\n").map(String.init)
+        try await run(["service", "ls", "--quiet"] + DockerCLI.filters(instance: instance, key: key)).standardOutput.split(separator: "\n").map(
+            String.init
+        )
     }
 
     /// One task as `docker inspect --type task` prints it.
@@ -104,7 +114,10 @@ extension SwarmRuntime {
     /// One service's tasks as `docker service ps` says them, newest first: id, state ("Running 2 seconds
     /// ago", "Rejected …"), error.
     func taskStates(of service: String) async throws -> [(id: String, state: String, error: String)] {
-        let result = try await run(["service", "ps", "--no-trunc", "--format", "{{.ID}}\t{{.CurrentState}}\t{{.Error}}", "--", service], allowFailure: true)
+        let result = try await run(
+            ["service", "ps", "--no-trunc", "--format", "{{.ID}}\t{{.CurrentState}}\t{{.Error}}", "--", service],
+            allowFailure: true
+        )
         return DockerOutput.rows(result.standardOutput, fields: 3).map { ($0[0], $0[1], $0[2]) }
     }
 

@@ -16,7 +16,10 @@ extension SwarmRuntime {
     public func ping() async throws {
         let result = try await run(["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"])
         guard result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "active true" else {
-            throw EngineUnavailable(message: "docker.command does not reach a manager of an active swarm (runtime: swarm): \(result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw EngineUnavailable(
+                message:
+                    "docker.command does not reach a manager of an active swarm (runtime: swarm): \(result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines))"
+            )
         }
     }
 
@@ -31,8 +34,10 @@ extension SwarmRuntime {
     }
 
     public func ensureNetwork(_ name: String, labels: [String: String]) async throws {
-        let result = try await run(["network", "create", "--driver", "overlay", "--attachable"] + DockerCLI.labelArguments(labels) + ["--", name],
-                                   allowFailure: true)
+        let result = try await run(
+            ["network", "create", "--driver", "overlay", "--attachable"] + DockerCLI.labelArguments(labels) + ["--", name],
+            allowFailure: true
+        )
         guard result.succeeded || result.message.contains("already exists") else {
             throw CommandError.failed(engine.command(["network", "create", name]), result)
         }

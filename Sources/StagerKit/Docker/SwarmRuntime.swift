@@ -22,8 +22,13 @@ public struct SwarmRuntime: ContainerRuntime {
     /// How long one try of `docker service logs` may take (see `logTries`).
     private let logTimeout: Duration
 
-    public init(engine: DockerCLI, instance: String, settings: StagerConfig.Swarm, placementTimeout: Duration = .seconds(120),
-                logTimeout: Duration = .seconds(5)) {
+    public init(
+        engine: DockerCLI,
+        instance: String,
+        settings: StagerConfig.Swarm,
+        placementTimeout: Duration = .seconds(120),
+        logTimeout: Duration = .seconds(5)
+    ) {
         self.engine = engine
         self.logTimeout = logTimeout
         self.instance = instance
@@ -42,7 +47,13 @@ public struct SwarmRuntime: ContainerRuntime {
     // MARK: Starting
 
     /// `docker service create`'s argv (variables go through `envFile`).
-    static func createArguments(_ spec: ContainerSpec, settings: StagerConfig.Swarm, publishedPort: Int?, envFile: String?, job: Bool = false) -> [String] {
+    static func createArguments(
+        _ spec: ContainerSpec,
+        settings: StagerConfig.Swarm,
+        publishedPort: Int?,
+        envFile: String?,
+        job: Bool = false
+    ) -> [String] {
         // Each node pulls the tag itself (images here are tagged by sha); names resolve to the task's own
         // address (dnsrr), not a virtual IP, which needs IPVS on every node.
         var args = ["service", "create", "--detach", "--quiet", "--name", spec.name, "--no-resolve-image", "--endpoint-mode", "dnsrr"]
@@ -55,8 +66,12 @@ public struct SwarmRuntime: ContainerRuntime {
         if let network = spec.network {
             args += ["--network", spec.alias.map { "name=\(network),alias=\($0)" } ?? network]
         }
-        let volumeLabels = spec.labels.filter { [ContainerLabels.managed, ContainerLabels.instance, ContainerLabels.repo, ContainerLabels.pr, ContainerLabels.branchEnvironment].contains($0.key) }
-            .sorted { $0.key < $1.key }.map { ",volume-label=\($0.key)=\($0.value)" }.joined()
+        let volumeLabels = spec.labels.filter {
+            [ContainerLabels.managed, ContainerLabels.instance, ContainerLabels.repo, ContainerLabels.pr, ContainerLabels.branchEnvironment].contains(
+                $0.key
+            )
+        }
+        .sorted { $0.key < $1.key }.map { ",volume-label=\($0.key)=\($0.value)" }.joined()
         for (volume, path) in spec.mounts.sorted(by: { $0.key < $1.key }) {
             args += ["--mount", "type=volume,source=\(volume),destination=\(path)\(volumeLabels)"]
         }
@@ -113,13 +128,16 @@ public struct SwarmRuntime: ContainerRuntime {
     /// `PlacementFailure` naming the node, and the service goes.
     private func awaitRunning(_ id: String, name: String) async throws -> SwarmTask {
         var last: String?
-        let outcome: Result<SwarmTask, PlacementFailure>? = try await Poller(first: .milliseconds(10), longest: .milliseconds(100)).first(timeout: placementTimeout) {
+        let outcome: Result<SwarmTask, PlacementFailure>? = try await Poller(first: .milliseconds(10), longest: .milliseconds(100)).first(
+            timeout: placementTimeout
+        ) {
             // One docker call a round, for the tasks' states; a task that runs or failed is then read whole.
             let states = try await self.taskStates(of: id)
             last = states.first.map { "\($0.state)\($0.error.isEmpty ? "" : ": \($0.error)")" } ?? last
             let running = states.first { $0.state.hasPrefix("Running") }
             guard let chosen = running ?? states.first(where: { $0.state.hasPrefix("Rejected") || $0.state.hasPrefix("Failed") }),
-                  let task = try await self.inspectTasks([chosen.id]).first else { return nil }
+                let task = try await self.inspectTasks([chosen.id]).first
+            else { return nil }
             let node = try await self.node(task.nodeID)
             if running != nil {
                 guard let node else { return nil }
@@ -275,7 +293,9 @@ actor PortReservations {
         // Once its service exists, `taken` has it; a minute covers the time in between.
         reserved = reserved.filter { now - $0.value < .seconds(60) }
         let unavailable = taken.union(reserved.keys).filter(range.contains)
-        guard unavailable.count < range.count else { throw PlacementFailure(message: "every port of swarm.published_ports (\(range.lowerBound)-\(range.upperBound)) is taken") }
+        guard unavailable.count < range.count else {
+            throw PlacementFailure(message: "every port of swarm.published_ports (\(range.lowerBound)-\(range.upperBound)) is taken")
+        }
         for _ in 0..<1000 {
             let port = Int.random(in: range)
             if !taken.contains(port), reserved[port] == nil {
@@ -296,7 +316,8 @@ actor PortReservations {
 extension StagerConfig {
     /// The runtime `runtime` names, reached through `docker.command`: the engine itself, or a swarm's manager.
     public func makeRuntime(runner: any CommandRunner, scratchDir: URL? = nil) -> any ContainerRuntime {
-        let engine = scratchDir.map { DockerCLI(command: dockerCommand, instance: instance, runner: runner, scratchDir: $0) }
+        let engine =
+            scratchDir.map { DockerCLI(command: dockerCommand, instance: instance, runner: runner, scratchDir: $0) }
             ?? DockerCLI(command: dockerCommand, instance: instance, runner: runner)
         switch runtime {
         case .docker: return engine

@@ -27,7 +27,8 @@ public enum ImageReference {
     /// `acme/web:latest` is never garbage).
     public static func perPullRequest(_ env: Environment, repo: StagerConfig.Repo) -> String? {
         guard repo.image.contains("{{") else { return nil }
-        return try? render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: env.deployedSha ?? env.desiredSha, slug: env.slug)  // nil: the template cannot name a per-PR image
+        // nil: the template cannot name a per-PR image
+        return try? render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: env.deployedSha ?? env.desiredSha, slug: env.slug)
     }
 
     static func isValid(_ image: String) -> Bool {

@@ -18,8 +18,20 @@ public struct ContainerInfo: Sendable, Equatable, Hashable {
     /// A service's definition fingerprint (`stager.definition`).
     public var definition: String?
 
-    public init(id: String, name: String, repo: String, number: Int, sha: String, slug: String, running: Bool, hostPort: Int?,
-                service: String? = nil, definition: String? = nil, address: String? = nil, moving: Bool = false) {
+    public init(
+        id: String,
+        name: String,
+        repo: String,
+        number: Int,
+        sha: String,
+        slug: String,
+        running: Bool,
+        hostPort: Int?,
+        service: String? = nil,
+        definition: String? = nil,
+        address: String? = nil,
+        moving: Bool = false
+    ) {
         self.address = address
         self.moving = moving
         self.service = service
@@ -79,8 +91,15 @@ public struct Observation: Sendable, Equatable {
     public var hasComment: Bool
     public var commentPending: Bool
 
-    public init(containers: [ContainerInfo], routedContainer: String?, routedPort: Int? = nil, status: EnvironmentStatus,
-                failedSha: String? = nil, hasComment: Bool = false, commentPending: Bool = false) {
+    public init(
+        containers: [ContainerInfo],
+        routedContainer: String?,
+        routedPort: Int? = nil,
+        status: EnvironmentStatus,
+        failedSha: String? = nil,
+        hasComment: Bool = false,
+        commentPending: Bool = false
+    ) {
         self.containers = containers
         self.routedContainer = routedContainer
         self.routedPort = routedPort
@@ -94,8 +113,15 @@ public struct Observation: Sendable, Equatable {
 extension Observation {
     /// What is known of an environment, with what the engine and the sites folder say.
     public init(of env: Environment, containers: [ContainerInfo], routed: RoutedUpstream?) {
-        self.init(containers: containers.filter { $0.service == nil }, routedContainer: routed?.container, routedPort: routed?.port,
-                  status: env.status, failedSha: env.failedSha, hasComment: env.commentID != nil, commentPending: env.commentPending)
+        self.init(
+            containers: containers.filter { $0.service == nil },
+            routedContainer: routed?.container,
+            routedPort: routed?.port,
+            status: env.status,
+            failedSha: env.failedSha,
+            hasComment: env.commentID != nil,
+            commentPending: env.commentPending
+        )
         services = containers.filter { $0.service != nil }
         routedAsleep = routed?.asleep ?? false
         routedHost = routed?.host
@@ -225,7 +251,8 @@ public enum Planner {
 
         // A sleeping environment wakes: what was stopped starts again (its services first, by `.prepareStack`).
         if serving == nil, isAsleep(observed),
-           let stopped = observed.containers.first(where: { !$0.running && $0.sha == sha && $0.name == observed.routedContainer }) {
+            let stopped = observed.containers.first(where: { !$0.running && $0.sha == sha && $0.name == observed.routedContainer })
+        {
             return [.wakeContainer(stopped), .awaitHealthy, .routeToCandidate]
                 + observed.containers.filter { $0 != stopped }.map(Step.removeContainer) + [ready(observed)]
         }

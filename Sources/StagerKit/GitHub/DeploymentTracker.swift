@@ -14,30 +14,51 @@ struct DeploymentTracker: Sendable {
     func environmentName(_ env: Environment) -> String {
         guard !env.key.isBranch else { return env.branch }
         let context: [String: Any] = ["number": env.number, "slug": env.slug, "repo": env.repo]
-        return (try? ImageReference.template(config.github.deploymentEnvironment).render(context)) ?? "pr-\(env.number)"  // validated at start-up; pr-N is the fallback
+        // validated at start-up; pr-N is the fallback
+        return (try? ImageReference.template(config.github.deploymentEnvironment).render(context)) ?? "pr-\(env.number)"
     }
 
     /// A new deployment of `sha`, marked in progress.
     func start(_ env: Environment, sha: String) async throws -> Int64? {
         guard enabled, let client else { return nil }
-        let id = try await client.createDeployment(env.repo, sha: sha, environment: environmentName(env),
-                                                   description: env.key.isBranch ? "Stager environment of branch \(env.branch)" : "Stager preview of #\(env.number)",
-                                                   transient: !env.key.isBranch)
-        try await client.createDeploymentStatus(env.repo, deployment: id, state: "in_progress",
-                                                logURL: config.server.environmentPage(env.key), description: "Deploying \(sha.prefix(12))")
+        let id = try await client.createDeployment(
+            env.repo,
+            sha: sha,
+            environment: environmentName(env),
+            description: env.key.isBranch ? "Stager environment of branch \(env.branch)" : "Stager preview of #\(env.number)",
+            transient: !env.key.isBranch
+        )
+        try await client.createDeploymentStatus(
+            env.repo,
+            deployment: id,
+            state: "in_progress",
+            logURL: config.server.environmentPage(env.key),
+            description: "Deploying \(sha.prefix(12))"
+        )
         return id
     }
 
     func succeeded(_ env: Environment, deployment id: Int64, url: String) async throws {
         guard enabled, let client else { return }
-        try await client.createDeploymentStatus(env.repo, deployment: id, state: "success", environmentURL: url,
-                                                logURL: config.server.environmentPage(env.key), description: "Preview ready")
+        try await client.createDeploymentStatus(
+            env.repo,
+            deployment: id,
+            state: "success",
+            environmentURL: url,
+            logURL: config.server.environmentPage(env.key),
+            description: "Preview ready"
+        )
     }
 
     func failed(_ env: Environment, deployment id: Int64, reason: String) async throws {
         guard enabled, let client else { return }
-        try await client.createDeploymentStatus(env.repo, deployment: id, state: "failure",
-                                                logURL: config.server.environmentPage(env.key), description: reason)
+        try await client.createDeploymentStatus(
+            env.repo,
+            deployment: id,
+            state: "failure",
+            logURL: config.server.environmentPage(env.key),
+            description: reason
+        )
     }
 
     /// Shown as destroyed on the PR: the environment is gone, or a newer deployment replaced this one.

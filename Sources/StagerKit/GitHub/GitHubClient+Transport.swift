@@ -98,7 +98,10 @@ extension GitHubClient {
             guard wait <= Self.longestWait else {
                 throw GitHubError.gaveUp("rate limited for \(wait) (\(lastProblem))")
             }
-            logger.warning("GitHub \(method) \(url.path) failed, retrying", metadata: ["attempt": "\(attempt)", "problem": "\(lastProblem)", "wait": "\(wait)"])
+            logger.warning(
+                "GitHub \(method) \(url.path) failed, retrying",
+                metadata: ["attempt": "\(attempt)", "problem": "\(lastProblem)", "wait": "\(wait)"]
+            )
             try await sleeper.sleep(for: wait)
         }
         throw GitHubError.gaveUp(lastProblem)
@@ -106,7 +109,8 @@ extension GitHubClient {
 
     static func message(_ data: Data) -> String {
         struct Body: Decodable { var message: String? }
-        return (try? JSONDecoder().decode(Body.self, from: data))?.message ?? String(decoding: data.prefix(200), as: UTF8.self)  // not GitHub's error shape: the raw start is shown
+        // not GitHub's error shape: the raw start is shown
+        return (try? JSONDecoder().decode(Body.self, from: data))?.message ?? String(decoding: data.prefix(200), as: UTF8.self)
     }
 
     static func nextLink(_ header: String?) -> URL? {
@@ -114,7 +118,8 @@ extension GitHubClient {
         for part in header.split(separator: ",") {
             let pieces = part.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
             guard pieces.count >= 2, pieces.dropFirst().contains("rel=\"next\""),
-                  pieces[0].hasPrefix("<"), pieces[0].hasSuffix(">") else { continue }
+                pieces[0].hasPrefix("<"), pieces[0].hasSuffix(">")
+            else { continue }
             return URL(string: String(pieces[0].dropFirst().dropLast()))
         }
         return nil

@@ -69,12 +69,27 @@ public struct GitHubClient: PermissionLookup, Sendable {
     /// The client the configuration describes; nil when no token is configured.
     public init?(config: StagerConfig.GitHub, maxAttempts: Int? = nil, metrics: StagerMetrics? = nil, secrets: SecretValues = .none, logger: Logger) {
         guard let token = config.token else { return nil }
-        self.init(baseURL: config.apiURL, token: token, timeout: config.requestTimeout, maxAttempts: maxAttempts ?? config.maxAttempts,
-                  metrics: metrics, secrets: secrets, logger: logger)
+        self.init(
+            baseURL: config.apiURL,
+            token: token,
+            timeout: config.requestTimeout,
+            maxAttempts: maxAttempts ?? config.maxAttempts,
+            metrics: metrics,
+            secrets: secrets,
+            logger: logger
+        )
     }
 
-    public init(baseURL: URL, token: String, timeout: Duration, maxAttempts: Int, sleeper: any Sleeper = TaskSleeper(),
-                metrics: StagerMetrics? = nil, secrets: SecretValues = .none, logger: Logger) {
+    public init(
+        baseURL: URL,
+        token: String,
+        timeout: Duration,
+        maxAttempts: Int,
+        sleeper: any Sleeper = TaskSleeper(),
+        metrics: StagerMetrics? = nil,
+        secrets: SecretValues = .none,
+        logger: Logger
+    ) {
         self.secrets = secrets
         self.baseURL = baseURL
         self.token = token
@@ -96,15 +111,23 @@ public struct GitHubClient: PermissionLookup, Sendable {
     /// Posts a comment; after an unclear answer, `lookUp` tells whether it was stored before posting again.
     public func createComment(_ key: PullRequestKey, body: String, lookUp: @Sendable () async throws -> Comment?) async throws -> Comment {
         try await create(lookUp: lookUp) {
-            let (data, _) = try await send("POST", url(key.repoPath + ["issues", String(key.number), "comments"]),
-                                           body: ["body": body], expecting: [201])
+            let (data, _) = try await send(
+                "POST",
+                url(key.repoPath + ["issues", String(key.number), "comments"]),
+                body: ["body": body],
+                expecting: [201]
+            )
             return try decode(Comment.self, data)
         }
     }
 
     public func updateComment(_ key: PullRequestKey, id: Int64, body: String) async throws -> Comment {
-        let (data, _) = try await send("PATCH", url(key.repoPath + ["issues", "comments", String(id)]),
-                                       body: ["body": body], expecting: [200])
+        let (data, _) = try await send(
+            "PATCH",
+            url(key.repoPath + ["issues", "comments", String(id)]),
+            body: ["body": body],
+            expecting: [200]
+        )
         return try decode(Comment.self, data)
     }
 
@@ -166,8 +189,12 @@ public struct GitHubClient: PermissionLookup, Sendable {
 
     /// Whether the token can read `repo`'s pull requests (one small request, for `stager check`).
     public func canReadPullRequests(_ repo: String) async throws {
-        _ = try await send("GET", url(Self.repoPath(repo) + ["pulls"], query: "state=open&per_page=1"),
-                           body: nil, expecting: [200])
+        _ = try await send(
+            "GET",
+            url(Self.repoPath(repo) + ["pulls"], query: "state=open&per_page=1"),
+            body: nil,
+            expecting: [200]
+        )
     }
 
     // MARK: Collaborators
@@ -217,18 +244,27 @@ public struct GitHubClient: PermissionLookup, Sendable {
 
     /// Creates a deployment of `sha` to `environment` and returns its id: transient for a PR's preview, not
     /// for a branch's long-lived environment.
-    public func createDeployment(_ repo: String, sha: String, environment: String, description: String, transient: Bool = true) async throws -> Int64 {
+    public func createDeployment(_ repo: String, sha: String, environment: String, description: String, transient: Bool = true) async throws -> Int64
+    {
         let request = UUID().uuidString.lowercased()
-        let body = NewDeployment(ref: sha, payload: Payload(stager_request: request), environment: environment, description: String(description.prefix(140)),
-                                 transient_environment: transient)
+        let body = NewDeployment(
+            ref: sha,
+            payload: Payload(stager_request: request),
+            environment: environment,
+            description: String(description.prefix(140)),
+            transient_environment: transient
+        )
         let query = "sha=\(Self.queryValue(sha))&environment=\(Self.queryValue(environment))&per_page=100"
-        return try await create(lookUp: {
-            let listed: [Deployment] = try await paginate(url(Self.repoPath(repo) + ["deployments"], query: query))
-            return listed.first { $0.payload?.stager_request == request }?.id
-        }) {
-            let (data, _) = try await send("POST", url(Self.repoPath(repo) + ["deployments"]), body: body, expecting: [201])
-            return try decode(Deployment.self, data).id
-        }
+        return try await create(
+            lookUp: {
+                let listed: [Deployment] = try await paginate(url(Self.repoPath(repo) + ["deployments"], query: query))
+                return listed.first { $0.payload?.stager_request == request }?.id
+            },
+            post: {
+                let (data, _) = try await send("POST", url(Self.repoPath(repo) + ["deployments"]), body: body, expecting: [201])
+                return try decode(Deployment.self, data).id
+            }
+        )
     }
 
     private struct Status: Decodable {
@@ -237,31 +273,43 @@ public struct GitHubClient: PermissionLookup, Sendable {
     }
 
     /// `state`: in_progress, success, failure, error or inactive (GitHub shows an inactive transient one as destroyed).
-    public func createDeploymentStatus(_ repo: String, deployment id: Int64, state: String, environmentURL: String? = nil,
-                                       logURL: String? = nil, description: String) async throws {
+    public func createDeploymentStatus(
+        _ repo: String,
+        deployment id: Int64,
+        state: String,
+        environmentURL: String? = nil,
+        logURL: String? = nil,
+        description: String
+    ) async throws {
         let body = NewDeploymentStatus(state: state, environment_url: environmentURL, log_url: logURL, description: String(description.prefix(140)))
         let path = Self.repoPath(repo) + ["deployments", String(id), "statuses"]
         // A deployment takes each state once in Stager's use, so the same state and description is the same status.
-        try await create(lookUp: {
-            let listed: [Status] = try await paginate(url(path, query: "per_page=100"))
-            return listed.contains { $0.state == body.state && ($0.description ?? "") == body.description } ? () : nil
-        }) {
-            _ = try await send("POST", url(path), body: body, expecting: [201])
-        }
+        try await create(
+            lookUp: {
+                let listed: [Status] = try await paginate(url(path, query: "per_page=100"))
+                return listed.contains { $0.state == body.state && ($0.description ?? "") == body.description } ? () : nil
+            },
+            post: {
+                _ = try await send("POST", url(path), body: body, expecting: [201])
+            }
+        )
     }
 
     // MARK: Creating
 
     /// Runs a create (a POST) at most once per unclear answer: after a 5xx or no answer, GitHub may have
     /// stored it, so `lookUp` asks first and only what is not there is created again, with backoff.
-    func create<T: Sendable>(lookUp: @Sendable () async throws -> T?, _ post: @Sendable () async throws -> T) async throws -> T {
+    func create<T: Sendable>(lookUp: @Sendable () async throws -> T?, post: @Sendable () async throws -> T) async throws -> T {
         var attempt = 1
         while true {
             do {
                 return try await post()
             } catch GitHubError.unclear(let problem) {
                 guard attempt < maxAttempts else { throw GitHubError.gaveUp(problem) }
-                logger.warning("GitHub create got no clear answer; looking before trying again", metadata: ["attempt": "\(attempt)", "problem": "\(problem)"])
+                logger.warning(
+                    "GitHub create got no clear answer; looking before trying again",
+                    metadata: ["attempt": "\(attempt)", "problem": "\(problem)"]
+                )
                 try await sleeper.sleep(for: Backoff.github.delay(after: attempt))
                 attempt += 1
                 if let stored = try await lookUp() { return stored }

@@ -16,7 +16,8 @@ public enum MarkdownEscaping {
     }
 
     private static func longestRun(of character: Character, in text: String) -> Int {
-        var longest = 0, current = 0
+        var longest = 0
+        var current = 0
         for char in text {
             current = char == character ? current + 1 : 0
             longest = max(longest, current)

@@ -100,7 +100,8 @@ public enum WebhookPayload {
         struct Form: Decodable { var payload: String }
         // Whatever is wrong with the form (not UTF-8, bad escapes, no payload field), it carries no payload.
         guard let text = String(data: body, encoding: .utf8),
-              let form = try? URLEncodedFormDecoder().decode(Form.self, from: text) else { throw Failure.notForm }  // the throw says it is not a form
+            let form = try? URLEncodedFormDecoder().decode(Form.self, from: text)
+        else { throw Failure.notForm }  // the throw says it is not a form
         return Data(form.payload.utf8)
     }
 

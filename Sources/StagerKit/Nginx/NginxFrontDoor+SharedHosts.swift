@@ -28,7 +28,8 @@ extension NginxFrontDoor {
         var routed: [String: [SharedHostVhost.Routed]] = [:]
         for name in names where name.hasSuffix(".conf") {
             guard let text = try? String(contentsOf: sitesDir.appendingPathComponent(name), encoding: .utf8),  // unreadable: not ours
-                  let marker = marker(in: text), let repo = marker["repo"], let env = marker["env"], let slug = marker["slug"] else { continue }
+                let marker = marker(in: text), let repo = marker["repo"], let env = marker["env"], let slug = marker["slug"]
+            else { continue }
             routed[repo, default: []].append(.init(name: env, slug: slug))
         }
         return routed
@@ -139,7 +140,10 @@ extension NginxFrontDoor {
             try await testAndReload()
         } catch NginxError.rejected(let message) {
             activityRefused = true
-            logger.error("nginx refused the activity lines; last_request_at will not move", metadata: ["file": "\(target.path)", "nginx": "\(message)"])
+            logger.error(
+                "nginx refused the activity lines; last_request_at will not move",
+                metadata: ["file": "\(target.path)", "nginx": "\(message)"]
+            )
             do {
                 try FileManager.default.removeItem(at: target)
             } catch {
@@ -155,19 +159,20 @@ extension NginxFrontDoor {
     var activityConfiguration: String {
         let host = config.activityHost.contains(":") ? "[\(config.activityHost)]" : config.activityHost
         return """
-        # Written by Stager: sends the server name of each request to stager serve (last_request_at). The
-        # server's name, not the Host header: a request nginx's default server answers is no preview's.
-        log_format stager_activity '$server_name';
-        access_log syslog:server=\(host):\(config.activityPort),tag=stager,nohostname stager_activity;
+            # Written by Stager: sends the server name of each request to stager serve (last_request_at). The
+            # server's name, not the Host header: a request nginx's default server answers is no preview's.
+            log_format stager_activity '$server_name';
+            access_log syslog:server=\(host):\(config.activityPort),tag=stager,nohostname stager_activity;
 
-        """
+            """
     }
 
     func file(_ slug: String) throws -> URL {
         guard Slug.isValidLabel(slug) else { throw NginxError.unsafePath(slug) }
         let file = config.sitesDir.appendingPathComponent("\(slug).conf")
         // A symlink planted in the sites folder could point anywhere: never read through it or replace it.
-        if (try? FileManager.default.destinationOfSymbolicLink(atPath: file.path)) != nil { throw NginxError.unsafePath(file.path) }  // throws when it is not a link, which is what we want
+        // throws when it is not a link, which is what we want
+        if (try? FileManager.default.destinationOfSymbolicLink(atPath: file.path)) != nil { throw NginxError.unsafePath(file.path) }
         return file
     }
 

@@ -21,8 +21,18 @@ public struct Route: Sendable, Equatable {
     /// How the shared host names it: `pr-<N>`, or its branch's slug (`Environment.name`).
     public var environmentName: String { Environment.name(of: key, branch: branch) }
 
-    public init(key: PullRequestKey, slug: String, hostName: String, upstreamPort: Int, containerName: String, sha: String,
-                branch: String = "", access: StagerConfig.Access = .open, asleep: Bool = false, upstreamHost: String = Upstream.loopback) {
+    public init(
+        key: PullRequestKey,
+        slug: String,
+        hostName: String,
+        upstreamPort: Int,
+        containerName: String,
+        sha: String,
+        branch: String = "",
+        access: StagerConfig.Access = .open,
+        asleep: Bool = false,
+        upstreamHost: String = Upstream.loopback
+    ) {
         self.upstreamHost = upstreamHost
         self.asleep = asleep
         self.branch = branch
@@ -88,7 +98,7 @@ public actor NginxFrontDoor: FrontDoor {
     }
 
     let config: StagerConfig.Nginx
-    private let wakePath: WakePath
+    let wakePath: WakePath
     /// The repositories' shared hosts, written again in each batch that changes their environments.
     let shared: SharedHostVhost
     private let template: MustacheTemplate
@@ -96,15 +106,23 @@ public actor NginxFrontDoor: FrontDoor {
     let logger: Logger
     let metrics: StagerMetrics?
     /// Asks nginx itself whether a change is live.
-    private let probe: any Prober
+    let probe: any Prober
     public internal(set) var reloadCount = 0
     /// nginx's test refused `nginx.activity_file`.
     var activityRefused = false
     private var pending: [Request] = []
     private var flusher: Task<Void, Never>?
 
-    public init(config: StagerConfig.Nginx, wakePath: WakePath, template: MustacheTemplate, runner: any CommandRunner, probe: any Prober = HTTPProbe(),
-                metrics: StagerMetrics? = nil, shared: SharedHostVhost = .none, logger: Logger) {
+    public init(
+        config: StagerConfig.Nginx,
+        wakePath: WakePath,
+        template: MustacheTemplate,
+        runner: any CommandRunner,
+        probe: any Prober = HTTPProbe(),
+        metrics: StagerMetrics? = nil,
+        shared: SharedHostVhost = .none,
+        logger: Logger
+    ) {
         self.config = config
         self.shared = shared
         self.wakePath = wakePath
@@ -119,16 +137,21 @@ public actor NginxFrontDoor: FrontDoor {
 
     /// The container and loopback port the vhost sends the slug's requests to; nil without a vhost file.
     public func routed(slug: String) -> RoutedUpstream? {
-        guard let text = try? String(contentsOf: file(slug), encoding: .utf8), let marker = Self.marker(in: text),  // no readable vhost file: nothing routed
-              let container = marker["container"] else { return nil }
+        // no readable vhost file: nothing routed
+        guard let text = try? String(contentsOf: file(slug), encoding: .utf8), let marker = Self.marker(in: text),
+            let container = marker["container"]
+        else { return nil }
         // A sleeping vhost that names another serve address (server.listen changed) routes nowhere useful: it
         // reads as not asleep, so the planner writes it again.
         // A vhost an older Stager wrote (no keys, an app's X-Accel headers obeyed) reads as routed to port 0
         // and as not asleep: the planner writes it again.
         let current = marker["v"] == Self.version
-        return RoutedUpstream(container: container, port: current ? marker["port"].flatMap(Int.init) : 0,
-                              asleep: current && marker["asleep"] == "1" && marker["wake"] == wakePath.address,
-                              host: marker["host"].flatMap { $0 == Upstream.loopback ? nil : $0 })
+        return RoutedUpstream(
+            container: container,
+            port: current ? marker["port"].flatMap(Int.init) : 0,
+            asleep: current && marker["asleep"] == "1" && marker["wake"] == wakePath.address,
+            host: marker["host"].flatMap { $0 == Upstream.loopback ? nil : $0 }
+        )
     }
 
     /// Slugs of the vhost files Stager wrote, and names of the other files it leaves alone.
@@ -137,7 +160,8 @@ public actor NginxFrontDoor: FrontDoor {
         var managed: [String] = []
         var foreign: [String] = []
         for name in names.sorted() where !name.hasPrefix(".") {
-            let text = try? String(contentsOf: config.sitesDir.appendingPathComponent(name), encoding: .utf8)  // an unreadable file is not ours: listed as foreign
+            // an unreadable file is not ours: listed as foreign
+            let text = try? String(contentsOf: config.sitesDir.appendingPathComponent(name), encoding: .utf8)
             if name.hasSuffix(".conf"), let text, Self.marker(in: text) != nil {
                 managed.append(String(name.dropLast(".conf".count)))
             } else {
@@ -145,79 +169,6 @@ public actor NginxFrontDoor: FrontDoor {
             }
         }
         return (managed, foreign)
-    }
-
-    // MARK: Confirming through nginx
-
-    /// nginx's reload returns before its new workers serve: ask nginx itself, with the environment's
-    /// Host header, until the answer comes from the new container.
-    public nonisolated func confirmRouted(hostName: String, to container: String, asleep: Bool) async throws {
-        // The header alone is not proof when the container keeps its name (re-routed to a new port, woken):
-        // nginx adds it to its own 502 and to the sleeping vhost's answer too, so the answer must come from
-        // the container, or say that it sleeps.
-        guard try await poll(hostName, until: {
-            $0.headers["x-stager-upstream"] == container && ($0.headers["x-stager-asleep"] != nil) == asleep && ![502, 504].contains($0.status)
-        }) else {
-            throw NginxError.reloadFailed("nginx did not route \(hostName) to \(asleep ? "the wake path of " : "")\(container) in time")
-        }
-    }
-
-    /// A teardown is removed only once nginx stopped routing its URL.
-    public nonisolated func confirmUnrouted(hostName: String) async throws {
-        guard try await poll(hostName, until: { $0.headers["x-stager-upstream"] == nil }) else {
-            throw NginxError.reloadFailed("nginx still routes \(hostName) after its vhost was removed")
-        }
-    }
-
-    /// nginx's old workers keep accepting for a moment after a reload, so good answers are proof only when
-    /// they last past that moment: its master starts the new workers, sleeps 100 ms, and only then tells the
-    /// old ones to stop (`ngx_master_process_cycle`). Until then a run of answers can all come from a new
-    /// worker while the next visitor's connection goes to an old one (nginx's default 404 right after
-    /// "ready" was seen). So the answers must be good, each on a fresh connection, from the first for
-    /// `oldWorkersWindow`; any bad one starts the count again.
-    private nonisolated func poll(_ hostName: String, until accept: @escaping @Sendable (ProbeAnswer) -> Bool) async throws -> Bool {
-        let host = ["0.0.0.0", "*", "::"].contains(config.listenHost) ? "127.0.0.1" : config.listenHost
-        let clock = ContinuousClock()
-        let deadline = clock.now + config.confirmTimeout
-        var goodSince: ContinuousClock.Instant?
-        var streak = 0
-        while clock.now < deadline {
-            let answer: ProbeAnswer?
-            do {
-                answer = try await probe.get(host: host, port: config.listenPort, path: "/.stager-probe", hostHeader: hostName,
-                                             headers: [VhostKeys.probeHeader: wakePath.keys.probe])
-            } catch {
-                answer = nil  // nginx between workers, or not up: the next try tells
-            }
-            if answer.map(accept) == true {
-                streak += 1
-                goodSince = goodSince ?? clock.now
-            } else {
-                streak = 0
-                goodSince = nil
-            }
-            if streak >= Self.confirmations, let goodSince, clock.now - goodSince >= Self.oldWorkersWindow { return true }
-            // Quick while a streak builds; at a walk while nginx is not there yet or the window runs out.
-            try await Task.sleep(for: .milliseconds((1..<Self.confirmations).contains(streak) ? 2 : 10))
-        }
-        return false
-    }
-
-    static let confirmations = 5
-    /// nginx's 100 ms, and time for an old worker on a busy machine to act on its signal.
-    static let oldWorkersWindow: Duration = .milliseconds(200)
-
-    /// The vhost's shape: version 2 binds its keys to its slug and ignores the app's X-Accel headers.
-    static let version = "2"
-
-    static func marker(in text: String) -> [String: String]? {
-        guard let firstLine = text.split(separator: "\n", maxSplits: 1).first, firstLine.hasPrefix(markerPrefix) else { return nil }
-        var fields: [String: String] = [:]
-        for pair in firstLine.dropFirst(markerPrefix.count).split(separator: " ") {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
-        }
-        return fields
     }
 
     // MARK: Changing
@@ -236,7 +187,8 @@ public actor NginxFrontDoor: FrontDoor {
             "probe_key": wakePath.keys.probe, "hop_key": wakePath.keys.hop, "id": route.slug.replacingOccurrences(of: "-", with: "_"),
             "wake_read_timeout": "\(Int(wakePath.holdFor.seconds.rounded(.up)) + 5)s",
         ]
-        let marker = "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha) v=\(Self.version)"
+        let marker =
+            "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha) v=\(Self.version)"
             + (route.upstreamHost == Upstream.loopback ? "" : " host=\(route.upstreamHost)")
             + (route.asleep ? " asleep=1 wake=\(wakePath.address)" : "") + " repo=\(route.key.repo) env=\(route.environmentName)\n"
         return marker + template.render(context)
@@ -298,7 +250,7 @@ public actor NginxFrontDoor: FrontDoor {
             try Data().write(to: owedMarker)
         } catch {
             let failure = NginxError.cannotWrite(path: owedMarker.path, reason: "\(error)")
-            batch.forEach { $0.done.resume(throwing: failure) }
+            for request in batch { request.done.resume(throwing: failure) }
             return
         }
         var written: [(URL, Data?)]
@@ -317,7 +269,7 @@ public actor NginxFrontDoor: FrontDoor {
             } else {
                 try await testAndReload()
             }
-            batch.forEach { $0.done.resume() }
+            for request in batch { request.done.resume() }
         } catch NginxError.rejected(let message) where batch.count == 1 {
             restore(written)
             batch[0].done.resume(throwing: NginxError.rejected(message))
@@ -327,7 +279,7 @@ public actor NginxFrontDoor: FrontDoor {
         } catch {
             // nginx did not take it: the folder goes back to what nginx has loaded, and the callers retry.
             restore(written)
-            batch.forEach { $0.done.resume(throwing: error) }
+            for request in batch { request.done.resume(throwing: error) }
         }
     }
 
@@ -364,10 +316,10 @@ public actor NginxFrontDoor: FrontDoor {
         acceptedWrites += sharedWrites
         do {
             if sharedWrites.isEmpty { try await reload() } else { try await testAndReload() }
-            accepted.forEach { $0.done.resume() }
+            for request in accepted { request.done.resume() }
         } catch {
             restore(acceptedWrites)
-            accepted.forEach { $0.done.resume(throwing: error) }
+            for request in accepted { request.done.resume(throwing: error) }
         }
     }
 
@@ -379,8 +331,11 @@ public actor NginxFrontDoor: FrontDoor {
 /// variable, or open a comment.
 public enum NginxEscaping {
     public static func quoted(_ value: String) -> String {
-        String(value.unicodeScalars.prefix(200).map { scalar in
-            scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "-._/+@:=,".unicodeScalars.contains(scalar)) ? Character(scalar) : "_"
-        })
+        String(
+            value.unicodeScalars.prefix(200).map { scalar in
+                scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "-._/+@:=,".unicodeScalars.contains(scalar))
+                    ? Character(scalar) : "_"
+            }
+        )
     }
 }

@@ -22,8 +22,10 @@ public struct ContainerLogs: Sendable {
                 return container.id
             }
             let known = Set(all.compactMap(\.service)).sorted()
-            throw ManualControlError(message: "\(key) has no container of service \(service)"
-                + (known.isEmpty ? " (it has no services now)" : " (its services: \(known.joined(separator: ", ")))"))
+            throw ManualControlError(
+                message: "\(key) has no container of service \(service)"
+                    + (known.isEmpty ? " (it has no services now)" : " (its services: \(known.joined(separator: ", ")))")
+            )
         }
         let containers = all.filter { $0.service == nil }
         if let serving = env.containerID, containers.contains(where: { $0.id.hasPrefix(serving) || serving.hasPrefix($0.id) }) {
@@ -32,7 +34,9 @@ public struct ContainerLogs: Sendable {
         if let newest = containers.first(where: { $0.running }) ?? containers.first {
             return newest.id
         }
-        let why = env.status == .failed ? " (its last deploy failed: \(env.failureReason ?? "no reason recorded"); the dashboard page keeps the log tail)" : ""
+        let why =
+            env.status == .failed
+            ? " (its last deploy failed: \(env.failureReason ?? "no reason recorded"); the dashboard page keeps the log tail)" : ""
         throw ManualControlError(message: "\(key) has no container now; status \(env.status.rawValue)\(why)")
     }
 
@@ -43,8 +47,13 @@ public struct ContainerLogs: Sendable {
 
     /// The PR's last build log (repositories with a `build:` block); with `follow`, what is written next too,
     /// until the build ends.
-    public func printBuildLog(_ key: PullRequestKey, dataDir: URL, tail: Int?, follow: Bool,
-                              write: @Sendable (String) -> Void) async throws {
+    public func printBuildLog(
+        _ key: PullRequestKey,
+        dataDir: URL,
+        tail: Int?,
+        follow: Bool,
+        write: @Sendable (String) -> Void
+    ) async throws {
         guard try store.environment(key) != nil else { throw ManualControlError(message: "\(key) has no environment") }
         let file = ImageBuilder.logFile(dataDir: dataDir, key: key)
         guard let text = try? String(contentsOf: file, encoding: .utf8) else {  // the else branch says the log is unreadable

@@ -10,9 +10,11 @@ public enum EnvironmentReference: Sendable, Equatable, CustomStringConvertible {
             return
         }
         guard let at = text.firstIndex(of: "@") else { return nil }
-        let repo = String(text[..<at]), branch = String(text[text.index(after: at)...])
+        let repo = String(text[..<at])
+        let branch = String(text[text.index(after: at)...])
         guard repo.split(separator: "/", omittingEmptySubsequences: false).count == 2, !repo.hasPrefix("/"), !repo.hasSuffix("/"),
-              !branch.isEmpty, !branch.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return nil }
+            !branch.isEmpty, !branch.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+        else { return nil }
         self = .branch(repo: repo, branch: branch)
     }
 

@@ -22,7 +22,8 @@ public struct GarbageCollector: Sendable {
 
         public var line: String {
             let verb = dryRun ? "would remove" : "removed"
-            var text = "gc: \(verb) \(Self.count(environments, "environment")), \(Self.count(containers, "container")), \(Self.count(vhosts, "vhost"))"
+            var text =
+                "gc: \(verb) \(Self.count(environments, "environment")), \(Self.count(containers, "container")), \(Self.count(vhosts, "vhost"))"
             if images > 0 { text += ", \(Self.count(images, "image"))" }
             if resources > 0 { text += ", \(Self.count(resources, "network or volume", plural: "networks and volumes"))" }
             text += "; kept \(kept)"
@@ -72,7 +73,9 @@ public struct GarbageCollector: Sendable {
         var missing: [PullRequestKey] = []
         for repo in repos {
             guard case .success(let pulls) = open[repo] else { continue }
-            missing += PullRequestStates.missing(open: pulls, repo: repo, environments: environments).map { PullRequestKey(repo: repo, number: $0.number) }
+            missing += PullRequestStates.missing(open: pulls, repo: repo, environments: environments).map {
+                PullRequestKey(repo: repo, number: $0.number)
+            }
         }
         var images: [PullRequestKey: String] = [:]
         if config.gcRemovesImages {
@@ -81,25 +84,47 @@ public struct GarbageCollector: Sendable {
             }
         }
         let workRoot = ImageBuilder.workRoot(dataDir: config.dataDir)
-        return GcPlan(.init(
-            environments: environments, containers: containers, managedVhosts: inventory.managed, foreignFiles: inventory.foreign,
-            states: states, missing: missing, configuredRepos: Set(repos), images: images, builtImages: try await runtime.builtImages(),
-            workFolders: ((try? FileManager.default.contentsOfDirectory(atPath: workRoot.path)) ?? []).sorted(),  // no work folder yet: nothing interrupted
-            stackResources: resources,
-            idleTTL: config.limits.idleTTL, now: now
-        ))
+        return GcPlan(
+            .init(
+                environments: environments,
+                containers: containers,
+                managedVhosts: inventory.managed,
+                foreignFiles: inventory.foreign,
+                states: states,
+                missing: missing,
+                configuredRepos: Set(repos),
+                images: images,
+                builtImages: try await runtime.builtImages(),
+                // no work folder yet: nothing interrupted
+                workFolders: ((try? FileManager.default.contentsOfDirectory(atPath: workRoot.path)) ?? []).sorted(),
+                stackResources: resources,
+                idleTTL: config.limits.idleTTL,
+                now: now
+            )
+        )
     }
 
     /// Carries out `plan` (or only reports it when `dryRun`), calling `report` for each item as it is done.
     public func run(_ plan: GcPlan, dryRun: Bool, report: (GcItem) -> Void) async -> Summary {
-        var summary = Summary(kept: plan.kept.count, unknown: plan.kept.filter { $0.unknown != nil }.count,
-                              missing: plan.missing.count, dryRun: dryRun)
+        var summary = Summary(
+            kept: plan.kept.count,
+            unknown: plan.kept.filter { $0.unknown != nil }.count,
+            missing: plan.missing.count,
+            dryRun: dryRun
+        )
         let removing: GcItem.Action = dryRun ? .wouldRemove : .removed
         for kept in plan.kept {
             if let unknown = kept.unknown { report(GcItem(action: .kept, kind: .environment, item: kept.env.key.description, reason: unknown)) }
         }
         for key in plan.missing {
-            report(GcItem(action: .reported, kind: .pullRequest, item: key.description, reason: "open on GitHub without an environment; `stager sync` creates it"))
+            report(
+                GcItem(
+                    action: .reported,
+                    kind: .pullRequest,
+                    item: key.description,
+                    reason: "open on GitHub without an environment; `stager sync` creates it"
+                )
+            )
         }
         for file in plan.foreignFiles {
             report(GcItem(action: .reported, kind: .file, item: file, reason: "in the sites folder but not written by Stager; left alone"))
@@ -140,8 +165,13 @@ public struct GarbageCollector: Sendable {
         //    reconcile now, and each item is reported once it is gone.
         let work = teardowns.count + plan.vhosts.count + plan.containers.count + plan.resources.count
         if work > 0 {
-            let items = await awaitServe(teardowns: teardowns, vhosts: plan.vhosts, containers: plan.containers,
-                                         resources: plan.resources, report: report)
+            let items = await awaitServe(
+                teardowns: teardowns,
+                vhosts: plan.vhosts,
+                containers: plan.containers,
+                resources: plan.resources,
+                report: report
+            )
             summary.doneBy = "stager serve"
             for item in items {
                 switch (item.action, item.kind) {
@@ -184,8 +214,13 @@ public struct GarbageCollector: Sendable {
     /// Asks serve's controller to apply the teardowns and its reconciler to remove the orphans now, and
     /// waits until each is done, reporting each as it goes. What is not done in `serveTimeout` is reported
     /// failed (the controller keeps trying).
-    private func awaitServe(teardowns: [(removal: GcPlan.Removal, env: Environment)], vhosts: [String], containers: [ContainerInfo],
-                            resources: [StackResource], report: (GcItem) -> Void) async -> [GcItem] {
+    private func awaitServe(
+        teardowns: [(removal: GcPlan.Removal, env: Environment)],
+        vhosts: [String],
+        containers: [ContainerInfo],
+        resources: [StackResource],
+        report: (GcItem) -> Void
+    ) async -> [GcItem] {
         var items: [GcItem] = []
         var pendingTeardowns = teardowns
         var pendingVhosts = vhosts
@@ -267,8 +302,12 @@ public struct GarbageCollector: Sendable {
     static let workFolderReason = "a build's work folder that no running build uses (left by an interruption)"
 
     private static func orphanItem(_ container: ContainerInfo, action: GcItem.Action) -> GcItem {
-        GcItem(action: action, kind: kind(of: container), item: container.name,
-               reason: "\(container.running ? "running" : "exited"), labelled \(container.repo)#\(container.number), no environment")
+        GcItem(
+            action: action,
+            kind: kind(of: container),
+            item: container.name,
+            reason: "\(container.running ? "running" : "exited"), labelled \(container.repo)#\(container.number), no environment"
+        )
     }
 
     private static func orphanItem(_ resource: StackResource, action: GcItem.Action) -> GcItem {

@@ -19,7 +19,10 @@ public struct GcPrinter: Sendable {
     }
 
     public func line(_ summary: GarbageCollector.Summary) -> String {
-        struct Line: Encodable { var summary: GarbageCollector.Summary; var line: String }
+        struct Line: Encodable {
+            var summary: GarbageCollector.Summary
+            var line: String
+        }
         return (json ? Self.encode(Line(summary: summary, line: summary.line)) : summary.line) + "\n"
     }
 

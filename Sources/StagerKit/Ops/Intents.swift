@@ -5,10 +5,23 @@ import Foundation
 enum Intents {
     /// A deploy of `pull` (as GitHub reports it) at `sha`, or at its head when `sha` is nil.
     /// `approvedBy`: an operator deploying by hand vouches for the code, fork or not.
-    static func deploy(_ pull: GitHubClient.PullRequest, repo: String, sha: String? = nil, source: ChangeSource, approvedBy: String? = nil) -> DesiredStateChange {
+    static func deploy(
+        _ pull: GitHubClient.PullRequest,
+        repo: String,
+        sha: String? = nil,
+        source: ChangeSource,
+        approvedBy: String? = nil
+    ) -> DesiredStateChange {
         let head = sha ?? pull.head.sha
-        let facts = PullRequestFacts(branch: pull.head.ref, headSha: head, title: pull.title, author: pull.user?.login,
-                                     headRepo: pull.head.repo?.full_name, cloneURL: pull.head.repo?.clone_url, updatedAt: pull.updated_at)
+        let facts = PullRequestFacts(
+            branch: pull.head.ref,
+            headSha: head,
+            title: pull.title,
+            author: pull.user?.login,
+            headRepo: pull.head.repo?.full_name,
+            cloneURL: pull.head.repo?.clone_url,
+            updatedAt: pull.updated_at
+        )
         var change = change(PullRequestKey(repo: repo, number: pull.number), .deploy(sha: head), facts, source: source)
         change.approvedBy = approvedBy
         return change
@@ -46,8 +59,14 @@ enum Intents {
 
     /// What Stager knows of the PR, at `sha`.
     private static func facts(of env: Environment, sha: String, updatedAt: String?) -> PullRequestFacts {
-        PullRequestFacts(branch: env.branch, headSha: sha, title: env.title, author: env.author.isEmpty ? nil : env.author,
-                         headRepo: env.headRepo.isEmpty ? nil : env.headRepo, updatedAt: updatedAt)
+        PullRequestFacts(
+            branch: env.branch,
+            headSha: sha,
+            title: env.title,
+            author: env.author.isEmpty ? nil : env.author,
+            headRepo: env.headRepo.isEmpty ? nil : env.headRepo,
+            updatedAt: updatedAt
+        )
     }
 
     private static func change(_ key: PullRequestKey, _ intent: Intent, _ facts: PullRequestFacts, source: ChangeSource) -> DesiredStateChange {
@@ -58,7 +77,13 @@ enum Intents {
         case .sleep: action = "sleep"
         case .wake: action = "wake"
         }
-        return DesiredStateChange(id: "\(source.rawValue)-\(UUID().uuidString.lowercased())", key: key, intent: intent, pullRequest: facts,
-                                  action: action, source: source)
+        return DesiredStateChange(
+            id: "\(source.rawValue)-\(UUID().uuidString.lowercased())",
+            key: key,
+            intent: intent,
+            pullRequest: facts,
+            action: action,
+            source: source
+        )
     }
 }

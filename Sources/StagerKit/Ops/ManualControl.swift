@@ -50,7 +50,11 @@ public struct ManualControl: Sendable {
             } catch GitHubError.status(404, _) {
                 throw ManualControlError(message: "\(key): GitHub knows no such pull request, or the token cannot read it")
             }
-            guard pull.isOpen else { throw ManualControlError(message: "\(key) is \(pull.merged == true ? "merged" : "closed") on GitHub; only open pull requests are deployed") }
+            guard pull.isOpen else {
+                throw ManualControlError(
+                    message: "\(key) is \(pull.merged == true ? "merged" : "closed") on GitHub; only open pull requests are deployed"
+                )
+            }
             delivery = Intents.deploy(pull, repo: key.repo, sha: sha, source: .deploy, approvedBy: actor)
         } else if let env = try store.environment(key) {
             delivery = Intents.redeploy(env, sha: sha ?? env.desiredSha, source: .deploy, approvedBy: actor)

@@ -32,7 +32,10 @@ struct PullRequestStates {
 
     /// The state of each PR in `keys`. A PR missing from its repository's open list is confirmed one by one,
     /// since a list can lag behind a PR opened a moment ago.
-    func states(of keys: [PullRequestKey], open: [String: Result<[GitHubClient.PullRequest], GitHubLookupFailure>]) async -> [PullRequestKey: PullRequestState] {
+    func states(
+        of keys: [PullRequestKey],
+        open: [String: Result<[GitHubClient.PullRequest], GitHubLookupFailure>]
+    ) async -> [PullRequestKey: PullRequestState] {
         var states: [PullRequestKey: PullRequestState] = [:]
         // A branch's environment is no pull request: no PR state removes it, only its branch's deletion.
         for key in keys where !key.isBranch {

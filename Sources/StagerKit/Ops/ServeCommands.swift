@@ -14,8 +14,18 @@ public struct CommandArguments: Codable, Sendable, Equatable {
     public var build: Bool?
     public var service: String?
 
-    public init(environment: String? = nil, json: Bool? = nil, dryRun: Bool? = nil, sha: String? = nil, noWait: Bool? = nil,
-                timeoutSeconds: Double? = nil, follow: Bool? = nil, tail: Int? = nil, build: Bool? = nil, service: String? = nil) {
+    public init(
+        environment: String? = nil,
+        json: Bool? = nil,
+        dryRun: Bool? = nil,
+        sha: String? = nil,
+        noWait: Bool? = nil,
+        timeoutSeconds: Double? = nil,
+        follow: Bool? = nil,
+        tail: Int? = nil,
+        build: Bool? = nil,
+        service: String? = nil
+    ) {
         self.environment = environment
         self.json = json
         self.dryRun = dryRun

@@ -143,7 +143,8 @@ public struct SubprocessRunner: CommandRunner {
 
     /// The body's answer, or `CommandError.timedOut` once `limit` passes: the body's task is cancelled then,
     /// and swift-subprocess kills a process whose task is cancelled.
-    private static func within<T: Sendable>(_ limit: Duration, _ command: Command, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    private static func within<T: Sendable>(_ limit: Duration, _ command: Command, _ body: @escaping @Sendable () async throws -> T) async throws -> T
+    {
         try await withDeadline(limit, onTimeout: { CommandError.timedOut(command, limit) }, body)
     }
 
@@ -215,8 +216,14 @@ public struct SubprocessRunner: CommandRunner {
     private func send(_ command: Command, _ receive: @escaping @Sendable (Data) -> Void) async throws -> Int32 {
         do {
             let (executable, arguments) = launch(command)
-            let result = try await Subprocess.run(executable, arguments: arguments, environment: try Self.environment(command),
-                                                  input: .none, output: .sequence, error: .combinedWithOutput) { execution in
+            let result = try await Subprocess.run(
+                executable,
+                arguments: arguments,
+                environment: try Self.environment(command),
+                input: .none,
+                output: .sequence,
+                error: .combinedWithOutput
+            ) { execution in
                 for try await chunk in execution.standardOutput {
                     chunk.withUnsafeBytes { receive(Data($0)) }
                 }
@@ -231,7 +238,9 @@ public struct SubprocessRunner: CommandRunner {
     /// start" as without it, so callers tell a missing docker or nginx from one that refused.
     private func throwIfNiceCouldNotStart(_ command: Command, _ result: CommandResult) throws {
         // nice names itself first ("nice: …" or "/usr/bin/nice: …"); the program's own 126 or 127 does not.
-        guard niceness != nil, [126, 127].contains(result.exitCode), result.standardError.prefix(while: { $0 != ":" }).hasSuffix("nice") else { return }
+        guard niceness != nil, [126, 127].contains(result.exitCode), result.standardError.prefix(while: { $0 != ":" }).hasSuffix("nice") else {
+            return
+        }
         throw CommandError.couldNotStart(command, result.standardError.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 

@@ -53,8 +53,10 @@ public enum PageSecurity {
             "style-src " + (styles.isEmpty ? "'none'" : styles.joined(separator: " ")),
             "img-src 'self' data:", "connect-src 'self'", "form-action 'self'", "base-uri 'none'", "frame-ancestors 'none'",
         ].joined(separator: "; ")
-        return [("Content-Security-Policy", policy), ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
-                ("Referrer-Policy", "same-origin")]
+        return [
+            ("Content-Security-Policy", policy), ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "same-origin"),
+        ]
     }
 
     /// The text inside each `<tag>…</tag>` (a tag without attributes, as Stager's templates write them).

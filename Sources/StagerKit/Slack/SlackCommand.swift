@@ -44,12 +44,12 @@ public enum SlackCommand: Sendable, Equatable {
     }
 
     public static let usage = """
-    `help` — this list
-    `ls [OWNER/NAME]` — the environments, with their URL and status
-    `status OWNER/NAME#N` — one environment
-    `deploy OWNER/NAME#N [SHA]` — deploy the PR's head, or a sha of its history
-    `rollback OWNER/NAME#N` — deploy the sha that served before the current one
-    `destroy OWNER/NAME#N` — remove the environment (a push brings it back)
-    `sleep OWNER/NAME#N`, `wake OWNER/NAME#N`
-    """
+        `help` — this list
+        `ls [OWNER/NAME]` — the environments, with their URL and status
+        `status OWNER/NAME#N` — one environment
+        `deploy OWNER/NAME#N [SHA]` — deploy the PR's head, or a sha of its history
+        `rollback OWNER/NAME#N` — deploy the sha that served before the current one
+        `destroy OWNER/NAME#N` — remove the environment (a push brings it back)
+        `sleep OWNER/NAME#N`, `wake OWNER/NAME#N`
+        """
 }

@@ -54,8 +54,11 @@ public struct SlackCommandHandler: Sendable {
             return SlackMessage(text: line(env), inChannel: false)
         case .change, .rollback:
             guard config.slack.allowedUsers.contains(caller.userID) else {
-                return SlackMessage(text: "You may not change environments: your user id \(SlackText.code(caller.userID)) is not in `slack.allowed_users`. `ls` and `status` work for everyone.",
-                                    inChannel: false)
+                return SlackMessage(
+                    text:
+                        "You may not change environments: your user id \(SlackText.code(caller.userID)) is not in `slack.allowed_users`. `ls` and `status` work for everyone.",
+                    inChannel: false
+                )
             }
             return await change(command, from: caller)
         }
@@ -78,7 +81,10 @@ public struct SlackCommandHandler: Sendable {
         let mention = "<@\(caller.userID)>"
         let recorded = await withTaskGroup(of: Result<(PullRequestKey, EnvironmentActions.Action, Environment), any Error>?.self) { group in
             group.addTask { await Result { try await work.value } }
-            group.addTask { try? await Task.sleep(for: Self.answerWithin); return nil }  // cancelled when the work answers first
+            group.addTask {
+                try? await Task.sleep(for: Self.answerWithin)
+                return nil
+            }  // cancelled when the work answers first
             defer { group.cancelAll() }
             return await group.next() ?? nil
         }
@@ -109,10 +115,11 @@ public struct SlackCommandHandler: Sendable {
     /// Waits until serve applied `version`, then says how it ended.
     func outcome(of key: PullRequestKey, version: Int) async -> String {
         let store = store
-        let applied = (try? await Poller(first: .milliseconds(100), longest: .seconds(2)).until(timeout: Self.followUpFor) {
-            guard let env = try? store.environment(key) else { return false }  // read again next round
-            return env.appliedVersion >= version
-        }) ?? false
+        let applied =
+            (try? await Poller(first: .milliseconds(100), longest: .seconds(2)).until(timeout: Self.followUpFor) {
+                guard let env = try? store.environment(key) else { return false }  // read again next round
+                return env.appliedVersion >= version
+            }) ?? false
         guard applied, let env = try? store.environment(key) else {  // unreadable: said as not finished
             return "\(key): not finished after \(Int(Self.followUpFor.seconds / 60)) minutes; see \(config.server.environmentPage(key))"
         }
@@ -130,7 +137,8 @@ public struct SlackCommandHandler: Sendable {
     }
 
     private func list(repo: String?) -> String {
-        guard let environments = try? store.allEnvironments() else { return "The store cannot be read now; try again." }  // said to the user, logged by serve's other readers
+        // said to the user, logged by serve's other readers
+        guard let environments = try? store.allEnvironments() else { return "The store cannot be read now; try again." }
         let shown = environments.filter { $0.status != .removed && (repo == nil || $0.repo == repo) }
         guard !shown.isEmpty else { return repo.map { "No environments of \(SlackText.escaped($0))." } ?? "No environments." }
         let lines = shown.prefix(50).map { "• " + line($0) }

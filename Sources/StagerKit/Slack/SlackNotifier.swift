@@ -52,7 +52,12 @@ public final class SlackNotifier: Service, Sendable {
 
     private func send(_ pending: PendingNotice) async throws {
         guard let url = config.slackWebhook(for: pending.notice.repo) else {
-            try await store.notificationAttempted(pending.id, sentAt: nil, retryAt: nil, failure: "no Slack webhook is configured for \(pending.notice.repo)")
+            try await store.notificationAttempted(
+                pending.id,
+                sentAt: nil,
+                retryAt: nil,
+                failure: "no Slack webhook is configured for \(pending.notice.repo)"
+            )
             return
         }
         let problem: String
@@ -75,12 +80,18 @@ public final class SlackNotifier: Service, Sendable {
         }
         let attempts = pending.attempts + 1
         guard attempts < Self.maxAttempts else {
-            logger.error("gave up a Slack notification", metadata: ["attempts": "\(attempts)", "event": "\(pending.notice.eventKey)", "error": "\(problem)"])
+            logger.error(
+                "gave up a Slack notification",
+                metadata: ["attempts": "\(attempts)", "event": "\(pending.notice.eventKey)", "error": "\(problem)"]
+            )
             try await store.notificationAttempted(pending.id, sentAt: nil, retryAt: nil, failure: problem)
             return
         }
         let delay = Self.backoff.delay(after: attempts)
-        logger.warning("a Slack notification failed; retrying", metadata: ["event": "\(pending.notice.eventKey)", "error": "\(problem)", "retry_in": "\(delay)"])
+        logger.warning(
+            "a Slack notification failed; retrying",
+            metadata: ["event": "\(pending.notice.eventKey)", "error": "\(problem)", "retry_in": "\(delay)"]
+        )
         try await store.notificationAttempted(pending.id, sentAt: nil, retryAt: Date().addingTimeInterval(delay.seconds), failure: nil)
     }
 }

@@ -16,7 +16,8 @@ public struct SlackSignature: Sendable {
     /// Constant-time check; anything malformed or stale is simply invalid.
     public func isValid(signature: String?, timestamp: String?, body: Data, now: Date = Date()) -> Bool {
         guard let signature, let timestamp, let seconds = Int(timestamp), abs(now.timeIntervalSince1970 - Double(seconds)) <= Self.window,
-              signature.hasPrefix("v0="), let mac = WebhookSignature.decodeHex(signature.dropFirst(3)), mac.count == SHA256.byteCount else {
+            signature.hasPrefix("v0="), let mac = WebhookSignature.decodeHex(signature.dropFirst(3)), mac.count == SHA256.byteCount
+        else {
             return false
         }
         return HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Self.base(timestamp, body), using: SymmetricKey(data: secret))

@@ -21,8 +21,11 @@ public struct WakePath: Sendable {
     /// serve's own listen address (loopback when it listens on every address), the token kept in the store.
     public init(config: StagerConfig, store: Store) throws {
         let host = ["0.0.0.0", "*", "::", ""].contains(config.server.host) ? "127.0.0.1" : config.server.host
-        self.init(address: host.contains(":") ? "[\(host)]:\(config.server.port)" : "\(host):\(config.server.port)",
-                  token: try store.secret(named: Self.tokenFact), holdFor: config.wakeTimeout)
+        self.init(
+            address: host.contains(":") ? "[\(host)]:\(config.server.port)" : "\(host):\(config.server.port)",
+            token: try store.secret(named: Self.tokenFact),
+            holdFor: config.wakeTimeout
+        )
     }
 
     public static let route = "/_stager/wake"

@@ -56,8 +56,15 @@ public struct PullRequestFacts: Sendable, Equatable {
     /// GitHub's `updated_at`: what orders changes of one PR.
     public var updatedAt: String?
 
-    public init(branch: String, headSha: String, title: String? = nil, author: String? = nil, headRepo: String? = nil,
-                cloneURL: String? = nil, updatedAt: String? = nil) {
+    public init(
+        branch: String,
+        headSha: String,
+        title: String? = nil,
+        author: String? = nil,
+        headRepo: String? = nil,
+        cloneURL: String? = nil,
+        updatedAt: String? = nil
+    ) {
         self.branch = branch
         self.headSha = headSha
         self.title = title
@@ -93,8 +100,15 @@ public struct DesiredStateChange: Sendable {
     /// mark older redeliveries are measured against.
     public var isCurrentState = false
 
-    public init(id: String, key: PullRequestKey, intent: Intent, pullRequest: PullRequestFacts, action: String,
-                source: ChangeSource, receivedAt: Date = Date()) {
+    public init(
+        id: String,
+        key: PullRequestKey,
+        intent: Intent,
+        pullRequest: PullRequestFacts,
+        action: String,
+        source: ChangeSource,
+        receivedAt: Date = Date()
+    ) {
         self.id = id
         self.key = key
         self.intent = intent
@@ -110,10 +124,21 @@ extension DesiredStateChange {
     public init(delivery id: String, event: PullRequestEvent, intent: Intent, receivedAt: Date = Date()) {
         let pull = event.pull_request
         self.init(
-            id: id, key: event.key, intent: intent,
-            pullRequest: PullRequestFacts(branch: pull.head.ref, headSha: pull.head.sha, title: pull.title, author: pull.user?.login,
-                                          headRepo: pull.head.repo?.full_name, cloneURL: pull.head.repo?.clone_url, updatedAt: pull.updated_at),
-            action: event.action, source: .webhook, receivedAt: receivedAt
+            id: id,
+            key: event.key,
+            intent: intent,
+            pullRequest: PullRequestFacts(
+                branch: pull.head.ref,
+                headSha: pull.head.sha,
+                title: pull.title,
+                author: pull.user?.login,
+                headRepo: pull.head.repo?.full_name,
+                cloneURL: pull.head.repo?.clone_url,
+                updatedAt: pull.updated_at
+            ),
+            action: event.action,
+            source: .webhook,
+            receivedAt: receivedAt
         )
         actor = event.sender?.login
     }

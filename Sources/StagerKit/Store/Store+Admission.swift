@@ -10,14 +10,18 @@ extension Store {
     public func admit(_ key: PullRequestKey, limit: Int, repoLimit: Int?, at date: Date = Date()) async throws -> Admission {
         try await db.write { db in
             guard var env = try Self.environment(db, key),
-                  env.desired == .present, !env.admitted else { return .admitted }
-            let holders = try EnvironmentRow.filter(Column("desired") == Desire.present.rawValue && Column("admitted") == true).fetchAll(db).map(\.environment)
+                env.desired == .present, !env.admitted
+            else { return .admitted }
+            let holders = try EnvironmentRow.filter(Column("desired") == Desire.present.rawValue && Column("admitted") == true).fetchAll(db).map(
+                \.environment
+            )
             let inUse = holders.count
             func repoFits(_ repo: String) -> Bool {
                 guard let repoLimit else { return true }
                 return holders.filter { $0.repo == repo }.count < repoLimit
             }
-            let waiters = try EnvironmentRow
+            let waiters =
+                try EnvironmentRow
                 .filter(Column("desired") == Desire.present.rawValue && Column("admitted") == false && Column("waitingSince") != nil)
                 .order(Column("waitingSince"), Column("createdAt"))
                 .fetchAll(db).map(\.environment)

@@ -7,13 +7,29 @@ extension Store {
 
     /// Records what happened; the trigger and who caused it come from `deliveryID`'s delivery (the intent
     /// being carried out), unless `actor` names someone else (a writer approving, say).
-    public func audit(_ key: PullRequestKey, kind: AuditKind, message: String, deliveryID: String? = nil, sha: String? = nil, actor: String? = nil) async throws {
+    public func audit(
+        _ key: PullRequestKey,
+        kind: AuditKind,
+        message: String,
+        deliveryID: String? = nil,
+        sha: String? = nil,
+        actor: String? = nil
+    ) async throws {
         try await db.write { db in
             let delivery = try deliveryID.flatMap { try DeliveryRow.fetchOne(db, key: $0) }
-            var row = AuditRow(AuditEvent(
-                repo: key.repo, number: key.number, kind: kind.rawValue, message: message, deliveryID: deliveryID, at: Date(), sha: sha,
-                trigger: (delivery.map { ChangeSource(rawValue: $0.event)?.trigger ?? .controller } ?? .controller).rawValue, actor: actor ?? delivery?.actor
-            ))
+            var row = AuditRow(
+                AuditEvent(
+                    repo: key.repo,
+                    number: key.number,
+                    kind: kind.rawValue,
+                    message: message,
+                    deliveryID: deliveryID,
+                    at: Date(),
+                    sha: sha,
+                    trigger: (delivery.map { ChangeSource(rawValue: $0.event)?.trigger ?? .controller } ?? .controller).rawValue,
+                    actor: actor ?? delivery?.actor
+                )
+            )
             try row.insert(db)
         }
     }

@@ -7,8 +7,10 @@ extension Store {
 
     public func setFact(_ name: String, _ value: String, at date: Date = Date()) async throws {
         try await db.write { db in
-            try db.execute(sql: "INSERT INTO fact (name, value, at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value, at = excluded.at",
-                           arguments: [name, value, date])
+            try db.execute(
+                sql: "INSERT INTO fact (name, value, at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value, at = excluded.at",
+                arguments: [name, value, date]
+            )
         }
     }
 

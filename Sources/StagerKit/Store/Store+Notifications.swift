@@ -8,17 +8,25 @@ extension Store {
     /// Records a notification to send, once per event: a second one with the same key is ignored.
     public func enqueue(_ notice: Notice, at date: Date = Date()) async throws {
         try await db.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO notification (eventKey, repo, text, createdAt, nextAttemptAt) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [notice.eventKey, notice.repo, notice.text, date, date])
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO notification (eventKey, repo, text, createdAt, nextAttemptAt) VALUES (?, ?, ?, ?, ?)",
+                arguments: [notice.eventKey, notice.repo, notice.text, date, date]
+            )
         }
     }
 
     /// Notifications due now, oldest first.
     public func dueNotifications(now: Date = Date(), limit: Int = 20) async throws -> [PendingNotice] {
         try await db.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, eventKey, repo, text, attempts FROM notification WHERE sentAt IS NULL AND failure IS NULL AND nextAttemptAt <= ? ORDER BY id LIMIT ?",
-                             arguments: [now, limit])
-                .map { PendingNotice(id: $0["id"], notice: Notice(eventKey: $0["eventKey"], repo: $0["repo"], text: $0["text"]), attempts: $0["attempts"]) }
+            try Row.fetchAll(
+                db,
+                sql:
+                    "SELECT id, eventKey, repo, text, attempts FROM notification WHERE sentAt IS NULL AND failure IS NULL AND nextAttemptAt <= ? ORDER BY id LIMIT ?",
+                arguments: [now, limit]
+            )
+            .map {
+                PendingNotice(id: $0["id"], notice: Notice(eventKey: $0["eventKey"], repo: $0["repo"], text: $0["text"]), attempts: $0["attempts"])
+            }
         }
     }
 
@@ -32,8 +40,11 @@ extension Store {
     /// Sent; or, with `retryAt`, to be tried again then; or given up, with why.
     public func notificationAttempted(_ id: Int64, sentAt: Date?, retryAt: Date?, failure: String?) async throws {
         try await db.write { db in
-            try db.execute(sql: "UPDATE notification SET attempts = attempts + 1, sentAt = ?, nextAttemptAt = COALESCE(?, nextAttemptAt), failure = ? WHERE id = ?",
-                           arguments: [sentAt, retryAt, failure, id])
+            try db.execute(
+                sql:
+                    "UPDATE notification SET attempts = attempts + 1, sentAt = ?, nextAttemptAt = COALESCE(?, nextAttemptAt), failure = ? WHERE id = ?",
+                arguments: [sentAt, retryAt, failure, id]
+            )
         }
     }
 

@@ -110,7 +110,8 @@ public final class Store: Sendable {
             var outcome: AcceptOutcome
             var environment = try Self.environment(db, key)
             if environment == nil, let limit = delivery.waitingLimit {
-                let waiting = try EnvironmentRow.filter(Column("repo") == key.repo && Column("status") == EnvironmentStatus.blocked.rawValue).fetchCount(db)
+                let waiting = try EnvironmentRow.filter(Column("repo") == key.repo && Column("status") == EnvironmentStatus.blocked.rawValue)
+                    .fetchCount(db)
                 if waiting >= limit { return .backlogFull(waiting: waiting) }
             }
 
@@ -169,15 +170,29 @@ public final class Store: Sendable {
             }
             let actor = delivery.actor ?? delivery.approvedBy
             try DeliveryRow(
-                id: delivery.id, event: delivery.source.rawValue, action: delivery.action, repo: key.repo, number: key.number,
-                outcome: outcome == .stale ? "stale" : "accepted", receivedAt: delivery.receivedAt, actor: actor
+                id: delivery.id,
+                event: delivery.source.rawValue,
+                action: delivery.action,
+                repo: key.repo,
+                number: key.number,
+                outcome: outcome == .stale ? "stale" : "accepted",
+                receivedAt: delivery.receivedAt,
+                actor: actor
             ).insert(db)
-            var audit = AuditRow(AuditEvent(
-                repo: key.repo, number: key.number, kind: delivery.source.auditKind.rawValue,
-                message: outcome == .stale ? "\(delivery.action) ignored: older than the applied state" : "\(delivery.action) at \(pull.headSha.prefix(12))",
-                deliveryID: delivery.id, at: delivery.receivedAt, sha: pull.headSha,
-                trigger: delivery.source.trigger.rawValue, actor: actor
-            ))
+            var audit = AuditRow(
+                AuditEvent(
+                    repo: key.repo,
+                    number: key.number,
+                    kind: delivery.source.auditKind.rawValue,
+                    message: outcome == .stale
+                        ? "\(delivery.action) ignored: older than the applied state" : "\(delivery.action) at \(pull.headSha.prefix(12))",
+                    deliveryID: delivery.id,
+                    at: delivery.receivedAt,
+                    sha: pull.headSha,
+                    trigger: delivery.source.trigger.rawValue,
+                    actor: actor
+                )
+            )
             try audit.insert(db)
             return outcome
         }
@@ -197,7 +212,11 @@ public final class Store: Sendable {
     /// repository); nil when it has none and `create` is false.
     public func branchKey(repo: String, branch: String, create: Bool) async throws -> PullRequestKey? {
         try await db.write { db in
-            if let number = try Int.fetchOne(db, sql: "SELECT number FROM branchEnvironment WHERE repo = ? AND branch = ?", arguments: [repo, branch]) {
+            if let number = try Int.fetchOne(
+                db,
+                sql: "SELECT number FROM branchEnvironment WHERE repo = ? AND branch = ?",
+                arguments: [repo, branch]
+            ) {
                 return PullRequestKey(repo: repo, number: number)
             }
             guard create else { return nil }
@@ -250,7 +269,12 @@ public final class Store: Sendable {
     /// A webhook event that changes nothing still counts as use (`sleep_after`, `max_awake`).
     public func recordActivity(_ key: PullRequestKey, at date: Date) async throws {
         try await db.write { db in
-            try Self.moveForward("lastActivityAt", to: date, of: EnvironmentRow.filter(Column("repo") == key.repo && Column("number") == key.number), db)
+            try Self.moveForward(
+                "lastActivityAt",
+                to: date,
+                of: EnvironmentRow.filter(Column("repo") == key.repo && Column("number") == key.number),
+                db
+            )
         }
     }
 
@@ -297,24 +321,40 @@ public final class Store: Sendable {
     static func newEnvironment(_ db: Database, _ change: DesiredStateChange, reserved: Set<String>) throws -> Environment {
         let (pull, date) = (change.pullRequest, change.receivedAt)
         return Environment(
-            repo: change.key.repo, number: change.key.number,
+            repo: change.key.repo,
+            number: change.key.number,
             slug: try freeSlug(db, branch: pull.branch, key: change.key, reserved: reserved),
-            branch: pull.branch, title: pull.title ?? "",
-            author: pull.author ?? "", headRepo: pull.headRepo ?? "",
-            desired: .absent, desiredSha: pull.headSha, desiredVersion: 0, appliedVersion: 0,
-            sourceUpdatedAt: "", status: .queued, commentPending: false, createdAt: date, updatedAt: date,
-            lastActivityAt: date, admitted: false, waitingSince: nil,
-            approvedSha: nil, approvedBy: nil, labelSha: nil, labelSender: nil
+            branch: pull.branch,
+            title: pull.title ?? "",
+            author: pull.author ?? "",
+            headRepo: pull.headRepo ?? "",
+            desired: .absent,
+            desiredSha: pull.headSha,
+            desiredVersion: 0,
+            appliedVersion: 0,
+            sourceUpdatedAt: "",
+            status: .queued,
+            commentPending: false,
+            createdAt: date,
+            updatedAt: date,
+            lastActivityAt: date,
+            admitted: false,
+            waitingSince: nil,
+            approvedSha: nil,
+            approvedBy: nil,
+            labelSha: nil,
+            labelSender: nil
         )
     }
 
     static func freeSlug(_ db: Database, branch: String, key: PullRequestKey, reserved: Set<String>) throws -> String {
         try Slug.make(branch: branch, repo: key.repo, number: key.number) { candidate in
-            try reserved.contains(candidate) || EnvironmentRow
-                .filter(Column("slug") == candidate)
-                .filter(!(Column("repo") == key.repo && Column("number") == key.number))
-                .filter(isLive)
-                .fetchCount(db) > 0
+            try reserved.contains(candidate)
+                || EnvironmentRow
+                    .filter(Column("slug") == candidate)
+                    .filter(!(Column("repo") == key.repo && Column("number") == key.number))
+                    .filter(isLive)
+                    .fetchCount(db) > 0
         }
     }
 }

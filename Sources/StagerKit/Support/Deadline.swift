@@ -3,8 +3,11 @@ import Foundation
 /// Runs `body`, and answers `onTimeout()`'s error once `timeout` passes first. The body's task is then
 /// cancelled but not waited for: a body that ignores cancellation (a library call that never returns)
 /// cannot hold its caller past the deadline.
-func withDeadline<T: Sendable>(_ timeout: Duration, onTimeout: @escaping @Sendable () -> any Error,
-                               _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+func withDeadline<T: Sendable>(
+    _ timeout: Duration,
+    onTimeout: @escaping @Sendable () -> any Error,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
     let outcome = FirstOutcome<T>()
     let work = Task { outcome.settle(await Result { try await body() }) }
     let timer = Task {

@@ -14,15 +14,21 @@ public struct ActionController: Sendable {
                 throw HTTPError(.forbidden, message: "actions need server.admin_token_env: without a token anyone could change environments")
             }
             guard let owner = context.parameters.get("owner"), let name = context.parameters.get("name"),
-                  let number = context.parameters.get("number").flatMap(Int.init), number != 0,  // a branch's environment's is negative
-                  let action = context.parameters.get("action").flatMap(EnvironmentActions.Action.init) else {
+                let number = context.parameters.get("number").flatMap(Int.init), number != 0,  // a branch's environment's is negative
+                let action = context.parameters.get("action").flatMap(EnvironmentActions.Action.init)
+            else {
                 throw HTTPError(.notFound, message: "no such action; POST …/deploy, …/destroy, …/sleep or …/wake")
             }
             var request = request
             let sha = try await Self.sha(in: try await request.collectBody(upTo: 4096))
             if sha != nil, action != .deploy { throw HTTPError(.badRequest, message: "only deploy takes a sha") }
             do {
-                let env = try await self.actions.perform(action, on: PullRequestKey(repo: "\(owner)/\(name)", number: number), sha: sha, actor: Self.actor)
+                let env = try await self.actions.perform(
+                    action,
+                    on: PullRequestKey(repo: "\(owner)/\(name)", number: number),
+                    sha: sha,
+                    actor: Self.actor
+                )
                 return try Self.accepted(env)
             } catch let failure as EnvironmentActions.Failure {
                 throw failure.httpError
@@ -44,7 +50,10 @@ public struct ActionController: Sendable {
     }
 
     static func accepted(_ env: Environment) throws -> Response {
-        struct Answer: Encodable { var status: String; var sha: String }
+        struct Answer: Encodable {
+            var status: String
+            var sha: String
+        }
         let data = try JSONEncoder().encode(Answer(status: env.status.rawValue, sha: env.desiredSha))
         return Response(status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }

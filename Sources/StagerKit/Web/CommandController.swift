@@ -23,7 +23,8 @@ struct CommandController: Sendable {
             let body = try await request.collectBody(upTo: 64 * 1024)
             let arguments: CommandArguments
             do {
-                arguments = body.readableBytes == 0 ? CommandArguments() : try JSONDecoder().decode(CommandArguments.self, from: Data(body.readableBytesView))
+                arguments =
+                    body.readableBytes == 0 ? CommandArguments() : try JSONDecoder().decode(CommandArguments.self, from: Data(body.readableBytesView))
             } catch {
                 throw HTTPError(.badRequest, message: "the body must be the command's arguments as JSON")
             }
@@ -34,25 +35,29 @@ struct CommandController: Sendable {
     /// An answer written as `produce` emits; serve's graceful stop cancels `produce` (a `logs --follow`
     /// must not hold serve open), and so does a client that goes away.
     static func streamed(_ produce: @escaping @Sendable (@escaping ServeCommands.Emit) async -> Int32) -> Response {
-        Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: ResponseBody { writer in
-            let (events, continuation) = AsyncStream<CommandEvent>.makeStream()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    // A command cancelled by serve's stop says so itself (`ServeCommands.run`).
-                    let status = await cancelWhenGracefulShutdown { await produce { continuation.yield($0) } }
-                    continuation.yield(.exit(status))
-                    continuation.finish()
+        Response(
+            status: .ok,
+            headers: [.contentType: "application/x-ndjson"],
+            body: ResponseBody { writer in
+                let (events, continuation) = AsyncStream<CommandEvent>.makeStream()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        // A command cancelled by serve's stop says so itself (`ServeCommands.run`).
+                        let status = await cancelWhenGracefulShutdown { await produce { continuation.yield($0) } }
+                        continuation.yield(.exit(status))
+                        continuation.finish()
+                    }
+                    let encoder = JSONEncoder()
+                    for await event in events {
+                        var line = try encoder.encode(event)
+                        line.append(UInt8(ascii: "\n"))
+                        try await writer.write(ByteBuffer(bytes: line))
+                    }
+                    try await group.waitForAll()
                 }
-                let encoder = JSONEncoder()
-                for await event in events {
-                    var line = try encoder.encode(event)
-                    line.append(UInt8(ascii: "\n"))
-                    try await writer.write(ByteBuffer(bytes: line))
-                }
-                try await group.waitForAll()
+                try await writer.finish(nil)
             }
-            try await writer.finish(nil)
-        })
+        )
     }
 }
 
@@ -101,7 +106,9 @@ public struct ServeSocket: Sendable {
     /// Makes the bound socket root's only and moves it to `path`.
     func publish(from staged: URL) throws {
         guard chmod(staged.path, 0o600) == 0 else { throw SocketError("cannot make \(staged.path) 0600: \(String(cString: strerror(errno)))") }
-        guard rename(staged.path, path.path) == 0 else { throw SocketError("cannot move the socket to \(path.path): \(String(cString: strerror(errno)))") }
+        guard rename(staged.path, path.path) == 0 else {
+            throw SocketError("cannot move the socket to \(path.path): \(String(cString: strerror(errno)))")
+        }
         try FileManager.default.removeItem(at: staged.deletingLastPathComponent())
     }
 

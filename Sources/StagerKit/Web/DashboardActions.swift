@@ -30,7 +30,8 @@ public struct DashboardActions: Sendable {
         router.post("/environments/:owner/:name/:number/actions/:action") { request, context in
             guard self.enabled else { throw HTTPError(.forbidden, message: "actions need server.admin_token_env") }
             guard let key = DashboardController.key(context),
-                  let action = context.parameters.get("action").flatMap(EnvironmentActions.Action.init) else {
+                let action = context.parameters.get("action").flatMap(EnvironmentActions.Action.init)
+            else {
                 throw HTTPError(.notFound, message: "no such action")
             }
             var request = request
@@ -64,7 +65,8 @@ public struct DashboardActions: Sendable {
     }
 
     func token(for session: String) -> String {
-        HMAC<SHA256>.authenticationCode(for: Data("csrf:\(session)".utf8), using: SymmetricKey(data: secret)).map { String(format: "%02x", $0) }.joined()
+        HMAC<SHA256>.authenticationCode(for: Data("csrf:\(session)".utf8), using: SymmetricKey(data: secret)).map { String(format: "%02x", $0) }
+            .joined()
     }
 
     static func session(in request: Request) -> String? {

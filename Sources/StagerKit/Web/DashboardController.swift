@@ -31,9 +31,15 @@ public struct DashboardController: Sendable {
             guard let key = Self.key(context), let env = try self.store.environment(key) else {
                 throw HTTPError(.notFound, message: "no such environment")
             }
-            let detail = EnvironmentDetail(environment: EnvironmentView(env, config: self.config, degraded: await self.degraded(),
-                                                                        routed: EnvironmentView.isRouted(env.slug, config: self.config)),
-                                           events: try self.store.auditEvents(for: key, limit: 500).map(EventView.init))
+            let detail = EnvironmentDetail(
+                environment: EnvironmentView(
+                    env,
+                    config: self.config,
+                    degraded: await self.degraded(),
+                    routed: EnvironmentView.isRouted(env.slug, config: self.config)
+                ),
+                events: try self.store.auditEvents(for: key, limit: 500).map(EventView.init)
+            )
             return try self.json(detail)
         }
         router.get("/api/events") { request, _ in
@@ -49,22 +55,36 @@ public struct DashboardController: Sendable {
                 self.logger.error("metrics: cannot read the store", metadata: ["error": "\(error)"])
                 self.metrics.storeUp(false)
             }
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: .init(byteBuffer: ByteBuffer(string: self.metrics.render())))
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: self.metrics.render()))
+            )
         }
         router.get("/") { request, _ in
             let filter = try self.filter(request)
             let degraded = await self.degraded()
             let views = try EnvironmentView.current(in: self.store, config: self.config, degraded: degraded)
-            let context = DashboardPages.dashboard(all: views, filter: filter, degraded: degraded, css: self.templates.css, now: Date(),
-                                                   sharedHosts: DashboardPages.sharedHosts(self.config))
+            let context = DashboardPages.dashboard(
+                all: views,
+                filter: filter,
+                degraded: degraded,
+                css: self.templates.css,
+                now: Date(),
+                sharedHosts: DashboardPages.sharedHosts(self.config)
+            )
             return self.html(self.templates.dashboard.render(emptyAsMissing: context))
         }
         router.get("/environments/:owner/:name/:number") { request, context in
             guard let key = Self.key(context), let env = try self.store.environment(key) else {
                 throw HTTPError(.notFound, message: "no such environment")
             }
-            let view = EnvironmentView(env, config: self.config, degraded: await self.degraded(), routed: EnvironmentView.isRouted(env.slug, config: self.config))
+            let view = EnvironmentView(
+                env,
+                config: self.config,
+                degraded: await self.degraded(),
+                routed: EnvironmentView.isRouted(env.slug, config: self.config)
+            )
             let events = try self.store.auditEvents(for: key, limit: 500).map(EventView.init)
             let (log, problem) = await self.logTail(env)
             var context = DashboardPages.environment(view, events: events, log: log, logProblem: problem, css: self.templates.css, now: Date())
@@ -116,7 +136,8 @@ public struct DashboardController: Sendable {
 
     static func key(_ context: some RequestContext) -> PullRequestKey? {
         guard let owner = context.parameters.get("owner"), let name = context.parameters.get("name"),
-              let number = context.parameters.get("number").flatMap(Int.init), number != 0 else { return nil }
+            let number = context.parameters.get("number").flatMap(Int.init), number != 0
+        else { return nil }
         return PullRequestKey(repo: "\(owner)/\(name)", number: number)
     }
 
@@ -158,15 +179,21 @@ struct AdminTokenCheck<Context: RequestContext>: RouterMiddleware {
         if header.hasPrefix("Bearer ") {
             offered = String(header.dropFirst("Bearer ".count))
         } else if acceptsBasic, header.hasPrefix("Basic "), let data = Data(base64Encoded: String(header.dropFirst("Basic ".count))),
-                  let pair = String(data: data, encoding: .utf8), let colon = pair.firstIndex(of: ":") {
+            let pair = String(data: data, encoding: .utf8), let colon = pair.firstIndex(of: ":")
+        {
             offered = String(pair[pair.index(after: colon)...])
         }
         guard ConstantTime.equal(offered, token) else {
             let challenge = acceptsBasic ? "Basic realm=\"stager\", charset=\"UTF-8\"" : "Bearer realm=\"stager\""
-            let message = acceptsBasic ? "the admin token is required (server.admin_token_env)\n"
+            let message =
+                acceptsBasic
+                ? "the admin token is required (server.admin_token_env)\n"
                 : "the admin token is required as Authorization: Bearer <token> (server.admin_token_env); basic auth is not taken here\n"
-            return Response(status: .unauthorized, headers: [.wwwAuthenticate: challenge, .contentType: "text/plain; charset=utf-8"],
-                            body: .init(byteBuffer: ByteBuffer(string: message)))
+            return Response(
+                status: .unauthorized,
+                headers: [.wwwAuthenticate: challenge, .contentType: "text/plain; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: message))
+            )
         }
         return try await next(request, context)
     }
@@ -209,6 +236,10 @@ struct CrossSiteCheck<Context: RequestContext>: RouterMiddleware {
     }
 
     private static func refused(_ message: String) -> Response {
-        Response(status: .forbidden, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: message + "\n")))
+        Response(
+            status: .forbidden,
+            headers: [.contentType: "text/plain; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: message + "\n"))
+        )
     }
 }

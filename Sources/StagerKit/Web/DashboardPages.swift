@@ -38,13 +38,21 @@ public struct EnvironmentFilter: Sendable, Equatable {
 /// Turns views into the Mustache contexts of the dashboard and environment pages (all text is escaped
 /// by the templates, which are HTML-typed).
 enum DashboardPages {
-    static func dashboard(all: [EnvironmentView], filter: EnvironmentFilter, degraded: String?, css: String, now: Date,
-                          sharedHosts: [String: [String: Any]] = [:]) -> [String: Any] {
+    static func dashboard(
+        all: [EnvironmentView],
+        filter: EnvironmentFilter,
+        degraded: String?,
+        css: String,
+        now: Date,
+        sharedHosts: [String: [String: Any]] = [:]
+    ) -> [String: Any] {
         let shown = filter.apply(all)
         let repos = Array(Set(all.map(\.repo))).sorted()
         let groups = Dictionary(grouping: shown, by: \.repo).sorted { $0.key < $1.key }.map { repo, views -> [String: Any] in
-            ["repo": repo, "count": views.count, "environments": views.sorted { $0.number < $1.number }.map { row($0, now: now) },
-             "shared": sharedHosts[repo] ?? false]
+            [
+                "repo": repo, "count": views.count, "environments": views.sorted { $0.number < $1.number }.map { row($0, now: now) },
+                "shared": sharedHosts[repo] ?? false,
+            ]
         }
         let counts = Dictionary(grouping: all, by: \.status).mapValues(\.count)
         return [
@@ -58,7 +66,9 @@ enum DashboardPages {
                 return ["status": status.rawValue, "count": count]
             },
             "repo_options": repos.map { ["name": $0, "selected": $0 == filter.repo] },
-            "status_options": EnvironmentStatus.allCases.filter { $0 != .removed }.map { ["name": $0.rawValue, "selected": $0.rawValue == filter.status] },
+            "status_options": EnvironmentStatus.allCases.filter { $0 != .removed }.map {
+                ["name": $0.rawValue, "selected": $0.rawValue == filter.status]
+            },
             "signature": EnvironmentFilter.signature(shown),
             "query": query(filter),
             "degraded": degraded ?? "",
@@ -83,8 +93,12 @@ enum DashboardPages {
         context["deployed_sha"] = view.deployed_sha ?? ""
         context["created_at"] = view.created_at
         context["container_name"] = view.container_name ?? ""
-        context["services"] = view.services.map { ["name": $0.name, "status": $0.status, "healthy": $0.status == "healthy",
-                                                   "container_id": String(($0.container_id ?? "").prefix(12))] }
+        context["services"] = view.services.map {
+            [
+                "name": $0.name, "status": $0.status, "healthy": $0.status == "healthy",
+                "container_id": String(($0.container_id ?? "").prefix(12)),
+            ]
+        }
         context["has_services"] = !view.services.isEmpty
         context["last_request_at"] = view.last_request_at ?? ""
         context["degraded"] = view.degraded ?? ""
@@ -120,12 +134,14 @@ enum DashboardPages {
     }
 
     static func duration(_ seconds: Double) -> String {
-        seconds < 10 ? String(format: "%.2fs", seconds) : seconds < 120 ? String(format: "%.0fs", seconds) : "\(Int(seconds / 60))m\(Int(seconds) % 60)s"
+        seconds < 10
+            ? String(format: "%.2fs", seconds) : seconds < 120 ? String(format: "%.0fs", seconds) : "\(Int(seconds / 60))m\(Int(seconds) % 60)s"
     }
 
     static func query(_ filter: EnvironmentFilter) -> String {
         var items = URLComponents()
-        items.queryItems = [filter.repo.map { URLQueryItem(name: "repo", value: $0) }, filter.status.map { URLQueryItem(name: "status", value: $0) }].compactMap { $0 }
+        items.queryItems = [filter.repo.map { URLQueryItem(name: "repo", value: $0) }, filter.status.map { URLQueryItem(name: "status", value: $0) }]
+            .compactMap { $0 }
         return items.queryItems?.isEmpty == false ? "?" + (items.percentEncodedQuery ?? "") : ""
     }
 }

@@ -13,19 +13,22 @@ public enum EnvironmentTable {
         let formatter = ISO8601DateFormatter()
         let since = { (stamp: String) in formatter.date(from: stamp).map { Self.age(now.timeIntervalSince($0)) } ?? "-" }
         let rows = views.map { view -> [String] in
-            [view.repo, view.isBranch ? "branch" : "#\(view.number)", view.branch, view.url ?? "-", view.status, String(view.sha.prefix(12)),
-             since(view.created_at), since(view.last_activity_at), view.last_request_at.map(since) ?? "-", services(view),
-             view.container_id.map { String($0.prefix(12)) } ?? "-"]
+            [
+                view.repo, view.isBranch ? "branch" : "#\(view.number)", view.branch, view.url ?? "-", view.status, String(view.sha.prefix(12)),
+                since(view.created_at), since(view.last_activity_at), view.last_request_at.map(since) ?? "-", services(view),
+                view.container_id.map { String($0.prefix(12)) } ?? "-",
+            ]
         }
         // The engine's state comes first: without it the statuses below are only the last ones known.
         let warning = degraded.map { "WARNING: \($0); statuses are the last known\n" } ?? ""
         guard !rows.isEmpty else { return warning + "no environments" }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
-        return warning + ([header] + rows).map { row in
-            row.enumerated().map { index, cell in
-                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
-            }.joined(separator: "  ")
-        }.joined(separator: "\n")
+        return warning
+            + ([header] + rows).map { row in
+                row.enumerated().map { index, cell in
+                    index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+                }.joined(separator: "  ")
+            }.joined(separator: "\n")
     }
 
     /// `db,cache` when all are healthy; a service that is not says so: `db(unhealthy),cache`.

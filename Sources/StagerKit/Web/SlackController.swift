@@ -23,8 +23,13 @@ public struct SlackController: Sendable {
         guard let signature else { throw HTTPError(.notFound, message: "Slack is not configured (slack.signing_secret_env)") }
         var request = request
         let body = Data(try await request.collectBody(upTo: Self.maxBody).readableBytesView)
-        guard signature.isValid(signature: request.headers.value(named: "x-slack-signature"),
-                                timestamp: request.headers.value(named: "x-slack-request-timestamp"), body: body) else {
+        guard
+            signature.isValid(
+                signature: request.headers.value(named: "x-slack-signature"),
+                timestamp: request.headers.value(named: "x-slack-request-timestamp"),
+                body: body
+            )
+        else {
             logger.warning("refused a Slack command: missing, wrong or stale signature")
             throw HTTPError(.unauthorized, message: "missing, wrong or stale X-Slack-Signature")
         }
@@ -33,11 +38,17 @@ public struct SlackController: Sendable {
             logger.warning("refused a Slack command from another workspace", metadata: ["team": "\(form["team_id"] ?? "")"])
             throw HTTPError(.forbidden, message: "commands are taken from the Slack workspace of slack.team_id only")
         }
-        let caller = SlackCommandHandler.Caller(userID: form["user_id"] ?? "", userName: form["user_name"] ?? "",
-                                                responseURL: form["response_url"].flatMap { Self.responseURL($0, hosts: slack.responseHosts) })
+        let caller = SlackCommandHandler.Caller(
+            userID: form["user_id"] ?? "",
+            userName: form["user_name"] ?? "",
+            responseURL: form["response_url"].flatMap { Self.responseURL($0, hosts: slack.responseHosts) }
+        )
         let answer = await handler.answer(SlackCommand(text: form["text"] ?? ""), from: caller)
-        return Response(status: .ok, headers: [.contentType: "application/json"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(answer))))
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(answer)))
+        )
     }
 
     /// A follow-up goes only to `slack.response_hosts` (host, or host:port): a signed command is still only

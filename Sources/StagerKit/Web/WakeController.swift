@@ -28,7 +28,8 @@ public struct WakeController: Sendable {
 
     func handle(_ request: Request, slug: String) async throws -> Response {
         // The key names the slug: a vhost (or whoever read one) wakes its own environment and no other.
-        guard Slug.isValidLabel(slug), ConstantTime.equal(request.headers.value(named: WakePath.tokenHeader) ?? "", wakePath.keys.wake(slug: slug)) else {
+        guard Slug.isValidLabel(slug), ConstantTime.equal(request.headers.value(named: WakePath.tokenHeader) ?? "", wakePath.keys.wake(slug: slug))
+        else {
             return Self.text(.forbidden, "only nginx's vhost of a sleeping environment wakes it\n")
         }
         guard let env = try await store.liveEnvironment(slug: slug), env.desired == .present else {
@@ -56,7 +57,9 @@ public struct WakeController: Sendable {
         // Nothing is under way to wait for: a wake that failed before this serve started, or one already done.
         if await controller.wakes.outcome(for: key) == nil, !env.asleep {
             if env.status == .failed { return failedPage(env, reason: env.failureReason ?? "the wake failed") }
-            if env.status == .ready, let port = env.hostPort { return handBack(Upstream(host: env.hostAddress ?? Upstream.loopback, port: port), slug: slug) }
+            if env.status == .ready, let port = env.hostPort {
+                return handBack(Upstream(host: env.hostAddress ?? Upstream.loopback, port: port), slug: slug)
+            }
         }
         switch await controller.wakes.wait(for: key, timeout: wakePath.holdFor) {
         case .awake(let upstream): return handBack(upstream, slug: slug)
@@ -67,25 +70,29 @@ public struct WakeController: Sendable {
 
     private func handBack(_ upstream: Upstream, slug: String) -> Response {
         var headers = HTTPFields()
-        if let name = HTTPFields.Element.Name("X-Accel-Redirect") { headers[name] = Self.location(of: upstream, slug: slug, keys: wakePath.keys) }  // a valid name: never nil
+        // a valid name: never nil
+        if let name = HTTPFields.Element.Name("X-Accel-Redirect") { headers[name] = Self.location(of: upstream, slug: slug, keys: wakePath.keys) }
         return Response(status: .ok, headers: headers)
     }
 
     private static func retryLater(_ message: String) -> Response {
-        Response(status: .serviceUnavailable, headers: [.retryAfter: String(retryAfterSeconds), .contentType: "text/plain; charset=utf-8"],
-                 body: .init(byteBuffer: ByteBuffer(string: message)))
+        Response(
+            status: .serviceUnavailable,
+            headers: [.retryAfter: String(retryAfterSeconds), .contentType: "text/plain; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: message))
+        )
     }
 
     /// A short page naming the environment and why it did not wake.
     private func failedPage(_ env: Environment, reason: String) -> Response {
         let page = """
-        <!doctype html>
-        <meta charset="utf-8"><title>\(env.slug) could not wake</title>
-        <h1>The preview \(HTMLEscaping.escape(env.slug)) of \(HTMLEscaping.escape(env.key.description)) could not wake</h1>
-        <p>\(HTMLEscaping.escape(reason))</p>
-        <p><a href="\(HTMLEscaping.escape(controller.config.server.environmentPage(env.key)))">Its page on the Stager dashboard</a></p>
+            <!doctype html>
+            <meta charset="utf-8"><title>\(env.slug) could not wake</title>
+            <h1>The preview \(HTMLEscaping.escape(env.slug)) of \(HTMLEscaping.escape(env.key.description)) could not wake</h1>
+            <p>\(HTMLEscaping.escape(reason))</p>
+            <p><a href="\(HTMLEscaping.escape(controller.config.server.environmentPage(env.key)))">Its page on the Stager dashboard</a></p>
 
-        """
+            """
         return DashboardController.page(secrets.mask(page), status: .badGateway)
     }
 

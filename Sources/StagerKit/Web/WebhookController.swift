@@ -104,10 +104,20 @@ public struct WebhookController: Sendable {
             return reply(.ok, "ignored: branch \(branch) of \(repoName) has no environment", event: eventName, outcome: "ignored")
         }
         var change = DesiredStateChange(
-            id: deliveryID, key: key, intent: event.intent,
-            pullRequest: PullRequestFacts(branch: branch, headSha: event.deleted == true ? event.before ?? "" : event.after, title: "branch \(branch)",
-                                          author: event.sender?.login, headRepo: repoName, cloneURL: event.repository.clone_url),
-            action: event.deleted == true ? "deleted" : "pushed", source: .push)
+            id: deliveryID,
+            key: key,
+            intent: event.intent,
+            pullRequest: PullRequestFacts(
+                branch: branch,
+                headSha: event.deleted == true ? event.before ?? "" : event.after,
+                title: "branch \(branch)",
+                author: event.sender?.login,
+                headRepo: repoName,
+                cloneURL: event.repository.clone_url
+            ),
+            action: event.deleted == true ? "deleted" : "pushed",
+            source: .push
+        )
         change.actor = event.sender?.login
         return try await record(change, name: "\(repoName)@\(branch)", event: eventName, metadata: ["branch": "\(branch)"])
     }
@@ -140,11 +150,20 @@ public struct WebhookController: Sendable {
         case .unchanged:
             return reply(.ok, "ignored: nothing changes for \(name)", event: event, outcome: "ignored")
         case .backlogFull(let waiting):
-            return reply(.ok, "ignored: \(waiting) pull requests of \(change.key.repo) already wait for the \(config.forks.label) label (forks.max_blocked); the label deploys this one",
-                         event: event, outcome: "ignored")
+            return reply(
+                .ok,
+                "ignored: \(waiting) pull requests of \(change.key.repo) already wait for the \(config.forks.label) label (forks.max_blocked); the label deploys this one",
+                event: event,
+                outcome: "ignored"
+            )
         case .accepted(let version):
-            logger.info("accepted", metadata: metadata.merging(["repo": "\(change.key.repo)", "action": "\(change.action)", "delivery": "\(change.id)",
-                                                                "version": "\(version)"]) { $1 })
+            logger.info(
+                "accepted",
+                metadata: metadata.merging([
+                    "repo": "\(change.key.repo)", "action": "\(change.action)", "delivery": "\(change.id)",
+                    "version": "\(version)",
+                ]) { $1 }
+            )
             await controller.enqueue(change.key, firstIntent: version == 1)
             return reply(.accepted, "accepted: \(change.action) for \(name)", event: event, outcome: "accepted")
         }

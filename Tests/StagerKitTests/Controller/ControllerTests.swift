@@ -1,8 +1,9 @@
 import Foundation
 import Logging
-@testable import StagerKit
 import StagerTestSupport
 import Testing
+
+@testable import StagerKit
 
 /// A controller wired to the in-memory seams: the real planner, gate, interpreter and announcer, with
 /// the engine, nginx, GitHub and SQLite replaced by their twins.
@@ -19,20 +20,23 @@ struct ControllerBench {
 
     init(repoOptions: String = "", maxEnvironments: Int = 50, permissions: [String: String] = [:], limits: String = "") throws {
         let dir = try TestConfig.temporaryDirectory("controller")
-        let config = try TestConfig.load("""
-        data_dir: data
-        nginx:
-          sites_dir: sites
-        limits:
-          max_environments: \(maxEnvironments)
-        \(limits)
-        repos:
-          acme/web:
-            image: "acme/web:{{sha}}"
-            health_timeout: 300ms
-            drain: 1ms
-        \(repoOptions)
-        """, in: dir)
+        let config = try TestConfig.load(
+            """
+            data_dir: data
+            nginx:
+              sites_dir: sites
+            limits:
+              max_environments: \(maxEnvironments)
+            \(limits)
+            repos:
+              acme/web:
+                image: "acme/web:{{sha}}"
+                health_timeout: 300ms
+                drain: 1ms
+            \(repoOptions)
+            """,
+            in: dir
+        )
         runtime = InMemoryRuntime(timeline: timeline)
         frontDoor = InMemoryFrontDoor(timeline: timeline)
         comments = InMemoryComments(timeline: timeline)
@@ -41,19 +45,35 @@ struct ControllerBench {
         let logger = Logger(label: "controller-test")
         let templates = try Templates.load()
         let seams = ControllerSeams(
-            environments: environments, runtime: runtime, frontDoor: frontDoor,
-            announcer: Announcer(environments: environments, publisher: comments, deployments: deployments, comment: templates.comment,
-                                 config: config, logger: logger),
-            probe: InMemoryProber(runtime: runtime), builder: builder, permissions: InMemoryPermissions(permissions: permissions))
+            environments: environments,
+            runtime: runtime,
+            frontDoor: frontDoor,
+            announcer: Announcer(
+                environments: environments,
+                publisher: comments,
+                deployments: deployments,
+                comment: templates.comment,
+                config: config,
+                logger: logger
+            ),
+            probe: InMemoryProber(runtime: runtime),
+            builder: builder,
+            permissions: InMemoryPermissions(permissions: permissions)
+        )
         controller = Controller(config: config, seams: seams, metrics: StagerMetrics(), logger: logger)
     }
 
     func key(_ number: Int) -> PullRequestKey { PullRequestKey(repo: repo, number: number) }
 
     func change(_ number: Int, _ intent: Intent, sha: String, headRepo: String? = nil) -> DesiredStateChange {
-        DesiredStateChange(id: UUID().uuidString, key: key(number), intent: intent,
-                           pullRequest: PullRequestFacts(branch: "feature-\(number)", headSha: sha, headRepo: headRepo ?? repo),
-                           action: intent == .teardown ? "closed" : "synchronize", source: .webhook)
+        DesiredStateChange(
+            id: UUID().uuidString,
+            key: key(number),
+            intent: intent,
+            pullRequest: PullRequestFacts(branch: "feature-\(number)", headSha: sha, headRepo: headRepo ?? repo),
+            action: intent == .teardown ? "closed" : "synchronize",
+            source: .webhook
+        )
     }
 
     func open(_ number: Int, sha: String, labeledBy: String? = nil, headRepo: String? = nil) async {
@@ -154,10 +174,12 @@ struct ControllerTests {
 
     /// A repository that builds, PR `number` opened at `a`, converging in a task until its build started.
     func startBuilding(_ number: Int) async throws -> (ControllerBench, Task<Void, any Error>) {
-        let bench = try ControllerBench(repoOptions: """
-            build:
-              dockerfile: Dockerfile
-        """)
+        let bench = try ControllerBench(
+            repoOptions: """
+                    build:
+                      dockerfile: Dockerfile
+                """
+        )
         await bench.open(number, sha: a)
         let converging = Task { try await bench.converge(number) }
         #expect(try await Wait.until { await bench.builder.started == [a] })
@@ -286,10 +308,31 @@ struct ControllerTests {
     }
 
     @Test func theGateDecidesFromWhatIsRecorded() throws {
-        var env = Environment(repo: "acme/web", number: 1, slug: "s", branch: "b", title: "", author: "", headRepo: "fork/web",
-                              desired: .present, desiredSha: a, desiredVersion: 1, appliedVersion: 0, sourceUpdatedAt: "",
-                              status: .queued, commentPending: false, createdAt: Date(), updatedAt: Date(), lastActivityAt: nil,
-                              admitted: false, waitingSince: nil, approvedSha: nil, approvedBy: nil, labelSha: nil, labelSender: nil)
+        var env = Environment(
+            repo: "acme/web",
+            number: 1,
+            slug: "s",
+            branch: "b",
+            title: "",
+            author: "",
+            headRepo: "fork/web",
+            desired: .present,
+            desiredSha: a,
+            desiredVersion: 1,
+            appliedVersion: 0,
+            sourceUpdatedAt: "",
+            status: .queued,
+            commentPending: false,
+            createdAt: Date(),
+            updatedAt: Date(),
+            lastActivityAt: nil,
+            admitted: false,
+            waitingSince: nil,
+            approvedSha: nil,
+            approvedBy: nil,
+            labelSha: nil,
+            labelSender: nil
+        )
         #expect(Gate.approval(env, requireLabel: false, allowForks: true) == .notNeeded)
         #expect(Gate.approval(env, requireLabel: false, allowForks: false) == .blocked)
         env.labelSender = "wanda"

@@ -1,8 +1,9 @@
 import Foundation
 import Logging
 import Mustache
-@testable import StagerKit
 import StagerTestSupport
+
+@testable import StagerKit
 
 // In-memory twins of the controller's seams, as hummingbird-examples' `TodoMemoryRepository` is of its
 // database: each answers the way the real one does (a missing route is nil, a refused start is a
@@ -30,12 +31,33 @@ actor InMemoryEnvironments: EnvironmentRepository {
     @discardableResult
     func accept(_ change: DesiredStateChange) -> Int {
         let now = Date()
-        var env = rows[change.key] ?? Environment(
-            repo: change.key.repo, number: change.key.number, slug: "pr-\(change.key.number)", branch: change.pullRequest.branch,
-            title: change.pullRequest.title ?? "", author: change.pullRequest.author ?? "", headRepo: change.pullRequest.headRepo ?? change.key.repo,
-            desired: .absent, desiredSha: change.pullRequest.headSha, desiredVersion: 0, appliedVersion: 0, sourceUpdatedAt: "",
-            status: .queued, commentPending: false, createdAt: now, updatedAt: now, lastActivityAt: nil, admitted: false,
-            waitingSince: nil, approvedSha: nil, approvedBy: nil, labelSha: nil, labelSender: nil)
+        var env =
+            rows[change.key]
+            ?? Environment(
+                repo: change.key.repo,
+                number: change.key.number,
+                slug: "pr-\(change.key.number)",
+                branch: change.pullRequest.branch,
+                title: change.pullRequest.title ?? "",
+                author: change.pullRequest.author ?? "",
+                headRepo: change.pullRequest.headRepo ?? change.key.repo,
+                desired: .absent,
+                desiredSha: change.pullRequest.headSha,
+                desiredVersion: 0,
+                appliedVersion: 0,
+                sourceUpdatedAt: "",
+                status: .queued,
+                commentPending: false,
+                createdAt: now,
+                updatedAt: now,
+                lastActivityAt: nil,
+                admitted: false,
+                waitingSince: nil,
+                approvedSha: nil,
+                approvedBy: nil,
+                labelSha: nil,
+                labelSender: nil
+            )
         switch change.intent {
         case .deploy(let sha):
             if let sender = change.labeledBy { (env.labelSender, env.labelSha) = (sender, sha) }
@@ -99,7 +121,9 @@ actor InMemoryEnvironments: EnvironmentRepository {
         let repoFits = { (repo: String) in repoLimit.map { limit in holders.filter { $0.repo == repo }.count < limit } ?? true }
         let waiters = waiters()
         let since = env.waitingSince ?? date
-        let olderEligible = waiters.contains { $0.key != key && ($0.waitingSince ?? date, $0.createdAt) < (since, env.createdAt) && repoFits($0.repo) }
+        let olderEligible = waiters.contains {
+            $0.key != key && ($0.waitingSince ?? date, $0.createdAt) < (since, env.createdAt) && repoFits($0.repo)
+        }
         if holders.count < limit, repoFits(key.repo), !olderEligible {
             (env.admitted, env.waitingSince) = (true, nil)
             rows[key] = env
@@ -109,8 +133,12 @@ actor InMemoryEnvironments: EnvironmentRepository {
         rows[key] = env
         let position = (waiters.firstIndex { $0.key == key } ?? waiters.count) + 1
         if holders.count >= limit { return .waiting(position: position, inUse: holders.count, limit: limit, scope: "limits.max_environments") }
-        return .waiting(position: position, inUse: holders.filter { $0.repo == key.repo }.count, limit: repoLimit ?? limit,
-                        scope: "repos.\(key.repo).max_environments")
+        return .waiting(
+            position: position,
+            inUse: holders.filter { $0.repo == key.repo }.count,
+            limit: repoLimit ?? limit,
+            scope: "repos.\(key.repo).max_environments"
+        )
     }
 
     func audit(_ key: PullRequestKey, kind: AuditKind, message: String, deliveryID: String?, sha: String?, actor: String?) {
@@ -162,9 +190,16 @@ actor InMemoryRuntime: ContainerRuntime {
             throw CommandError.failed(Command("docker", ["run", spec.image]), CommandResult(exitCode: 125, standardError: "Unable to find image"))
         }
         nextPort += 1
-        let info = ContainerInfo(id: "id-\(spec.name)", name: spec.name, repo: spec.labels[ContainerLabels.repo] ?? "",
-                                 number: Int(spec.labels[ContainerLabels.pr] ?? "") ?? 0, sha: sha,
-                                 slug: spec.labels[ContainerLabels.slug] ?? "", running: true, hostPort: nextPort)
+        let info = ContainerInfo(
+            id: "id-\(spec.name)",
+            name: spec.name,
+            repo: spec.labels[ContainerLabels.repo] ?? "",
+            number: Int(spec.labels[ContainerLabels.pr] ?? "") ?? 0,
+            sha: sha,
+            slug: spec.labels[ContainerLabels.slug] ?? "",
+            running: true,
+            hostPort: nextPort
+        )
         containers.append(info)
         imagesByPort[nextPort] = spec.image
         return (info.id, Upstream(port: nextPort))
@@ -217,7 +252,10 @@ actor InMemoryRuntime: ContainerRuntime {
     func stop(_ idOrName: String) async throws {
         try engine()
         guard let index = containers.firstIndex(where: { $0.id == idOrName || $0.name == idOrName }) else {
-            throw CommandError.failed(Command("docker", ["stop", idOrName]), CommandResult(exitCode: 1, standardError: "No such container: \(idOrName)"))
+            throw CommandError.failed(
+                Command("docker", ["stop", idOrName]),
+                CommandResult(exitCode: 1, standardError: "No such container: \(idOrName)")
+            )
         }
         containers[index].running = false
         await timeline.record("stop \(containers[index].service ?? containers[index].slug)")
@@ -227,7 +265,10 @@ actor InMemoryRuntime: ContainerRuntime {
     func restart(_ idOrName: String, containerPort: Int?) async throws -> Upstream? {
         try engine()
         guard let index = containers.firstIndex(where: { $0.id == idOrName || $0.name == idOrName }) else {
-            throw CommandError.failed(Command("docker", ["start", idOrName]), CommandResult(exitCode: 1, standardError: "No such container: \(idOrName)"))
+            throw CommandError.failed(
+                Command("docker", ["start", idOrName]),
+                CommandResult(exitCode: 1, standardError: "No such container: \(idOrName)")
+            )
         }
         containers[index].running = true
         await timeline.record("start \(containers[index].service ?? containers[index].slug)")
@@ -262,10 +303,18 @@ actor InMemoryRuntime: ContainerRuntime {
             throw CommandError.failed(Command("docker", ["run", spec.image]), CommandResult(exitCode: 125, standardError: "Unable to find image"))
         }
         await timeline.record("service \(spec.labels[ContainerLabels.service] ?? "")")
-        let info = ContainerInfo(id: "id-\(spec.name)", name: spec.name, repo: spec.labels[ContainerLabels.repo] ?? "",
-                                 number: Int(spec.labels[ContainerLabels.pr] ?? "") ?? 0, sha: spec.labels[ContainerLabels.sha] ?? "", slug: spec.labels[ContainerLabels.slug] ?? "",
-                                 running: true, hostPort: nil, service: spec.labels[ContainerLabels.service],
-                                 definition: spec.labels[ContainerLabels.definition])
+        let info = ContainerInfo(
+            id: "id-\(spec.name)",
+            name: spec.name,
+            repo: spec.labels[ContainerLabels.repo] ?? "",
+            number: Int(spec.labels[ContainerLabels.pr] ?? "") ?? 0,
+            sha: spec.labels[ContainerLabels.sha] ?? "",
+            slug: spec.labels[ContainerLabels.slug] ?? "",
+            running: true,
+            hostPort: nil,
+            service: spec.labels[ContainerLabels.service],
+            definition: spec.labels[ContainerLabels.definition]
+        )
         containers.append(info)
         serviceImages[info.id] = spec.image
         return info.id
@@ -314,7 +363,8 @@ actor InMemoryRuntime: ContainerRuntime {
     func stackResources(for key: PullRequestKey?) throws -> [StackResource] {
         try engine()
         return (networks.map { ($0, StackResource.Kind.network) } + volumes.keys.map { ($0, StackResource.Kind.volume) }).compactMap { name, kind in
-            guard let labels = resourceLabels[name], let repo = labels[ContainerLabels.repo], let number = Int(labels[ContainerLabels.pr] ?? "") else { return nil }
+            guard let labels = resourceLabels[name], let repo = labels[ContainerLabels.repo], let number = Int(labels[ContainerLabels.pr] ?? "")
+            else { return nil }
             guard key == nil || (key?.repo == repo && key?.number == number) else { return nil }
             return StackResource(kind: kind, name: name, repo: repo, number: number)
         }.sorted { $0.name < $1.name }

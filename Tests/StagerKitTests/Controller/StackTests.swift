@@ -1,7 +1,8 @@
 import Foundation
-@testable import StagerKit
 import StagerTestSupport
 import Testing
+
+@testable import StagerKit
 
 /// Services beside the app, on the in-memory seams: order, seeding, release, failures, teardown.
 @Suite("Controller: services beside the app")
@@ -9,21 +10,21 @@ struct StackTests {
     let a = Fixtures.sha("a"), b = Fixtures.sha("b")
 
     static let services = """
-        release: ["bin/migrate"]
-        services:
-          db:
-            image: "postgres:16"
-            port: 5432
-            volumes: {data: "/var/lib/postgresql/data"}
-            seed: {data: "acme-seed"}
-            health_timeout: 300ms
-          cache:
-            image: "redis:7"
-            port: 6379
-          worker:
-            image: "acme/worker:1"
-            depends_on: [db, cache]
-    """
+            release: ["bin/migrate"]
+            services:
+              db:
+                image: "postgres:16"
+                port: 5432
+                volumes: {data: "/var/lib/postgresql/data"}
+                seed: {data: "acme-seed"}
+                health_timeout: 300ms
+              cache:
+                image: "redis:7"
+                port: 6379
+              worker:
+                image: "acme/worker:1"
+                depends_on: [db, cache]
+        """
 
     func bench(_ options: String = Self.services) async throws -> ControllerBench {
         let bench = try ControllerBench(repoOptions: options)
@@ -38,9 +39,14 @@ struct StackTests {
         #expect(await bench.environment(1)?.status == .ready)
         let events = await bench.timeline.events
         func index(_ prefix: String) throws -> Int { try #require(events.firstIndex { $0.hasPrefix(prefix) }, "\(prefix) in \(events)") }
-        let network = try index("network stager-default-pr-1"), seed = try index("seed stager-default-pr-1-db-data")
-        let db = try index("service db"), cache = try index("service cache"), worker = try index("service worker")
-        let release = try index("release acme/web:\(a)"), run = try index("run pr-1"), route = try index("route pr-1")
+        let network = try index("network stager-default-pr-1")
+        let seed = try index("seed stager-default-pr-1-db-data")
+        let db = try index("service db")
+        let cache = try index("service cache")
+        let worker = try index("service worker")
+        let release = try index("release acme/web:\(a)")
+        let run = try index("run pr-1")
+        let route = try index("route pr-1")
         #expect(network < seed && seed < db && db < worker && cache < worker && worker < release && release < run && run < route, "\(events)")
         #expect(await bench.runtime.volumeData["stager-default-pr-1-db-data"] == "seeded rows")
         // The app joined the environment's network.
