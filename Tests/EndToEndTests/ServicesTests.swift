@@ -227,6 +227,8 @@ struct ServicesTests {
     /// by kind and leaves them; `gc` removes them. No serve runs: its reconciler would remove them first.
     @Test func gcRemovesALeakedServiceNetworkAndVolume() async throws {
         try await E2EHarness.run(name: "services-gc") { harness in
+            // serve's own start-up reconcile would take what is leaked while it runs.
+            #expect(try await harness.waitReconciled())
             let labels = [
                 "--label", "stager.managed=true", "--label", "stager.instance=\(harness.instance)",
                 "--label", "stager.repo=acme/web", "--label", "stager.pr=998",

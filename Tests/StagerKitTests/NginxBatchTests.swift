@@ -140,6 +140,23 @@ struct NginxBatchTests {
 
     /// A vhost an older Stager wrote (no keys, the app's X-Accel headers obeyed) is written again: it reads as
     /// routed to port 0, so the planner routes the running container anew.
+    /// Only a missing vhost routes nowhere: one that exists and cannot be read (here a folder in its place)
+    /// routes somewhere unknown, so a removed environment's teardown still takes it away.
+    @Test func anUnreadableVhostIsNotReadAsNone() async throws {
+        let dir = try TestConfig.temporaryDirectory("unreadable-vhost")
+        let config = try TestConfig.load("nginx:\n  sites_dir: nginx/sites\n", in: dir)
+        try FileManager.default.createDirectory(at: config.nginx.sitesDir.appendingPathComponent("odd.conf"), withIntermediateDirectories: true)
+        let door = NginxFrontDoor(
+            config: config.nginx,
+            wakePath: WakePath(address: "127.0.0.1:9", token: "t", holdFor: .seconds(60)),
+            template: try Templates.load().vhost,
+            runner: Self.nginx(sites: config.nginx.sitesDir),
+            logger: Logger(label: "t")
+        )
+        #expect(await door.routed(slug: "odd") == RoutedUpstream(container: "", port: 0))
+        #expect(await door.routed(slug: "missing") == nil)
+    }
+
     @Test func aVhostOfAnOlderStagerIsWrittenAgain() async throws {
         let dir = try TestConfig.temporaryDirectory("old-vhost")
         let config = try TestConfig.load("nginx:\n  sites_dir: nginx/sites\n", in: dir)

@@ -375,6 +375,14 @@ public final class E2EHarness: @unchecked Sendable {
     }
 
     /// Waits until `condition` holds; false after `timeout`.
+    /// Waits until serve's first reconcile pass (at start) is done: what a test leaks after it is left to gc.
+    public func waitReconciled() async throws -> Bool {
+        try await waitUntil {
+            guard let metrics = self.app?.deps.metrics.render() else { return false }
+            return metrics.split(separator: "\n").contains { $0.hasPrefix("stager_reconciles_total ") && !$0.hasSuffix(" 0") }
+        }
+    }
+
     public func waitUntil(timeout: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
         try await Poller(first: .milliseconds(20), longest: .milliseconds(250)).until(timeout: timeout) {
             (try? await condition()) ?? false

@@ -206,6 +206,7 @@ public final class Controller: Service, Sendable {
         while !Task.isCancelled {
             do {
                 _ = try await Reconciler(controller: self).reconcile()
+                metrics.reconciled()
                 await engineHealth.answered()
             } catch is CancellationError {
                 return

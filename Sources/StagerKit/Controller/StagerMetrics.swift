@@ -87,6 +87,11 @@ public struct StagerMetrics: Sendable {
         registry.makeGauge(name: "stager_queue_depth", help: "Pull requests waiting for the controller").set(Double(depth))
     }
 
+    /// One reconcile pass finished (at start and every `reconcile_interval`).
+    public func reconciled() {
+        registry.makeCounter(name: "stager_reconciles_total", help: "Reconcile passes finished").increment()
+    }
+
     public func nginxReload() {
         registry.makeCounter(name: "stager_nginx_reloads_total", help: "nginx reloads").increment()
     }

@@ -128,6 +128,8 @@ public struct Environment: Sendable, Equatable, Codable {
     public var lastRequestAt: Date? = nil
     /// Should sleep (idle, or `stager sleep`); a request, `stager wake` or a push clears it.
     public var asleep = false
+    /// Recorded by a webhook of a PR that waits for the deploy label (`forks.max_blocked` counts it).
+    public var waitsForLabel = false
 
     /// A PR whose head lives in another repository (or in a deleted fork).
     public var isFork: Bool { headRepo != repo }

@@ -137,10 +137,17 @@ public actor NginxFrontDoor: FrontDoor {
 
     /// The container and loopback port the vhost sends the slug's requests to; nil without a vhost file.
     public func routed(slug: String) -> RoutedUpstream? {
-        // no readable vhost file: nothing routed
-        guard let text = try? String(contentsOf: file(slug), encoding: .utf8), let marker = Self.marker(in: text),
-            let container = marker["container"]
-        else { return nil }
+        // An invalid slug or a symlink in its place is never a vhost Stager wrote.
+        guard let path = try? file(slug) else { return nil }
+        let text: String
+        do {
+            text = try String(contentsOf: path, encoding: .utf8)
+        } catch {
+            // Only a missing file routes nowhere: one that cannot be read routes somewhere unknown, and the
+            // planner writes it again (or removes it, for an environment that is gone).
+            return FileManager.default.fileExists(atPath: path.path) ? RoutedUpstream(container: "", port: 0) : nil
+        }
+        guard let marker = Self.marker(in: text), let container = marker["container"] else { return nil }
         // A sleeping vhost that names another serve address (server.listen changed) routes nowhere useful: it
         // reads as not asleep, so the planner writes it again.
         // A vhost an older Stager wrote (no keys, an app's X-Accel headers obeyed) reads as routed to port 0

@@ -110,8 +110,14 @@ public final class Store: Sendable {
             var outcome: AcceptOutcome
             var environment = try Self.environment(db, key)
             if environment == nil, let limit = delivery.waitingLimit {
-                let waiting = try EnvironmentRow.filter(Column("repo") == key.repo && Column("status") == EnvironmentStatus.blocked.rawValue)
-                    .fetchCount(db)
+                // Blocked already, or recorded to wait and not yet taken by the controller: several opened at
+                // once must not all pass.
+                let blocked = Column("status") == EnvironmentStatus.blocked.rawValue
+                let recordedToWait =
+                    Column("waitsForLabel") == true && Column("desired") == Desire.present.rawValue
+                    && Column("status") == EnvironmentStatus.queued.rawValue
+                    && (Column("approvedSha") == nil || Column("approvedSha") != Column("desiredSha"))
+                let waiting = try EnvironmentRow.filter(Column("repo") == key.repo && (blocked || recordedToWait)).fetchCount(db)
                 if waiting >= limit { return .backlogFull(waiting: waiting) }
             }
 
@@ -122,6 +128,7 @@ public final class Store: Sendable {
                 return .unchanged
             } else {
                 var env = try environment ?? Self.newEnvironment(db, delivery, reserved: reserved)
+                if environment == nil, delivery.waitingLimit != nil { env.waitsForLabel = true }
                 let wasGone = env.status == .removed && env.desired == .absent
                 switch delivery.intent {
                 case .deploy(let sha):

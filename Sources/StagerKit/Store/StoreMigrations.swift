@@ -140,6 +140,13 @@ extension Store {
                 t.uniqueKey(["repo", "number"])
             }
         }
+        migrator.registerMigration("v12: waits for the label") { db in
+            // Recorded by a change that waits for the deploy label: counted against forks.max_blocked from the
+            // first moment, before the controller has marked it blocked.
+            try db.alter(table: "environment") { t in
+                t.add(column: "waitsForLabel", .boolean).notNull().defaults(to: false)
+            }
+        }
         return migrator
     }
 }

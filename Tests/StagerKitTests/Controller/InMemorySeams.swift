@@ -118,27 +118,10 @@ actor InMemoryEnvironments: EnvironmentRepository {
     func admit(_ key: PullRequestKey, limit: Int, repoLimit: Int?, at date: Date) -> Admission {
         guard var env = rows[key], env.desired == .present, !env.admitted else { return .admitted }
         let holders = rows.values.filter { $0.desired == .present && $0.admitted }
-        let repoFits = { (repo: String) in repoLimit.map { limit in holders.filter { $0.repo == repo }.count < limit } ?? true }
-        let waiters = waiters()
-        let since = env.waitingSince ?? date
-        let olderEligible = waiters.contains {
-            $0.key != key && ($0.waitingSince ?? date, $0.createdAt) < (since, env.createdAt) && repoFits($0.repo)
-        }
-        if holders.count < limit, repoFits(key.repo), !olderEligible {
-            (env.admitted, env.waitingSince) = (true, nil)
-            rows[key] = env
-            return .admitted
-        }
-        env.waitingSince = since
+        let decision = AdmissionPolicy.decide(env, holders: Array(holders), waiters: waiters(), limit: limit, repoLimit: repoLimit, at: date)
+        (env.admitted, env.waitingSince) = (decision.admitted, decision.waitingSince)
         rows[key] = env
-        let position = (waiters.firstIndex { $0.key == key } ?? waiters.count) + 1
-        if holders.count >= limit { return .waiting(position: position, inUse: holders.count, limit: limit, scope: "limits.max_environments") }
-        return .waiting(
-            position: position,
-            inUse: holders.filter { $0.repo == key.repo }.count,
-            limit: repoLimit ?? limit,
-            scope: "repos.\(key.repo).max_environments"
-        )
+        return decision.admission
     }
 
     func audit(_ key: PullRequestKey, kind: AuditKind, message: String, deliveryID: String?, sha: String?, actor: String?) {
