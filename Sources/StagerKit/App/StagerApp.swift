@@ -21,6 +21,8 @@ public struct StagerApp: Sendable {
     public let controller: Controller
     public let deps: Dependencies
     let wakePath: WakePath
+    /// serve's HTTP clients, shut down when it stops.
+    let clients: HTTPClients
     /// The one place that talks to Slack.
     let slackPoster: SlackPoster
     /// Every configured secret, hidden from each text that leaves serve.
@@ -49,10 +51,12 @@ public struct StagerApp: Sendable {
         let metrics = StagerMetrics()
         let secrets = SecretValues(config: config)
         self.secrets = secrets
-        slackPoster = SlackPoster(secrets: secrets)
-        let github = GitHubClient(config: config.github, metrics: metrics, secrets: secrets, logger: logger)
+        let clients = HTTPClients()
+        self.clients = clients
+        slackPoster = SlackPoster(client: clients.outbound, secrets: secrets)
+        let github = GitHubClient(config: config.github, client: clients.outbound, metrics: metrics, secrets: secrets, logger: logger)
         let publisher: any CommentPublisher = publisher ?? github.map(GitHubCommentPublisher.init) ?? LogCommentPublisher(logger: logger)
-        let probe = HTTPProbe()
+        let probe = HTTPProbe(client: clients.local)
         let wakePath = try WakePath(config: config, store: store)
         let deps = Dependencies(
             store: store,
@@ -189,9 +193,10 @@ public struct StagerApp: Sendable {
             // a held wake request is a request in progress and is not cut.
             server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(config.server.idleTimeout.seconds * 1_000_000_000)))),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "stager"),
-            // Stopped in reverse order: the socket (and the commands it runs) before the controller.
+            // Stopped in reverse order: the socket (and the commands it runs) before the controller, the HTTP
+            // clients last, once nothing uses them.
             services: [
-                ServeSocket.Removal(socket: socket), controller, RequestActivity(config: config, store: store, logger: deps.logger),
+                clients, ServeSocket.Removal(socket: socket), controller, RequestActivity(config: config, store: store, logger: deps.logger),
                 SlackNotifier(config: config, store: store, poster: slackPoster, logger: deps.logger), socketServer,
             ],
             onServerRunning: { [controller, logger = deps.logger] channel in

@@ -22,16 +22,28 @@ public struct ProbeAnswer: Sendable, Equatable {
 public final class HTTPProbe: Prober, Sendable {
     private let client: HTTPClient
     private let timeout: Duration
+    /// A probe of a command that runs alone owns its client; serve's probe uses serve's (`HTTPClients`).
+    private let ownsClient: Bool
+
+    public static let defaultTimeout: Duration = .seconds(2)
 
     /// `timeout`: how long a request may go without an answer.
-    public init(timeout: Duration = .seconds(2)) {
+    public init(timeout: Duration = HTTPProbe.defaultTimeout) {
         client = .forThisMachine(timeout: timeout)
         self.timeout = timeout + .seconds(1)
+        ownsClient = true
+    }
+
+    /// A probe on `client` (made by `HTTPClient.forThisMachine(timeout:)` with this `timeout`), which its owner shuts down.
+    public init(client: HTTPClient, timeout: Duration = HTTPProbe.defaultTimeout) {
+        self.client = client
+        self.timeout = timeout + .seconds(1)
+        ownsClient = false
     }
 
     deinit {
         // Finishes in the background: the client keeps itself alive until it is shut down.
-        client.shutdown { _ in }
+        if ownsClient { client.shutdown { _ in } }
     }
 
     public func get(

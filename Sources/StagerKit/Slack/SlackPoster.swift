@@ -10,15 +10,11 @@ public final class SlackPoster: Sendable {
     /// Hidden from every message sent.
     private let secrets: SecretValues
 
-    public init(timeout: Duration = .seconds(5), secrets: SecretValues = .none) {
-        client = .forThisMachine(timeout: timeout)
+    /// `client`: serve's outbound client (`HTTPClients`), which serve shuts down; each request has `timeout`.
+    public init(client: HTTPClient, timeout: Duration = .seconds(5), secrets: SecretValues = .none) {
+        self.client = client
         self.timeout = timeout
         self.secrets = secrets
-    }
-
-    deinit {
-        // Finishes in the background: the client keeps itself alive until it is shut down.
-        client.shutdown { _ in }
     }
 
     /// The HTTP status Slack answered; throws when it did not answer in time (worth a retry, like a 5xx).
