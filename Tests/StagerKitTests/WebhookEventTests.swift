@@ -25,9 +25,9 @@ struct WebhookEventTests {
             #expect(event.pull_request.head.sha.count == 40)
             let intent = Intent(action: event.action, sha: event.pull_request.head.sha)
             switch event.action {
-            case "opened", "reopened", "synchronize": #expect(intent == .deploy(sha: event.pull_request.head.sha), "\(name)")
-            case "closed": #expect(intent == .teardown, "\(name)")
-            default: #expect(intent == nil, "\(name)")
+            case .opened, .reopened, .synchronize: #expect(intent == .deploy(sha: event.pull_request.head.sha), "\(name)")
+            case .closed: #expect(intent == .teardown, "\(name)")
+            case .labeled, .other: #expect(intent == nil, "\(name)")
             }
         }
     }
@@ -36,7 +36,7 @@ struct WebhookEventTests {
         guard let shared = Fixtures.shared else { return }
         let body = try Data(contentsOf: shared.appendingPathComponent("deliveries/taskcluster.pull_request.closed.raw-body.json"))
         let event = try WebhookPayload.decodePullRequest(body)
-        #expect(event.action == "closed")
+        #expect(event.action == .closed)
         #expect(
             WebhookSignature(secret: "abc123").isValid(header: "sha256=69b1d63403d477559dca236914715878bc810bb4663cff556b3e4c784ea91084", body: body)
         )

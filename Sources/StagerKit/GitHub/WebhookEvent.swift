@@ -30,7 +30,40 @@ public struct PullRequestEvent: Sendable, Decodable, Equatable {
         public var name: String
     }
 
-    public var action: String
+    /// The pull request's actions Stager acts on, decoded once; any other is kept by name.
+    public enum Action: Sendable, Equatable, Decodable, CustomStringConvertible {
+        case opened, reopened, synchronize, closed, labeled
+        case other(String)
+
+        public init(name: String) {
+            switch name {
+            case "opened": self = .opened
+            case "reopened": self = .reopened
+            case "synchronize": self = .synchronize
+            case "closed": self = .closed
+            case "labeled": self = .labeled
+            default: self = .other(name)
+            }
+        }
+
+        public init(from decoder: any Decoder) throws {
+            self.init(name: try decoder.singleValueContainer().decode(String.self))
+        }
+
+        /// GitHub's name for it.
+        public var description: String {
+            switch self {
+            case .opened: return "opened"
+            case .reopened: return "reopened"
+            case .synchronize: return "synchronize"
+            case .closed: return "closed"
+            case .labeled: return "labeled"
+            case .other(let name): return name
+            }
+        }
+    }
+
+    public var action: Action
     public var number: Int
     public var pull_request: PullRequest
     public var repository: Repository
@@ -68,11 +101,11 @@ public enum Intent: Sendable, Equatable {
     case wake
 
     /// opened/reopened/synchronize deploy, closed tears down; nil for every other action.
-    public init?(action: String, sha: String) {
+    public init?(action: PullRequestEvent.Action, sha: String) {
         switch action {
-        case "opened", "reopened", "synchronize": self = .deploy(sha: sha)
-        case "closed": self = .teardown
-        default: return nil
+        case .opened, .reopened, .synchronize: self = .deploy(sha: sha)
+        case .closed: self = .teardown
+        case .labeled, .other: return nil
         }
     }
 }
@@ -116,7 +149,7 @@ public enum WebhookPayload {
 
     public static func decodePullRequest(_ json: Data) throws -> PullRequestEvent {
         try decode(PullRequestEvent.self, json) { event in
-            guard !event.action.isEmpty else { throw Failure.missingField("action") }
+            guard event.action != .other("") else { throw Failure.missingField("action") }
             guard event.number > 0 else { throw Failure.missingField("number") }
             guard isRef(event.pull_request.head.ref) else { throw Failure.missingField("pull_request.head.ref") }
             guard isSha(event.pull_request.head.sha) else { throw Failure.missingField("pull_request.head.sha") }

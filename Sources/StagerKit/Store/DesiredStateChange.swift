@@ -136,7 +136,7 @@ extension DesiredStateChange {
                 cloneURL: pull.head.repo?.clone_url,
                 updatedAt: pull.updated_at
             ),
-            action: event.action,
+            action: event.action.description,
             source: .webhook,
             receivedAt: receivedAt
         )

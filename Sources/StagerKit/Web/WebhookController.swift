@@ -58,7 +58,7 @@ public struct WebhookController: Sendable {
         }
         if let refused = refusal(repo: event.repository.full_name, scope: scope, event: eventName) { return refused }
         // The deploy label on an open PR is a deploy intent; whether its sender may give it is checked later.
-        let labeled = event.action == "labeled" && event.label?.name == config.forks.label && event.pull_request.state != "closed"
+        let labeled = event.action == .labeled && event.label?.name == config.forks.label && event.pull_request.state != "closed"
         guard let intent = labeled ? .deploy(sha: event.pull_request.head.sha) : Intent(action: event.action, sha: event.pull_request.head.sha) else {
             // Not a change of desired state, but a sign of use: it keeps the environment from sleeping.
             try await store.recordActivity(event.key, at: Date())
