@@ -199,16 +199,7 @@ public struct StagerApp: Sendable {
                 clients, ServeSocket.Removal(socket: socket), controller, RequestActivity(config: config, store: store, logger: deps.logger),
                 SlackNotifier(config: config, store: store, poster: slackPoster, logger: deps.logger), socketServer,
             ],
-            onServerRunning: { [controller, logger = deps.logger] channel in
-                // From the moment serve answers, a command that records work sees it running and waits for it
-                // (the controller beats again every few seconds once it has started).
-                do {
-                    try await controller.beat()
-                } catch {
-                    logger.warning("could not record that serve runs; commands see it at the next beat", metadata: ["error": "\(error)"])
-                }
-                await onServerRunning(channel.localAddress?.port ?? 0)
-            },
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: deps.logger
         )
     }

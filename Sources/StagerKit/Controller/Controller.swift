@@ -53,19 +53,6 @@ public final class Controller: Service, Sendable {
         } catch is CancellationError {
             // A graceful shutdown: whatever was mid-way is finished by the next start's reconcile.
         }
-        // Commands waiting for this serve learn at once that it is gone. In a task of its own: this one is
-        // cancelled, and GRDB does not start a write for a cancelled task.
-        let (environments, logger) = (environments, logger)
-        await Task {
-            do {
-                try await environments.setFact(Self.heartbeatFact, "stopped", at: .distantPast)
-            } catch {
-                logger.warning(
-                    "could not record that serve stopped; waiting commands notice when the heartbeat ages",
-                    metadata: ["error": "\(error)"]
-                )
-            }
-        }.value
     }
 
     private func converging() async throws {
@@ -220,19 +207,14 @@ public final class Controller: Service, Sendable {
         }
     }
 
-    /// `stager deploy`, `destroy`, `sync` and `gc` run as other processes and change desired state in the
-    /// store; this notices within a second, and keeps a heartbeat those commands read to know serve is up.
+    /// What is recorded in the store without being handed to this controller (a store restored or written
+    /// by an older Stager) is noticed within a second, and so is gc's request to reconcile now.
     private func watchStore() async throws {
         var seen = try await environments.pendingVersions()
         var reconcileRequest = try await environments.fact(Self.reconcileRequestFact)
-        var lastBeat = ContinuousClock.now - Self.heartbeatEvery
         while !Task.isCancelled {
             // A store that fails for a moment (a locked database) is tried again next second; a lasting failure shows in the log.
             do {
-                if ContinuousClock.now - lastBeat >= Self.heartbeatEvery {
-                    try await beat()
-                    lastBeat = ContinuousClock.now
-                }
                 let pending = try await environments.pendingVersions()
                 let changed = pending.filter { seen[$0.key] != $0.value }.keys
                 for key in changed.sorted(by: { $0.description < $1.description }) { await enqueue(key) }
@@ -290,15 +272,8 @@ public final class Controller: Service, Sendable {
         }
     }
 
-    /// Tells commands that serve runs (`ServeHeartbeat` reads it).
-    public func beat() async throws {
-        try await environments.setFact(Self.heartbeatFact, "pid \(ProcessInfo.processInfo.processIdentifier)", at: Date())
-    }
-
-    public static let heartbeatFact = "serve.heartbeat"
     /// Changed by `stager gc` when it recorded work: serve reconciles at once.
     public static let reconcileRequestFact = "serve.reconcile-requested"
-    static let heartbeatEvery: Duration = .seconds(5)
 
     // MARK: Converging one PR
 

@@ -24,7 +24,7 @@ public protocol EnvironmentRepository: Sendable {
     /// One line of the audit trail; trigger and actor come from `deliveryID`'s delivery unless `actor` is given.
     func audit(_ key: PullRequestKey, kind: AuditKind, message: String, deliveryID: String?, sha: String?, actor: String?) async throws
     func setFact(_ name: String, _ value: String, at date: Date) async throws
-    /// A small fact shared between processes (serve's heartbeat, gc's request to reconcile now).
+    /// A small fact kept in the store (gc's request to reconcile now).
     func fact(_ name: String) async throws -> String?
 }
 
