@@ -178,12 +178,12 @@ struct SwarmUnitTests {
             sha: "abc",
             upstreamHost: "10.213.0.12"
         )
-        let text = await door.render(route)
+        let text = try await door.render(route)
         #expect(
             text.hasPrefix("# stager-vhost slug=feat container=stager-default-feat port=31001 sha=abc v=2 host=10.213.0.12 repo=acme/web env=pr-7\n")
         )
         #expect(text.contains("proxy_pass http://10.213.0.12:31001;"))
-        let loopback = await door.render(
+        let loopback = try await door.render(
             Route(
                 key: route.key,
                 slug: "feat",

@@ -25,7 +25,7 @@ struct TemplateTests {
             containerName: "stager-default-feature-x-abc1234-9f9f",
             sha: "abc1234"
         )
-        let text = await door.render(route)
+        let text = try await door.render(route)
         #expect(
             text.hasPrefix(
                 "# stager-vhost slug=feature-x container=stager-default-feature-x-abc1234-9f9f port=41234 sha=abc1234 v=2 repo=acme/web env=pr-7\n"
@@ -44,7 +44,7 @@ struct TemplateTests {
         #expect(text.contains("if ($http_x_stager_probe != \"\(keys.probe)\")") && text.contains("proxy_set_header X-Stager-Probe \"\";"))
         var asleep = route
         asleep.asleep = true
-        let sleeping = await door.render(asleep)
+        let sleeping = try await door.render(asleep)
         // One fixed path at serve, a key bound to the slug, and a hand-back location behind a key of its own.
         #expect(sleeping.contains("rewrite ^ /_stager/wake/feature-x? break;") && sleeping.contains("proxy_pass http://127.0.0.1:9;"))
         #expect(sleeping.contains("X-Stager-Wake-Token \"\(keys.wake(slug: "feature-x"))\""))
@@ -87,17 +87,26 @@ struct TemplateTests {
 
     @Test func imageTemplateIsRenderedAndChecked() throws {
         #expect(
-            try ImageReference.render("acme/web:pr-{{number}}", repo: "acme/web", number: 3, branch: "b", sha: "abc", slug: "s") == "acme/web:pr-3"
+            try ImageReference.render(
+                "acme/web:pr-{{number}}",
+                names: PullRequestNames(repo: "acme/web", number: 3, branch: "b", sha: "abc", slug: "s")
+            ) == "acme/web:pr-3"
         )
         #expect(
-            try ImageReference.render("acme/web:{{slug}}-{{sha}}", repo: "acme/web", number: 3, branch: "b", sha: "abc", slug: "s")
+            try ImageReference.render(
+                "acme/web:{{slug}}-{{sha}}",
+                names: PullRequestNames(repo: "acme/web", number: 3, branch: "b", sha: "abc", slug: "s")
+            )
                 == "acme/web:s-abc"
         )
         #expect(throws: ImageReference.Failure.self) {
-            try ImageReference.render("acme/web:{{branch}}", repo: "acme/web", number: 3, branch: "x --privileged", sha: "abc", slug: "s")
+            try ImageReference.render(
+                "acme/web:{{branch}}",
+                names: PullRequestNames(repo: "acme/web", number: 3, branch: "x --privileged", sha: "abc", slug: "s")
+            )
         }
         #expect(throws: ImageReference.Failure.self) {
-            try ImageReference.render("{{branch}}", repo: "acme/web", number: 3, branch: "-x", sha: "abc", slug: "s")
+            try ImageReference.render("{{branch}}", names: PullRequestNames(repo: "acme/web", number: 3, branch: "-x", sha: "abc", slug: "s"))
         }
     }
 }

@@ -120,7 +120,7 @@ public struct Preflight: Sendable {
             runner: runner,
             logger: Logger(label: "stager-check")
         )
-        return await door.render(route)
+        return try await door.render(route)
     }
 
     /// Builds run a PR's code: say how their processes are bounded (a warning line, not a failure, where not).

@@ -118,9 +118,9 @@ public struct ImageBuilder: ImageBuilding, Sendable {
             ContainerLabels.sha: sha, ContainerLabels.slug: env.slug,
         ].merging(ContainerLabels.owner(env.key)) { $1 }
         for (key, value) in labels.sorted(by: { $0.key < $1.key }) { arguments += ["--label", "\(key)=\(value)"] }
-        let context: [String: Any] = ["repo": env.repo, "number": env.number, "branch": env.branch, "sha": sha, "slug": env.slug]
+        let names = PullRequestNames(env, sha: sha)
         for (name, template) in spec.args.sorted(by: { $0.key < $1.key }) {
-            arguments += ["--build-arg", "\(name)=\(try ImageReference.template(template).render(context))"]
+            arguments += ["--build-arg", "\(name)=\(try ImageReference.template(template).render(encoded: names))"]
         }
         if let target = spec.target { arguments += ["--target", target] }
         arguments += ["--", folder.appendingPathComponent(spec.context).path]

@@ -35,7 +35,7 @@ extension Execution {
     /// The repository's image for this PR at `sha` (the tag a build makes, for repositories that build).
     func image(of repo: StagerConfig.Repo, sha: String) throws -> String {
         config.runnableImage(
-            try ImageReference.render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug),
+            try ImageReference.render(repo.image, names: PullRequestNames(env, sha: sha)),
             builds: repo.build != nil
         )
     }

@@ -72,7 +72,7 @@ struct StackLayout {
 
     /// The service's container: on the network under its name, never published, hardened like the app.
     func spec(for service: StagerConfig.Service, sha: String) throws -> ContainerSpec {
-        let image = try ImageReference.render(service.image, repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug)
+        let image = try ImageReference.render(service.image, names: PullRequestNames(env, sha: sha))
         let limits = config.limits
         var spec = ContainerSpec(
             name: ContainerSpec.fitName("\(network)-\(service.name)"),

@@ -16,9 +16,8 @@ public enum ImageReference {
         try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + text)
     }
 
-    public static func render(_ template: String, repo: String, number: Int, branch: String, sha: String, slug: String) throws -> String {
-        let context: [String: Any] = ["repo": repo, "number": number, "branch": branch, "sha": sha, "slug": slug]
-        let image = try self.template(template).render(context)
+    public static func render(_ template: String, names: PullRequestNames) throws -> String {
+        let image = try self.template(template).render(encoded: names)
         guard isValid(image) else { throw Failure.invalid(image) }
         return image
     }
@@ -28,7 +27,7 @@ public enum ImageReference {
     public static func perPullRequest(_ env: Environment, repo: StagerConfig.Repo) -> String? {
         guard repo.image.contains("{{") else { return nil }
         // nil: the template cannot name a per-PR image
-        return try? render(repo.image, repo: env.repo, number: env.number, branch: env.branch, sha: env.deployedSha ?? env.desiredSha, slug: env.slug)
+        return try? render(repo.image, names: PullRequestNames(env, sha: env.deployedSha ?? env.desiredSha))
     }
 
     static func isValid(_ image: String) -> Bool {

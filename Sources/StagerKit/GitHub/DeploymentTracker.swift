@@ -13,9 +13,9 @@ struct DeploymentTracker: Sendable {
     /// A branch's environment is named by its branch (`main`); a PR's by `github.deployment_environment`.
     func environmentName(_ env: Environment) -> String {
         guard !env.key.isBranch else { return env.branch }
-        let context: [String: Any] = ["number": env.number, "slug": env.slug, "repo": env.repo]
         // validated at start-up; pr-N is the fallback
-        return (try? ImageReference.template(config.github.deploymentEnvironment).render(context)) ?? "pr-\(env.number)"
+        let template = try? ImageReference.template(config.github.deploymentEnvironment)
+        return (try? template?.render(encoded: PullRequestNames(env, sha: env.desiredSha))) ?? "pr-\(env.number)"
     }
 
     /// A new deployment of `sha`, marked in progress.

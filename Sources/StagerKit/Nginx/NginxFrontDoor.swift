@@ -180,30 +180,43 @@ public actor NginxFrontDoor: FrontDoor {
 
     // MARK: Changing
 
-    public func render(_ route: Route) -> String {
+    public func render(_ route: Route) throws -> String {
         // Every value here is validated (a DNS label, a checked domain, integers, a name we made, checked
         // addresses and paths) or escaped for nginx (the branch).
-        let context: [String: Any] = [
-            "listen": config.listen, "host": route.hostName, "upstream_port": route.upstreamPort, "upstream_host": route.upstreamHost,
-            "container": route.containerName, "slug": route.slug, "repo": route.key.repo, "number": route.key.number,
-            "branch": NginxEscaping.quoted(route.branch),
-            "allow_ips": route.access.allowIPs, "has_allow_ips": !route.access.allowIPs.isEmpty,
-            "htpasswd_file": route.access.htpasswdFile?.path ?? "", "has_htpasswd": route.access.htpasswdFile != nil,
-            "asleep": route.asleep, "wake_address": wakePath.address, "wake_path": wakePath.path(slug: route.slug),
-            "wake_token": wakePath.keys.wake(slug: route.slug), "hand_back_key": wakePath.keys.handBack(slug: route.slug),
-            "probe_key": wakePath.keys.probe, "hop_key": wakePath.keys.hop, "id": route.slug.replacingOccurrences(of: "-", with: "_"),
-            "wake_read_timeout": "\(Int(wakePath.holdFor.seconds.rounded(.up)) + 5)s",
-        ]
+        let context = VhostContext(
+            listen: config.listen,
+            host: route.hostName,
+            upstreamPort: route.upstreamPort,
+            upstreamHost: route.upstreamHost,
+            container: route.containerName,
+            slug: route.slug,
+            repo: route.key.repo,
+            number: route.key.number,
+            branch: NginxEscaping.quoted(route.branch),
+            allowIps: route.access.allowIPs,
+            hasAllowIps: !route.access.allowIPs.isEmpty,
+            htpasswdFile: route.access.htpasswdFile?.path ?? "",
+            hasHtpasswd: route.access.htpasswdFile != nil,
+            asleep: route.asleep,
+            wakeAddress: wakePath.address,
+            wakePath: wakePath.path(slug: route.slug),
+            wakeToken: wakePath.keys.wake(slug: route.slug),
+            handBackKey: wakePath.keys.handBack(slug: route.slug),
+            probeKey: wakePath.keys.probe,
+            hopKey: wakePath.keys.hop,
+            id: route.slug.replacingOccurrences(of: "-", with: "_"),
+            wakeReadTimeout: "\(Int(wakePath.holdFor.seconds.rounded(.up)) + 5)s"
+        )
         let marker =
             "\(Self.markerPrefix)slug=\(route.slug) container=\(route.containerName) port=\(route.upstreamPort) sha=\(route.sha) v=\(Self.version)"
             + (route.upstreamHost == Upstream.loopback ? "" : " host=\(route.upstreamHost)")
             + (route.asleep ? " asleep=1 wake=\(wakePath.address)" : "") + " repo=\(route.key.repo) env=\(route.environmentName)\n"
-        return marker + template.render(context)
+        return marker + (try template.render(encoded: context))
     }
 
     /// Writes the vhost, tests and reloads nginx; a rejected configuration is rolled back.
     public func apply(_ route: Route) async throws {
-        try await change([(route.slug, render(route))])
+        try await change([(route.slug, try render(route))])
     }
 
     /// Removes several vhosts with a single test and reload.
@@ -345,4 +358,30 @@ public enum NginxEscaping {
             }
         )
     }
+}
+
+/// What the vhost template (built in, or `templates_dir`'s) names, in snake_case: `{{upstream_port}}`, `{{#allow_ips}}`….
+struct VhostContext: Encodable {
+    var listen: String
+    var host: String
+    var upstreamPort: Int
+    var upstreamHost: String
+    var container: String
+    var slug: String
+    var repo: String
+    var number: Int
+    var branch: String
+    var allowIps: [String]
+    var hasAllowIps: Bool
+    var htpasswdFile: String
+    var hasHtpasswd: Bool
+    var asleep: Bool
+    var wakeAddress: String
+    var wakePath: String
+    var wakeToken: String
+    var handBackKey: String
+    var probeKey: String
+    var hopKey: String
+    var id: String
+    var wakeReadTimeout: String
 }

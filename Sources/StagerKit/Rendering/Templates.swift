@@ -64,6 +64,17 @@ public struct Templates: Sendable {
 }
 
 extension MustacheTemplate {
+    /// Renders a typed context as the templates name its values: its JSON form with snake_case keys
+    /// (`upstreamPort` is `{{upstream_port}}`); with `emptyAsMissing`, empty strings count as missing.
+    public func render(encoded context: some Encodable, emptyAsMissing: Bool = false) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        guard let values = try JSONSerialization.jsonObject(with: encoder.encode(context)) as? [String: Any] else {
+            throw TemplateContextError.notAnObject(String(describing: type(of: context)))
+        }
+        return emptyAsMissing ? render(emptyAsMissing: values) : render(values)
+    }
+
     /// Renders with empty strings read as missing: swift-mustache counts "" as present, so without this
     /// `{{#reason}}…{{/reason}}` would show its text around an empty reason.
     public func render(emptyAsMissing context: [String: Any]) -> String {
@@ -78,5 +89,38 @@ extension MustacheTemplate {
         case let list as [Any]: return list.map(emptyAsMissing)
         default: return value
         }
+    }
+}
+
+/// A template context that does not encode as a JSON object: a programming error, said by its type.
+public enum TemplateContextError: Error, CustomStringConvertible {
+    case notAnObject(String)
+
+    public var description: String {
+        switch self {
+        case .notAnObject(let type): return "\(type) does not encode as an object of named values"
+        }
+    }
+}
+
+/// What a repository's own templates (`image`, `build.args`, `github.deployment_environment`) may name:
+/// the environment's PR.
+public struct PullRequestNames: Encodable, Sendable, Equatable {
+    public var repo: String
+    public var number: Int
+    public var branch: String
+    public var sha: String
+    public var slug: String
+
+    public init(repo: String, number: Int, branch: String, sha: String, slug: String) {
+        self.repo = repo
+        self.number = number
+        self.branch = branch
+        self.sha = sha
+        self.slug = slug
+    }
+
+    public init(_ env: Environment, sha: String) {
+        self.init(repo: env.repo, number: env.number, branch: env.branch, sha: sha, slug: env.slug)
     }
 }
