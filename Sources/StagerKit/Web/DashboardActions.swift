@@ -49,19 +49,40 @@ public struct DashboardActions: Sendable {
         }
     }
 
+    /// What the environment page's forms name.
+    struct Forms: Encodable {
+        struct HistorySha: Encodable {
+            var sha: String
+            var short: String
+            var serving: Bool
+        }
+
+        var actions = true
+        var csrf: String
+        var actionPath: String
+        var historyShas: [HistorySha]
+        var canSleep: Bool
+        var canWake: Bool
+        var live: Bool
+        var inProgress: Bool
+    }
+
     /// What the environment page needs for its forms, and the cookie to set when the browser had none.
-    func formContext(_ env: Environment, request: Request) throws -> (context: [String: Any], setCookie: String?) {
-        guard enabled else { return ([:], nil) }
+    func formContext(_ env: Environment, request: Request) throws -> (forms: Forms?, setCookie: String?) {
+        guard enabled else { return (nil, nil) }
         let existing = Self.session(in: request)
         let session = existing ?? RandomToken.hex()
         let shas = try actions.deployedShas(of: env.key)
-        let context: [String: Any] = [
-            "actions": true, "csrf": token(for: session), "action_path": "/environments/\(env.key.repo)/\(env.key.number)/actions",
-            "history_shas": shas.map { ["sha": $0, "short": String($0.prefix(12)), "serving": $0 == env.deployedSha] },
-            "can_sleep": env.status == .ready, "can_wake": env.status == .sleeping, "live": env.isLive,
-            "in_progress": [.queued, .building, .deploying, .removing].contains(env.status),
-        ]
-        return (context, existing == nil ? "\(Self.cookie)=\(session); Path=/; HttpOnly; SameSite=Strict\(secureCookie ? "; Secure" : "")" : nil)
+        let forms = Forms(
+            csrf: token(for: session),
+            actionPath: "/environments/\(env.key.repo)/\(env.key.number)/actions",
+            historyShas: shas.map { Forms.HistorySha(sha: $0, short: String($0.prefix(12)), serving: $0 == env.deployedSha) },
+            canSleep: env.status == .ready,
+            canWake: env.status == .sleeping,
+            live: env.isLive,
+            inProgress: [.queued, .building, .deploying, .removing].contains(env.status)
+        )
+        return (forms, existing == nil ? "\(Self.cookie)=\(session); Path=/; HttpOnly; SameSite=Strict\(secureCookie ? "; Secure" : "")" : nil)
     }
 
     func token(for session: String) -> String {

@@ -73,7 +73,7 @@ public struct DashboardController: Sendable {
                 now: Date(),
                 sharedHosts: DashboardPages.sharedHosts(self.config)
             )
-            return self.html(self.templates.dashboard.render(emptyAsMissing: context))
+            return self.html(try self.templates.dashboard.render(encoded: context, emptyAsMissing: true))
         }
         router.get("/environments/:owner/:name/:number") { request, context in
             guard let key = Self.key(context), let env = try self.store.environment(key) else {
@@ -88,10 +88,10 @@ public struct DashboardController: Sendable {
             let events = try self.store.auditEvents(for: key, limit: 500).map(EventView.init)
             let (log, problem) = await self.logTail(env)
             var context = DashboardPages.environment(view, events: events, log: log, logProblem: problem, css: self.templates.css, now: Date())
-            context["build_log"] = ImageBuilder.tail(ImageBuilder.logFile(dataDir: self.config.dataDir, key: key), lines: Self.logLines)
-            let (forms, setCookie) = try self.actions?.formContext(env, request: request) ?? ([:], nil)
-            context.merge(forms) { $1 }
-            var page = self.html(self.templates.environment.render(emptyAsMissing: context))
+            context.buildLog = ImageBuilder.tail(ImageBuilder.logFile(dataDir: self.config.dataDir, key: key), lines: Self.logLines)
+            let (forms, setCookie) = try self.actions?.formContext(env, request: request) ?? (nil, nil)
+            context.forms = forms
+            var page = self.html(try self.templates.environment.render(encoded: context, emptyAsMissing: true))
             if let setCookie { page.headers[.setCookie] = setCookie }
             return page
         }
