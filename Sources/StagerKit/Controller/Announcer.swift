@@ -276,10 +276,7 @@ public struct Announcer: Sendable {
 
     /// The comment's text; empty strings count as missing, so `{{#reason}}` hides an empty one.
     func render(_ context: CommentContext) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        guard let values = try JSONSerialization.jsonObject(with: try encoder.encode(context)) as? [String: Any] else { return "" }
-        return comment.render(emptyAsMissing: values).trimmingCharacters(in: .whitespacesAndNewlines) + "\n"
+        try comment.render(encoded: context, emptyAsMissing: true).trimmingCharacters(in: .whitespacesAndNewlines) + "\n"
     }
 
     private func auditLine(_ announcement: Announcement, _ env: Environment) -> (kind: AuditKind, message: String, sha: String?) {
