@@ -374,7 +374,6 @@ public final class E2EHarness: @unchecked Sendable {
         return try environment(number, repo: repo)?.status
     }
 
-    /// Waits until `condition` holds; false after `timeout`.
     /// Waits until serve's first reconcile pass (at start) is done: what a test leaks after it is left to gc.
     public func waitReconciled() async throws -> Bool {
         try await waitUntil {
@@ -383,6 +382,7 @@ public final class E2EHarness: @unchecked Sendable {
         }
     }
 
+    /// Waits until `condition` holds; false after `timeout`.
     public func waitUntil(timeout: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
         try await Poller(first: .milliseconds(20), longest: .milliseconds(250)).until(timeout: timeout) {
             (try? await condition()) ?? false
