@@ -13,7 +13,7 @@ public struct ContainerLogs: Sendable {
 
     /// The container to read (the app's, or with `service` that service's); a clear error when there is none.
     public func container(for key: PullRequestKey, service: String? = nil) async throws -> String {
-        guard let env = try store.environment(key) else {
+        guard let env = try await store.environments.environment(key) else {
             throw ManualControlError(message: "\(key) has no environment")
         }
         let all = try await docker.list(for: key)
@@ -54,7 +54,7 @@ public struct ContainerLogs: Sendable {
         follow: Bool,
         write: @Sendable (String) -> Void
     ) async throws {
-        guard try store.environment(key) != nil else { throw ManualControlError(message: "\(key) has no environment") }
+        guard try await store.environments.environment(key) != nil else { throw ManualControlError(message: "\(key) has no environment") }
         let file = ImageBuilder.logFile(dataDir: dataDir, key: key)
         guard let text = try? String(contentsOf: file, encoding: .utf8) else {  // the else branch says the log is unreadable
             throw ManualControlError(message: "\(key) has no build log (its repository builds nothing, or no build has run yet)")
@@ -69,7 +69,7 @@ public struct ContainerLogs: Sendable {
                 write(String(decoding: data.dropFirst(offset), as: UTF8.self))
                 offset = data.count
             }
-            if try store.environment(key)?.status != .building { return }
+            if try await store.environments.environment(key)?.status != .building { return }
         }
     }
 }

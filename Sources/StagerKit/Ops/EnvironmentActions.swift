@@ -38,7 +38,7 @@ public struct EnvironmentActions: Sendable {
     /// environment's history, whole or its first 7 or more characters; nil: the PR's head.
     @discardableResult
     public func perform(_ action: Action, on key: PullRequestKey, sha: String? = nil, actor: String) async throws -> Environment {
-        guard let env = try store.environment(key), env.isLive || action == .deploy else { throw Failure.unknown(key) }
+        guard let env = try await store.environments.environment(key), env.isLive || action == .deploy else { throw Failure.unknown(key) }
         let control = control.acting(as: actor)
         do {
             switch action {
@@ -51,7 +51,7 @@ public struct EnvironmentActions: Sendable {
             throw Failure.refused(error.message)
         }
         await controller?.enqueue(key)
-        return try store.environment(key) ?? env
+        return try await store.environments.environment(key) ?? env
     }
 
     /// The sha deployed before the one serving now: what `rollback` deploys.

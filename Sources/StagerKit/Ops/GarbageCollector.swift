@@ -64,7 +64,7 @@ public struct GarbageCollector: Sendable {
         let containers = try await runtime.list(for: nil)
         let resources = try await runtime.stackResources(for: nil)
         let inventory = await frontDoor.inventory()
-        let environments = try store.allEnvironments()
+        let environments = try await store.environments.allEnvironments()
         let repos = config.repos.keys.sorted()
         let lookup = PullRequestStates(client: github)
         let open = await lookup.openPullRequests(repos)
@@ -154,7 +154,7 @@ public struct GarbageCollector: Sendable {
             do {
                 let outcome = try await store.accept(Intents.teardown(removal.env, updatedAt: removal.closedAt, source: .gc))
                 guard case .accepted = outcome else { throw GcFailure.notRecorded(outcome) }
-                if let env = try store.environment(removal.env.key) { teardowns.append((removal, env)) }
+                if let env = try await store.environments.environment(removal.env.key) { teardowns.append((removal, env)) }
             } catch {
                 summary.failed += 1
                 report(GcItem(action: .failed, kind: .environment, item: removal.env.key.description, reason: "\(error)"))

@@ -41,7 +41,7 @@ public struct ManualControl: Sendable {
         let delivery: DesiredStateChange
         if key.isBranch {
             // A branch's environment has no PR to read: it deploys again at the sha it has, or at `sha`.
-            guard let env = try store.environment(key) else { throw ManualControlError(message: "\(key) has no environment") }
+            guard let env = try await store.environments.environment(key) else { throw ManualControlError(message: "\(key) has no environment") }
             delivery = Intents.redeploy(env, sha: sha ?? env.desiredSha, source: .deploy, approvedBy: actor)
         } else if let github {
             let pull: GitHubClient.PullRequest
@@ -56,7 +56,7 @@ public struct ManualControl: Sendable {
                 )
             }
             delivery = Intents.deploy(pull, repo: key.repo, sha: sha, source: .deploy, approvedBy: actor)
-        } else if let env = try store.environment(key) {
+        } else if let env = try await store.environments.environment(key) {
             delivery = Intents.redeploy(env, sha: sha ?? env.desiredSha, source: .deploy, approvedBy: actor)
         } else {
             throw ManualControlError(message: "\(key): Stager has no environment for it and no GitHub token to read it (set github.token_env)")
@@ -66,7 +66,7 @@ public struct ManualControl: Sendable {
 
     /// Records a teardown of the PR's environment. A later push to the PR deploys it again.
     public func destroy(_ key: PullRequestKey) async throws -> (env: Environment, version: Int) {
-        guard let env = try store.environment(key), env.isLive else {
+        guard let env = try await store.environments.environment(key), env.isLive else {
             throw ManualControlError(message: "\(key) has no environment")
         }
         var delivery = Intents.teardown(env, source: .destroy)
@@ -76,19 +76,19 @@ public struct ManualControl: Sendable {
 
     /// Records that the environment sleeps (`stager sleep`); nil when it already does.
     public func sleep(_ key: PullRequestKey) async throws -> (env: Environment, version: Int)? {
-        let env = try deployed(key)
+        let env = try await deployed(key)
         return try await recordUnlessUnchanged(Intents.sleep(env, source: .sleep, actor: actor))
     }
 
     /// Records that the environment wakes (`stager wake`); nil when it is awake.
     public func wake(_ key: PullRequestKey) async throws -> (env: Environment, version: Int)? {
-        let env = try deployed(key)
+        let env = try await deployed(key)
         return try await recordUnlessUnchanged(Intents.wake(env, source: .wake, actor: actor))
     }
 
     /// An environment that is meant to run: only it can sleep or wake.
-    private func deployed(_ key: PullRequestKey) throws -> Environment {
-        guard let env = try store.environment(key), env.isLive, env.desired == .present else {
+    private func deployed(_ key: PullRequestKey) async throws -> Environment {
+        guard let env = try await store.environments.environment(key), env.isLive, env.desired == .present else {
             throw ManualControlError(message: "\(key) has no environment")
         }
         return env
@@ -96,7 +96,9 @@ public struct ManualControl: Sendable {
 
     private func recordUnlessUnchanged(_ change: DesiredStateChange) async throws -> (env: Environment, version: Int)? {
         if try await store.accept(change) == .unchanged { return nil }
-        guard let env = try store.environment(change.key) else { throw ManualControlError(message: "\(change.key) has no environment") }
+        guard let env = try await store.environments.environment(change.key) else {
+            throw ManualControlError(message: "\(change.key) has no environment")
+        }
         return (env, env.desiredVersion)
     }
 
@@ -114,7 +116,7 @@ public struct ManualControl: Sendable {
         }
         let repos = config.repos.keys.sorted()
         let open = await PullRequestStates(client: github).openPullRequests(repos)
-        let environments = try store.allEnvironments()
+        let environments = try await store.environments.allEnvironments()
         var queued: [SyncLine] = []
         var failures: [String: String] = [:]
         for repo in repos {
@@ -153,7 +155,7 @@ public struct ManualControl: Sendable {
 
     private func record(_ delivery: DesiredStateChange) async throws -> (env: Environment, version: Int) {
         let outcome = try await store.accept(delivery)
-        guard case .accepted(let version) = outcome, let env = try store.environment(delivery.key) else {
+        guard case .accepted(let version) = outcome, let env = try await store.environments.environment(delivery.key) else {
             throw ManualControlError(message: "\(delivery.key): a newer event is already applied; nothing changed")
         }
         return (env, version)

@@ -92,7 +92,7 @@ public struct ServeCommands: Sendable {
 
     private func list(_ arguments: CommandArguments, _ emit: Emit) async throws -> Int32 {
         let degraded = await app.controller.engineHealth.down.map { EngineHealth.describe($0) }
-        let views = try EnvironmentView.current(in: app.store, config: app.config, degraded: degraded)
+        let views = try await EnvironmentView.current(in: app.store, config: app.config, degraded: degraded)
         emit(.out((arguments.json == true ? try EnvironmentTable.json(views) : EnvironmentTable.text(views, now: Date(), degraded: degraded)) + "\n"))
         return 0
     }

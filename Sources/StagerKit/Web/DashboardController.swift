@@ -64,7 +64,7 @@ public struct DashboardController: Sendable {
         router.get("/") { request, _ in
             let filter = try self.filter(request)
             let degraded = await self.degraded()
-            let views = try EnvironmentView.current(in: self.store, config: self.config, degraded: degraded)
+            let views = try await EnvironmentView.current(in: self.store, config: self.config, degraded: degraded)
             let context = DashboardPages.dashboard(
                 all: views,
                 filter: filter,
@@ -99,7 +99,7 @@ public struct DashboardController: Sendable {
     }
 
     func views() async throws -> [EnvironmentView] {
-        try EnvironmentView.current(in: store, config: config, degraded: await degraded())
+        try await EnvironmentView.current(in: store, config: config, degraded: await degraded())
     }
 
     func degraded() async -> String? {

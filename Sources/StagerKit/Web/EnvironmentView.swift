@@ -49,9 +49,9 @@ public struct EnvironmentView: Codable, Sendable, Equatable {
     }
 
     /// Environments that exist or are on their way; removed ones are history.
-    public static func current(in store: Store, config: StagerConfig, degraded: String? = nil) throws -> [EnvironmentView] {
+    public static func current(in store: Store, config: StagerConfig, degraded: String? = nil) async throws -> [EnvironmentView] {
         let routed = Set(NginxFrontDoor.routedEnvironments(in: config.nginx.sitesDir).values.joined().map(\.slug))
-        return try store.allEnvironments().filter { $0.status != .removed }.map {
+        return try await store.environments.allEnvironments().filter { $0.status != .removed }.map {
             EnvironmentView($0, config: config, degraded: degraded, routed: routed.contains($0.slug))
         }
     }
