@@ -29,9 +29,6 @@ struct Stager: AsyncParsableCommand {
         } catch let error as ServeUnreachable {
             FileHandle.standardError.write(Data("stager: \(error)\n".utf8))
             Foundation.exit(1)
-        } catch let error as ManualControlError {
-            FileHandle.standardError.write(Data("stager: \(error)\n".utf8))
-            Foundation.exit(1)
         } catch {
             if exitCode(for: error) == .validationFailure {
                 FileHandle.standardError.write(Data("\(fullMessage(for: error))\n".utf8))

@@ -49,6 +49,11 @@ public struct CommandEvent: Codable, Sendable, Equatable {
     public static func out(_ text: String) -> CommandEvent { CommandEvent(out: text) }
     public static func err(_ text: String) -> CommandEvent { CommandEvent(err: text) }
     public static func exit(_ status: Int32) -> CommandEvent { CommandEvent(exit: status) }
+
+    /// The same with every configured secret hidden: a container's log or a failure reason can quote one.
+    public func masked(with secrets: SecretValues) -> CommandEvent {
+        CommandEvent(out: out.map(secrets.mask), err: err.map(secrets.mask), exit: exit)
+    }
 }
 
 /// The commands as serve carries them out: only serve runs docker, nginx and GitHub requests; the CLI sends
@@ -71,7 +76,8 @@ public struct ServeCommands: Sendable {
 
     /// Runs `verb`; returns its exit status. A refusal (an unknown environment, a closed PR) is said on the
     /// error stream with status 1.
-    public func run(_ verb: Verb, _ arguments: CommandArguments, emit: @escaping Emit) async -> Int32 {
+    public func run(_ verb: Verb, _ arguments: CommandArguments, emit unmasked: @escaping Emit) async -> Int32 {
+        let emit: Emit = { [secrets = app.secrets] in unmasked($0.masked(with: secrets)) }
         do {
             switch verb {
             case .ls: return try await list(arguments, emit)

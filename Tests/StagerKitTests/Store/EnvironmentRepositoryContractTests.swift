@@ -167,3 +167,16 @@ struct LabelBacklogTests {
         #expect(try await store.accept(fork(4)) == .accepted(version: 1))
     }
 }
+
+/// What serve sends back for a command passes through the same masking as its pages and logs.
+@Suite("Commands' output")
+struct CommandOutputTests {
+    @Test func aSecretInACommandsOutputIsHidden() {
+        let secrets = SecretValues(["e2e-app-secret-4f1a9c77"])
+        let event = CommandEvent(out: "key=e2e-app-secret-4f1a9c77\n", err: "stager: e2e-app-secret-4f1a9c77 refused\n")
+        let masked = event.masked(with: secrets)
+        #expect(masked.out?.contains("e2e-app-secret-4f1a9c77") == false && masked.out?.contains("key=") == true)
+        #expect(masked.err?.contains("e2e-app-secret-4f1a9c77") == false)
+        #expect(CommandEvent.exit(3).masked(with: secrets) == .exit(3))
+    }
+}
