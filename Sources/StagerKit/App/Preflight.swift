@@ -23,7 +23,7 @@ public struct Preflight: Sendable {
         var results = [
             Result(name: "config", passed: true, detail: "\(config.configFile?.path ?? "(embedded)") is valid, \(config.repos.count) repositories")
         ]
-        let docker = config.makeRuntime(runner: runner)
+        let docker = config.makeEngine(runner: runner)
         do {
             try await docker.ping()
             results.append(
@@ -138,7 +138,7 @@ public struct Preflight: Sendable {
     }
 
     /// Every volume a service is seeded from exists (dependencies and cycles were checked with the configuration).
-    private func seedVolumes(_ docker: any ContainerRuntime) async -> [Result] {
+    private func seedVolumes(_ docker: any ContainerEngine) async -> [Result] {
         var results: [Result] = []
         if config.repos.values.contains(where: { $0.services.contains { !$0.seed.isEmpty } }) {
             results.append(

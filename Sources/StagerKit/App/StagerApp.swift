@@ -9,7 +9,7 @@ public struct StagerApp: Sendable {
     /// The concrete parts `serve` and the commands are assembled from.
     public struct Dependencies: Sendable {
         public let store: Store
-        public let runtime: any ContainerRuntime
+        public let runtime: any StackRuntime
         public let frontDoor: NginxFrontDoor
         public let templates: Templates
         public let metrics: StagerMetrics
@@ -60,7 +60,11 @@ public struct StagerApp: Sendable {
         let wakePath = try WakePath(config: config, store: store)
         let deps = Dependencies(
             store: store,
-            runtime: config.makeRuntime(runner: runner, scratchDir: config.dataDir.appendingPathComponent("run")),
+            runtime: EngineStacks(
+                engine: config.makeEngine(runner: runner, scratchDir: config.dataDir.appendingPathComponent("run")),
+                probe: probe,
+                logger: logger
+            ),
             frontDoor: NginxFrontDoor(
                 config: config.nginx,
                 wakePath: wakePath,

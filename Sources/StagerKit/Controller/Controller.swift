@@ -67,7 +67,7 @@ public final class Controller: Service, Sendable {
                 group.addTask { try await self.watchForTheEngine() }
                 // Only with something to decide: every task of this group runs until serve stops.
                 if self.config.sleeps { group.addTask { try await self.sleepWhenIdle() } }
-                if self.config.runtime == .swarm { group.addTask { try await self.followTasks() } }
+                if self.seams.runtime.appsMove { group.addTask { try await self.followTasks() } }
                 defer { group.cancelAll() }
                 try await withTaskCancellationHandler {
                     try await group.next()
@@ -162,8 +162,8 @@ public final class Controller: Service, Sendable {
 
     static let idleActor = "stager serve (idle)"
 
-    /// On swarm a task moves when its node is drained or lost: the vhost follows it within seconds rather
-    /// than at the next reconcile.
+    /// An app moves on its own where the engine places it (swarm, off a drained or lost node): the vhost
+    /// follows it within seconds rather than at the next reconcile.
     private func followTasks() async throws {
         while !Task.isCancelled {
             try await Task.sleep(for: Self.taskFollowEvery)
@@ -176,8 +176,8 @@ public final class Controller: Service, Sendable {
     /// One look of `followTasks`: an app running elsewhere than its vhost routes goes to the queue.
     func followMovedTasks() async {
         // An engine that does not answer is the reconciler's and the engine watch's to report.
-        guard let apps = try? await seams.runtime.list(for: nil) else { return }
-        for app in apps where app.service == nil && app.running {
+        guard let apps = try? await seams.runtime.observeAll().apps else { return }
+        for app in apps where app.running {
             guard let routed = await seams.frontDoor.routed(slug: app.slug), routed.container == app.name, !routed.asleep,
                 !app.answers(atPort: routed.port, host: routed.host)
             else { continue }
@@ -185,7 +185,7 @@ public final class Controller: Service, Sendable {
                 "the app's task moved; routing to it again",
                 metadata: ["container": "\(app.name)", "to": "\(app.upstream.map(String.init(describing:)) ?? "-")"]
             )
-            await enqueue(PullRequestKey(repo: app.repo, number: app.number))
+            await enqueue(app.key)
         }
     }
 

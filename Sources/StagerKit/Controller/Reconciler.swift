@@ -22,8 +22,8 @@ struct Reconciler {
         let seams = controller.seams
         // What the engine holds is listed before the store is read: anything created meanwhile already has its
         // environment, and is never taken for an orphan.
-        let containers = try await seams.runtime.list(for: nil)
-        let resources = try await seams.runtime.stackResources(for: nil)
+        let engine = try await seams.runtime.observeAll()
+        let (containers, resources) = (engine.containers, engine.resources)
         let inventory = await seams.frontDoor.inventory()
         let environments = try await seams.environments.allEnvironments()
         var known = Set<PullRequestKey>()

@@ -44,7 +44,6 @@ struct StackLayout {
         of(env, config: config)?.desire(sha: env.desiredSha) ?? .none
     }
 
-    var hasServices: Bool { !repo.services.isEmpty }
     var network: String { "stager-\(config.instance)-\(env.slug)" }
 
     func volume(_ service: String, _ name: String) -> String { "\(network)-\(service)-\(name)" }
@@ -108,8 +107,36 @@ struct StackLayout {
         return spec
     }
 
+    /// What the runtime prepares at `sha`; `seeded`: the volumes the store marks as seeded. A service whose
+    /// image cannot be rendered fails the deploy, naming it.
+    func stackSpec(sha: String, seeded: Set<String>) throws -> StackSpec {
+        let groups = try startGroups.map { group in
+            try group.map { service in
+                let container: ContainerSpec
+                do {
+                    container = try spec(for: service, sha: sha)
+                } catch {
+                    throw StackFailure(reason: "service \(service.name): \(error)")
+                }
+                return StackSpec.Service(
+                    name: service.name,
+                    container: container,
+                    volumes: service.volumes.keys.sorted().map { (volume(service.name, $0), service.seed[$0]) },
+                    check: ServiceCheck(port: service.port, healthPath: service.healthPath, timeout: service.healthTimeout),
+                    secrets: Array(service.env.values)
+                )
+            }
+        }
+        return StackSpec(key: env.key, network: network, labels: labels, groups: groups, seedImage: config.seedImage, seeded: seeded)
+    }
+
+    /// Volumes that start as a copy of a seed.
+    var seededVolumes: [String] {
+        repo.services.flatMap { service in service.seed.keys.sorted().map { volume(service.name, $0) } }
+    }
+
     /// Services grouped by start: each group starts together once every group before it is healthy.
-    var startGroups: [[StagerConfig.Service]] {
+    private var startGroups: [[StagerConfig.Service]] {
         var depth: [String: Int] = [:]
         // `repo.services` is ordered so that each comes after what it depends on.
         for service in repo.services {

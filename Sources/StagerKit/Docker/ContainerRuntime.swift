@@ -64,8 +64,9 @@ public enum ContainerSpecError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The engine as Stager needs it. The docker CLI implements it; the seam lets other backends follow.
-public protocol ContainerRuntime: Sendable {
+/// One container engine, container by container: the docker CLI, or swarm through it. `EngineStacks` makes
+/// environments of it; nothing above `StackRuntime` sees it.
+public protocol ContainerEngine: Sendable {
     /// Starts the container detached and returns its id and where it answers: the loopback port it was
     /// published on (docker), or its node's address and published port (swarm).
     func start(_ spec: ContainerSpec) async throws -> (id: String, upstream: Upstream)
@@ -95,9 +96,11 @@ public protocol ContainerRuntime: Sendable {
     func restart(_ idOrName: String, containerPort: Int?) async throws -> Upstream?
     /// Sends the container's log to `sink` as it comes (`stager logs`); docker's exit status.
     func streamLogs(_ idOrName: String, tail: Int?, follow: Bool, to sink: OutputSink) async throws -> Int32
-    /// Whether a service's address on its network is reachable from this machine (to check its health):
-    /// a bridge network on this engine is; a swarm overlay is not, and a running task counts as healthy.
-    var reachesServices: Bool { get }
+    /// Whether a service is ready: on `network` and, where its address there is reachable from this machine
+    /// (a bridge network), `answers` it; on a swarm overlay, which is not, a running task counts.
+    func serviceReady(_ container: String, on network: String, answers: @Sendable (String) async -> Bool) async throws -> Bool
+    /// Whether the engine moves containers on its own (swarm reschedules a task off a drained or lost node).
+    var placesTasks: Bool { get }
 
     // An environment with services is a set of containers on a network of its own, with volumes.
 
@@ -105,8 +108,6 @@ public protocol ContainerRuntime: Sendable {
     func startService(_ spec: ContainerSpec) async throws -> String
     /// Runs a container to its end (`release`), at most `timeout`; its exit status and output.
     func runToEnd(_ spec: ContainerSpec, timeout: Duration) async throws -> (exitCode: Int32, output: String)
-    /// The container's address on `network`; nil when it is not on it (or not running).
-    func address(of container: String, on network: String) async throws -> String?
     /// Creates the network unless it exists.
     func ensureNetwork(_ name: String, labels: [String: String]) async throws
     /// Creates the volume unless it exists.
@@ -121,7 +122,7 @@ public protocol ContainerRuntime: Sendable {
     func remove(_ resource: StackResource) async throws
 }
 
-extension ContainerRuntime {
+extension ContainerEngine {
     public func distribute(_ image: String) async throws {}
 }
 

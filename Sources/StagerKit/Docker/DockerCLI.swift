@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 
 /// The docker CLI, run through the one `CommandRunner`, with argv only.
-public struct DockerCLI: ContainerRuntime {
+public struct DockerCLI: ContainerEngine {
     private let docker: [String]
     private let instance: String
     private let runner: any CommandRunner
@@ -89,7 +89,7 @@ public struct DockerCLI: ContainerRuntime {
         }.joined()
     }
 
-    public var reachesServices: Bool { true }
+    public var placesTasks: Bool { false }
 
     public func start(_ spec: ContainerSpec) async throws -> (id: String, upstream: Upstream) {
         let id = try await launch(spec, arguments: Self.runArguments)
@@ -299,7 +299,14 @@ public struct DockerCLI: ContainerRuntime {
 
     // MARK: Networks and volumes
 
-    public func address(of container: String, on network: String) async throws -> String? {
+    /// A bridge network's addresses are reachable from this machine: the service must answer there.
+    public func serviceReady(_ container: String, on network: String, answers: @Sendable (String) async -> Bool) async throws -> Bool {
+        guard let address = try await address(of: container, on: network) else { return false }
+        return await answers(address)
+    }
+
+    /// The container's address on `network`; nil when it is not on it (or not running).
+    func address(of container: String, on network: String) async throws -> String? {
         let format = "{{with index .NetworkSettings.Networks \"\(network)\"}}{{.IPAddress}}{{end}}"
         let result = try await run(["container", "inspect", "--format", format, "--", container], allowFailure: true)
         let address = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -25,7 +25,13 @@ extension SwarmRuntime {
 
     // MARK: Networks and volumes
 
-    public func address(of container: String, on network: String) async throws -> String? {
+    /// An overlay network's addresses are not reachable from the machine Stager runs on: a task running on
+    /// the network is the check.
+    public func serviceReady(_ container: String, on network: String, answers: @Sendable (String) async -> Bool) async throws -> Bool {
+        try await address(of: container, on: network) != nil
+    }
+
+    func address(of container: String, on network: String) async throws -> String? {
         guard let task = try await tasks(of: [container], onlyRunning: true).first(where: { $0.state == "running" }) else { return nil }
         let format = "{{range .NetworksAttachments}}{{if eq .Network.Spec.Name \"\(network)\"}}{{range .Addresses}}{{.}} {{end}}{{end}}{{end}}"
         let result = try await run(["inspect", "--type", "task", "--format", format, "--", task.id], allowFailure: true)

@@ -11,7 +11,7 @@ public struct PlacementFailure: Error, CustomStringConvertible, Equatable {
 /// published in host mode on the node that runs its task, on a port from `swarm.published_ports` that the
 /// service keeps wherever its task moves. Sleep scales to 0, wake back to 1. Images this instance builds are
 /// pushed to `swarm.registry`.
-public struct SwarmRuntime: ContainerRuntime {
+public struct SwarmRuntime: ContainerEngine {
     let engine: DockerCLI
     let instance: String
     private let settings: StagerConfig.Swarm
@@ -37,8 +37,7 @@ public struct SwarmRuntime: ContainerRuntime {
         self.ports = PortReservations(range: settings.publishedPorts)
     }
 
-    /// An overlay network's addresses are not reachable from the machine Stager runs on.
-    public var reachesServices: Bool { false }
+    public var placesTasks: Bool { true }
 
     func run(_ arguments: [String], allowFailure: Bool = false, timeout: Duration? = nil) async throws -> CommandResult {
         try await engine.run(arguments, allowFailure: allowFailure, timeout: timeout)
@@ -314,8 +313,8 @@ actor PortReservations {
 }
 
 extension StagerConfig {
-    /// The runtime `runtime` names, reached through `docker.command`: the engine itself, or a swarm's manager.
-    public func makeRuntime(runner: any CommandRunner, scratchDir: URL? = nil) -> any ContainerRuntime {
+    /// The engine `runtime` names, reached through `docker.command`: the engine itself, or a swarm's manager.
+    public func makeEngine(runner: any CommandRunner, scratchDir: URL? = nil) -> any ContainerEngine {
         let engine =
             scratchDir.map { DockerCLI(command: dockerCommand, instance: instance, runner: runner, scratchDir: $0) }
             ?? DockerCLI(command: dockerCommand, instance: instance, runner: runner)

@@ -51,6 +51,8 @@ public struct ContainerInfo: Sendable, Equatable, Hashable {
         port == hostPort && (host ?? Upstream.loopback) == (address ?? Upstream.loopback)
     }
 
+    public var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
+
     /// Where requests for it go; nil for one that publishes nothing.
     public var upstream: Upstream? { hostPort.map { Upstream(host: address ?? Upstream.loopback, port: $0) } }
 }

@@ -4,11 +4,11 @@ import Foundation
 /// has for the PR — and prints its log.
 public struct ContainerLogs: Sendable {
     let store: Store
-    let docker: any ContainerRuntime
+    let runtime: any StackRuntime
 
-    public init(store: Store, docker: any ContainerRuntime) {
+    public init(store: Store, runtime: any StackRuntime) {
         self.store = store
-        self.docker = docker
+        self.runtime = runtime
     }
 
     /// The container to read (the app's, or with `service` that service's); a clear error when there is none.
@@ -16,7 +16,7 @@ public struct ContainerLogs: Sendable {
         guard let env = try await store.environments.environment(key) else {
             throw ManualControlError(message: "\(key) has no environment")
         }
-        let all = try await docker.list(for: key)
+        let all = try await runtime.observe(key).containers
         if let service {
             if let container = all.first(where: { $0.service == service && $0.running }) ?? all.first(where: { $0.service == service }) {
                 return container.id
@@ -42,7 +42,7 @@ public struct ContainerLogs: Sendable {
 
     /// The container's log to `sink` as docker writes it; docker's exit status.
     public func stream(_ key: PullRequestKey, service: String? = nil, tail: Int?, follow: Bool, to sink: OutputSink) async throws -> Int32 {
-        try await docker.streamLogs(try await container(for: key, service: service), tail: tail, follow: follow, to: sink)
+        try await runtime.streamLogs(try await container(for: key, service: service), tail: tail, follow: follow, to: sink)
     }
 
     /// The PR's last build log (repositories with a `build:` block); with `follow`, what is written next too,

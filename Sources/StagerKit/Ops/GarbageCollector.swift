@@ -41,7 +41,7 @@ public struct GarbageCollector: Sendable {
 
     let config: StagerConfig
     let store: Store
-    let runtime: any ContainerRuntime
+    let runtime: any StackRuntime
     let frontDoor: any FrontDoor
     /// Converges the teardowns gc records, when no serve runs to do it.
     let controller: Controller
@@ -61,8 +61,8 @@ public struct GarbageCollector: Sendable {
     /// Reads the world. Containers, networks, volumes and vhosts are listed before the store, so anything created meanwhile
     /// already has its environment and is never mistaken for a leak.
     public func plan(now: Date = Date()) async throws -> GcPlan {
-        let containers = try await runtime.list(for: nil)
-        let resources = try await runtime.stackResources(for: nil)
+        let engine = try await runtime.observeAll()
+        let (containers, resources) = (engine.containers, engine.resources)
         let inventory = await frontDoor.inventory()
         let environments = try await store.environments.allEnvironments()
         let repos = config.repos.keys.sorted()
@@ -263,16 +263,17 @@ public struct GarbageCollector: Sendable {
                     done(GcItem(action: .removed, kind: .vhost, item: "\(slug).conf", reason: "belongs to no environment"))
                     return false
                 }
-                if !pendingContainers.isEmpty {
-                    let present = Set(try await runtime.list(for: nil).map(\.id))
+                let engine = pendingContainers.isEmpty && pendingResources.isEmpty ? nil : try await runtime.observeAll()
+                if let engine, !pendingContainers.isEmpty {
+                    let present = Set(engine.containers.map(\.id))
                     pendingContainers = pendingContainers.filter { container in
                         guard !present.contains(container.id) else { return true }
                         done(Self.orphanItem(container, action: .removed))
                         return false
                     }
                 }
-                if !pendingResources.isEmpty {
-                    let present = Set(try await runtime.stackResources(for: nil))
+                if let engine, !pendingResources.isEmpty {
+                    let present = Set(engine.resources)
                     pendingResources = pendingResources.filter { resource in
                         guard !present.contains(resource) else { return true }
                         done(Self.orphanItem(resource, action: .removed))

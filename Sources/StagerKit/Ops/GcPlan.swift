@@ -128,10 +128,6 @@ public struct GcPlan: Sendable, Equatable {
     }
 }
 
-extension ContainerInfo {
-    var key: PullRequestKey { PullRequestKey(repo: repo, number: number) }
-}
-
 /// Why gc could not remove an environment it planned to remove.
 enum GcFailure: Error, CustomStringConvertible {
     case notRecorded(AcceptOutcome)

@@ -106,7 +106,7 @@ public struct ServeCommands: Sendable {
     private func logs(_ arguments: CommandArguments, _ emit: @escaping Emit) async throws -> Int32 {
         let key = try await key(arguments)
         if let tail = arguments.tail, tail < 0 { throw ManualControlError(message: "--tail: expected a number of lines, 0 or more") }
-        let logs = ContainerLogs(store: app.store, docker: app.deps.runtime)
+        let logs = ContainerLogs(store: app.store, runtime: app.deps.runtime)
         if arguments.build == true {
             try await logs.printBuildLog(key, dataDir: app.config.dataDir, tail: arguments.tail, follow: arguments.follow == true) { emit(.out($0)) }
             return 0

@@ -9,7 +9,7 @@ public struct DashboardController: Sendable {
     let templates: Templates
     let metrics: StagerMetrics
     let engineHealth: EngineHealth
-    let runtime: any ContainerRuntime
+    let runtime: any StackRuntime
     let logger: Logger
     /// Hidden from every page and answer (a failure reason or a log that quotes one).
     var secrets: SecretValues = .none

@@ -46,7 +46,7 @@ struct ControllerBench {
         let templates = try Templates.load()
         let seams = ControllerSeams(
             environments: environments,
-            runtime: runtime,
+            runtime: EngineStacks(engine: runtime, probe: InMemoryProber(runtime: runtime), logger: logger),
             frontDoor: frontDoor,
             announcer: Announcer(
                 environments: environments,

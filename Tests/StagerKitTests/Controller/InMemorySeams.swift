@@ -139,7 +139,7 @@ actor InMemoryEnvironments: EnvironmentRepository {
 }
 
 /// The engine in memory. Containers answer their health path unless their image is in `unhealthyImages`.
-actor InMemoryRuntime: ContainerRuntime {
+actor InMemoryRuntime: ContainerEngine {
     private(set) var containers: [ContainerInfo] = []
     private var nextPort = 40000
     let timeline: Timeline
@@ -161,7 +161,12 @@ actor InMemoryRuntime: ContainerRuntime {
         if unavailable { throw EngineUnavailable(message: "Cannot connect to the Docker daemon") }
     }
 
-    nonisolated var reachesServices: Bool { true }
+    nonisolated var placesTasks: Bool { false }
+
+    func serviceReady(_ container: String, on network: String, answers: @Sendable (String) async -> Bool) async throws -> Bool {
+        guard let address = try address(of: container, on: network) else { return false }
+        return await answers(address)
+    }
 
     func streamLogs(_ idOrName: String, tail: Int?, follow: Bool, to sink: OutputSink) async throws -> Int32 { 0 }
 
